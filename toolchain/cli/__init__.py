@@ -1,0 +1,54 @@
+"""`deploy`: the one command. Thin: parse arguments, call the library, print with rich.
+
+Heavy imports (torch, coremltools, converters) happen inside the commands that need them,
+so ``deploy --help`` answers at once. A :class:`~toolchain.errors.ToolchainError` is printed
+as one red line (exit 2), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="deploy",
+    help=(
+        "Make an ocular recognition CNN small and fast enough for phones, and prove it.\n\n"
+        "Typical path: deploy data synth -> deploy train -> deploy prune / distill -> deploy evaluate -> "
+        "deploy export -> deploy bench host / plan -> (apps on devices) -> deploy collect -> deploy report."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+# Each module adds its commands to `app` on import; all of them import only typer/rich at top level.
+COMMAND_MODULES = [
+    "model", "data", "train", "evaluate", "compress", "export",
+    "bench", "bench_plan", "bench_run", "collect", "report", "pipeline",
+]
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"toolchain.cli.{_name}")
+
+
+def main() -> None:
+    from toolchain.errors import ToolchainError
+
+    try:
+        app()
+    except ToolchainError as e:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

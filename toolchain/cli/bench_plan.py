@@ -1,0 +1,5 @@
+"""`deploy bench plan`."""
+
+from __future__ import annotations
+
+from toolchain.cli import app  # noqa: F401

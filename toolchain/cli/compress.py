@@ -1,0 +1,5 @@
+"""`deploy prune|distill|measure`."""
+
+from __future__ import annotations
+
+from toolchain.cli import app  # noqa: F401

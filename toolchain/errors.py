@@ -1,0 +1,56 @@
+"""Typed errors. Every user-facing error says what went wrong and what to do.
+
+The CLI prints a :class:`ToolchainError` as one message and exits with status 2,
+without a traceback; anything else is a bug and keeps its traceback.
+"""
+
+
+class ToolchainError(Exception):
+    """Base class of the errors a user can cause and fix."""
+
+
+class RegistryError(ToolchainError, KeyError):
+    """Unknown or duplicate name in a registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class BundleError(ToolchainError):
+    """A model bundle is missing, truncated, or does not match its model.json."""
+
+
+class CardError(ToolchainError):
+    """A model card or architecture name cannot be resolved."""
+
+
+class WeightsError(ToolchainError):
+    """Pretrained weights were asked for but are not available offline."""
+
+
+class DeviceError(ToolchainError):
+    """A device, target or OS combination that cannot be exported for."""
+
+
+class ExportError(ToolchainError):
+    """A conversion failed or the output folder is unusable."""
+
+
+class UnsupportedLayerError(ExportError):
+    """The architecture contains a layer the target format cannot express."""
+
+
+class ParityError(ExportError):
+    """An exported artifact's outputs do not match PyTorch's."""
+
+
+class SchemaError(ToolchainError):
+    """A results file or run plan does not follow results schema v1."""
+
+
+class DataLayoutError(ToolchainError):
+    """A data set folder does not follow the layout expected."""
+
+
+class RuntimeUnavailable(ToolchainError):
+    """A runtime needed to run an artifact is not available on this machine."""

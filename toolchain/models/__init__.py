@@ -1,0 +1,1 @@
+"""Architectures, model cards and model bundles (safetensors + model.json)."""

@@ -1,0 +1,217 @@
+"""Architectures: build a feature extractor from an ``architecture`` dict, with no pickles.
+
+An architecture dict (as stored in ``model.json``) is::
+
+    {"source": "torchvision" | "toolchain", "name": "resnet50",
+     "layer_shapes": {"layer1.0.conv1": {"in": 32, "out": 32}, ...},   # pruned widths (optional)
+     "removed_blocks": ["layer3.5", ...],                                # depth pruning (optional)
+     "num_classes": null | int}                                          # training head (optional)
+
+``build_model`` makes the base network, turns its final ``Linear`` into the feature head
+(``Identity``), then applies the recorded widths and removed blocks. That is how a
+width- or depth-pruned network rebuilds from ``model.json`` + safetensors alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from toolchain.errors import CardError
+from toolchain.registry import Registry
+
+#: Architectures defined here (source "toolchain"); torchvision's come from torchvision.
+LOCAL_ARCHS: Registry[Callable[[], nn.Module]] = Registry("architecture")
+
+
+class _TinyBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + x)
+
+
+class TinyResNet(nn.Module):
+    """Stem conv + max pool, two residual stages, global average pool, linear 'classifier'."""
+
+    def __init__(self, widths: tuple[int, int] = (16, 64), num_classes: int = 10) -> None:
+        super().__init__()
+        c1, c2 = widths
+        self.conv1 = nn.Conv2d(3, c1, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = nn.Sequential(_TinyBlock(c1))
+        self.down = nn.Sequential(nn.Conv2d(c1, c2, 1, stride=2, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True))
+        self.layer2 = nn.Sequential(_TinyBlock(c2))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c2, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer2(self.down(self.layer1(x)))
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(x)
+
+
+LOCAL_ARCHS.add("tiny_resnet", TinyResNet)
+
+
+def _base_network(source: str, name: str) -> nn.Module:
+    if source == "toolchain":
+        return LOCAL_ARCHS.get(name)()
+    if source == "torchvision":
+        import torchvision
+
+        if name not in torchvision.models.list_models(module=torchvision.models):
+            raise CardError(
+                f"unknown torchvision classification architecture {name!r}; "
+                "see torchvision.models.list_models(module=torchvision.models)"
+            )
+        return torchvision.models.get_model(name, weights=None)
+    raise CardError(f"unknown architecture source {source!r}; known: torchvision, toolchain")
+
+
+def _get(root: nn.Module, path: str) -> nn.Module:
+    return root.get_submodule(path) if path else root
+
+
+def _set(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, leaf = path.rpartition(".")
+    setattr(_get(root, parent), leaf, module)
+
+
+def final_linear_name(model: nn.Module) -> str:
+    """Name of the last ``nn.Linear`` in module order: the classifier the feature head replaces."""
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not names:
+        raise CardError(f"{type(model).__name__} has no Linear classifier to turn into a feature head")
+    return names[-1]
+
+
+def _resized(module: nn.Module, c_in: int, c_out: int) -> nn.Module:
+    """A fresh module like ``module`` with new channel counts (weights are loaded later)."""
+    if isinstance(module, nn.Conv2d):
+        depthwise = module.groups == module.in_channels and module.groups > 1
+        groups = c_in if depthwise else module.groups
+        return nn.Conv2d(c_in, c_out, module.kernel_size, module.stride, module.padding, module.dilation,
+                         groups, module.bias is not None, module.padding_mode)
+    if isinstance(module, nn.BatchNorm2d):
+        return nn.BatchNorm2d(c_out, module.eps, module.momentum, module.affine, module.track_running_stats)
+    if isinstance(module, nn.Linear):
+        return nn.Linear(c_in, c_out, module.bias is not None)
+    raise CardError(f"cannot resize a {type(module).__name__}; only Conv2d, BatchNorm2d and Linear carry widths")
+
+
+def layer_shapes(model: nn.Module) -> dict[str, dict[str, int]]:
+    """Channel counts of every Conv2d / BatchNorm2d / Linear: the widths that rebuild a network."""
+    out: dict[str, dict[str, int]] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            out[name] = {"in": m.in_channels, "out": m.out_channels}
+        elif isinstance(m, nn.BatchNorm2d):
+            out[name] = {"in": m.num_features, "out": m.num_features}
+        elif isinstance(m, nn.Linear):
+            out[name] = {"in": m.in_features, "out": m.out_features}
+    return out
+
+
+def changed_shapes(base: dict[str, dict[str, int]], now: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Entries of ``now`` that differ from ``base``: what model.json records for a pruned network."""
+    return {k: v for k, v in now.items() if base.get(k) != v}
+
+
+class FeatureModel(nn.Module):
+    """A trunk that maps an image batch (N, 3, H, W, normalised) to deep features (N, D).
+
+    ``head`` is an optional classification layer used only for training (subject
+    classification); exports and evaluation use ``forward``, which returns features.
+    """
+
+    def __init__(self, trunk: nn.Module, num_classes: int | None = None, feature_dim: int | None = None) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.head = nn.Linear(feature_dim, num_classes) if num_classes else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.head is None:
+            raise RuntimeError("this model has no classification head")
+        return self.head(self.trunk(x))
+
+
+def build_trunk(arch: dict[str, Any]) -> nn.Module:
+    """Base network, final Linear -> Identity, then recorded widths and removed blocks."""
+    net = _base_network(arch.get("source", "torchvision"), arch["name"])
+    _set(net, final_linear_name(net), nn.Identity())
+    for name, shape in (arch.get("layer_shapes") or {}).items():
+        try:
+            old = _get(net, name)
+        except AttributeError:
+            raise CardError(f"model.json names layer {name!r}, which {arch['name']} does not have") from None
+        _set(net, name, _resized(old, int(shape["in"]), int(shape["out"])))
+    for name in arch.get("removed_blocks") or []:
+        try:
+            _get(net, name)
+        except AttributeError:
+            raise CardError(f"model.json removes block {name!r}, which {arch['name']} does not have") from None
+        _set(net, name, nn.Identity())
+    return net
+
+
+def build_model(arch: dict[str, Any], feature_dim: int | None = None) -> FeatureModel:
+    trunk = build_trunk(arch)
+    num_classes = arch.get("num_classes")
+    if num_classes and feature_dim is None:
+        raise CardError("a classification head needs the feature dimension")
+    return FeatureModel(trunk, num_classes, feature_dim)
+
+
+@torch.no_grad()
+def probe_feature_dim(model: nn.Module, input_size: int) -> int:
+    was_training = model.training
+    model.eval()
+    dim = int(model(torch.zeros(1, 3, input_size, input_size)).shape[1])
+    model.train(was_training)
+    return dim
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, input_size: int, seed: int = 0, batches: int = 4, batch_size: int = 8) -> None:
+    """Re-estimate BatchNorm running statistics on seeded smooth random images.
+
+    A randomly initialised torchvision network in eval mode can output features around
+    1e-8 (MobileNetV2): fp16 underflows and parity numbers mean nothing. With statistics
+    from real forward passes every BN output has unit scale and features are of order 1.
+    Inputs are normalised-space noise blurred by 2x up-sampling, so they are not constant.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    g = torch.Generator().manual_seed(seed)
+    saved = [(m.momentum,) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all batches
+    was_training = model.training
+    model.train()
+    half = max(input_size // 2, 1)
+    for _ in range(batches):
+        x = torch.randn(batch_size, 3, half, half, generator=g)
+        x = nn.functional.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
+        model(x)
+    for m, (mom,) in zip(bns, saved):
+        m.momentum = mom
+    model.train(was_training)

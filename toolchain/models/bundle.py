@@ -1,0 +1,235 @@
+"""Model bundles: ``model.safetensors`` + ``model.json``. Everything after training consumes these.
+
+``model.json`` holds the architecture (with the widths/removed blocks that rebuild a pruned
+network), input size and normalisation, feature dimension, the weights' sha256 and
+provenance. Loading checks the hash, then every tensor's name and shape, and never
+unpickles anything.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from toolchain import __version__
+from toolchain.errors import BundleError, WeightsError
+from toolchain.fsutil import atomic_dir, sha256_file
+from toolchain.models.arch import (
+    FeatureModel,
+    build_model,
+    changed_shapes,
+    layer_shapes,
+    probe_feature_dim,
+    recalibrate_batchnorm,
+    _base_network,
+    _set,
+    final_linear_name,
+)
+from toolchain.models.cards import Card, load_card
+
+BUNDLE_FORMAT = "toolchain.bundle"
+BUNDLE_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.json"
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: the model (eval mode) and its metadata."""
+
+    path: Path
+    meta: dict[str, Any]
+    model: FeatureModel
+
+    @property
+    def sha256(self) -> str:
+        return self.meta["weights"]["sha256"]
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
+
+    @property
+    def input_size(self) -> int:
+        return int(self.meta["input"]["size"][0])
+
+    @property
+    def mean(self) -> list[float]:
+        return list(self.meta["input"]["mean"])
+
+    @property
+    def std(self) -> list[float]:
+        return list(self.meta["input"]["std"])
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.meta["feature_dim"])
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _imagenet_state(arch_name: str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights from its local cache; never downloads."""
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(arch_name).DEFAULT
+    except (ValueError, KeyError):
+        raise WeightsError(f"torchvision has no pretrained weights for {arch_name!r}") from None
+    filename = weights.url.rsplit("/", 1)[-1]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if not path.is_file():
+        raise WeightsError(
+            f"ImageNet weights for {arch_name} are not in torchvision's cache. This tool never downloads: "
+            f"fetch {weights.url} on a connected machine and put it at {path} (or set TORCH_HOME), then retry."
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure here means an unusable file
+        raise WeightsError(f"{path} is not a readable torchvision checkpoint ({e}); delete it and fetch it again") from None
+
+
+def new_model(card: Card, seed: int = 0, input_size: int | None = None, weights: str = "random") -> tuple[FeatureModel, dict[str, Any]]:
+    """Build a card's model with seeded random (BN-recalibrated) or ImageNet weights, plus its model.json."""
+    size = int(input_size or card.input_size)
+    if size < 16:
+        raise BundleError(f"--input-size {size} is too small (at least 16 pixels)")
+    torch.manual_seed(seed)
+    arch = {"source": card.architecture.get("source", "torchvision"), "name": card.architecture["name"],
+            "layer_shapes": {}, "removed_blocks": [], "num_classes": None}
+    if weights == "imagenet":
+        if arch["source"] != "torchvision":
+            raise WeightsError(f"--weights imagenet needs a torchvision architecture, not {arch['name']}")
+        net = _base_network("torchvision", arch["name"])
+        net.load_state_dict(_imagenet_state(arch["name"]))
+        _set(net, final_linear_name(net), torch.nn.Identity())
+        model = FeatureModel(net)
+    elif weights == "random":
+        model = build_model(arch)
+    else:
+        raise WeightsError(f"unknown --weights {weights!r}; known: random, imagenet")
+    if weights == "random":
+        recalibrate_batchnorm(model, size, seed=seed)
+    model.eval()
+    dim = probe_feature_dim(model, size)
+    meta = {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_VERSION,
+        "name": card.name,
+        "card": card.name,
+        "description": card.description,
+        "architecture": arch,
+        "feature_dim": dim,
+        "input": {"size": [size, size], "channels": 3, "color": "rgb", "layout": "nchw",
+                  "mean": list(card.mean), "std": list(card.std),
+                  "note": "pixels scaled to [0, 1], then (x - mean) / std"},
+        "provenance": {"created": _now(), "toolchain_version": __version__,
+                       "init": {"weights": weights, "seed": seed, "bn_recalibrated": weights == "random"},
+                       "parent_sha256": None, "recipe": None, "training": None, "metrics": None},
+    }
+    return model, meta
+
+
+def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base_arch: dict[str, Any] | None = None) -> Path:
+    """Write a bundle atomically: a failure leaves no half-written folder.
+
+    The architecture's ``layer_shapes`` are recomputed from the model against the unpruned
+    base, so a width-pruned network records exactly the widths that rebuild it.
+    """
+    meta = copy.deepcopy(meta)
+    arch = meta["architecture"]
+    base = build_model({**arch, "layer_shapes": {}, "removed_blocks": arch.get("removed_blocks", []), "num_classes": None})
+    arch["layer_shapes"] = changed_shapes(layer_shapes(base.trunk), layer_shapes(model.trunk))
+    arch["num_classes"] = model.head.out_features if model.head is not None else None
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    blob = save(state, metadata={"format": BUNDLE_FORMAT})
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        (tmp / WEIGHTS_FILE).write_bytes(blob)
+        meta["weights"] = {"file": WEIGHTS_FILE, "sha256": sha256_file(tmp / WEIGHTS_FILE),
+                           "size_bytes": len(blob), "num_tensors": len(state),
+                           "num_parameters": int(sum(p.numel() for p in model.parameters()))}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"{path} is not a model bundle folder (expected {META_FILE} + {WEIGHTS_FILE}); "
+                          "create one with `deploy model init`")
+    mj = path / META_FILE
+    if not mj.is_file():
+        raise BundleError(f"{path} has no {META_FILE}: not a model bundle (create one with `deploy model init`)")
+    try:
+        meta = json.loads(mj.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{mj} is not valid JSON ({e}); the bundle is corrupt") from None
+    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{mj} is not a toolchain bundle description (format != {BUNDLE_FORMAT!r})")
+    if meta.get("format_version") != BUNDLE_VERSION:
+        raise BundleError(f"{mj} has bundle format version {meta.get('format_version')}; this toolchain reads {BUNDLE_VERSION}")
+    for key in ("architecture", "input", "weights", "feature_dim"):
+        if key not in meta:
+            raise BundleError(f"{mj} lacks {key!r}; the bundle is corrupt")
+    return meta
+
+
+def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
+    """Load and check a bundle. Errors name the file and the problem; nothing is unpickled."""
+    path = Path(path)
+    meta = read_meta(path)
+    wfile = path / meta["weights"].get("file", WEIGHTS_FILE)
+    if not wfile.is_file():
+        raise BundleError(f"{wfile} is missing; the bundle is incomplete")
+    expected_size = meta["weights"].get("size_bytes")
+    if expected_size is not None and wfile.stat().st_size != expected_size:
+        raise BundleError(f"{wfile} is {wfile.stat().st_size} bytes but model.json says {expected_size}: "
+                          "truncated or replaced; re-create or re-copy the bundle")
+    if verify_hash and sha256_file(wfile) != meta["weights"]["sha256"]:
+        raise BundleError(f"{wfile} does not match the sha256 in model.json: the weights were modified or corrupted")
+    try:
+        state = load_file(str(wfile))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise BundleError(f"{wfile} is not a readable safetensors file ({e})") from None
+    try:
+        model = build_model(meta["architecture"], int(meta["feature_dim"]))
+    except Exception as e:  # noqa: BLE001
+        raise BundleError(f"cannot rebuild the architecture in {path / META_FILE}: {e}") from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    problems = [f"missing {k}" for k in expected if k not in got]
+    problems += [f"unexpected {k}" for k in got if k not in expected]
+    problems += [f"{k}: file {got[k]} vs architecture {expected[k]}" for k in expected if k in got and got[k] != expected[k]]
+    if problems:
+        shown = "; ".join(problems[:8]) + (f"; ... {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise BundleError(f"{wfile} does not match the architecture in model.json: {shown}")
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return Bundle(path=path, meta=meta, model=model)
+
+
+def init_bundle(card_or_name: str, out: str | Path, seed: int = 0, input_size: int | None = None,
+                weights: str = "random") -> Path:
+    card = load_card(card_or_name)
+    model, meta = new_model(card, seed=seed, input_size=input_size, weights=weights)
+    return save_bundle(model, meta, out)
+
+
+def derive_meta(parent: Bundle, **provenance: Any) -> dict[str, Any]:
+    """model.json for a bundle derived from ``parent`` (pruned, fine-tuned, distilled...)."""
+    meta = copy.deepcopy(parent.meta)
+    meta.pop("weights", None)
+    meta["provenance"] = {**meta.get("provenance", {}), "created": _now(), "toolchain_version": __version__,
+                          "parent_sha256": parent.sha256, **provenance}
+    return meta
