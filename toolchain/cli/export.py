@@ -1,5 +1,90 @@
-"""`deploy export`: bundle -> ONNX / Core ML / TFLite, parity-checked."""
+"""`deploy export`: bundle -> ONNX / Core ML / TFLite, parity-checked against PyTorch."""
 
 from __future__ import annotations
 
-from toolchain.cli import app  # noqa: F401
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from toolchain.cli import app
+from toolchain.cli._common import console, err_console
+
+
+def parity_table(outcomes, title: str = "Exports"):
+    """One row per artifact: what it is, where it runs, its size and its parity numbers."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for col in ("artifact", "format", "precision", "devices", "size MB", "parity", "cosine min", "max abs", "checked with"):
+        t.add_column(col, justify="right" if col in ("size MB", "cosine min", "max abs") else "left")
+    for o in outcomes:
+        m, p = o.manifest, o.manifest["parity"]
+        fmt = m["format"]
+        if fmt == "coreml":
+            fmt = f"coreml {'NN' if m['coreml_format'] == 'neuralnetwork' else 'MLProgram'} spec {m['spec_version']}"
+        colour = {"passed": "green", "failed": "red", "skipped": "yellow"}[p["status"]]
+        t.add_row(m["name"], fmt, m["precision"], ",".join(m["devices"]) or "-", f"{m['size_bytes'] / 1e6:.1f}",
+                  f"[{colour}]{p['status']}[/]",
+                  "-" if p["cosine_min"] is None else f"{p['cosine_min']:.6f}",
+                  "-" if p["max_abs"] is None else f"{p['max_abs']:.2e}",
+                  p["reference"] or (p["reason"] or ""))
+    return t
+
+
+@app.command("export")
+def export(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle folder (model.json + model.safetensors).")],
+    target: Annotated[list[str], typer.Option("--target", "-t", help="onnx, coreml or tflite (repeatable).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; one sub-folder (artifact + manifest.json) per artifact.")],
+    device: Annotated[Optional[list[str]], typer.Option("--device", "-d", help="iphone6, iphonex, iphonexr, ipadair2, ipad7, android (repeatable, comma-separated, or 'all'). Picks format, spec version, precision and minimum OS.")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8 (default per target: Core ML fp16, ONNX/TFLite fp32).")] = None,
+    min_ios: Annotated[Optional[int], typer.Option("--min-ios", help="Override the minimum iOS (12..18): 12 = NeuralNetwork spec 3, 13-14 NeuralNetwork, 15+ ML Program.")] = None,
+    layout: Annotated[Optional[str], typer.Option(help="Input layout nchw or nhwc (default: TFLite nhwc, others nchw).")] = None,
+    calibration: Annotated[Optional[Path], typer.Option(help="Folder of images for int8 calibration and parity inputs' calibration (default: seeded synthetic images).")] = None,
+    compress: Annotated[Optional[str], typer.Option(help="Core ML weight compression: sparse, palettize4, palettize6, palettize8 (iOS 16+).")] = None,
+    int8: Annotated[str, typer.Option("--int8", help="TFLite int8 kind: static (calibrated activations) or dynamic (dynamic range).")] = "static",
+    min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help="Parity threshold per sample (default: fp32 0.99999, fp16 0.999, int8 0.99).")] = None,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the parity check (recorded as skipped in the manifest).")] = False,
+) -> None:
+    """Export a bundle for target devices, and check each artifact against PyTorch.
+
+    Example: deploy export b --target coreml --device iphone6 --out exports
+    """
+    from toolchain.errors import ParityError, ToolchainError
+    from toolchain.export.base import ExportRequest, export_bundle
+
+    outcomes = []
+    failure: ParityError | None = None
+    for tgt in target:
+        req = ExportRequest(bundle_dir=bundle, target=tgt, out=out, devices=device or [], precision=precision,
+                            min_ios=min_ios, layout=layout, calibration_dir=calibration, verify=not no_verify,
+                            min_cosine=min_cosine, compress=compress, int8_mode=int8)
+        with err_console.status(f"exporting {bundle} to {tgt}...") as status:
+            def say(msg: str) -> None:
+                status.update(msg)
+                err_console.log(msg)
+            try:
+                outcomes += export_bundle(req, progress=say)
+            except ParityError as e:
+                failure = e
+            except ToolchainError:
+                raise
+    from toolchain.export import manifest as man
+
+    if failure is not None:  # show what was written, then fail
+        for d in sorted(out.iterdir()):
+            if (d / man.MANIFEST_FILE).is_file() and all(o.folder != d for o in outcomes):
+                from toolchain.export.base import ExportOutcome
+
+                outcomes.append(ExportOutcome(d, man.read(d)))
+    for o in outcomes:
+        for r in o.reasons:
+            console.print(f"  {o.manifest['name']}: {r}")
+    console.print(parity_table(outcomes))
+    for o in outcomes:
+        if o.manifest["parity"]["status"] == "skipped":
+            console.print(f"[yellow]parity skipped[/] for {o.manifest['name']}: {o.manifest['parity']['reason']}")
+    console.print(f"artifacts and manifests in [bold]{out}[/]")
+    if failure is not None:
+        raise failure

@@ -1,0 +1,122 @@
+"""ONNX and TFLite exports end to end: conversion, manifest, parity, failure modes."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from toolchain.errors import BundleError, DeviceError, ParityError, RegistryError, ToolchainError
+from toolchain.export.base import ExportRequest, export_bundle, run_artifact
+from toolchain.export.parity import smooth_random_images
+
+MANIFEST_KEYS = {"format", "precision", "file", "sha256", "size_bytes", "devices", "min_os", "spec_version", "input",
+                 "output", "source_bundle_sha256", "converter_versions", "parity", "reference_features"}
+
+
+@pytest.mark.parametrize("target,precision", [("onnx", "fp32"), ("onnx", "fp16"), ("onnx", "int8"),
+                                              ("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8")])
+def test_tiny_export_passes_parity(tiny_bundle, tmp_path, target, precision):
+    (o,) = export_bundle(ExportRequest(tiny_bundle, target, tmp_path, precision=precision))
+    m = o.manifest
+    assert MANIFEST_KEYS <= set(m)
+    assert m["parity"]["status"] == "passed", m["parity"]
+    assert m["parity"]["cosine_min"] >= {"fp32": 0.99999, "fp16": 0.999, "int8": 0.99}[precision]
+    assert (o.folder / m["file"]).is_file() and (o.folder / "fixed_input.png").is_file()
+    assert json.loads((o.folder / "manifest.json").read_text())["sha256"] == m["sha256"]
+    assert m["output"]["dim"] == 64 and len(m["reference_features"]["sample"]) == 16
+    # The artifact runs through the same runner evaluation uses, on fresh inputs.
+    feats, runtime = run_artifact(o.folder, smooth_random_images(2, 64, seed=77))
+    assert feats.shape == (2, 64) and runtime
+    if target == "tflite":
+        assert m["input"]["layout"] == "nhwc" and m["input"]["shape"] == [1, 64, 64, 3]
+
+
+def test_tflite_dynamic_int8_is_named_and_passes(tiny_bundle, tmp_path):
+    (o,) = export_bundle(ExportRequest(tiny_bundle, "tflite", tmp_path, precision="int8", int8_mode="dynamic"))
+    assert o.folder.name.endswith("_dynamic") and o.manifest["int8_mode"] == "dynamic"
+    assert o.manifest["parity"]["status"] == "passed"
+
+
+def test_perturbed_artifact_fails_parity(tiny_bundle, tmp_path):
+    """Swap the bundle's weights for another seed's after conversion: parity must catch it."""
+    import onnx
+    from onnx import numpy_helper
+
+    (o,) = export_bundle(ExportRequest(tiny_bundle, "onnx", tmp_path / "a"))
+    path = o.folder / o.manifest["file"]
+    model = onnx.load(str(path))
+    init = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    arr = numpy_helper.to_array(init).copy()
+    arr *= -1.0
+    init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    onnx.save(model, str(path))
+    from toolchain.export.base import get_exporter, parity_inputs, _pytorch_features, run_parity
+    from toolchain.models.bundle import load_bundle
+
+    b = load_bundle(tiny_bundle)
+    x = parity_inputs(b)
+    r = run_parity(get_exporter("onnx"), path, o.manifest, x, _pytorch_features(b, x), 0.99999)
+    assert r.status == "failed" and r.mismatches
+
+
+def test_parity_failure_exits_with_every_mismatch(tiny_bundle, tmp_path):
+    with pytest.raises(ParityError, match="sample 0"):
+        export_bundle(ExportRequest(tiny_bundle, "tflite", tmp_path, precision="int8", min_cosine=0.9999999))
+    man = json.loads(next(tmp_path.glob("*/manifest.json")).read_text())
+    assert man["parity"]["status"] == "failed"  # recorded, never silent
+
+
+def test_no_verify_is_recorded(tiny_bundle, tmp_path):
+    (o,) = export_bundle(ExportRequest(tiny_bundle, "onnx", tmp_path, verify=False))
+    assert o.manifest["parity"]["status"] == "skipped" and "--no-verify" in o.manifest["parity"]["reason"]
+
+
+def test_bad_requests_fail_before_work(tiny_bundle, tmp_path):
+    with pytest.raises(RegistryError, match="coreml"):
+        export_bundle(ExportRequest(tiny_bundle, "caffe2", tmp_path))
+    with pytest.raises(DeviceError, match="iphone6"):
+        export_bundle(ExportRequest(tiny_bundle, "onnx", tmp_path, devices=["nokia3310"]))
+    with pytest.raises(BundleError):
+        export_bundle(ExportRequest(tmp_path / "nope", "onnx", tmp_path / "o"))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ToolchainError, match="not writable"):
+        export_bundle(ExportRequest(tiny_bundle, "onnx", blocker / "sub"))
+    assert not any(p.suffix == ".onnx" for p in tmp_path.rglob("*"))
+
+
+def test_failed_conversion_leaves_no_half_artifact(tiny_bundle, tmp_path, monkeypatch):
+    from toolchain.export import onnx as onnx_exp
+
+    def boom(self, job, work, progress):
+        (work / "half.onnx").write_bytes(b"partial")
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(onnx_exp.OnnxExporter, "convert", boom)
+    with pytest.raises(ToolchainError, match="converter crashed"):
+        export_bundle(ExportRequest(tiny_bundle, "onnx", tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_calibration_folder(tiny_bundle, tmp_path):
+    from PIL import Image
+
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    for i, img in enumerate(smooth_random_images(3, 50, seed=10)):
+        Image.fromarray(img.transpose(1, 2, 0).astype(np.uint8)).save(cal / f"{i}.png")
+    (cal / "broken.png").write_bytes(b"not a png")
+    (o,) = export_bundle(ExportRequest(tiny_bundle, "tflite", tmp_path / "o", precision="int8", calibration_dir=cal))
+    assert o.manifest["parity"]["status"] == "passed"
+    with pytest.raises(ToolchainError, match="no readable images"):
+        export_bundle(ExportRequest(tiny_bundle, "tflite", tmp_path / "o2", precision="int8", calibration_dir=tmp_path / "o"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target,precision", [("onnx", "fp32"), ("tflite", "int8")])
+def test_resnet50_export(resnet50_bundle, tmp_path, target, precision):
+    (o,) = export_bundle(ExportRequest(resnet50_bundle, target, tmp_path, precision=precision,
+                                       devices=["android"] if target == "tflite" else []))
+    assert o.manifest["parity"]["status"] == "passed", o.manifest["parity"]
+    assert o.manifest["output"]["dim"] == 2048

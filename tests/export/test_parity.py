@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from toolchain.export.parity import DEFAULT_MIN_COSINE, compare, cosine_per_sample, smooth_random_images
+
+
+def test_cosine_hand_computed():
+    a = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+    b = np.array([[1.0, 1.0], [0.0, 5.0], [0.0, 0.0]])
+    np.testing.assert_allclose(cosine_per_sample(a, b), [2 ** -0.5, 1.0, 1.0])
+
+
+def test_identical_outputs_pass():
+    ref = np.random.default_rng(0).normal(size=(4, 32))
+    r = compare(ref, ref.copy(), min_cosine=DEFAULT_MIN_COSINE["fp32"], runtime="x")
+    assert r.status == "passed" and r.max_abs == 0.0 and r.cosine_min == pytest.approx(1.0)
+
+
+def test_every_mismatch_is_listed():
+    ref = np.random.default_rng(0).normal(size=(3, 16))
+    got = ref.copy()
+    got[1] = -got[1]
+    got[2, 0] = np.nan
+    r = compare(ref, got, min_cosine=0.99, runtime="x", output_name="output_0")
+    assert r.status == "failed"
+    joined = " | ".join(r.mismatches)
+    assert "sample 1" in joined and "sample 2" in joined and "non-finite" in joined and "output_0" in joined
+
+
+def test_shape_mismatch_fails_without_values():
+    r = compare(np.zeros((2, 8)), np.zeros((2, 4)), min_cosine=0.9, runtime="x")
+    assert r.status == "failed" and "shape" in r.mismatches[0]
+
+
+def test_smooth_images_are_seeded_raw_pixels():
+    a = smooth_random_images(2, 40, seed=5)
+    assert a.shape == (2, 3, 40, 40) and a.dtype == np.float32
+    assert a.min() >= 0 and a.max() <= 255 and a.std() > 20
+    np.testing.assert_array_equal(a, smooth_random_images(2, 40, seed=5))
+    assert not np.array_equal(a, smooth_random_images(2, 40, seed=6))
