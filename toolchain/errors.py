@@ -54,3 +54,15 @@ class DataLayoutError(ToolchainError):
 
 class RuntimeUnavailable(ToolchainError):
     """A runtime needed to run an artifact is not available on this machine."""
+
+
+class MetricsError(ToolchainError):
+    """Verification scores that no metric can be computed from (empty class, NaN, all equal)."""
+
+
+class StoreError(ToolchainError):
+    """The results store cannot be used, or a run asked for is not in it."""
+
+
+class CollectError(ToolchainError):
+    """Results cannot be fetched from a device or service (tool missing, no device, service error)."""

@@ -109,8 +109,11 @@ def test_calibration_folder(tiny_bundle, tmp_path):
     (cal / "broken.png").write_bytes(b"not a png")
     (o,) = export_bundle(ExportRequest(tiny_bundle, "tflite", tmp_path / "o", precision="int8", calibration_dir=cal))
     assert o.manifest["parity"]["status"] == "passed"
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.jpg").write_bytes(b"\xff\xd8 truncated")
     with pytest.raises(ToolchainError, match="no readable images"):
-        export_bundle(ExportRequest(tiny_bundle, "tflite", tmp_path / "o2", precision="int8", calibration_dir=tmp_path / "o"))
+        export_bundle(ExportRequest(tiny_bundle, "tflite", tmp_path / "o2", precision="int8", calibration_dir=junk))
 
 
 @pytest.mark.slow
