@@ -1,0 +1,5 @@
+"""`python -m toolchain.cli` = `deploy`."""
+
+from toolchain.cli import main
+
+main()
