@@ -1,0 +1,1 @@
+"""`deploy pipeline run` and `deploy demo`: data -> train -> compress -> evaluate -> export -> bench -> plan -> report."""

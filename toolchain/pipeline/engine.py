@@ -1,0 +1,187 @@
+"""A small content-addressed stage runner: skip what is done, never leave a half output.
+
+A stage's key is the sha256 of its kind, its config and its dependencies' keys, so a change
+anywhere upstream re-keys everything downstream. Its output folder is
+``WORK/<kind>/<name>-<key12>/``, written through :func:`toolchain.fsutil.atomic_dir`: the
+rename at the end is the commit point, so a stage killed at any moment leaves only a
+``.tmp`` folder, which the next run removes. ``stage.json`` inside records the key, config
+and the stage's summary.
+
+>>> key_of("train", {"epochs": 2}, ["ab"]) == key_of("train", {"epochs": 2}, ["ab"])
+True
+>>> key_of("train", {"epochs": 2}, ["ab"]) == key_of("train", {"epochs": 3}, ["ab"])
+False
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from toolchain.errors import ToolchainError
+from toolchain.fsutil import atomic_dir
+
+STAGE_FILE = "stage.json"
+#: Order of stage kinds (what --only / --force name).
+KINDS = ("data", "train", "compress", "evaluate", "export", "bench", "plan", "report")
+
+
+class PipelineError(ToolchainError):
+    """A pipeline file or stage selection that cannot run."""
+
+
+def key_of(kind: str, config: dict[str, Any], dep_keys: list[str]) -> str:
+    blob = json.dumps({"kind": kind, "config": config, "deps": dep_keys}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class Context:
+    """What a stage's function gets: its output folder (temporary until it returns) and its inputs."""
+
+    out: Path
+    config: dict[str, Any]
+    inputs: dict[str, "Done"]
+    progress: Callable[[str], None]
+
+
+@dataclass
+class Done:
+    name: str
+    kind: str
+    key: str
+    path: Path
+    summary: dict[str, Any]
+
+
+@dataclass
+class Stage:
+    name: str
+    kind: str
+    config: dict[str, Any]
+    fn: Callable[[Context], dict[str, Any]]
+    deps: list[str] = field(default_factory=list)
+    key: str = ""
+
+    def folder(self, work: Path) -> Path:
+        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.name)
+        return work / self.kind / f"{slug}-{self.key[:12]}"
+
+
+@dataclass
+class StageReport:
+    name: str
+    kind: str
+    status: str  # "cached" | "ran" | "would run" | "not selected" | "failed"
+    path: Path
+    seconds: float = 0.0
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def resolve(stages: list[Stage]) -> list[Stage]:
+    """Check names and dependencies, order topologically, and compute keys."""
+    by_name: dict[str, Stage] = {}
+    for s in stages:
+        if s.name in by_name:
+            raise PipelineError(f"two stages are named {s.name!r}")
+        if s.kind not in KINDS:
+            raise PipelineError(f"stage {s.name!r} has unknown kind {s.kind!r}; known: {', '.join(KINDS)}")
+        by_name[s.name] = s
+    ordered: list[Stage] = []
+    state: dict[str, str] = {}
+
+    def visit(s: Stage, chain: tuple[str, ...]) -> None:
+        if state.get(s.name) == "done":
+            return
+        if state.get(s.name) == "visiting":
+            raise PipelineError(f"dependency cycle: {' -> '.join(chain + (s.name,))}")
+        state[s.name] = "visiting"
+        for d in s.deps:
+            if d not in by_name:
+                raise PipelineError(f"stage {s.name!r} depends on {d!r}, which is not defined")
+            visit(by_name[d], chain + (s.name,))
+        s.key = key_of(s.kind, s.config, [by_name[d].key for d in s.deps])
+        state[s.name] = "done"
+        ordered.append(s)
+
+    for s in stages:
+        visit(s, ())
+    return ordered
+
+
+def clean_stale(work: Path) -> list[Path]:
+    """Remove temporary folders left by a stage that was killed (they are never valid outputs)."""
+    removed = []
+    if work.is_dir():
+        for p in work.glob("*/.*.tmp"):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def load_done(stage: Stage, work: Path) -> Done | None:
+    folder = stage.folder(work)
+    try:
+        info = json.loads((folder / STAGE_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if info.get("key") != stage.key:
+        return None
+    return Done(stage.name, stage.kind, stage.key, folder, info.get("summary", {}))
+
+
+def run(stages: list[Stage], work: Path, *, only: set[str] | None = None, force: set[str] | None = None,
+        dry_run: bool = False, progress: Callable[[str], None] | None = None) -> list[StageReport]:
+    """Run stages in dependency order; cached ones are skipped. Stops at the first failure (re-raised)."""
+    say = progress or (lambda m: None)
+    force = force or set()
+    for sel in (only or set()) | force:
+        if sel not in KINDS and sel not in {s.name for s in stages}:
+            raise PipelineError(f"unknown stage {sel!r}; stage kinds: {', '.join(KINDS)}, or a stage name")
+    ordered = resolve(stages)
+    work = Path(work)
+    if not dry_run:
+        work.mkdir(parents=True, exist_ok=True)
+        for p in clean_stale(work):
+            say(f"removed a half-written stage output left by an interrupted run: {p.name}")
+    done: dict[str, Done] = {}
+    reports: list[StageReport] = []
+    for s in ordered:
+        selected = only is None or s.kind in only or s.name in only
+        forced = s.kind in force or s.name in force
+        cached = load_done(s, work)
+        folder = s.folder(work)
+        if cached is not None and not forced:
+            done[s.name] = cached
+            reports.append(StageReport(s.name, s.kind, "cached", folder, summary=cached.summary))
+            continue
+        if not selected:
+            reports.append(StageReport(s.name, s.kind, "not selected", folder))
+            continue
+        if dry_run:
+            reports.append(StageReport(s.name, s.kind, "would run", folder))
+            continue
+        missing = [d for d in s.deps if d not in done]
+        if missing:
+            raise PipelineError(f"stage {s.name!r} needs {', '.join(missing)} first (run without --only, or include them)")
+        say(f"[{s.kind}] {s.name}: running")
+        t0 = time.perf_counter()
+        try:
+            with atomic_dir(folder) as tmp:
+                summary = s.fn(Context(tmp, s.config, {d: done[d] for d in s.deps}, say)) or {}
+                info = {"name": s.name, "kind": s.kind, "key": s.key, "config": s.config, "deps": s.deps,
+                        "summary": summary, "seconds": round(time.perf_counter() - t0, 2)}
+                (tmp / STAGE_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
+        except BaseException as e:
+            reports.append(StageReport(s.name, s.kind, "failed", folder, time.perf_counter() - t0, error=str(e)))
+            e.reports = reports  # type: ignore[attr-defined]  # the CLI prints what ran before the failure
+            raise
+        done[s.name] = Done(s.name, s.kind, s.key, folder, summary)
+        reports.append(StageReport(s.name, s.kind, "ran", folder, time.perf_counter() - t0, summary))
+    return reports
