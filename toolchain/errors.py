@@ -66,3 +66,19 @@ class StoreError(ToolchainError):
 
 class CollectError(ToolchainError):
     """Results cannot be fetched from a device or service (tool missing, no device, service error)."""
+
+
+class DataError(ToolchainError):
+    """A data set cannot be used as asked: too many unreadable images, too few subjects, a bad split or protocol file."""
+
+
+class ImageError(DataError):
+    """One image file cannot be read or decoded (corrupt, truncated, not an image)."""
+
+
+class CheckpointError(ToolchainError):
+    """A training checkpoint cannot be resumed from (missing, torn between its two files, or another run's)."""
+
+
+class CompressionError(ToolchainError):
+    """A pruning or distillation request that cannot be met (ratio out of reach, nothing to prune, bad student)."""

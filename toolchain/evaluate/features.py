@@ -1,0 +1,209 @@
+"""Feature extraction from a model bundle or an exported artifact, and cosine scoring of pairs.
+
+Both kinds of model take the same input: raw RGB pixels 0..255 (float32, NCHW) at the model's
+own input size. A bundle runs in PyTorch through :class:`toolchain.export.base.DeployModule`
+(the very module every artifact was converted from, normalisation included); an artifact
+runs through :func:`toolchain.export.base.run_artifact` (ONNX Runtime, LiteRT, or the numpy
+Core ML executor). So the same images give comparable features before and after export.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from toolchain.errors import ToolchainError
+from toolchain.registry import Registry
+
+
+#: progress(done, total, what)
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass
+class FeatureExtractor:
+    """Something that maps raw pixels (N, 3, S, S) float32 0..255 to features (N, D)."""
+
+    kind: str  # "bundle" or "artifact"
+    path: Path
+    name: str
+    input_size: int
+    sha256: str
+    info: dict[str, Any] = field(default_factory=dict)  # format, precision, source bundle...
+    runtime: str = ""  # filled in by the first extract()
+    _run: Callable[[np.ndarray], tuple[np.ndarray, str]] | None = None
+
+    def extract(self, pixels_nchw: np.ndarray) -> np.ndarray:
+        if pixels_nchw.ndim != 4 or pixels_nchw.shape[1:] != (3, self.input_size, self.input_size):
+            raise ToolchainError(f"{self.name} takes (N, 3, {self.input_size}, {self.input_size}) pixels, "
+                                 f"got {tuple(pixels_nchw.shape)}")
+        assert self._run is not None
+        feats, self.runtime = self._run(np.ascontiguousarray(pixels_nchw, dtype=np.float32))
+        return np.asarray(feats, dtype=np.float32).reshape(len(pixels_nchw), -1)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": str(self.path), "name": self.name, "input_size": self.input_size,
+                "sha256": self.sha256, "runtime": self.runtime, **self.info}
+
+
+def load_bundle_model(path: Path) -> FeatureExtractor:
+    """A bundle as a feature model: PyTorch, eval mode, no autograd."""
+    import torch
+
+    from toolchain.export.base import DeployModule
+    from toolchain.models.bundle import load_bundle
+
+    b = load_bundle(path)
+    module = DeployModule(b.model, b.mean, b.std, "nchw").eval()
+    runtime = f"pytorch {torch.__version__}"
+
+    def run(pixels: np.ndarray) -> tuple[np.ndarray, str]:
+        with torch.inference_mode():
+            return module(torch.from_numpy(pixels)).numpy(), runtime
+
+    return FeatureExtractor("bundle", Path(path), b.name, b.input_size, b.sha256,
+                        {"format": "pytorch", "precision": "fp32", "feature_dim": b.feature_dim}, runtime, run)
+
+
+def artifact_input_size(manifest: dict[str, Any]) -> int:
+    """Square input size from a manifest's input shape and layout (NCHW or NHWC, batch optional)."""
+    inp = manifest.get("input", {})
+    dims = [d for d in inp.get("shape", []) if isinstance(d, int)]
+    layout = inp.get("layout", "nchw")
+    if len(dims) < 3:
+        raise ToolchainError(f"manifest input shape {inp.get('shape')!r} does not give the image size; re-export the artifact")
+    h, w = (dims[-3], dims[-2]) if layout == "nhwc" else (dims[-2], dims[-1])
+    if h != w:
+        raise ToolchainError(f"artifact input is {h}x{w}; evaluation supports square inputs only")
+    return int(h)
+
+
+def load_artifact_model(path: Path) -> FeatureExtractor:
+    """An exported artifact folder as a feature model (runs through its format's runtime)."""
+    from toolchain.export import manifest as manifest_mod
+    from toolchain.export.base import run_artifact
+
+    man = manifest_mod.read(path)
+
+    def run(pixels: np.ndarray) -> tuple[np.ndarray, str]:
+        return run_artifact(path, pixels)
+
+    info = {"format": man["format"], "precision": man.get("precision"),
+            "feature_dim": man.get("output", {}).get("dim"),
+            "source_bundle_sha256": man.get("source_bundle_sha256")}
+    return FeatureExtractor("artifact", Path(path), man.get("name", Path(path).name), artifact_input_size(man),
+                        man["sha256"], info, "", run)
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    marker: str  # the file that identifies such a folder
+    load: Callable[[Path], FeatureExtractor]
+
+
+#: what ``deploy evaluate MODEL`` accepts
+MODEL_KINDS: Registry[ModelKind] = Registry("model kind")
+MODEL_KINDS.add("bundle", ModelKind("model.json", load_bundle_model))
+MODEL_KINDS.add("artifact", ModelKind("manifest.json", load_artifact_model))
+
+
+def model_kind(path: str | Path) -> str:
+    """``"bundle"`` or ``"artifact"``, from the marker file in the folder."""
+    path = Path(path)
+    for kind in MODEL_KINDS:
+        if (path / MODEL_KINDS.get(kind).marker).is_file():
+            return kind
+    markers = ", ".join(f"{MODEL_KINDS.get(k).marker} ({k})" for k in MODEL_KINDS)
+    raise ToolchainError(f"{path} is neither a model bundle nor an exported artifact folder: expected one of {markers}")
+
+
+def open_model(path: str | Path) -> FeatureExtractor:
+    """Load a bundle folder or an artifact folder as a :class:`FeatureExtractor`."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ToolchainError(f"model {path} is not a folder (give a bundle folder or an exported artifact folder)")
+    return MODEL_KINDS.get(model_kind(path)).load(path)
+
+
+def extract_features(model: FeatureExtractor, paths: Sequence[str | Path], batch_size: int = 32,
+                     progress: ProgressFn | None = None) -> np.ndarray:
+    """Features (N, D) float32 for image files, loaded ``batch_size`` at a time at the model's input size.
+
+    Images go through ``toolchain.data.images.load_image`` (the one loader: RGB, resized to the
+    model's input size), then become raw pixels 0..255 NCHW.
+    """
+    from toolchain.data.images import load_image
+
+    if batch_size < 1:
+        raise ToolchainError(f"batch size must be at least 1, got {batch_size}")
+    out: list[np.ndarray] = []
+    total = len(paths)
+    for start in range(0, total, batch_size):
+        chunk = paths[start:start + batch_size]
+        pixels = np.stack([load_image(p, model.input_size) for p in chunk]).transpose(0, 3, 1, 2).astype(np.float32)
+        out.append(model.extract(pixels))
+        if progress:
+            progress(min(start + batch_size, total), total, "images")
+    if not out:
+        raise ToolchainError("no images to extract features from")
+    return np.concatenate(out)
+
+
+def cosine_similarity(features: np.ndarray, index_a: np.ndarray, index_b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of feature rows ``index_a[k]`` and ``index_b[k]``; NaN where a feature is all zero.
+
+    >>> f = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
+    >>> cosine_similarity(f, np.array([0, 0]), np.array([1, 2])).round(4).tolist()
+    [0.7071, 0.0]
+    """
+    f = features.astype(np.float64)
+    norms = np.linalg.norm(f, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unit = f / norms[:, None]  # a zero vector becomes NaN, and metrics refuse NaN scores by name
+    return np.einsum("ij,ij->i", unit[index_a], unit[index_b])
+
+
+def score_pairs(features: np.ndarray, genuine_pairs: np.ndarray, impostor_pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine, impostor) cosine scores for index pairs (P, 2) into ``features`` rows.
+
+    For features already computed in a protocol's image order (e.g. per-epoch validation):
+    ``compute_metrics(*score_pairs(f, proto.genuine, proto.impostor))``.
+
+    >>> f = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0]])
+    >>> g, i = score_pairs(f, np.array([[0, 1]]), np.array([[0, 2], [1, 2]]))
+    >>> g.round(3).tolist(), i.round(3).tolist()
+    ([0.995], [0.0, 0.1])
+    """
+    gp, ip = np.asarray(genuine_pairs).reshape(-1, 2), np.asarray(impostor_pairs).reshape(-1, 2)
+    return (cosine_similarity(features, gp[:, 0], gp[:, 1]), cosine_similarity(features, ip[:, 0], ip[:, 1]))
+
+
+def save_scores(path: str | Path, genuine: np.ndarray, impostor: np.ndarray) -> None:
+    """Write scores as a numpy ``.npz`` (no pickles) atomically."""
+    import io
+
+    from toolchain.fsutil import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, genuine=np.asarray(genuine, np.float64), impostor=np.asarray(impostor, np.float64))
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``genuine`` and ``impostor`` arrays from a scores ``.npz``; never unpickles."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return np.asarray(z["genuine"]), np.asarray(z["impostor"])
+    except (OSError, KeyError, ValueError) as e:
+        raise ToolchainError(f"{path} is not a scores file with 'genuine' and 'impostor' arrays ({e})") from None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ToolchainError(f"cannot read {path} ({e})") from None
