@@ -1,0 +1,80 @@
+"""Lowering a NeuralNetwork to Core ML spec 3 (iOS 12): rewrites, refusals, numerics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+ct = pytest.importorskip("coremltools")
+
+from toolchain.errors import UnsupportedLayerError  # noqa: E402
+from toolchain.export import coreml_ref  # noqa: E402
+from toolchain.export.coreml_spec3 import check_spec3, lower_to_spec3, spec3_layer_kinds  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def _nn_spec(module: nn.Module, size: int = 10):
+    module = module.eval()
+    x = torch.rand(1, 3, size, size) * 6 - 3
+    with torch.no_grad():
+        ref = module(x).numpy()
+        model = ct.convert(torch.jit.trace(module, x), convert_to="neuralnetwork",
+                           inputs=[ct.TensorType(name="pixels", shape=x.shape)], outputs=[ct.TensorType(name="features")],
+                           minimum_deployment_target=ct.target.iOS13)
+    return model.get_spec(), x.numpy(), ref
+
+
+def test_spec3_layer_kinds_are_the_old_layers():
+    kinds = spec3_layer_kinds()
+    assert {"convolution", "pooling", "activation", "add", "multiply", "flatten", "unary", "batchnorm",
+            "innerProduct", "concat", "scale"} <= kinds
+    assert not {"clip", "reshapeStatic", "loadConstantND", "gelu", "reduceMean"} & kinds
+
+
+def test_lowering_rewrites_relu6_and_flatten_and_keeps_the_numbers():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+    spec, x, ref = _nn_spec(net)
+    assert {"clip", "reshapeStatic"} & {layer.WhichOneof("layer") for layer in spec.neuralNetwork.layers}
+    info = lower_to_spec3(spec, feature_dim=5)
+    kinds = [layer.WhichOneof("layer") for layer in spec.neuralNetwork.layers]
+    assert spec.specificationVersion == 3
+    assert "clip" not in kinds and "reshapeStatic" not in kinds and "flatten" in kinds
+    assert kinds.count("unary") == 2 and info["rewritten"]["clip"] == 1
+    assert list(spec.description.input[0].type.multiArrayType.shape) == [3, 10, 10]
+    assert spec.neuralNetwork.arrayInputShapeMapping == 0  # RANK5
+    check_spec3(spec)
+    out = coreml_ref.run_neuralnetwork(spec, {"pixels": x[0]})["features"]
+    np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_clip_rewrite_worked_example():
+    """clip(x, 0, 6) as threshold / negated threshold / linear(-1): 7 -> 6, -1 -> 0, 2.5 -> 2.5."""
+    spec, _, _ = _nn_spec(nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU6(), nn.Flatten()), size=1)
+    lower_to_spec3(spec, feature_dim=3)
+    conv = spec.neuralNetwork.layers[0].convolution
+    del conv.weights.floatValue[:]
+    conv.weights.floatValue.extend([1, 0, 0, 0, 1, 0, 0, 0, 1])  # identity 1x1 conv
+    del conv.bias.floatValue[:]
+    conv.bias.floatValue.extend([0, 0, 0])
+    x = np.array([7.0, -1.0, 2.5], np.float32).reshape(3, 1, 1)
+    out = coreml_ref.run_neuralnetwork(spec, {"pixels": x})["features"].ravel()
+    assert out.tolist() == [6.0, 0.0, 2.5]
+
+
+def test_spec4_only_layer_is_refused_by_name():
+    spec, _, _ = _nn_spec(nn.Sequential(nn.Conv2d(3, 4, 1), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+    with pytest.raises(UnsupportedLayerError, match=r"gelu \(layer"):
+        lower_to_spec3(spec, feature_dim=4)
+
+
+def test_inner_reshape_is_refused():
+    class Reshape(nn.Module):
+        def forward(self, x):
+            return x.reshape(1, 6, 5, 10)
+
+    spec, _, _ = _nn_spec(nn.Sequential(nn.Conv2d(3, 3, 1), Reshape(), nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+    with pytest.raises(UnsupportedLayerError, match="reshapeStatic"):
+        lower_to_spec3(spec, feature_dim=6)

@@ -1,0 +1,146 @@
+"""Lower a coremltools NeuralNetwork (spec 4, iOS 13) to specification version 3 (iOS 12).
+
+coremltools 9 cannot target below iOS 13, and setting ``specificationVersion = 3`` alone
+leaves spec-4 content in the file. What iOS 12 needs (measured, see FINDINGS):
+
+* ``reshapeStatic`` to ``(1, D)`` (the flatten after global pooling) becomes ``flatten``
+  (channel-first), which yields the rank-5 blob ``(D, 1, 1)``;
+* ``clip(lo, hi)`` (ReLU6) becomes ``unary THRESHOLD`` (``max(x, lo)``), ``unary THRESHOLD``
+  with scale -1 (``max(-y, -hi) = -min(y, hi)``) and a ``linear`` activation with alpha -1;
+  e.g. x = 7 -> 7 -> -6 -> 6, x = -1 -> 0 -> 0 -> 0;
+* rank-5 array/image mappings, and the batch axis dropped from the input: ``[3, H, W]``.
+
+Then every layer is checked against the layers that exist in spec 3 (the ``layer`` oneof
+fields numbered below 600 in ``NeuralNetwork.proto``; 600 and up arrived with iOS 13), and
+a few spec-4-only options inside otherwise old layers. Anything left raises
+:class:`~toolchain.errors.UnsupportedLayerError` naming the layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from toolchain.errors import UnsupportedLayerError
+
+log = logging.getLogger(__name__)
+
+SPEC3 = 3
+#: In NeuralNetwork.proto every layer with a field number >= 600 is spec 4 (iOS 13) or newer.
+FIRST_SPEC4_LAYER_FIELD = 600
+
+
+def spec3_layer_kinds() -> frozenset[str]:
+    """Names of the NeuralNetwork layer kinds that exist in specification version 3."""
+    from coremltools.proto import NeuralNetwork_pb2
+
+    oneof = NeuralNetwork_pb2.NeuralNetworkLayer.DESCRIPTOR.oneofs_by_name["layer"]
+    return frozenset(f.name for f in oneof.fields if f.number < FIRST_SPEC4_LAYER_FIELD)
+
+
+def _spec4_options(layer: Any) -> str | None:
+    """A spec-4+ option inside a layer kind that itself exists in spec 3, or None."""
+    kind = layer.WhichOneof("layer")
+    if kind == "innerProduct" and layer.innerProduct.int8DynamicQuantize:
+        return "innerProduct with int8DynamicQuantize (spec 5)"
+    if kind == "convolution" and len(layer.input) > 1:
+        return "convolution with weights as a second input (spec 4)"
+    if kind == "batchnorm" and len(layer.input) > 1:
+        return "batchnorm with more than one input"
+    return None
+
+
+def _rewrite_reshape(layer: Any) -> list[Any]:
+    from coremltools.proto import NeuralNetwork_pb2
+
+    target = list(layer.reshapeStatic.targetShape)
+    if len(target) != 2 or target[0] != 1:
+        raise UnsupportedLayerError(
+            f"layer {layer.name!r}: reshapeStatic to {target} has no spec-3 equivalent "
+            "(only the final flatten to (1, D) is lowered); export for iOS 13+ instead")
+    new = NeuralNetwork_pb2.NeuralNetworkLayer(name=layer.name, input=list(layer.input), output=list(layer.output))
+    new.flatten.mode = NeuralNetwork_pb2.FlattenLayerParams.CHANNEL_FIRST
+    return [new]
+
+
+def _rewrite_clip(layer: Any) -> list[Any]:
+    from coremltools.proto import NeuralNetwork_pb2 as pb
+
+    lo, hi = layer.clip.minVal, layer.clip.maxVal
+    a, b = f"{layer.name}__spec3_max_lo", f"{layer.name}__spec3_neg_min_hi"
+    first = pb.NeuralNetworkLayer(name=f"{layer.name}__max_lo", input=list(layer.input), output=[a])
+    first.unary.type, first.unary.alpha, first.unary.scale, first.unary.shift = pb.UnaryFunctionLayerParams.THRESHOLD, lo, 1.0, 0.0
+    second = pb.NeuralNetworkLayer(name=f"{layer.name}__neg_min_hi", input=[a], output=[b])
+    second.unary.type, second.unary.alpha, second.unary.scale, second.unary.shift = pb.UnaryFunctionLayerParams.THRESHOLD, -hi, -1.0, 0.0
+    third = pb.NeuralNetworkLayer(name=layer.name, input=[b], output=list(layer.output))
+    third.activation.linear.alpha, third.activation.linear.beta = -1.0, 0.0
+    return [first, second, third]
+
+
+#: spec-4 layer kind -> rewrite into spec-3 layers
+REWRITES = {"reshapeStatic": _rewrite_reshape, "clip": _rewrite_clip}
+
+
+def check_spec3(spec: Any) -> None:
+    """Raise UnsupportedLayerError naming every layer that does not exist in spec 3."""
+    allowed = spec3_layer_kinds()
+    bad: list[str] = []
+    for layer in spec.neuralNetwork.layers:
+        kind = layer.WhichOneof("layer")
+        if kind not in allowed:
+            bad.append(f"{kind} (layer {layer.name!r})")
+        elif (why := _spec4_options(layer)) is not None:
+            bad.append(f"{why} (layer {layer.name!r})")
+    if bad:
+        raise UnsupportedLayerError(
+            "iOS 12 (Core ML spec 3) has no equivalent for: " + ", ".join(bad)
+            + ". Export for iOS 13+ (--min-ios 13) or change the architecture.")
+
+
+def lower_to_spec3(spec: Any, feature_dim: int) -> dict[str, Any]:
+    """Rewrite a spec-4 NeuralNetwork ``spec`` in place to spec 3. Returns what was rewritten.
+
+    Args:
+        spec: a ``Model_pb2.Model`` holding a ``neuralNetwork`` with one (1, 3, H, W) input.
+        feature_dim: D, the length of the output ``features`` (declared as shape ``[D]``).
+    """
+    if spec.WhichOneof("Type") != "neuralNetwork":
+        raise UnsupportedLayerError(f"only a plain NeuralNetwork can be lowered to spec 3, not {spec.WhichOneof('Type')}")
+    nn = spec.neuralNetwork
+    rewritten: Counter[str] = Counter()
+    layers = []
+    for layer in nn.layers:
+        kind = layer.WhichOneof("layer")
+        if kind in REWRITES:
+            layers += REWRITES[kind](layer)
+            rewritten[kind] += 1
+        else:
+            layers.append(layer)
+    new_layers: list[Any] = []
+    for layer in layers:
+        copy = type(layer)()
+        copy.CopyFrom(layer)
+        copy.ClearField("inputTensor")  # rank annotations are spec 4
+        copy.ClearField("outputTensor")
+        new_layers.append(copy)
+    del nn.layers[:]
+    nn.layers.extend(new_layers)
+    check_spec3(spec)
+    nn.arrayInputShapeMapping = 0  # RANK5_ARRAY_MAPPING: the only one spec 3 knows
+    nn.imageInputShapeMapping = 0  # RANK5_IMAGE_MAPPING
+    for inp in spec.description.input:
+        arr = inp.type.multiArrayType
+        shape = list(arr.shape)
+        if len(shape) == 4 and shape[0] == 1:
+            del arr.shape[:]
+            arr.shape.extend(shape[1:])  # (C, H, W): the batch is implicit in rank-5 mapping
+        arr.ClearField("ShapeFlexibility")
+    for out in spec.description.output:
+        arr = out.type.multiArrayType
+        del arr.shape[:]
+        arr.shape.append(int(feature_dim))
+    spec.isUpdatable = False
+    spec.specificationVersion = SPEC3
+    log.info("lowered to spec 3: %s", dict(rewritten))
+    return {"rewritten": dict(rewritten)}
