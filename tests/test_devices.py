@@ -40,3 +40,15 @@ def test_bad_names_list_the_valid_ones():
 def test_parse_devices_all_and_commas():
     assert [d.key for d in parse_devices(["all"])] == list(CATALOG)
     assert [d.key for d in parse_devices(["iphone6,iphonex", "iphone6"])] == ["iphone6", "iphonex"]
+
+
+def test_compressed_or_int8_coreml_targets_ios16():
+    assert choose("coreml", None, compress="sparse").min_ios == 16
+    assert choose("coreml", None, precision="int8").spec_version == 7
+    assert choose("coreml", get_device("iphonexr"), compress="palettize8").min_ios == 18
+    with pytest.raises(DeviceError, match="iPad Air 2 cannot run it"):
+        choose("coreml", get_device("ipadair2"), compress="sparse")
+    with pytest.raises(DeviceError, match="iPhone 6"):
+        choose("coreml", get_device("iphone6"), precision="int8")
+    with pytest.raises(DeviceError, match="iOS 15 cannot run it"):
+        choose("coreml", None, min_ios=15, compress="palettize4")

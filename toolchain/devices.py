@@ -15,6 +15,8 @@ from toolchain.errors import DeviceError
 COREML_SPEC_FOR_IOS = {12: 3, 13: 4, 14: 5, 15: 6, 16: 7, 17: 8, 18: 9}
 #: coremltools 9 targets iOS 13..18; iOS 12 (spec 3) is reached by lowering a spec-4 NeuralNetwork.
 MIN_IOS, MAX_IOS = 12, 18
+#: Compressed (sparse, palettized) and int8 weights are constexpr ops: ML Program spec 7 (iOS 16).
+COMPRESSED_WEIGHTS_IOS = 16
 
 TARGETS = ("onnx", "coreml", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -122,6 +124,7 @@ def choose(
     precision: str | None = None,
     min_ios: int | None = None,
     layout: str | None = None,
+    compress: str | None = None,
 ) -> ExportChoice:
     """Decide format, precision, spec version and minimum OS for ``target`` on ``device``.
 
@@ -151,19 +154,24 @@ def choose(
         return ExportChoice(target, prec, lay, reasons=tuple(reasons))
     if lay != "nchw":
         raise DeviceError("Core ML exports take NCHW input (the model's native layout); drop --layout nhwc")
+    needs16 = compress is not None or prec == "int8"  # compressed/int8 weights are constexpr ops (spec 7)
     if min_ios is None:
         if device is None:
-            min_ios = 15
-            reasons.append("no device given: iOS 15 (ML Program, spec 6), the oldest OS with ML Programs")
+            min_ios = 16 if needs16 else 15
+            reasons.append(f"no device given: iOS {min_ios}, the oldest OS with "
+                           + ("compressed weights (spec 7)" if needs16 else "ML Programs (spec 6)"))
         else:
             min_ios = min(device.last_os_major, MAX_IOS)
             reasons.append(f"{device.name} runs up to iOS {device.last_os}: targeting iOS {min_ios}")
-    elif device is not None and min_ios > device.last_os_major:
+    if needs16 and min_ios < COMPRESSED_WEIGHTS_IOS:
+        what = f"--compress {compress}" if compress else "int8 Core ML"
+        where = device.name if device is not None and device.last_os_major < COMPRESSED_WEIGHTS_IOS else f"iOS {min_ios}"
+        raise DeviceError(f"{what} needs iOS 16+ (ML Program, spec 7); {where} cannot run it. "
+                          "Use fp16/fp32 without --compress for this device, or --min-ios 16 on newer devices")
+    if device is not None and min_ios > device.last_os_major:
         raise DeviceError(f"--min-ios {min_ios} is newer than {device.name} can run (iOS {device.last_os})")
     fmt, spec = coreml_format_for(min_ios)
     reasons.append(f"iOS {min_ios} -> {'ML Program' if fmt == 'mlprogram' else 'NeuralNetwork'} spec {spec}")
     if min_ios == 12:
         reasons.append("iOS 12: converted as NeuralNetwork spec 4, then lowered to spec 3 (checked layer by layer)")
-    if fmt == "neuralnetwork" and prec == "int8":
-        raise DeviceError("int8 Core ML needs iOS 16+ (ML Program); use fp16/fp32 for this device or --min-ios 16")
     return ExportChoice(target, prec, lay, min_ios, fmt, spec, tuple(reasons))

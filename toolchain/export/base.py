@@ -166,14 +166,14 @@ def plan_choices(req: ExportRequest) -> list[tuple[ExportChoice, list[Device]]]:
     """Group the requested devices by what their export must be; one artifact per group."""
     devices = parse_devices(req.devices)
     if not devices:
-        return [(choose(req.target, None, req.precision, req.min_ios, req.layout), [])]
+        return [(choose(req.target, None, req.precision, req.min_ios, req.layout, req.compress), [])]
     groups: dict[tuple, tuple[ExportChoice, list[Device]]] = {}
     for d in devices:
         if req.target == "coreml" and d.platform != "ios":
             continue  # `--device all` with coreml means the Apple devices
         if req.target == "tflite" and d.platform == "ios" and len(devices) > 1:
             continue  # likewise: `all` with tflite means Android
-        c = choose(req.target, d, req.precision, req.min_ios, req.layout)
+        c = choose(req.target, d, req.precision, req.min_ios, req.layout, req.compress)
         groups.setdefault(c.key, (c, []))[1].append(d)
     if not groups:
         raise ToolchainError(f"none of the devices {[d.key for d in devices]} runs {req.target}")
@@ -229,7 +229,7 @@ def export_bundle(req: ExportRequest, progress: Callable[[str], None] | None = N
             if req.verify:
                 say(f"{name}: checking parity against PyTorch")
                 result = run_parity(exporter, artifact, desc, check, reference,
-                                    req.min_cosine or parity.DEFAULT_MIN_COSINE[choice.precision])
+                                    req.min_cosine or parity.default_min_cosine(choice.precision, req.compress))
             else:
                 result = parity.skipped("--no-verify was given")
             man = manifest_mod.build(job, exporter, artifact, desc, result, convert_s,

@@ -15,7 +15,14 @@ import numpy as np
 
 #: Default minimum per-sample cosine similarity by precision.
 DEFAULT_MIN_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.99}
+#: Lossy weight compression is judged like int8 (sparse storage of exact zeros is lossless).
+LOSSY_COMPRESSION_MIN_COSINE = {"palettize4": 0.99, "palettize6": 0.99}
 OUTPUT_NAME = "features"
+
+
+def default_min_cosine(precision: str, compress: str | None = None) -> float:
+    """The parity threshold for an export: the lower of the precision's and the compression's."""
+    return min(DEFAULT_MIN_COSINE[precision], LOSSY_COMPRESSION_MIN_COSINE.get(compress or "", 1.0))
 
 
 @dataclass
