@@ -17,7 +17,7 @@ def plan(
     device: Annotated[str, typer.Option("--device", "-d", help="Catalog key: iphone6, iphonex, iphonexr, ipadair2, ipad7, android.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Plan folder to write (replaced as a whole), e.g. ios_harness/BenchPlan "
                                                           "or android_harness/app/src/main/assets/bench_plan.")],
-    compute_units: Annotated[str, typer.Option("--compute-units", "-u", help="Comma list: all, cpu, gpu, ane (iOS); cpu, gpu, nnapi (Android).")] = "all",
+    compute_units: Annotated[Optional[str], typer.Option("--compute-units", "-u", help="Comma list: all, cpu, gpu, ane (iOS; default all); cpu, gpu, nnapi (Android; default cpu).")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed runs before timing.")] = 10,
     iterations: Annotated[int, typer.Option(help="Timed runs; each is one latency_ns sample.")] = 100,
     input_source: Annotated[str, typer.Option("--input", help="image (the artifact's fixed input) or random (seeded).")] = "image",
@@ -30,7 +30,7 @@ def plan(
     from toolchain.bench.plan import PlanRequest, make_plan
 
     req = PlanRequest(artifact_dirs=list(artifacts), device=device, out=out,
-                      compute_units=[c for c in compute_units.split(",") if c.strip()], warmup=warmup,
+                      compute_units=[c for c in compute_units.split(",") if c.strip()] if compute_units else None, warmup=warmup,
                       iterations=iterations, input_source=input_source, input_seed=seed, cooldown_ms=cooldown_ms,
                       threads=threads, plan_id=plan_id)
     path, p = make_plan(req, progress=lambda msg: err_console.print(msg))

@@ -1,0 +1,39 @@
+package org.oculardeploy.bench
+
+import android.content.Context
+import org.oculardeploy.bench.core.BenchRunner
+import org.oculardeploy.bench.core.Plan
+import org.oculardeploy.bench.core.PlanExecutor
+import org.oculardeploy.bench.core.Progress
+import org.oculardeploy.bench.core.ResultWriter
+import java.io.File
+
+/** Runs a plan with LiteRT and writes <external files>/results/<run_id>.json per run, failures included. */
+class HarnessSession(private val context: Context, planArg: String?) {
+    private val located = PlanFolder.locate(planArg, context.assets)
+    val folder: PlanFolder = located.first
+    val plan: Plan = Plan.parse(folder.readText(located.second))
+
+    @Volatile
+    var cancelled = false
+
+    /** `adb pull /sdcard/Android/data/org.oculardeploy.bench/files/results` (no permission needed). */
+    fun resultsDir(): File = context.getExternalFilesDir("results") ?: File(context.filesDir, "results")
+
+    fun run(progress: Progress): List<File> {
+        val env = AndroidEnvironment(context)
+        return PlanExecutor(BenchRunner(), ResultWriter(resultsDir()), env).execute(
+            plan,
+            { run -> LiteRtBackend(run) { folder.map(run.artifact.path) } },
+            { run -> run.fixedInput?.let { folder.pixels(it, run.input) } },
+            progress,
+            shouldStop = {
+                when {
+                    cancelled -> "cancelled"
+                    env.thermalState() == "critical" -> "thermal state critical"
+                    else -> null
+                }
+            },
+        )
+    }
+}

@@ -1,0 +1,29 @@
+// Pure Kotlin/JVM: plan parsing, the timing loop and results writing. Tested here without
+// Gradle by run-tests.sh (kotlinc + JUnit from Debian); Gradle runs the same tests with `./gradlew :core:test`.
+plugins {
+    alias(libs.plugins.kotlin.jvm)
+}
+
+java {
+    sourceCompatibility = JavaVersion.VERSION_1_8
+    targetCompatibility = JavaVersion.VERSION_1_8
+}
+
+kotlin {
+    jvmToolchain(17)
+    compilerOptions {
+        jvmTarget.set(org.jetbrains.kotlin.gradle.dsl.JvmTarget.JVM_1_8)
+    }
+}
+
+dependencies {
+    // org.json is part of Android; on the JVM it must be supplied.
+    compileOnly(libs.json)
+    testImplementation(libs.json)
+    testImplementation(libs.junit)
+}
+
+tasks.test {
+    systemProperty("fixtures.dir", rootProject.file("../tests/fixtures/results").absolutePath)
+    systemProperty("results.out.dir", layout.buildDirectory.dir("kotlin-results").get().asFile.absolutePath)
+}

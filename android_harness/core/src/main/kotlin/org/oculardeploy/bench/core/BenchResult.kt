@@ -1,0 +1,137 @@
+package org.oculardeploy.bench.core
+
+import org.json.JSONArray
+import org.json.JSONObject
+import java.text.SimpleDateFormat
+import java.util.Date
+import java.util.Locale
+import java.util.TimeZone
+
+/** results v1 `device` (toolchain/bench/schema.py is the source of the field names). */
+data class DeviceInfo(
+    val platform: String,
+    val identifier: String,
+    val marketingName: String?,
+    val osVersion: String,
+    val lowPowerMode: Boolean?,
+    val batteryState: String?,
+    val cpu: String?,
+    val cores: Int?,
+)
+
+data class AppInfo(val name: String, val version: String, val build: String)
+
+data class RuntimeInfo(val name: String, val version: String, val computeUnits: String?, val delegate: String?, val threads: Int?)
+
+/** One run: raw integer nanoseconds, never statistics (those are computed in Python). */
+data class BenchResult(
+    val runId: String,
+    val status: String,
+    val error: String?,
+    val createdAt: String,
+    val planId: String?,
+    val artifact: ArtifactRef,
+    val device: DeviceInfo,
+    val thermalStateStart: String,
+    val thermalStateEnd: String,
+    val app: AppInfo,
+    val runtime: RuntimeInfo,
+    val protocol: Protocol,
+    val loadNs: Long?,
+    val compileNs: Long?,
+    val firstInferenceNs: Long?,
+    val latencyNs: List<Long>,
+    val featureDim: Int?,
+    val featureSample: List<Double>?,
+    val notes: String? = null,
+) {
+    /** The results v1 JSON object; nulls are written as JSON null (org.json drops a key put with Kotlin null). */
+    fun toJson(): JSONObject {
+        fun n(v: Any?): Any = v ?: JSONObject.NULL
+        return JSONObject()
+            .put("schema_version", SCHEMA_VERSION)
+            .put("run_id", runId)
+            .put("status", status)
+            .put("error", n(error))
+            .put("created_at", createdAt)
+            .put("plan_id", n(planId))
+            .put("artifact", JSONObject()
+                .put("name", artifact.name).put("format", artifact.format).put("sha256", artifact.sha256)
+                .put("precision", n(artifact.precision))
+                .apply { artifact.sizeBytes?.let { put("size_bytes", it) } }) // optional in v1
+            .put("device", JSONObject()
+                .put("platform", device.platform).put("identifier", device.identifier)
+                .put("marketing_name", n(device.marketingName)).put("os_version", device.osVersion)
+                .put("thermal_state_start", thermalStateStart).put("thermal_state_end", thermalStateEnd)
+                .put("low_power_mode", n(device.lowPowerMode)).put("battery_state", n(device.batteryState))
+                .put("cpu", n(device.cpu)).put("cores", n(device.cores)))
+            .put("app", JSONObject().put("name", app.name).put("version", app.version).put("build", app.build))
+            .put("runtime", JSONObject()
+                .put("name", runtime.name).put("version", runtime.version)
+                .put("compute_units", n(runtime.computeUnits)).put("delegate", n(runtime.delegate))
+                .put("threads", n(runtime.threads)))
+            .put("protocol", JSONObject()
+                .put("warmup", protocol.warmup).put("iterations", protocol.iterations)
+                .put("input_source", protocol.inputSource).put("input_seed", n(protocol.inputSeed))
+                .put("cooldown_ms", protocol.cooldownMs))
+            .put("load_ns", n(loadNs))
+            .put("compile_ns", n(compileNs))
+            .put("first_inference_ns", n(firstInferenceNs))
+            .put("latency_ns", JSONArray().also { a -> latencyNs.forEach { a.put(it) } })
+            .put("feature_dim", n(featureDim))
+            .put("feature_sample", featureSample?.let { s -> JSONArray().also { a -> s.forEach { a.put(it) } } } ?: JSONObject.NULL)
+            .apply { notes?.let { put("notes", it) } }
+    }
+
+    companion object {
+        const val SCHEMA_VERSION = 1
+        const val FEATURE_SAMPLE_LEN = 16
+        private val RUN_ID = Regex("^[A-Za-z0-9._-]{1,128}$")
+
+        /** ISO 8601 UTC with milliseconds; SimpleDateFormat because java.time needs API 26 (minSdk is 21). */
+        fun utcNow(nowMs: Long = System.currentTimeMillis()): String =
+            SimpleDateFormat("yyyy-MM-dd'T'HH:mm:ss.SSS'Z'", Locale.US)
+                .apply { timeZone = TimeZone.getTimeZone("UTC") }.format(Date(nowMs))
+
+        /** A run id unique per run: plan id, run key and a random suffix (the store de-duplicates on it). */
+        fun newRunId(planId: String?, key: String, suffix: String = java.util.UUID.randomUUID().toString().take(8)): String {
+            val id = listOfNotNull(planId, key, suffix).joinToString(".").replace(Regex("[^A-Za-z0-9._-]"), "_")
+            return id.take(128).also { check(RUN_ID.matches(it)) }
+        }
+
+        /** Read a results v1 file (the shared fixtures); a wrong field is a [PlanException] naming it. */
+        fun fromJson(text: String): BenchResult {
+            val r = Reader(JSONObject(text), "result")
+            if (r.int("schema_version") != SCHEMA_VERSION) throw PlanException("result.schema_version is not $SCHEMA_VERSION")
+            val a = r.obj("artifact")
+            val d = r.obj("device")
+            val app = r.obj("app")
+            val rt = r.obj("runtime")
+            val p = r.obj("protocol")
+            return BenchResult(
+                runId = r.string("run_id"), status = r.string("status"), error = r.stringOrNull("error"),
+                createdAt = r.string("created_at"), planId = r.stringOrNull("plan_id"),
+                artifact = ArtifactRef(a.string("name"), a.string("format"), "", a.string("sha256"),
+                    a.stringOrNull("precision"), a.longOrNull("size_bytes")),
+                device = DeviceInfo(d.string("platform"), d.string("identifier"), d.stringOrNull("marketing_name"),
+                    d.string("os_version"), d.booleanOrNull("low_power_mode"), d.stringOrNull("battery_state"),
+                    d.stringOrNull("cpu"), d.longOrNull("cores")?.toInt()),
+                thermalStateStart = d.string("thermal_state_start"), thermalStateEnd = d.string("thermal_state_end"),
+                app = AppInfo(app.string("name"), app.string("version"), app.string("build")),
+                runtime = RuntimeInfo(rt.string("name"), rt.string("version"), rt.stringOrNull("compute_units"),
+                    rt.stringOrNull("delegate"), rt.longOrNull("threads")?.toInt()),
+                protocol = Protocol(p.int("warmup"), p.int("iterations"), p.string("input_source"),
+                    p.longOrNull("input_seed"), p.long("cooldown_ms")),
+                loadNs = r.longOrNull("load_ns"), compileNs = r.longOrNull("compile_ns"),
+                firstInferenceNs = r.longOrNull("first_inference_ns"),
+                latencyNs = r.array("latency_ns").mapIndexed { i, v ->
+                    if (v !is Int && v !is Long) throw PlanException("result.latency_ns[$i] must be an integer")
+                    (v as Number).toLong()
+                },
+                featureDim = r.longOrNull("feature_dim")?.toInt(),
+                featureSample = r.arrayOrNull("feature_sample")?.map { (it as Number).toDouble() },
+                notes = r.stringOrNull("notes"),
+            )
+        }
+    }
+}

@@ -1,0 +1,173 @@
+import Foundation
+
+/// The timing loop: prepare (compile/load, timed), first inference (timed, on the fixed input so
+/// `feature_sample` can be checked against PyTorch), `warmup` untimed runs, then `iterations`
+/// runs each timed alone. Every outcome, failures included, becomes a `BenchResult`.
+final class BenchRunner {
+    private let clock: NanoClock
+
+    init(clock: NanoClock = MachClock()) {
+        self.clock = clock
+    }
+
+    func runOne(plan: BenchPlan,
+                run: PlanRun,
+                environment: BenchEnvironment,
+                openBackend: () throws -> InferenceBackend,
+                fixedPixels: () throws -> [Float]?,
+                progress: (Int, Int) -> Void = { _, _ in },
+                shouldStop: () -> String? = { nil }) -> BenchResult {
+        let timing = plan.timing
+        let thermalStart = environment.thermalState()
+        let timer = PhaseTimer(clock: clock)
+        var samples = [UInt64]()
+        samples.reserveCapacity(timing.iterations)
+        var firstNs: UInt64?
+        var featureDim: Int?
+        var featureSample: [Double]?
+        var notes: String?
+        var failure: String?
+        var runtimeName = "coreml"
+        var runtimeVersion = "unknown"
+        var backend: InferenceBackend?
+        do {
+            let b = try openBackend()
+            backend = b
+            runtimeName = b.runtimeName
+            runtimeVersion = b.runtimeVersion
+            try b.prepare(timer: timer)
+            let fixed = try fixedPixels()
+            let count = run.input.elementCount
+            if let f = fixed, f.count != count {
+                throw HarnessError.badInput("fixed input has \(f.count) values; \(run.input.name) takes \(count)")
+            }
+            let timed: [Float]
+            if timing.inputSource == "image" {
+                guard let f = fixed else {
+                    throw HarnessError.badInput("input_source is image but run \(run.key) has no fixed input")
+                }
+                timed = f
+            } else {
+                timed = SeededPixels.generate(count: count, seed: timing.inputSeed ?? 0)
+            }
+            try b.setInput(fixed ?? timed)
+            firstNs = try timeOne(b)
+            let out = try b.output()
+            featureDim = out.count
+            if fixed != nil {
+                let head = out.prefix(BenchResult.featureSampleLength).map { Double($0) }
+                if head.allSatisfy({ $0.isFinite }) {
+                    featureSample = head
+                } else {
+                    notes = "the fixed input's features hold NaN or infinity"
+                }
+            }
+            try b.setInput(timed)
+            for _ in 0..<timing.warmup {
+                try b.run()
+            }
+            for i in 0..<timing.iterations {
+                if let reason = shouldStop() {
+                    throw HarnessError.stopped("stopped after \(samples.count) of \(timing.iterations) iterations: \(reason)")
+                }
+                samples.append(try timeOne(b))
+                progress(i + 1, timing.iterations)
+            }
+        } catch let e as HarnessError {
+            failure = e.description
+        } catch {
+            // Core ML errors are NSErrors: keep domain, code and message.
+            let ns = error as NSError
+            failure = "\(ns.domain) \(ns.code): \(ns.localizedDescription)"
+                + (samples.isEmpty ? "" : " (after \(samples.count) of \(timing.iterations) iterations)")
+        }
+        backend?.close()
+        let status = failure == nil ? "ok" : (samples.isEmpty ? "error" : "partial")
+        var device = environment.deviceInfo()
+        device.thermalStateStart = thermalStart
+        device.thermalStateEnd = environment.thermalState()
+        return BenchResult(
+            runId: BenchResult.newRunId(planId: plan.planId, key: run.key),
+            status: status,
+            error: failure,
+            createdAt: BenchResult.utcTimestamp(),
+            planId: plan.planId,
+            artifact: ArtifactInfo(name: run.artifact.name, format: run.artifact.format, sha256: run.artifact.sha256,
+                                   precision: run.artifact.precision, sizeBytes: run.artifact.sizeBytes),
+            device: device,
+            app: environment.appInfo,
+            runtime: RuntimeInfo(name: runtimeName, version: runtimeVersion, computeUnits: run.computeUnits,
+                                 delegate: run.delegate, threads: run.threads),
+            timing: timing,
+            loadNs: timer.loadNs,
+            compileNs: timer.compileNs,
+            firstInferenceNs: firstNs,
+            latencyNs: status == "error" ? [] : samples,
+            featureDim: featureDim,
+            featureSample: featureSample,
+            notes: notes)
+    }
+
+    private func timeOne(_ b: InferenceBackend) throws -> UInt64 {
+        let t0 = clock.now()
+        try b.run()
+        return clock.now() - t0
+    }
+}
+
+/// Writes `<directory>/<run_id>.json` atomically (`Data.write(.atomic)`: a temp file, then rename).
+struct ResultWriter {
+    let directory: URL
+
+    static func documentsResults() throws -> ResultWriter {
+        let docs = try FileManager.default.url(for: .documentDirectory, in: .userDomainMask,
+                                               appropriateFor: nil, create: true)
+        return ResultWriter(directory: docs.appendingPathComponent("results", isDirectory: true))
+    }
+
+    func write(_ result: BenchResult) throws -> URL {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: nil)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(result)
+        let url = directory.appendingPathComponent("\(result.runId).json")
+        try data.write(to: url, options: .atomic)
+        return url
+    }
+}
+
+/// Runs every run of a plan in order and writes one results file per run, failures included.
+final class PlanExecutor {
+    private let runner: BenchRunner
+    private let writer: ResultWriter
+    private let environment: BenchEnvironment
+    private let sleepMs: (Int) -> Void
+
+    init(runner: BenchRunner, writer: ResultWriter, environment: BenchEnvironment,
+         sleepMs: @escaping (Int) -> Void = { ms in Thread.sleep(forTimeInterval: Double(ms) / 1000) }) {
+        self.runner = runner
+        self.writer = writer
+        self.environment = environment
+        self.sleepMs = sleepMs
+    }
+
+    func execute(plan: BenchPlan,
+                 openBackend: (PlanRun) throws -> InferenceBackend,
+                 fixedPixels: (PlanRun) throws -> [Float]?,
+                 progress: (Int, Int, Int) -> Void = { _, _, _ in },
+                 shouldStop: () -> String? = { nil }) throws -> [URL] {
+        var written = [URL]()
+        for (index, run) in plan.runs.enumerated() {
+            if index > 0 && plan.timing.cooldownMs > 0 {
+                sleepMs(plan.timing.cooldownMs)
+            }
+            let result = runner.runOne(plan: plan, run: run, environment: environment,
+                                       openBackend: { try openBackend(run) },
+                                       fixedPixels: { try fixedPixels(run) },
+                                       progress: { done, total in progress(index, done, total) },
+                                       shouldStop: shouldStop)
+            written.append(try writer.write(result))
+        }
+        return written
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+
+/// How every run of a plan is timed (results v1 `protocol`). Times in ms, counts in iterations.
+struct ProtocolInfo: Codable, Equatable {
+    var warmup: Int
+    var iterations: Int
+    var inputSource: String
+    var inputSeed: Int64?
+    var cooldownMs: Int
+
+    enum CodingKeys: String, CodingKey {
+        case warmup, iterations
+        case inputSource = "input_source"
+        case inputSeed = "input_seed"
+        case cooldownMs = "cooldown_ms"
+    }
+
+    // Written by hand so that nil becomes JSON null: the synthesized encoder drops the key.
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(warmup, forKey: .warmup)
+        try c.encode(iterations, forKey: .iterations)
+        try c.encode(inputSource, forKey: .inputSource)
+        try c.encode(inputSeed, forKey: .inputSeed)
+        try c.encode(cooldownMs, forKey: .cooldownMs)
+    }
+}
+
+struct Quantization: Codable, Equatable {
+    var scale: Double
+    var zeroPoint: Int
+
+    enum CodingKeys: String, CodingKey {
+        case scale
+        case zeroPoint = "zero_point"
+    }
+}
+
+/// The model input: raw RGB pixels 0..255 as float32 in `layout` (normalisation is inside the model).
+struct TensorSpec: Codable, Equatable {
+    var name: String
+    var shape: [Int]
+    var layout: String?
+    var dtype: String?
+    var quantization: Quantization?
+
+    var elementCount: Int { return shape.reduce(1, *) }
+}
+
+struct PlanArtifact: Codable, Equatable {
+    var name: String
+    var format: String
+    var path: String
+    var sha256: String
+    var precision: String?
+    var sizeBytes: Int64?
+
+    enum CodingKeys: String, CodingKey {
+        case name, format, path, sha256, precision
+        case sizeBytes = "size_bytes"
+    }
+}
+
+struct OutputSpec: Codable, Equatable {
+    var name: String
+    var dim: Int
+}
+
+/// One artifact with one compute unit: one results file.
+struct PlanRun: Codable, Equatable {
+    var key: String
+    var artifact: PlanArtifact
+    var computeUnits: String
+    var delegate: String?
+    var threads: Int?
+    var input: TensorSpec
+    var output: OutputSpec
+    var fixedInput: String?
+    var referenceSample: [Double]?
+
+    enum CodingKeys: String, CodingKey {
+        case key, artifact, delegate, threads, input, output
+        case computeUnits = "compute_units"
+        case fixedInput = "fixed_input"
+        case referenceSample = "reference_sample"
+    }
+}
+
+/// `plan.json` as written by `deploy bench plan` (PLAN_SCHEMA in toolchain/bench/schema.py).
+struct BenchPlan: Codable {
+    static let supportedVersion = 1
+
+    var planVersion: Int
+    var planId: String
+    var createdAt: String
+    var device: String
+    var platform: String
+    var timing: ProtocolInfo
+    var inputs: [String]
+    var runs: [PlanRun]
+    var warnings: [String]?
+
+    enum CodingKeys: String, CodingKey {
+        case device, platform, inputs, runs, warnings
+        case planVersion = "plan_version"
+        case planId = "plan_id"
+        case createdAt = "created_at"
+        case timing = "protocol"
+    }
+
+    /// Decodes and checks a plan; every problem is a `HarnessError.badPlan` that says what to fix.
+    static func decode(_ data: Data, source: String) throws -> BenchPlan {
+        let plan: BenchPlan
+        do {
+            plan = try JSONDecoder().decode(BenchPlan.self, from: data)
+        } catch {
+            throw HarnessError.badPlan("\(source) is not a v1 plan: \(error)")
+        }
+        guard plan.planVersion == supportedVersion else {
+            throw HarnessError.badPlan("\(source): plan_version \(plan.planVersion) is not supported; update the app")
+        }
+        guard !plan.runs.isEmpty else {
+            throw HarnessError.badPlan("\(source) has no runs")
+        }
+        guard plan.timing.iterations >= 1, plan.timing.warmup >= 0, plan.timing.cooldownMs >= 0 else {
+            throw HarnessError.badPlan("\(source): protocol needs iterations >= 1, warmup >= 0, cooldown_ms >= 0")
+        }
+        for run in plan.runs where run.artifact.path.hasPrefix("/") || run.artifact.path.components(separatedBy: "/").contains("..") {
+            throw HarnessError.badPlan("\(source): \(run.artifact.path) must be relative to the plan folder")
+        }
+        return plan
+    }
+
+    static func load(from url: URL) throws -> BenchPlan {
+        let data: Data
+        do {
+            data = try Data(contentsOf: url)
+        } catch {
+            throw HarnessError.missingFile("cannot read \(url.path): \(error.localizedDescription)")
+        }
+        return try decode(data, source: url.lastPathComponent)
+    }
+}
+
+/// The errors the harness reports in a result's `error` field.
+enum HarnessError: Error, CustomStringConvertible {
+    case badPlan(String)
+    case missingFile(String)
+    case badInput(String)
+    case unsupported(String)
+    case stopped(String)
+
+    var description: String {
+        switch self {
+        case .badPlan(let m), .missingFile(let m), .badInput(let m), .unsupported(let m), .stopped(let m):
+            return m
+        }
+    }
+}

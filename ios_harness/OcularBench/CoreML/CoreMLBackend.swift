@@ -1,0 +1,99 @@
+import CoreML
+import Foundation
+
+/// Core ML: compiles `.mlmodel` / `.mlpackage` at run time (timed as compile_ns; a bundled
+/// `.mlmodelc` that Xcode compiled skips it), loads with the plan's compute units (load_ns),
+/// feeds raw pixels as a float32 MLMultiArray and reads the `features` output.
+final class CoreMLBackend: InferenceBackend {
+    let runtimeName = "coreml"
+    var runtimeVersion: String {
+        let v = ProcessInfo.processInfo.operatingSystemVersion
+        return "iOS \(v.majorVersion).\(v.minorVersion).\(v.patchVersion)"
+    }
+
+    /// Compute units every iOS 12 device has; cpuAndNeuralEngine (iOS 16+) is added in `computeUnits(named:)`.
+    private static let baseUnits: [String: MLComputeUnits] = [
+        "cpuOnly": .cpuOnly,
+        "cpuAndGPU": .cpuAndGPU,
+        "all": .all,
+    ]
+
+    private let modelURL: URL
+    private let planRun: PlanRun
+    private var model: MLModel?
+    private var provider: MLFeatureProvider?
+    private var lastOutput: MLFeatureProvider?
+    private var compiledCopy: URL?
+
+    init(modelURL: URL, run: PlanRun) {
+        self.modelURL = modelURL
+        self.planRun = run
+    }
+
+    static func computeUnits(named name: String) throws -> MLComputeUnits {
+        if let units = baseUnits[name] {
+            return units
+        }
+        if name == "cpuAndNeuralEngine" {
+            if #available(iOS 16.0, *) {
+                return .cpuAndNeuralEngine
+            }
+            throw HarnessError.unsupported("cpuAndNeuralEngine needs iOS 16 or later")
+        }
+        throw HarnessError.unsupported("unknown Core ML compute units \(name)")
+    }
+
+    func prepare(timer: PhaseTimer) throws {
+        let config = MLModelConfiguration()
+        config.computeUnits = try CoreMLBackend.computeUnits(named: planRun.computeUnits)
+        let compiled: URL
+        switch modelURL.pathExtension {
+        case "mlmodelc":
+            compiled = modelURL
+        case "mlmodel", "mlpackage":
+            let url = modelURL
+            compiled = try timer.time(.compile) { try MLModel.compileModel(at: url) }
+            compiledCopy = compiled
+        default:
+            throw HarnessError.unsupported("\(modelURL.lastPathComponent) is not a Core ML model (.mlmodel, .mlpackage, .mlmodelc)")
+        }
+        model = try timer.time(.load) { try MLModel(contentsOf: compiled, configuration: config) }
+    }
+
+    func setInput(_ pixels: [Float]) throws {
+        let shape = planRun.input.shape.map { NSNumber(value: $0) }
+        let array = try MLMultiArray(shape: shape, dataType: .float32)
+        guard array.count == pixels.count else {
+            throw HarnessError.badInput("input \(planRun.input.name) takes \(array.count) values, got \(pixels.count)")
+        }
+        let dest = array.dataPointer.bindMemory(to: Float.self, capacity: pixels.count)
+        pixels.withUnsafeBufferPointer { src in
+            dest.assign(from: src.baseAddress!, count: pixels.count)
+        }
+        provider = try MLDictionaryFeatureProvider(dictionary: [planRun.input.name: MLFeatureValue(multiArray: array)])
+    }
+
+    func run() throws {
+        guard let model = model, let provider = provider else {
+            throw HarnessError.badInput("run() before prepare() and setInput()")
+        }
+        lastOutput = try model.prediction(from: provider)
+    }
+
+    func output() throws -> [Float] {
+        guard let value = lastOutput?.featureValue(for: planRun.output.name), let array = value.multiArrayValue else {
+            throw HarnessError.badInput("the model has no multi-array output named \(planRun.output.name)")
+        }
+        // NSNumber access handles float32, float64 and float16 outputs and any strides; it runs once per run.
+        return (0..<array.count).map { array[$0].floatValue }
+    }
+
+    func close() {
+        model = nil
+        provider = nil
+        lastOutput = nil
+        if let copy = compiledCopy {
+            try? FileManager.default.removeItem(at: copy)
+        }
+    }
+}

@@ -1,0 +1,137 @@
+import XCTest
+@testable import OcularBench
+
+/// A clock that only moves when the fake backend works, so every duration is known exactly.
+final class FakeClock: NanoClock {
+    var current: UInt64 = 1_000_000_000
+    func now() -> UInt64 {
+        return current
+    }
+}
+
+/// Known delays: load 7 ms, compile 30 ms, run i takes 1 ms + i us; fails at run `failAtRun`.
+final class FakeBackend: InferenceBackend {
+    let runtimeName = "coreml"
+    let runtimeVersion = "fake"
+    private let clock: FakeClock
+    private let failAtRun: Int?
+    private let failOnLoad: Bool
+    var runs = 0
+    var closed = false
+
+    init(clock: FakeClock, failAtRun: Int? = nil, failOnLoad: Bool = false) {
+        self.clock = clock
+        self.failAtRun = failAtRun
+        self.failOnLoad = failOnLoad
+    }
+
+    func prepare(timer: PhaseTimer) throws {
+        try timer.time(.compile) { clock.current += 30_000_000 }
+        try timer.time(.load) {
+            clock.current += 7_000_000
+            if failOnLoad {
+                throw HarnessError.unsupported("model file is truncated")
+            }
+        }
+    }
+
+    func setInput(_ pixels: [Float]) throws {}
+
+    func run() throws {
+        if failAtRun == runs {
+            throw HarnessError.unsupported("GPU lost")
+        }
+        clock.current += 1_000_000 + UInt64(runs) * 1_000
+        runs += 1
+    }
+
+    func output() throws -> [Float] {
+        return (0..<20).map { Float($0) * 0.5 }
+    }
+
+    func close() {
+        closed = true
+    }
+}
+
+final class FakeEnvironment: BenchEnvironment {
+    private var thermal = ["nominal", "fair"]
+    let appInfo = AppInfo(name: "OcularBench", version: "1.0", build: "1")
+
+    func deviceInfo() -> DeviceInfo {
+        return DeviceInfo(platform: "ios", identifier: "iPhone7,2", marketingName: "iPhone 6", osVersion: "12.5.7",
+                          thermalStateStart: "unknown", thermalStateEnd: "unknown", lowPowerMode: false,
+                          batteryState: "charging", cpu: nil, cores: 2)
+    }
+
+    func thermalState() -> String {
+        return thermal.count > 1 ? thermal.removeFirst() : thermal[0]
+    }
+}
+
+final class BenchRunnerTests: XCTestCase {
+    private func plan(iterations: Int = 5) throws -> BenchPlan {
+        let json = """
+        {"plan_version": 1, "plan_id": "iphone6-20250301T120000", "created_at": "2025-03-01T12:00:00Z",
+         "device": "iphone6", "platform": "ios",
+         "protocol": {"warmup": 3, "iterations": \(iterations), "input_source": "image", "input_seed": null, "cooldown_ms": 0},
+         "inputs": ["inputs/fixed_0a1b2c3d.png"],
+         "runs": [{"key": "00-tiny-all", "compute_units": "all", "delegate": null, "threads": null,
+                   "artifact": {"name": "tiny", "format": "coreml", "path": "artifacts/tiny/tiny.mlmodel",
+                                "sha256": "\(String(repeating: "ab", count: 32))", "precision": "fp16", "size_bytes": 10},
+                   "input": {"name": "pixels", "shape": [3, 2, 2], "layout": "chw", "dtype": "float32"},
+                   "output": {"name": "features", "dim": 20}, "fixed_input": "inputs/fixed_0a1b2c3d.png",
+                   "reference_sample": [0.0, 0.5]}]}
+        """
+        return try BenchPlan.decode(Data(json.utf8), source: "test plan")
+    }
+
+    func testTimesEveryPhaseExactly() throws {
+        let clock = FakeClock()
+        let backend = FakeBackend(clock: clock)
+        let p = try plan()
+        let r = BenchRunner(clock: clock).runOne(plan: p, run: p.runs[0], environment: FakeEnvironment(),
+                                                 openBackend: { backend }, fixedPixels: { [Float](repeating: 1, count: 12) })
+        XCTAssertEqual(r.status, "ok")
+        XCTAssertNil(r.error)
+        XCTAssertEqual(r.compileNs, 30_000_000)
+        XCTAssertEqual(r.loadNs, 7_000_000)
+        XCTAssertEqual(r.firstInferenceNs, 1_000_000)
+        XCTAssertEqual(r.latencyNs, (4...8).map { 1_000_000 + UInt64($0) * 1_000 })
+        XCTAssertEqual(r.featureSample?.count, 16)
+        XCTAssertEqual(r.device.thermalStateStart, "nominal")
+        XCTAssertEqual(r.device.thermalStateEnd, "fair")
+        XCTAssertTrue(backend.closed)
+    }
+
+    func testFailuresStillProduceResults() throws {
+        let clock = FakeClock()
+        let p = try plan()
+        let failed = BenchRunner(clock: clock).runOne(plan: p, run: p.runs[0], environment: FakeEnvironment(),
+                                                      openBackend: { FakeBackend(clock: clock, failOnLoad: true) },
+                                                      fixedPixels: { [Float](repeating: 1, count: 12) })
+        XCTAssertEqual(failed.status, "error")
+        XCTAssertEqual(failed.error, "model file is truncated")
+        XCTAssertTrue(failed.latencyNs.isEmpty)
+        let partial = BenchRunner(clock: clock).runOne(plan: p, run: p.runs[0], environment: FakeEnvironment(),
+                                                       openBackend: { FakeBackend(clock: clock, failAtRun: 6) },
+                                                       fixedPixels: { [Float](repeating: 1, count: 12) })
+        XCTAssertEqual(partial.status, "partial")
+        XCTAssertEqual(partial.latencyNs.count, 2)
+    }
+
+    func testResultsAreWrittenWithNulls() throws {
+        let clock = FakeClock()
+        let p = try plan()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        let files = try PlanExecutor(runner: BenchRunner(clock: clock), writer: ResultWriter(directory: dir),
+                                     environment: FakeEnvironment())
+            .execute(plan: p, openBackend: { _ in FakeBackend(clock: clock, failOnLoad: true) },
+                     fixedPixels: { _ in nil })
+        XCTAssertEqual(files.count, 1)
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: files[0]), options: []) as? [String: Any]
+        XCTAssertTrue(object?["first_inference_ns"] is NSNull)
+        XCTAssertTrue(object?["feature_sample"] is NSNull)
+        XCTAssertEqual(object?["status"] as? String, "error")
+    }
+}

@@ -1,0 +1,331 @@
+"""Results schema v1 and the run-plan schema: the one source for Python, Swift and Kotlin.
+
+A *result* is one JSON file per run, written by the harness apps (iOS, Android) and the
+host runner: raw integer nanoseconds, never statistics (those live in ``toolchain.report``).
+A *plan* (``plan.json``) tells an app which artifacts to run, with which compute units and
+protocol. ``docs/results-schema.json`` is generated from :data:`RESULTS_SCHEMA` and
+:data:`PLAN_SCHEMA` by ``python -m toolchain.bench.schema --write``; a test keeps it current.
+
+JSON Schema (draft 2020-12) checks shapes and types; :func:`validate_result` adds the rules
+a schema cannot say well (an ``ok`` run has exactly ``protocol.iterations`` samples, ...)
+and reports every problem at once in one :class:`~toolchain.errors.SchemaError`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from toolchain.errors import SchemaError
+
+SCHEMA_VERSION = 1
+PLAN_VERSION = 1
+#: A results file is a few KB (10 000 samples ~ 100 KB); anything far larger is not one.
+MAX_RESULT_BYTES = 8 << 20
+MAX_PLAN_BYTES = 1 << 20
+FEATURE_SAMPLE_LEN = 16
+
+RUN_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+# ISO 8601 in UTC: "2025-01-31T12:00:00Z", optional fraction, "Z" or "+00:00".
+UTC_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|\+00:00)$"
+
+STATUSES = ("ok", "error", "partial")
+FORMATS = ("coreml", "tflite", "onnx", "pytorch")
+PRECISIONS = ("fp32", "fp16", "int8")
+PLATFORMS = ("ios", "ipados", "android", "linux", "macos")
+THERMAL_STATES = ("nominal", "fair", "serious", "critical", "unknown")
+BATTERY_STATES = ("unknown", "unplugged", "charging", "full")
+RUNTIMES = ("coreml", "litert", "onnxruntime", "pytorch")
+INPUT_SOURCES = ("image", "random")
+#: Compute-unit names each runtime accepts (the runtimes not listed take any string).
+COMPUTE_UNITS = {
+    "coreml": ("cpuOnly", "cpuAndGPU", "all", "cpuAndNeuralEngine"),
+    "litert": ("cpu", "gpu", "nnapi"),
+}
+
+_NS = {"type": "integer", "minimum": 0}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _obj(props: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A closed object: every listed key required (nullable ones may be null) except ``optional``."""
+    return {"type": "object", "properties": props, "required": [k for k in props if k not in optional],
+            "additionalProperties": False}
+
+
+_STR = {"type": "string", "minLength": 1}
+
+RESULTS_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://github.com/ocular-deploy/toolchain/docs/results-schema.json#result-v1",
+    "title": "Benchmark result v1: one run of one artifact on one device",
+    **_obj({
+        "schema_version": {"const": SCHEMA_VERSION},
+        "run_id": {"type": "string", "pattern": RUN_ID_PATTERN},
+        "status": {"enum": list(STATUSES)},
+        "error": _nullable(_STR),
+        "created_at": {"type": "string", "pattern": UTC_TIME_PATTERN},
+        "plan_id": _nullable(_STR),
+        "artifact": _obj({
+            "name": _STR,
+            "format": {"enum": list(FORMATS)},
+            "sha256": {"type": "string", "pattern": SHA256_PATTERN},
+            "precision": {"enum": [*PRECISIONS, None]},
+            "size_bytes": _nullable(_NS),
+        }, optional=("size_bytes",)),
+        "device": _obj({
+            "platform": {"enum": list(PLATFORMS)},
+            "identifier": _STR,
+            "marketing_name": _nullable(_STR),
+            "os_version": _STR,
+            "thermal_state_start": {"enum": list(THERMAL_STATES)},
+            "thermal_state_end": {"enum": list(THERMAL_STATES)},
+            "low_power_mode": {"type": ["boolean", "null"]},
+            "battery_state": {"enum": [*BATTERY_STATES, None]},
+            "cpu": _nullable(_STR),
+            "cores": _nullable({"type": "integer", "minimum": 1}),
+        }),
+        "app": _obj({"name": _STR, "version": _STR, "build": _STR}),
+        "runtime": _obj({
+            "name": {"enum": list(RUNTIMES)},
+            "version": _STR,
+            "compute_units": _nullable(_STR),
+            "delegate": _nullable(_STR),
+            "threads": _nullable({"type": "integer", "minimum": 1}),
+        }),
+        "protocol": _obj({
+            "warmup": _NS,
+            "iterations": {"type": "integer", "minimum": 1},
+            "input_source": {"enum": list(INPUT_SOURCES)},
+            "input_seed": {"type": ["integer", "null"]},
+            "cooldown_ms": _NS,
+        }),
+        "load_ns": _nullable(_NS),
+        "compile_ns": _nullable(_NS),
+        "first_inference_ns": _nullable(_NS),
+        "latency_ns": {"type": "array", "items": _NS},
+        "feature_dim": _nullable({"type": "integer", "minimum": 1}),
+        "feature_sample": _nullable({"type": "array", "items": {"type": "number"}, "maxItems": FEATURE_SAMPLE_LEN}),
+        "notes": _nullable({"type": "string"}),
+        "extra": {"type": "object"},
+    }, optional=("notes", "extra")),
+}
+
+_TENSOR = _obj({
+    "name": _STR,
+    "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1},
+    "layout": {"enum": ["nchw", "nhwc", "chw", None]},
+    "dtype": _STR,
+    "quantization": _nullable(_obj({"scale": {"type": "number", "exclusiveMinimum": 0},
+                                     "zero_point": {"type": "integer"}})),
+}, optional=("layout", "dtype", "quantization"))
+
+PLAN_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://github.com/ocular-deploy/toolchain/docs/results-schema.json#plan-v1",
+    "title": "Run plan v1: what a harness app runs (written by `deploy bench plan`)",
+    **_obj({
+        "plan_version": {"const": PLAN_VERSION},
+        "plan_id": {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}$"},
+        "created_at": {"type": "string", "pattern": UTC_TIME_PATTERN},
+        "device": _STR,
+        "platform": {"enum": ["ios", "android"]},
+        "protocol": RESULTS_SCHEMA["properties"]["protocol"],
+        "inputs": {"type": "array", "items": _STR},
+        "runs": {"type": "array", "minItems": 1, "items": _obj({
+            "key": {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,48}$"},
+            "artifact": _obj({
+                "name": _STR,
+                "format": {"enum": ["coreml", "tflite"]},
+                "path": _STR,
+                "sha256": {"type": "string", "pattern": SHA256_PATTERN},
+                "precision": {"enum": [*PRECISIONS, None]},
+                "size_bytes": _nullable(_NS),
+            }),
+            "compute_units": _STR,
+            "delegate": _nullable(_STR),
+            "threads": _nullable({"type": "integer", "minimum": 1}),
+            "input": _TENSOR,
+            "output": _obj({"name": _STR, "dim": {"type": "integer", "minimum": 1}}),
+            "fixed_input": _nullable(_STR),
+            "reference_sample": _nullable({"type": "array", "items": {"type": "number"}}),
+        })},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+    }, optional=("warnings",)),
+}
+
+
+def _schema_problems(obj: Any, schema: dict[str, Any]) -> list[str]:
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    # JSON Schema counts 6500000.0 as an integer; nanosecond counts must be written as integers.
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool))
+    validator = jsonschema.validators.extend(base, type_checker=checker)(schema)
+    out = []
+    for err in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))):
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        out.append(f"{where}: {err.message}")
+    return out
+
+
+def _parse_utc(text: str) -> _dt.datetime | None:
+    try:
+        t = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.utcoffset() == _dt.timedelta(0) else None
+
+
+def _result_semantics(r: dict[str, Any]) -> list[str]:
+    """Rules across fields; only called on objects whose shape already validated."""
+    out: list[str] = []
+    status, error, lat = r["status"], r["error"], r["latency_ns"]
+    iters = r["protocol"]["iterations"]
+    if _parse_utc(r["created_at"]) is None:
+        out.append(f"created_at: {r['created_at']!r} is not a valid UTC date and time")
+    if status == "ok":
+        if len(lat) != iters:
+            out.append(f"latency_ns: status ok needs exactly protocol.iterations={iters} samples, got {len(lat)}")
+        if error is not None:
+            out.append("error: must be null when status is ok")
+    elif status == "partial":
+        if error is None:
+            out.append("error: a partial run must say why it stopped early")
+        if len(lat) >= iters:
+            out.append(f"latency_ns: a partial run has fewer than {iters} samples, got {len(lat)}")
+    elif status == "error":
+        if error is None:
+            out.append("error: status error needs a message")
+        if lat:
+            out.append(f"latency_ns: status error must have no samples (got {len(lat)}); use partial")
+    units = COMPUTE_UNITS.get(r["runtime"]["name"])
+    cu = r["runtime"]["compute_units"]
+    if units and cu is not None and cu not in units:
+        out.append(f"runtime/compute_units: {cu!r} is not a {r['runtime']['name']} compute unit ({', '.join(units)})")
+    sample, dim = r["feature_sample"], r["feature_dim"]
+    if sample is not None and dim is not None and len(sample) > dim:
+        out.append(f"feature_sample: {len(sample)} values but feature_dim is {dim}")
+    return out
+
+
+def _plan_semantics(p: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    if _parse_utc(p["created_at"]) is None:
+        out.append(f"created_at: {p['created_at']!r} is not a valid UTC date and time")
+    keys = [r["key"] for r in p["runs"]]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        out.append(f"runs: duplicate keys {', '.join(dupes)}")
+    for i, run in enumerate(p["runs"]):
+        for field in ("path",):
+            path = run["artifact"][field]
+            if path.startswith("/") or ".." in Path(path).parts:
+                out.append(f"runs/{i}/artifact/{field}: {path!r} must be relative to the plan folder")
+        runtime = "coreml" if run["artifact"]["format"] == "coreml" else "litert"
+        if run["compute_units"] not in COMPUTE_UNITS[runtime]:
+            out.append(f"runs/{i}/compute_units: {run['compute_units']!r} is not one of "
+                       f"{', '.join(COMPUTE_UNITS[runtime])}")
+    return out
+
+
+def _validate(obj: Any, schema: dict[str, Any], semantics: Callable[[dict[str, Any]], list[str]],
+              what: str, source: str) -> None:
+    problems = _schema_problems(obj, schema)
+    if not problems:
+        problems = semantics(obj)
+    if problems:
+        head = f"{source or 'object'} is not a valid {what}"
+        raise SchemaError(f"{head} ({len(problems)} problem{'s' * (len(problems) > 1)}):\n  " + "\n  ".join(problems))
+
+
+def validate_result(obj: dict[str, Any], source: str = "") -> None:
+    """Raise :class:`SchemaError` naming ``source`` and every problem if ``obj`` is not a v1 result."""
+    if isinstance(obj, dict) and obj.get("schema_version") not in (None, SCHEMA_VERSION):
+        raise SchemaError(f"{source or 'object'}: schema_version {obj.get('schema_version')!r} is not supported "
+                          f"(this toolchain reads {SCHEMA_VERSION}); upgrade the toolchain")
+    _validate(obj, RESULTS_SCHEMA, _result_semantics, "result (schema v1)", source)
+
+
+def validate_plan(obj: dict[str, Any], source: str = "") -> None:
+    """Raise :class:`SchemaError` naming ``source`` and every problem if ``obj`` is not a v1 plan."""
+    _validate(obj, PLAN_SCHEMA, _plan_semantics, "run plan (v1)", source)
+
+
+def _load_json(path: str | Path, limit_bytes: int, what: str) -> Any:
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise SchemaError(f"{path}: cannot read {what}: {e.strerror or e}") from None
+    if size > limit_bytes:
+        raise SchemaError(f"{path}: {size} bytes is too large for a {what} (limit {limit_bytes})")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise SchemaError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise SchemaError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    """Read and validate one results file; any problem is a :class:`SchemaError` naming the file."""
+    obj = _load_json(path, MAX_RESULT_BYTES, "results file")
+    validate_result(obj, str(path))
+    return obj
+
+
+def load_plan(path: str | Path) -> dict[str, Any]:
+    """Read and validate a ``plan.json``."""
+    obj = _load_json(path, MAX_PLAN_BYTES, "run plan")
+    validate_plan(obj, str(path))
+    return obj
+
+
+def schema_document() -> dict[str, Any]:
+    """The committed ``docs/results-schema.json``: the result schema, with the plan schema under ``$defs``."""
+    doc = dict(RESULTS_SCHEMA)
+    doc["$defs"] = {"plan": {k: v for k, v in PLAN_SCHEMA.items() if k != "$schema"}}
+    return doc
+
+
+def schema_text() -> str:
+    return json.dumps(schema_document(), indent=2) + "\n"
+
+
+DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "results-schema.json"
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from toolchain.fsutil import atomic_write_text
+
+    ap = argparse.ArgumentParser(prog="python -m toolchain.bench.schema",
+                                 description="Print, write or check docs/results-schema.json.")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--write", action="store_true", help=f"write {DOC_PATH}")
+    g.add_argument("--check", action="store_true", help="exit 1 if the committed file is out of date")
+    args = ap.parse_args(argv)
+    text = schema_text()
+    if args.write:
+        atomic_write_text(DOC_PATH, text)
+    elif args.check:
+        current = DOC_PATH.read_text() if DOC_PATH.is_file() else ""
+        if current != text:
+            print(f"{DOC_PATH} is out of date: run python -m toolchain.bench.schema --write")
+            return 1
+    else:
+        print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

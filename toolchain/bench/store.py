@@ -1,0 +1,262 @@
+"""The results store: every collected file validated, kept raw, de-duplicated, never overwritten.
+
+Layout of a store folder::
+
+    STORE/
+      <run_id>.<sha256>.json        a valid results v1 file, byte for byte as received
+      rejected/<sha256>.json        a file that failed validation, kept so nothing is lost,
+      rejected/<sha256>.why.txt     ... with where it came from and why it was rejected
+      .lock                         serialises writers (several collectors may run at once)
+
+The stored name is built from the result's ``run_id`` (checked against ``[A-Za-z0-9._-]{1,128}``
+by the schema) and the sha256 of the content; a name that came from a device or a zip member
+is only ever used as a label in messages, so it cannot escape the store. Adding a run whose
+``run_id`` is already stored is a *duplicate* when the JSON is the same and a *conflict*
+(the stored file wins, the newcomer goes to ``rejected/``) when it differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import glob
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from toolchain.bench.schema import MAX_RESULT_BYTES, validate_result
+from toolchain.errors import SchemaError, StoreError
+from toolchain.fsutil import atomic_write_bytes, atomic_write_text
+
+REJECTED_DIR = "rejected"
+LOCK_FILE = ".lock"
+_NAME = re.compile(r"^(?P<run_id>[A-Za-z0-9._-]{1,128})\.(?P<sha>[0-9a-f]{64})\.json$")
+
+
+@dataclass(frozen=True)
+class AddOutcome:
+    """What happened to one incoming file. ``status``: stored | duplicate | conflict | rejected."""
+
+    source: str
+    status: str
+    message: str
+    run_id: str | None = None
+    path: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("stored", "duplicate")
+
+
+@dataclass(frozen=True)
+class Entry:
+    run_id: str
+    sha256: str
+    path: Path
+
+
+def label(source: str, limit: int = 160) -> str:
+    """A printable label for a file name that came from elsewhere (control characters escaped)."""
+    text = source.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_SAFE_REMOTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.json$")
+
+
+def is_safe_remote_name(name: str) -> bool:
+    """A results file name from a device that may be asked for: one path segment, plain characters.
+
+    >>> [is_safe_remote_name(n) for n in ("run-1.json", "../x.json", "a/b.json", ".hidden.json", "x.txt")]
+    [True, False, False, False, False]
+    """
+    return bool(_SAFE_REMOTE.match(name)) and ".." not in name
+
+
+def parse_result_bytes(data: bytes, source: str) -> dict[str, Any]:
+    """Bytes -> validated results v1 object; :class:`SchemaError` naming ``source`` and the problem."""
+    src = label(source)
+    if len(data) > MAX_RESULT_BYTES:
+        raise SchemaError(f"{src}: {len(data)} bytes is too large for a results file (limit {MAX_RESULT_BYTES})")
+    if not data.strip():
+        raise SchemaError(f"{src}: empty file")
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise SchemaError(f"{src}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        hint = " (truncated?)" if e.pos >= len(data.rstrip()) - 1 else ""
+        raise SchemaError(f"{src}: not valid JSON{hint}: {e.msg} at line {e.lineno} column {e.colno}") from None
+    if not isinstance(obj, dict):
+        raise SchemaError(f"{src}: a results file holds one JSON object, not {type(obj).__name__}")
+    validate_result(obj, src)
+    return obj
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+class ResultStore:
+    """A folder of results v1 files. Safe for several processes adding at once (``flock``)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"results store {self.root} is a file, not a folder")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fh = open(self.root / LOCK_FILE, "a+")
+        except OSError as e:
+            raise StoreError(f"results store {self.root} is not writable: {e.strerror or e}") from None
+        with fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _find(self, run_id: str) -> list[Entry]:
+        pattern = f"{glob.escape(run_id)}.{'[0-9a-f]' * 64}.json"
+        return [Entry(run_id, p.name[len(run_id) + 1:-5], p) for p in sorted(self.root.glob(pattern))]
+
+    def _reject(self, data: bytes, source: str, why: str, keep: bool = True) -> AddOutcome:
+        if not keep:
+            return AddOutcome(source, "rejected", why)
+        sha = hashlib.sha256(data).hexdigest()
+        kept = self.root / REJECTED_DIR / f"{sha}.json"
+        with self._locked():
+            if not kept.exists():
+                atomic_write_bytes(kept, data)
+            atomic_write_text(kept.with_suffix(".why.txt"), f"source: {label(source)}\nproblem: {why}\n")
+        return AddOutcome(source, "rejected", f"{why} (kept as {kept})", path=kept)
+
+    def add_bytes(self, data: bytes, source: str) -> AddOutcome:
+        """Validate and store one file's bytes; never raises for bad content (see the outcome)."""
+        try:
+            obj = parse_result_bytes(data, source)
+        except SchemaError as e:
+            return self._reject(data, source, str(e), keep=len(data) <= MAX_RESULT_BYTES)
+        run_id = obj["run_id"]
+        sha = hashlib.sha256(data).hexdigest()
+        with self._locked():
+            existing = self._find(run_id)
+            for e in existing:
+                if e.sha256 == sha:
+                    return AddOutcome(source, "duplicate", f"run {run_id} is already stored", run_id, e.path)
+            for e in existing:
+                try:
+                    same = _canonical(json.loads(e.path.read_bytes())) == _canonical(obj)
+                except (OSError, ValueError):
+                    same = False
+                if same:
+                    return AddOutcome(source, "duplicate", f"run {run_id} is already stored (same JSON)", run_id, e.path)
+            if not existing:
+                path = self.root / f"{run_id}.{sha}.json"
+                atomic_write_bytes(path, data)
+                return AddOutcome(source, "stored", f"stored run {run_id}", run_id, path)
+        out = self._reject(data, source, f"{label(source)}: run {run_id} is already stored with different content "
+                                         f"({existing[0].path.name}); the stored file is kept")
+        return AddOutcome(source, "conflict", out.message, run_id, out.path)
+
+    def add_object(self, obj: dict[str, Any], source: str) -> AddOutcome:
+        return self.add_bytes((json.dumps(obj, indent=2) + "\n").encode("utf-8"), source)
+
+    def add_file(self, path: str | Path, source: str | None = None) -> AddOutcome:
+        """Read at most the size limit (so a huge file is refused without reading it all)."""
+        path = Path(path)
+        src = source or str(path)
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_RESULT_BYTES + 1)
+        except OSError as e:
+            return AddOutcome(src, "rejected", f"{label(src)}: cannot read: {e.strerror or e}")
+        if len(data) > MAX_RESULT_BYTES:
+            return AddOutcome(src, "rejected", f"{label(src)}: larger than {MAX_RESULT_BYTES} bytes: not a results "
+                                               "file (left where it is, not copied)")
+        return self.add_bytes(data, src)
+
+    def add_many(self, items: Iterable[tuple[str, bytes]]) -> list[AddOutcome]:
+        return [self.add_bytes(data, source) for source, data in items]
+
+    def entries(self) -> list[Entry]:
+        if not self.root.is_dir():
+            return []
+        out = []
+        for p in sorted(self.root.iterdir()):
+            m = _NAME.match(p.name)
+            if m and p.is_file():
+                out.append(Entry(m["run_id"], m["sha"], p))
+        return out
+
+    def rejected(self) -> list[Path]:
+        d = self.root / REJECTED_DIR
+        return sorted(p for p in d.glob("*.json")) if d.is_dir() else []
+
+    def _one(self, run_id: str) -> Entry:
+        found = self._find(run_id) if self.root.is_dir() else []
+        if not found:
+            near = [e.run_id for e in self.entries() if e.run_id.startswith(run_id)]
+            hint = f"; runs starting so: {', '.join(near[:5])}" if near else "; see `deploy results list`"
+            raise StoreError(f"no run {run_id!r} in {self.root}{hint}")
+        return found[0]
+
+    def get(self, run_id: str) -> dict[str, Any]:
+        e = self._one(run_id)
+        return parse_result_bytes(e.path.read_bytes(), str(e.path))
+
+    def remove(self, run_id: str) -> Path:
+        with self._locked():
+            e = self._one(run_id)
+            e.path.unlink()
+        return e.path
+
+    def load_all(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """Every stored result (validated again) and the problems of any that no longer validate."""
+        results, problems = [], []
+        for e in self.entries():
+            try:
+                results.append(parse_result_bytes(e.path.read_bytes(), str(e.path)))
+            except (SchemaError, OSError) as err:
+                problems.append(str(err))
+        return results, problems
+
+
+def load_results_dirs(paths: Iterable[str | Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """All results under folders (any ``*.json`` outside ``rejected/``) or files, de-duplicated by run_id.
+
+    Returns (results, problems): a bad file becomes a problem line naming it; the rest still load.
+    """
+    seen: dict[str, str] = {}
+    results, problems = [], []
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*.json") if REJECTED_DIR not in f.relative_to(p).parts[:-1]
+                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
+        elif p.is_file():
+            files.append(p)
+        else:
+            problems.append(f"{p}: no such file or folder")
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                data = fh.read(MAX_RESULT_BYTES + 1)
+            obj = parse_result_bytes(data, str(f))
+        except (SchemaError, OSError) as e:
+            problems.append(str(e))
+            continue
+        sha = hashlib.sha256(_canonical(obj).encode()).hexdigest()
+        if obj["run_id"] in seen:
+            if seen[obj["run_id"]] != sha:
+                problems.append(f"{f}: run {obj['run_id']} appears twice with different content; kept the first")
+            continue
+        seen[obj["run_id"]] = sha
+        results.append(obj)
+    return results, problems
