@@ -2,4 +2,146 @@
 
 from __future__ import annotations
 
-from toolchain.cli import app  # noqa: F401
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from toolchain.cli import app
+from toolchain.cli._common import console, err_console
+
+collect_app = typer.Typer(help="Fetch results files from devices into a results store (validated, de-duplicated).",
+                          no_args_is_help=True)
+results_app = typer.Typer(help="Inspect a results store: list, show, remove runs.", no_args_is_help=True)
+app.add_typer(collect_app, name="collect")
+app.add_typer(results_app, name="results")
+
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Results store folder.")]
+StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Results store folder.")]
+
+
+def print_outcomes(outcomes: list, store_root: Path) -> None:
+    """One line per file that was not simply stored; a summary; exit 1 if any file was rejected."""
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+        if o.status in ("rejected", "conflict"):
+            err_console.print(f"[red]{o.status}:[/] {o.message}", soft_wrap=True)
+        elif o.status == "duplicate":
+            console.print(f"[dim]duplicate: {o.message}[/]")
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no results files found"
+    console.print(f"{summary} -> {store_root}")
+    if counts.get("rejected") or counts.get("conflict"):
+        raise typer.Exit(1)
+
+
+@collect_app.command("dir")
+def collect_dir(
+    paths: Annotated[list[Path], typer.Argument(help="Folders (searched recursively for *.json) or files, copied by hand, AirDrop, Finder.")],
+    out: OutOpt = Path("results"),
+) -> None:
+    """Add results files from local folders or files."""
+    from toolchain.bench.store import ResultStore
+    from toolchain.errors import CollectError
+
+    store = ResultStore(out)
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*.json") if f.is_file() and not f.is_symlink())
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise CollectError(f"{p}: no such file or folder")
+    print_outcomes([store.add_file(f) for f in files], store.root)
+
+
+@collect_app.command("ios")
+def collect_ios(
+    bundle_id: Annotated[str, typer.Option("--bundle-id", help="The harness app's bundle identifier.")] = "org.oculardeploy.OcularBench",
+    out: OutOpt = Path("results"),
+    udid: Annotated[Optional[str], typer.Option(help="Device UDID (default: the one connected device).")] = None,
+    via: Annotated[Optional[str], typer.Option(help="house-arrest (pymobiledevice3) or devicectl (macOS). Default: what is installed.")] = None,
+) -> None:
+    """Pull Documents/results/*.json from the iOS harness over USB."""
+    from toolchain.bench.ios import collect_ios as collect
+    from toolchain.bench.store import ResultStore
+
+    store = ResultStore(out)
+    print_outcomes(collect(bundle_id, store, udid=udid, via=via), store.root)
+
+
+@collect_app.command("android")
+def collect_android(
+    package: Annotated[str, typer.Option("--package", help="The harness app's package name.")] = "org.oculardeploy.bench",
+    out: OutOpt = Path("results"),
+    serial: Annotated[Optional[str], typer.Option(help="adb device serial (default: the one connected device).")] = None,
+) -> None:
+    """Pull the Android harness's results files over adb (run-as, or the external files folder)."""
+    from toolchain.bench.android import Adb, collect_android as collect
+    from toolchain.bench.store import ResultStore
+
+    store = ResultStore(out)
+    print_outcomes(collect(package, store, Adb(serial=serial)), store.root)
+
+
+@collect_app.command("farm")
+def collect_farm(
+    run_arn: Annotated[str, typer.Option("--run-arn", help="The Device Farm run to fetch.")],
+    out: OutOpt = Path("results"),
+    region: Annotated[str, typer.Option(help="AWS region (Device Farm lives in us-west-2).")] = "us-west-2",
+) -> None:
+    """Download a Device Farm run's customer artifacts and extract the results files."""
+    from toolchain.bench import farm
+    from toolchain.bench.store import ResultStore
+
+    store = ResultStore(out)
+    print_outcomes(farm.collect_farm(farm.client(region), run_arn, store), store.root)
+
+
+@results_app.command("list")
+def results_list(store: StoreOpt = Path("results"),
+                 as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False) -> None:
+    """List the runs in a store."""
+    from rich.table import Table
+
+    from toolchain.bench.store import ResultStore
+
+    s = ResultStore(store)
+    results, problems = s.load_all()
+    if as_json:
+        for r in results:
+            console.print_json(json.dumps({k: r[k] for k in ("run_id", "status", "created_at", "artifact", "device")}))
+    else:
+        t = Table("run_id", "status", "device", "runtime", "artifact", "n", "median ms")
+        for r in sorted(results, key=lambda r: r["created_at"]):
+            lat = sorted(r["latency_ns"])
+            med = f"{(lat[(len(lat) - 1) // 2] + lat[len(lat) // 2]) / 2e6:.3g}" if lat else "–"
+            t.add_row(r["run_id"], r["status"], r["device"]["marketing_name"] or r["device"]["identifier"],
+                      r["runtime"]["name"], r["artifact"]["name"], str(len(lat)), med)
+        console.print(t)
+        rej = s.rejected()
+        console.print(f"{len(results)} runs in {s.root}" + (f"; {len(rej)} rejected files in {s.root / 'rejected'}" if rej else ""))
+    for p in problems:
+        err_console.print(f"[red]invalid:[/] {p}", soft_wrap=True)
+
+
+@results_app.command("show")
+def results_show(run_id: Annotated[str, typer.Argument(help="run_id (see `deploy results list`).")],
+                 store: StoreOpt = Path("results")) -> None:
+    """Print one run's results file."""
+    from toolchain.bench.store import ResultStore
+
+    console.print_json(json.dumps(ResultStore(store).get(run_id)))
+
+
+@results_app.command("rm")
+def results_rm(run_ids: Annotated[list[str], typer.Argument(help="run_id(s) to remove.")],
+               store: StoreOpt = Path("results")) -> None:
+    """Remove runs from a store."""
+    from toolchain.bench.store import ResultStore
+
+    s = ResultStore(store)
+    for rid in run_ids:
+        console.print(f"removed {s.remove(rid)}")

@@ -2,4 +2,32 @@
 
 from __future__ import annotations
 
-from toolchain.cli import app  # noqa: F401
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from toolchain.cli import app
+from toolchain.cli._common import console, err_console
+
+
+@app.command("report")
+def report(
+    results: Annotated[list[Path], typer.Option("--results", "-r", help="Results stores / folders / files (repeatable).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, report.html, *.csv, plots/).")] = Path("report"),
+    artifacts: Annotated[Optional[list[Path]], typer.Option("--artifacts", "-a", help="Exported artifact folders (manifest.json searched recursively).")] = None,
+    bundles: Annotated[Optional[list[Path]], typer.Option("--bundles", "-b", help="Model bundle folders (model.json searched recursively).")] = None,
+    metrics: Annotated[Optional[list[Path]], typer.Option("--metrics", "-m", help="metrics.json files or folders from `deploy evaluate`.")] = None,
+    min_iterations: Annotated[int, typer.Option(help="Flag runs with fewer timed iterations.")] = 30,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG and SVG figures.")] = True,
+) -> None:
+    """Statistics, the paper-style table, checks and plots from raw results (Markdown, HTML, CSV)."""
+    from toolchain.report.build import build_report, write_report
+
+    rep = build_report(results, artifacts or [], bundles or [], metrics or [], min_iterations=min_iterations)
+    files = write_report(rep, out, plots=plots)
+    flagged = sum(1 for vw in rep.runs if any(f.level in ("warn", "fail") for f in vw.flags))
+    for p in rep.problems:
+        err_console.print(f"[yellow]not used:[/] {p.splitlines()[0]}", soft_wrap=True)
+    console.print(f"report of {len(rep.runs)} runs ({len(rep.rows)} device · runtime rows, {len(rep.variants)} variants, "
+                  f"{flagged} runs flagged): {out / 'report.md'}, {out / 'report.html'} and {len(files) - 2} more files")

@@ -1,0 +1,178 @@
+"""Assemble a report from results, manifests, bundles and metrics, and write every output.
+
+Rows of the paper-style table are *device · runtime* (a phone's Core ML, a host's ONNX
+Runtime...), columns are *model variants* (a source bundle, plus its precision when not fp32),
+so the teacher and its pruned and distilled students sit side by side as in the seed paper.
+A cell pools the raw samples of every run of that variant on that row and shows the median
+with its bootstrap 95 % CI. Footer rows join the variant's parameters, compression ratio and
+bundle size (from model.json) and EER / TAR@FAR (from the evaluation's metrics.json).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from toolchain.bench.store import load_results_dirs
+from toolchain.errors import ToolchainError
+from toolchain.fsutil import atomic_dir
+from toolchain.report.catalog import Catalog, Metrics
+from toolchain.report.checks import DEFAULT_MIN_ITERATIONS, CheckContext, Flag, run_checks
+from toolchain.report.stats import Summary, summarize
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunView:
+    result: dict[str, Any]
+    device: str
+    row: str
+    variant: str
+    summary: Summary | None
+    flags: list[Flag]
+
+    @property
+    def run_id(self) -> str:
+        return self.result["run_id"]
+
+
+@dataclass
+class Cell:
+    row: str
+    variant: str
+    runs: list[RunView]
+    summary: Summary | None
+
+
+@dataclass
+class Variant:
+    label: str
+    bundle_sha256: str | None
+    bundle_name: str | None
+    precision: str | None
+    parameters: int | None = None
+    bundle_size_bytes: int | None = None
+    compression: float | None = None
+    metrics: Metrics | None = None
+    artifact_sizes: dict[str, int] = field(default_factory=dict)  # format -> size_bytes
+
+    @property
+    def eer(self) -> float | None:
+        return self.metrics.eer if self.metrics else None
+
+
+@dataclass
+class Report:
+    runs: list[RunView]
+    rows: list[str]
+    variants: list[Variant]
+    cells: dict[tuple[str, str], Cell]
+    catalog: Catalog
+    problems: list[str]
+    created_at: str
+    min_iterations: int
+
+    @property
+    def far_keys(self) -> list[str]:
+        keys = {k for v in self.variants if v.metrics for k in v.metrics.tar_at_far}
+        return sorted(keys, key=lambda k: float(k), reverse=True)
+
+    def variant(self, label: str) -> Variant:
+        return next(v for v in self.variants if v.label == label)
+
+
+def device_label(r: dict[str, Any]) -> str:
+    d = r["device"]
+    return d["marketing_name"] or d["identifier"]
+
+
+def row_label(r: dict[str, Any]) -> str:
+    """``iPhone XR · coreml all``; ``Intel Xeon · onnxruntime cpu x2``."""
+    rt = r["runtime"]
+    bits = [rt["name"]]
+    if rt.get("compute_units"):
+        bits.append(str(rt["compute_units"]))
+    if rt.get("threads"):
+        bits[-1] += f" x{rt['threads']}"
+    return f"{device_label(r)} · {' '.join(bits)}"
+
+
+def _variant_key(r: dict[str, Any], cat: Catalog) -> tuple[str, str | None, str | None, str | None]:
+    precision = r["artifact"].get("precision")
+    man = cat.manifest_for(r)
+    if man is not None and man.get("precision"):
+        precision = man["precision"]
+    bundle_sha = cat.bundle_sha_for(r)
+    name = cat.bundle_name_for(r)
+    if name is None:
+        return f"{r['artifact']['name']} (unknown)", None, None, precision
+    label = name if precision in (None, "fp32") else f"{name} {precision}"
+    return label, bundle_sha, name, precision
+
+
+def build_report(results: Iterable[str | Path], artifacts: Iterable[str | Path] = (), bundles: Iterable[str | Path] = (),
+                 metrics: Iterable[str | Path] = (), min_iterations: int = DEFAULT_MIN_ITERATIONS) -> Report:
+    """Load everything and compute the statistics, checks and joins (no files written)."""
+    loaded, problems = load_results_dirs(results)
+    cat = Catalog.discover(artifacts, bundles, metrics)
+    problems += cat.problems
+    if not loaded:
+        raise ToolchainError("no valid results files found in " + ", ".join(map(str, results))
+                             + (": " + "; ".join(problems[:3]) if problems else ""))
+    ctx = CheckContext(cat, min_iterations)
+    views: list[RunView] = []
+    variants: dict[str, Variant] = {}
+    for r in sorted(loaded, key=lambda r: (row_label(r), r["created_at"], r["run_id"])):
+        label, bsha, bname, prec = _variant_key(r, cat)
+        if label in variants and variants[label].bundle_sha256 != bsha:
+            label = f"{label} @{(bsha or r['artifact']['sha256'])[:6]}"
+        v = variants.setdefault(label, Variant(label, bsha, bname, prec))
+        man = cat.manifest_for(r)
+        size = (man or {}).get("size_bytes") or r["artifact"].get("size_bytes")
+        if size:
+            v.artifact_sizes.setdefault(r["artifact"]["format"], int(size))
+        lat = r["latency_ns"] if r["status"] in ("ok", "partial") else []
+        views.append(RunView(r, device_label(r), row_label(r), label, summarize(lat) if lat else None, run_checks(r, ctx)))
+    for v in variants.values():
+        meta = cat.bundles.get(v.bundle_sha256 or "")
+        if meta is not None:
+            v.parameters = meta.get("weights", {}).get("num_parameters")
+            v.bundle_size_bytes = meta.get("weights", {}).get("size_bytes")
+        art_sha = next((vw.result["artifact"]["sha256"] for vw in views if vw.variant == v.label), None)
+        v.metrics = cat.metrics_for(art_sha, v.bundle_sha256, v.bundle_name,
+                                    prefer_bundle=v.precision in (None, "fp32"))
+    biggest = max((v.parameters for v in variants.values() if v.parameters), default=None)
+    for v in variants.values():
+        if biggest and v.parameters:
+            v.compression = biggest / v.parameters
+    ordered = sorted(variants.values(), key=lambda v: (-(v.parameters or 0), v.label))
+    rows = sorted({vw.row for vw in views})
+    cells: dict[tuple[str, str], Cell] = {}
+    for vw in views:
+        cells.setdefault((vw.row, vw.variant), Cell(vw.row, vw.variant, [], None)).runs.append(vw)
+    for c in cells.values():
+        pooled = [x for vw in c.runs if vw.summary is not None for x in vw.result["latency_ns"]]
+        c.summary = summarize(pooled) if pooled else None
+    return Report(views, rows, ordered, cells, cat, problems,
+                  _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), min_iterations)
+
+
+def write_report(report: Report, out: str | Path, plots: bool = True) -> list[Path]:
+    """Write report.md, report.html, the CSVs, report.json and plots/ atomically into ``out``."""
+    from toolchain.report import render
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / "report.md").exists():
+        raise ToolchainError(f"{out} is a non-empty folder that is not a report; choose an empty or new --out")
+    with atomic_dir(out) as tmp:
+        figures: dict[str, Any] = {}
+        if plots:
+            from toolchain.report import plots as plots_mod
+
+            figures = plots_mod.write_all(report, tmp / "plots")
+        render.write_all(report, tmp, figures)
+    return sorted(p for p in out.rglob("*") if p.is_file())

@@ -1,0 +1,129 @@
+"""Checks the report flags for each run, registered by name so each one is tested.
+
+- ``numerics``: the run's ``feature_sample`` against the PyTorch reference features of the same
+  fixed input kept in the artifact's manifest (cosine and max-abs over the sample; the
+  per-precision cosine floor is the export parity's).
+- ``thermal``: the thermal state changed during the run, or the run started hot.
+- ``iterations``: fewer timed samples than the report's minimum.
+- ``artifact``: the artifact's sha256 matches no manifest (or bundle) given to the report.
+- ``status``: the run failed or stopped early.
+
+Each check returns a :class:`Flag` (level ``ok``, ``warn``, ``fail`` or ``skipped`` with why).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from toolchain.registry import Registry
+from toolchain.report.catalog import Catalog
+
+#: The export parity's cosine floors (``toolchain.export.parity.DEFAULT_MIN_COSINE``).
+MIN_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.99}
+DEFAULT_MIN_ITERATIONS = 30
+#: Seed of the export driver's fixed input: a host run of a bundle with this seed used the same pixels.
+FIXED_INPUT_SEED = 1234
+HOT = ("serious", "critical")
+
+
+@dataclass(frozen=True)
+class Flag:
+    check: str
+    level: str  # ok | warn | fail | skipped
+    message: str
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    catalog: Catalog
+    min_iterations: int = DEFAULT_MIN_ITERATIONS
+
+
+CHECKS: Registry[Callable[[dict[str, Any], CheckContext], Flag]] = Registry("report check")
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity in float64; two zero vectors count as identical.
+
+    >>> round(cosine(np.array([1.0, 0.0]), np.array([1.0, 1.0])), 4)
+    0.7071
+    """
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0 and nb == 0:
+        return 1.0
+    if na == 0 or nb == 0:
+        return 0.0
+    return float(np.dot(a, b) / (na * nb))
+
+
+@CHECKS.register("numerics")
+def check_numerics(r: dict[str, Any], ctx: CheckContext) -> Flag:
+    sample = r.get("feature_sample")
+    if not sample:
+        return Flag("numerics", "skipped", "the run kept no feature sample")
+    proto = r["protocol"]
+    if not (proto["input_source"] == "image" or proto.get("input_seed") == FIXED_INPUT_SEED):
+        return Flag("numerics", "skipped", f"the run used a random input (seed {proto.get('input_seed')}), "
+                                           "not the artifact's fixed input")
+    ref, where = ctx.catalog.reference_for(r)
+    if ref is None:
+        return Flag("numerics", "skipped", where)
+    n = min(len(ref), len(sample))
+    a = np.asarray(ref[:n], dtype=np.float64)
+    b = np.asarray(sample[:n], dtype=np.float64)
+    if not np.all(np.isfinite(b)):
+        return Flag("numerics", "fail", "non-finite values in the device's features")
+    cos, max_abs = cosine(a, b), float(np.max(np.abs(a - b)))
+    floor = MIN_COSINE.get(r["artifact"].get("precision") or "fp32", MIN_COSINE["fp32"])
+    text = f"first {n} features vs PyTorch ({where}): cosine {cos:.6f}, max abs {max_abs:.3g}"
+    if cos < floor:
+        return Flag("numerics", "fail", f"{text} < {floor} required for {r['artifact'].get('precision') or 'fp32'}")
+    return Flag("numerics", "ok", text)
+
+
+@CHECKS.register("thermal")
+def check_thermal(r: dict[str, Any], ctx: CheckContext) -> Flag:
+    d = r["device"]
+    start, end = d["thermal_state_start"], d["thermal_state_end"]
+    if start == "unknown" and end == "unknown":
+        return Flag("thermal", "skipped", "thermal state not reported (hosts do not report one)")
+    if start != end:
+        return Flag("thermal", "warn", f"thermal state changed during the run: {start} -> {end}")
+    if start in HOT:
+        return Flag("thermal", "warn", f"the run started {start}: the device was throttling")
+    return Flag("thermal", "ok", f"thermal state {start} throughout")
+
+
+@CHECKS.register("iterations")
+def check_iterations(r: dict[str, Any], ctx: CheckContext) -> Flag:
+    n = len(r["latency_ns"])
+    if n < ctx.min_iterations:
+        return Flag("iterations", "warn", f"only {n} timed iterations (at least {ctx.min_iterations} wanted "
+                                          "for a stable median and CI)")
+    return Flag("iterations", "ok", f"{n} timed iterations")
+
+
+@CHECKS.register("artifact")
+def check_artifact(r: dict[str, Any], ctx: CheckContext) -> Flag:
+    sha = r["artifact"]["sha256"]
+    if ctx.catalog.is_known(r):
+        man = ctx.catalog.manifest_for(r)
+        return Flag("artifact", "ok", f"sha256 matches {'manifest ' + man['name'] if man else 'a bundle'}")
+    if not ctx.catalog.manifests and not ctx.catalog.bundles:
+        return Flag("artifact", "warn", f"sha256 {sha[:12]} not checked: no manifests or bundles given (--artifacts)")
+    return Flag("artifact", "warn", f"sha256 {sha[:12]} matches no known manifest: the device ran a file "
+                                    "this report cannot vouch for")
+
+
+@CHECKS.register("status")
+def check_status(r: dict[str, Any], ctx: CheckContext) -> Flag:
+    if r["status"] == "ok":
+        return Flag("status", "ok", "completed")
+    return Flag("status", "fail" if r["status"] == "error" else "warn", f"{r['status']}: {r.get('error')}")
+
+
+def run_checks(r: dict[str, Any], ctx: CheckContext) -> list[Flag]:
+    return [CHECKS.get(name)(r, ctx) for name in CHECKS.names()]

@@ -1,0 +1,254 @@
+"""Render a :class:`~toolchain.report.build.Report` as Markdown, a self-contained HTML page, CSV and JSON.
+
+The same table builders feed every format, so the Markdown, HTML and CSV never disagree.
+Milliseconds in tables are formatted from the nanosecond statistics; CSVs keep full precision.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from toolchain.fsutil import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from toolchain.report.build import Report
+    from toolchain.report.stats import Summary
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def _ms(ns: float | None) -> str:
+    """Milliseconds, 3 significant digits below 1 ms, else 2 decimals: 0.0224, 6.35, 412.88."""
+    if ns is None:
+        return "–"
+    ms = ns / 1e6
+    return f"{ms:.3g}" if abs(ms) < 1 else f"{ms:.2f}"
+
+
+def _cell_text(s: "Summary | None") -> str:
+    if s is None:
+        return "–"
+    return f"{_ms(s.median_ns)} [{_ms(s.ci_low_ns)}, {_ms(s.ci_high_ns)}]"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
+
+
+def paper_table(rep: "Report") -> Table:
+    """Rows = device · runtime, columns = variants; footer rows = model facts and accuracy."""
+    head = ["device · runtime"] + [v.label for v in rep.variants]
+    rows = [[row] + [_cell_text(rep.cells[(row, v.label)].summary) if (row, v.label) in rep.cells else "–"
+                     for v in rep.variants] for row in rep.rows]
+    rows.append(["parameters"] + [f"{v.parameters:,}" if v.parameters else "–" for v in rep.variants])
+    rows.append(["compression ×"] + [f"{v.compression:.2f}" if v.compression else "–" for v in rep.variants])
+    rows.append(["bundle size (MB)"] + [f"{v.bundle_size_bytes / 1e6:.2f}" if v.bundle_size_bytes else "–"
+                                        for v in rep.variants])
+    rows.append(["EER (%)"] + [_pct(v.eer) for v in rep.variants])
+    for k in rep.far_keys:
+        rows.append([f"TAR @ FAR={k} (%)"] + [_pct(v.metrics.tar_at_far.get(k) if v.metrics else None)
+                                             for v in rep.variants])
+    return head, rows
+
+
+def runs_table(rep: "Report") -> Table:
+    head = ["run", "device", "OS", "runtime", "variant", "status", "n", "median ms", "p90 ms", "mean ± sd ms",
+            "min ms", "median 95% CI ms", "first inference ms", "load ms", "flags"]
+    rows = []
+    for vw in rep.runs:
+        r, s = vw.result, vw.summary
+        rt = r["runtime"]
+        flags = ", ".join(f.check for f in vw.flags if f.level in ("warn", "fail")) or "–"
+        rows.append([
+            r["run_id"], vw.device, r["device"]["os_version"],
+            " ".join(str(x) for x in (rt["name"], rt["version"], rt.get("compute_units")) if x),
+            vw.variant, r["status"], str(len(r["latency_ns"])),
+            _ms(s.median_ns if s else None), _ms(s.p90_ns if s else None),
+            "–" if s is None else f"{_ms(s.mean_ns)} ± {_ms(s.sd_ns) if s.sd_ns is not None else '–'}",
+            _ms(s.min_ns if s else None),
+            "–" if s is None else f"[{_ms(s.ci_low_ns)}, {_ms(s.ci_high_ns)}]",
+            _ms(r.get("first_inference_ns")), _ms(r.get("load_ns")), flags,
+        ])
+    return head, rows
+
+
+def checks_table(rep: "Report") -> Table:
+    head = ["run", "check", "level", "detail"]
+    rows = [[vw.run_id, f.check, f.level, f.message] for vw in rep.runs for f in vw.flags if f.level != "ok"]
+    return head, rows
+
+
+def models_table(rep: "Report") -> Table:
+    head = ["variant", "bundle sha256", "parameters", "compression ×", "bundle MB", "artifact sizes MB", "EER (%)",
+            "metrics from"]
+    rows = []
+    for v in rep.variants:
+        sizes = ", ".join(f"{fmt} {s / 1e6:.2f}" for fmt, s in sorted(v.artifact_sizes.items())) or "–"
+        rows.append([v.label, (v.bundle_sha256 or "–")[:12], f"{v.parameters:,}" if v.parameters else "–",
+                     f"{v.compression:.2f}" if v.compression else "–",
+                     f"{v.bundle_size_bytes / 1e6:.2f}" if v.bundle_size_bytes else "–", sizes, _pct(v.eer),
+                     str(v.metrics.source) if v.metrics else "no metrics.json matched"])
+    return head, rows
+
+
+def _md_table(t: Table) -> str:
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    head, rows = t
+    lines = ["| " + " | ".join(map(esc, head)) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _sections(rep: "Report") -> list[tuple[str, str, Table | None]]:
+    return [
+        ("Feature extraction time", "Median over every timed iteration of the runs in each cell, in ms, with the "
+         "percentile-bootstrap 95 % CI of the median in brackets (2000 resamples, seed 0). Footer: model facts "
+         "and accuracy joined from bundles and the evaluation's metrics.", paper_table(rep)),
+        ("Runs", "One line per results file; statistics from its raw samples only. First inference and load "
+         "times are reported separately and never mixed into the latency samples.", runs_table(rep)),
+        ("Checks", f"Flags raised (numerics vs the manifest's PyTorch reference, thermal state, fewer than "
+         f"{rep.min_iterations} iterations, unknown artifact hash, failed runs). Checks that passed are in "
+         "checks.csv/report.json.", checks_table(rep)),
+        ("Models", "Compression ratio = parameters of the largest variant shown / parameters of this one.",
+         models_table(rep)),
+    ]
+
+
+def markdown(rep: "Report", figures: dict[str, dict[str, Any]]) -> str:
+    out = ["# Benchmark report", "", f"{len(rep.runs)} runs, {len(rep.rows)} device · runtime rows, "
+           f"{len(rep.variants)} variants. Generated {rep.created_at}.", ""]
+    for title, note, table in _sections(rep):
+        out += [f"## {title}", "", note, ""]
+        out += [_md_table(table) if table and table[1] else "_none_", ""]
+    out += ["## Figures", ""]
+    for name, f in figures.items():
+        if "skipped" in f:
+            out += [f"- {f['title']}: skipped ({f['skipped']})"]
+        else:
+            out += [f"### {f['title']}", "", f"![{f['title']}]({f['png']})", "", f"[SVG]({f['svg']})", ""]
+    if rep.problems:
+        out += ["", "## Files not used", ""] + [f"- {p.splitlines()[0]}" for p in rep.problems]
+    return "\n".join(out) + "\n"
+
+
+CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:1400px}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}
+td.num{text-align:right;white-space:nowrap}th{background:#eef2f7}tr:nth-child(even) td{background:#fafafa}
+.fail{color:#b00020;font-weight:bold}.warn{color:#a86400}.note{color:#555;font-size:13px}
+figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}"""
+
+
+_NUMERIC = re.compile(r"^[-–\d.,\[\] ±]+$")
+_NUM_ATTR = ' class="num"'
+
+
+def _html_table(t: Table, level_col: int | None = None) -> str:
+    head, rows = t
+    if not rows:
+        return "<p><em>none</em></p>"
+    h = "".join(f"<th>{html.escape(str(c))}</th>" for c in head)
+    body = []
+    for r in rows:
+        cls = f' class="{html.escape(r[level_col])}"' if level_col is not None else ""
+        tds = "".join(f"<td{_NUM_ATTR if _NUMERIC.match(str(c)) else ''}>{html.escape(str(c))}</td>" for c in r)
+        body.append(f"<tr{cls}>{tds}</tr>")
+    return f"<table><thead><tr>{h}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def html_page(rep: "Report", figures: dict[str, dict[str, Any]], folder: Path) -> str:
+    """One file, no external references: CSS inline, figures as inline SVG."""
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Benchmark report</title>"
+             f"<style>{CSS}</style></head><body><h1>Benchmark report</h1>",
+             f"<p class=\"note\">{len(rep.runs)} runs, {len(rep.rows)} device · runtime rows, {len(rep.variants)} "
+             f"variants. Generated {html.escape(rep.created_at)}.</p>"]
+    for title, note, table in _sections(rep):
+        parts.append(f"<h2>{html.escape(title)}</h2><p class=\"note\">{html.escape(note)}</p>")
+        parts.append(_html_table(table, level_col=2 if title == "Checks" else None))
+    parts.append("<h2>Figures</h2>")
+    for f in figures.values():
+        if "skipped" in f:
+            parts.append(f"<p class=\"note\">{html.escape(f['title'])}: skipped ({html.escape(f['skipped'])})</p>")
+            continue
+        svg = (folder / f["svg"]).read_text(encoding="utf-8")
+        svg = svg[svg.index("<svg"):]  # drop the XML prolog and DOCTYPE to inline it
+        parts.append(f"<figure>{svg}<figcaption>{html.escape(f['title'])}</figcaption></figure>")
+    if rep.problems:
+        parts.append("<h2>Files not used</h2><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in rep.problems)
+                     + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _csv(head: list[str], rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(head)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _num(x: float | None, scale: float = 1e-6) -> Any:
+    return "" if x is None else round(x * scale, 6)
+
+
+def csv_files(rep: "Report") -> dict[str, str]:
+    stat_cols = ["n", "median_ms", "p90_ms", "mean_ms", "sd_ms", "min_ms", "max_ms", "ci_low_ms", "ci_high_ms"]
+
+    def stats(s: "Summary | None") -> list[Any]:
+        if s is None:
+            return [0] + [""] * 8
+        return [s.n] + [_num(getattr(s, f)) for f in ("median_ns", "p90_ns", "mean_ns", "sd_ns", "min_ns", "max_ns",
+                                                      "ci_low_ns", "ci_high_ns")]
+
+    runs = [[vw.run_id, vw.device, vw.result["device"]["identifier"], vw.result["device"]["os_version"],
+             vw.result["runtime"]["name"], vw.result["runtime"].get("compute_units") or "", vw.variant,
+             vw.result["artifact"]["sha256"], vw.result["status"], *stats(vw.summary),
+             _num(vw.result.get("first_inference_ns")), _num(vw.result.get("load_ns")),
+             ";".join(f.check for f in vw.flags if f.level in ("warn", "fail"))] for vw in rep.runs]
+    table = [[c.row, c.variant, len(c.runs), *stats(c.summary)] for c in rep.cells.values()]
+    models = [[v.label, v.bundle_sha256 or "", v.parameters or "", round(v.compression, 6) if v.compression else "",
+               v.bundle_size_bytes or "", v.eer if v.eer is not None else "",
+               *[(v.metrics.tar_at_far.get(k, "") if v.metrics else "") for k in rep.far_keys]] for v in rep.variants]
+    checks = [[vw.run_id, f.check, f.level, f.message] for vw in rep.runs for f in vw.flags]
+    return {
+        "runs.csv": _csv(["run_id", "device", "identifier", "os_version", "runtime", "compute_units", "variant",
+                          "artifact_sha256", "status", *stat_cols, "first_inference_ms", "load_ms", "flags"], runs),
+        "table.csv": _csv(["device_runtime", "variant", "runs", *stat_cols], table),
+        "models.csv": _csv(["variant", "bundle_sha256", "parameters", "compression", "bundle_size_bytes", "eer",
+                            *[f"tar_at_far_{k}" for k in rep.far_keys]], models),
+        "checks.csv": _csv(["run_id", "check", "level", "detail"], checks),
+    }
+
+
+def report_json(rep: "Report", figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "created_at": rep.created_at,
+        "rows": rep.rows,
+        "variants": [{"label": v.label, "bundle_sha256": v.bundle_sha256, "parameters": v.parameters,
+                      "compression": v.compression, "bundle_size_bytes": v.bundle_size_bytes,
+                      "artifact_sizes": v.artifact_sizes, "eer": v.eer,
+                      "tar_at_far": v.metrics.tar_at_far if v.metrics else None,
+                      "metrics_source": str(v.metrics.source) if v.metrics else None} for v in rep.variants],
+        "cells": [{"row": c.row, "variant": c.variant, "runs": [vw.run_id for vw in c.runs],
+                   "summary": c.summary.to_json() if c.summary else None} for c in rep.cells.values()],
+        "runs": [{"run_id": vw.run_id, "row": vw.row, "variant": vw.variant, "status": vw.result["status"],
+                  "summary": vw.summary.to_json() if vw.summary else None,
+                  "first_inference_ns": vw.result.get("first_inference_ns"), "load_ns": vw.result.get("load_ns"),
+                  "flags": [{"check": f.check, "level": f.level, "message": f.message} for f in vw.flags]}
+                 for vw in rep.runs],
+        "figures": figures,
+        "problems": rep.problems,
+    }
+
+
+def write_all(rep: "Report", folder: Path, figures: dict[str, dict[str, Any]]) -> None:
+    atomic_write_text(folder / "report.md", markdown(rep, figures))
+    atomic_write_text(folder / "report.html", html_page(rep, figures, folder))
+    for name, text in csv_files(rep).items():
+        atomic_write_text(folder / name, text)
+    atomic_write_json(folder / "report.json", report_json(rep, figures))
