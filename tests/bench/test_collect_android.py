@@ -171,7 +171,7 @@ def test_bench_android_pushes_starts_and_waits_for_every_run(fake, tmp_path):
     assert sorted(o.run_id for o in outs) == ["p1.r1", "p1.r2"]
     assert seen[-1] == (2, 2)
     log = (fake / "log").read_text()
-    assert f"am start -W -S -n {PKG}/.BenchActivity --es plan_dir /data/local/tmp/ocular_bench/p1" in log
+    assert f"am start -W -S -n {PKG}/.MainActivity --es plan /sdcard/Android/data/{PKG}/files/plans/p1/plan.json" in log
     assert (fake / "pushed" / "p1" / "plan.json").exists()
 
 

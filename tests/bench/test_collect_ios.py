@@ -16,7 +16,7 @@ from toolchain.bench.schema import MAX_RESULT_BYTES
 from toolchain.bench.store import ResultStore
 from toolchain.errors import CollectError
 
-BUNDLE = "org.oculardeploy.OcularBench"
+BUNDLE = "org.oculardeploy.bench"  # ios_harness PRODUCT_BUNDLE_IDENTIFIER
 
 
 class FakeHouseArrest:
@@ -182,4 +182,4 @@ def test_bench_ios_installs_launches_with_the_plan_and_collects(tmp_path, monkey
     assert [o.run_id for o in outs if o.ok] == ["p1.r1"]
     log = (root / "log").read_text().splitlines()
     assert log[0] == f"apps install {app}"
-    assert log[1] == f"developer dvt launch {BUNDLE} -BenchPlanID p1"
+    assert log[1] == f"developer dvt launch {BUNDLE} -autorun YES -plan BenchPlan/plan.json"

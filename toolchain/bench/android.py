@@ -8,7 +8,7 @@ into memory one by one (``cat``), so a device-side name never becomes a host pat
 are checked before they are asked for.
 
 Running a plan: ``adb push`` the plan folder to :data:`DEVICE_PLAN_ROOT`, start the activity
-with the folder as the ``plan_dir`` extra, then collect until every run of the plan has a
+with its ``plan.json`` as the ``plan`` extra, then collect until every run of the plan has a
 result (or the timeout passes; what arrived is kept).
 """
 
@@ -30,11 +30,13 @@ from toolchain.errors import CollectError
 log = logging.getLogger(__name__)
 
 DEFAULT_PACKAGE = "org.oculardeploy.bench"
-DEFAULT_ACTIVITY = ".BenchActivity"
-PLAN_EXTRA = "plan_dir"
+DEFAULT_ACTIVITY = ".MainActivity"  # android_harness/app: MainActivity reads the "plan" extra
+PLAN_EXTRA = "plan"  # a plan.json path on the device
 RESULTS_DIR = "files/results"  # relative to the app's data dir (run-as starts there)
 EXTERNAL_RESULTS = "/sdcard/Android/data/{package}/files/results"
-DEVICE_PLAN_ROOT = "/data/local/tmp/ocular_bench"
+#: The app's external files folder: adb can write it and the app reads it without permissions
+#: (apps cannot read /data/local/tmp under SELinux).
+DEVICE_PLAN_ROOT = "/sdcard/Android/data/{package}/files/plans"
 
 
 @dataclass
@@ -141,11 +143,13 @@ def bench_android(plan_dir: str | Path, store: ResultStore, package: str = DEFAU
     plan = load_plan(plan_dir / "plan.json")
     adb = adb or Adb()
     adb.require_device()
-    remote = f"{DEVICE_PLAN_ROOT}/{plan['plan_id']}"
+    root = DEVICE_PLAN_ROOT.format(package=package)
+    remote = f"{root}/{plan['plan_id']}"
     adb.run(["shell", "rm", "-rf", remote])
-    adb.run(["shell", "mkdir", "-p", DEVICE_PLAN_ROOT])
+    adb.run(["shell", "mkdir", "-p", root])
     adb.run(["push", str(plan_dir), remote])
-    adb.run(["shell", "am", "start", "-W", "-S", "-n", f"{package}/{activity}", "--es", PLAN_EXTRA, remote])
+    adb.run(["shell", "am", "start", "-W", "-S", "-n", f"{package}/{activity}", "--es", PLAN_EXTRA,
+             f"{remote}/plan.json"])
     expected = {r["key"] for r in plan["runs"]}
     deadline = time.monotonic() + timeout_s
     outcomes: dict[str, AddOutcome] = {}

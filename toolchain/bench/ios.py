@@ -11,7 +11,7 @@ Collecting reads ``Documents/results/*.json`` of the harness app (it sets
   folder, then every regular file there goes through the store.
 
 ``bench_ios`` installs the app (``devicectl device install app`` or ``pymobiledevice3 apps
-install``), launches it with ``-BenchPlanID <plan_id>`` (read through UserDefaults' argument
+install``), launches it with ``-autorun YES -plan BenchPlan/plan.json`` (read through UserDefaults' argument
 domain), and collects until every run of the plan reported. Launching from Linux needs a
 mounted developer disk image (``pymobiledevice3 mounter auto-mount``; iOS 17+ also a tunnel).
 """
@@ -36,10 +36,11 @@ from toolchain.registry import Registry
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BUNDLE_ID = "org.oculardeploy.OcularBench"
+DEFAULT_BUNDLE_ID = "org.oculardeploy.bench"  # PRODUCT_BUNDLE_IDENTIFIER in ios_harness
 DOCUMENTS_RESULTS = "/Documents/results"  # house-arrest VendDocuments root is the container
 DEVICECTL_RESULTS = "Documents/results"
-LAUNCH_ARGUMENT = "-BenchPlanID"
+#: What ios_harness's AppDelegate reads (UserDefaults argument domain): run the bundled plan at once.
+LAUNCH_ARGUMENTS = ["-autorun", "YES", "-plan", "BenchPlan/plan.json"]
 INSTALL_HINT = "pip install '.[ios]' (pymobiledevice3), or on macOS use --via devicectl (Xcode 15+)"
 
 #: (bundle_id, udid) -> a house-arrest service object (listdir, get_file_contents, optional stat);
@@ -176,12 +177,12 @@ def install_and_launch(app: Path, bundle_id: str, plan_id: str, udid: str | None
             raise CollectError("devicectl needs the device: give --udid (see `xcrun devicectl list devices`)")
         _xcrun(["device", "install", "app", "--device", udid, str(app)])
         _xcrun(["device", "process", "launch", "--device", udid, "--terminate-existing", bundle_id,
-                LAUNCH_ARGUMENT, plan_id])
+                *LAUNCH_ARGUMENTS])
         return
     udid_args = ["--udid", udid] if udid else []
     _run_tool(["pymobiledevice3", "apps", "install", *udid_args, str(app)], "installing the app")
     _run_tool(["pymobiledevice3", "developer", "dvt", "launch", *udid_args,
-               f"{bundle_id} {LAUNCH_ARGUMENT} {plan_id}"],
+               " ".join([bundle_id, *LAUNCH_ARGUMENTS])],
               "launching the app (needs a mounted developer disk image: `pymobiledevice3 mounter auto-mount`)")
 
 

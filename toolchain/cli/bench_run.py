@@ -62,7 +62,7 @@ def _plan_progress(what: str):
 def ios(
     plan: Annotated[Path, typer.Option("--plan", help="Plan folder from `deploy bench plan`.")],
     app_path: Annotated[Path, typer.Option("--app", help="The harness built with this plan (.app or .ipa).")],
-    bundle_id: Annotated[str, typer.Option("--bundle-id")] = "org.oculardeploy.OcularBench",
+    bundle_id: Annotated[str, typer.Option("--bundle-id")] = "org.oculardeploy.bench",
     udid: Annotated[Optional[str], typer.Option(help="Device UDID.")] = None,
     via: Annotated[Optional[str], typer.Option(help="devicectl (macOS) or house-arrest (pymobiledevice3).")] = None,
     out: OutOpt = Path("results"),
@@ -83,7 +83,7 @@ def ios(
 def android(
     plan: Annotated[Path, typer.Option("--plan", help="Plan folder from `deploy bench plan`.")],
     package: Annotated[str, typer.Option("--package")] = "org.oculardeploy.bench",
-    activity: Annotated[str, typer.Option("--activity")] = ".BenchActivity",
+    activity: Annotated[str, typer.Option("--activity")] = ".MainActivity",
     serial: Annotated[Optional[str], typer.Option(help="adb device serial.")] = None,
     out: OutOpt = Path("results"),
     timeout: TimeoutOpt = 1800.0,

@@ -59,7 +59,7 @@ def collect_dir(
 
 @collect_app.command("ios")
 def collect_ios(
-    bundle_id: Annotated[str, typer.Option("--bundle-id", help="The harness app's bundle identifier.")] = "org.oculardeploy.OcularBench",
+    bundle_id: Annotated[str, typer.Option("--bundle-id", help="The harness app's bundle identifier.")] = "org.oculardeploy.bench",
     out: OutOpt = Path("results"),
     udid: Annotated[Optional[str], typer.Option(help="Device UDID (default: the one connected device).")] = None,
     via: Annotated[Optional[str], typer.Option(help="house-arrest (pymobiledevice3) or devicectl (macOS). Default: what is installed.")] = None,
