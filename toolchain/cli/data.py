@@ -2,4 +2,130 @@
 
 from __future__ import annotations
 
-from toolchain.cli import app  # noqa: F401
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from toolchain.cli import app
+from toolchain.cli._common import console, progress
+
+data_app = typer.Typer(help="Data sets: check a folder, generate the synthetic set, write subject-disjoint splits "
+                            "and verification protocols.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+LayoutOpt = Annotated[Optional[str], typer.Option("--layout", help="per-subject, ufpr, visob or csv (default: detected).")]
+RegexOpt = Annotated[Optional[str], typer.Option("--subject-regex", help="Regex searched in each path relative to DIR, "
+                                                 "with a (?P<subject>...) group; optional (?P<session>...), (?P<eye>...).")]
+IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="CSV index path,subject[,session,eye] (csv layout).")]
+
+
+@data_app.command("check")
+def check(
+    data: Annotated[Path, typer.Argument(help="Data set folder.")],
+    layout: LayoutOpt = None,
+    subject_regex: RegexOpt = None,
+    index: IndexOpt = None,
+    size: Annotated[int, typer.Option(help="Decode every image at this size to find unreadable files (pixels).")] = 32,
+) -> None:
+    """Print the layout, subjects, images, sessions, eyes and unreadable files of a data set folder."""
+    from toolchain.data.images import check_images
+    from toolchain.data.layouts import scan
+
+    ds = scan(data, layout, subject_regex, index)
+    per = ds.images_per_subject()
+    with progress() as bar:
+        task = bar.add_task("decoding", total=len(ds.samples), status="")
+        bad = check_images([s.path for s in ds.samples], size, lambda n, _: bar.update(task, completed=n))
+    counts = sorted(per.values())
+    rows = [("folder", str(ds.root)), ("layout", ds.layout + (" (--subject-regex)" if subject_regex else "")),
+            ("subjects", str(len(per))), ("identities", f"{len(ds.identities())} (subject x eye side)"),
+            ("images", str(len(ds.samples))),
+            ("per subject", f"min {counts[0]}, median {counts[len(counts) // 2]}, max {counts[-1]}"),
+            ("sessions", f"{len(ds.sessions())}" + (f": {', '.join(ds.sessions()[:6])}"
+                                                     + (" ..." if len(ds.sessions()) > 6 else "") if ds.sessions() else "")),
+            ("eye sides", ", ".join(ds.eyes()) or "unknown"),
+            ("unmatched", f"{len(ds.unmatched)} image file(s) the layout names no subject for"
+                          + (f", e.g. {ds.unmatched[0]}" if ds.unmatched else "")),
+            ("unreadable", str(len(bad)))]
+    for k, v in rows:
+        console.print(f"[bold]{k:>12}[/]  {v}")
+    for p, reason in bad[:20]:
+        console.print(f"  [red]unreadable[/] {reason}")
+    if len(bad) > 20:
+        console.print(f"  ... {len(bad) - 20} more")
+
+
+@data_app.command("synth")
+def synth(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (per-subject layout).")],
+    subjects: Annotated[int, typer.Option(help="Number of subjects.")] = 100,
+    images_per_subject: Annotated[int, typer.Option("--images-per-subject", help="Images per subject.")] = 12,
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 224,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same images.")] = 0,
+) -> None:
+    """Generate the synthetic periocular data set (deterministic per seed)."""
+    import time
+
+    from toolchain.data.synth import generate
+
+    t0 = time.perf_counter()
+    with progress() as bar:
+        task = bar.add_task("rendering", total=subjects * images_per_subject, status="")
+        generate(out, subjects, images_per_subject, size, seed, lambda n, _: bar.update(task, completed=n))
+    console.print(f"wrote {subjects * images_per_subject} images of {subjects} subjects ({size}x{size}) to "
+                  f"[bold]{out}[/] in {time.perf_counter() - t0:.1f} s")
+
+
+@data_app.command("split")
+def split(
+    data: Annotated[Path, typer.Argument(help="Data set folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for splits.json, protocol-val.json, protocol-test.json.")],
+    seed: Annotated[int, typer.Option(help="Seed of the subject assignment and the impostor sample.")] = 0,
+    fractions: Annotated[str, typer.Option(help="train,val,test shares of subjects.")] = "0.7,0.1,0.2",
+    max_impostors: Annotated[int, typer.Option("--max-impostors", help="Most impostor pairs per protocol "
+                                               "(all of them when fewer; else a seeded sample).")] = 200_000,
+    layout: LayoutOpt = None,
+    subject_regex: RegexOpt = None,
+    index: IndexOpt = None,
+) -> None:
+    """Write subject-disjoint splits and the val/test verification protocols (genuine + impostor pairs)."""
+    from toolchain.data.layouts import scan
+    from toolchain.data.splits import load_protocol, load_splits, write_split_files
+    from toolchain.errors import DataError
+
+    try:
+        fr = tuple(float(v) for v in fractions.split(","))
+    except ValueError:
+        raise DataError(f"--fractions {fractions!r} must be three numbers like 0.7,0.1,0.2") from None
+    ds = scan(data, layout, subject_regex, index)
+    written = write_split_files(ds, out, seed, fr, max_impostors)
+    assignment = load_splits(written["splits"])
+    for k in ("train", "val", "test"):
+        n = sum(1 for v in assignment.values() if v == k)
+        line = f"[bold]{k:>5}[/]  {n} subjects"
+        if k in written:
+            p = load_protocol(written[k])
+            line += (f", {len(p.images)} images, {len(p.genuine)} genuine + {len(p.impostor)} impostor pairs "
+                     f"({p.impostor_sampling}) -> {written[k]}")
+        console.print(line)
+    console.print(f"splits: {written['splits']}")
+
+
+@data_app.command("sheet")
+def sheet(
+    data: Annotated[Path, typer.Argument(help="Data set folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    subjects: Annotated[int, typer.Option(help="Rows: the first N subjects.")] = 8,
+    per_subject: Annotated[int, typer.Option("--per-subject", help="Columns: images per subject.")] = 6,
+    tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = 96,
+    layout: LayoutOpt = None,
+    subject_regex: RegexOpt = None,
+    index: IndexOpt = None,
+) -> None:
+    """Write a contact sheet PNG (one row per subject) of a data set folder."""
+    from toolchain.data.layouts import scan
+    from toolchain.data.sheet import contact_sheet
+
+    path = contact_sheet(scan(data, layout, subject_regex, index), out, subjects, per_subject, tile)
+    console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")

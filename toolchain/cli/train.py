@@ -1,5 +1,84 @@
-"""`deploy train`."""
+"""`deploy train` (also `torchrun --nproc-per-node N -m toolchain.train ...`)."""
 
 from __future__ import annotations
 
-from toolchain.cli import app  # noqa: F401
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from toolchain.cli import app
+from toolchain.cli._common import console, progress
+
+
+def train_command(
+    model: Annotated[str, typer.Argument(help="Model card (resnet50_ocular, tiny_ocular, ...), a card .toml, "
+                                              "torchvision:NAME, or a bundle folder to fine-tune.")],
+    data: Annotated[Path, typer.Option("--data", help="Data set folder (any layout; see deploy data check).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: bundle/, checkpoints, splits, protocols.")],
+    epochs: Annotated[int, typer.Option(help="Passes over the training split.")] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step (per process).")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.05,
+    optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = "sgd",
+    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 5e-4,
+    warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", help="Linear warm-up, then cosine.")] = 1.0,
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
+    head: Annotated[str, typer.Option(help="softmax, arcface (additive angular margin) or cosface.")] = "softmax",
+    margin: Annotated[float, typer.Option(help="Margin of arcface (radians) / cosface.")] = 0.5,
+    scale: Annotated[float, typer.Option(help="Logit scale of margin heads.")] = 30.0,
+    augment: Annotated[str, typer.Option(help="ocular (no flip), ocular-hflip or none.")] = "ocular",
+    seed: Annotated[int, typer.Option(help="Seed of weights init, data order and augmentation.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    amp: Annotated[str, typer.Option(help="Mixed precision: auto (with CUDA), on, off.")] = "auto",
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.")] = 0,
+    max_bad_fraction: Annotated[float, typer.Option("--max-bad-fraction", help="Unreadable images tolerated (0..1).")] = 0.01,
+    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input pixels (card default).")] = None,
+    weights: Annotated[str, typer.Option(help="Start from random or imagenet weights (cards only; never downloads).")] = "random",
+    layout: Annotated[Optional[str], typer.Option(help="Data layout (default: detected).")] = None,
+    subject_regex: Annotated[Optional[str], typer.Option("--subject-regex")] = None,
+    index: Annotated[Optional[Path], typer.Option("--index", help="CSV index for the csv layout.")] = None,
+    splits: Annotated[Optional[Path], typer.Option("--splits", help="splits.json from deploy data split "
+                                                   "(default: assigned with --split-seed).")] = None,
+    split_seed: Annotated[int, typer.Option("--split-seed")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+) -> None:
+    """Train by subject classification; validate by verification EER; write OUT/bundle."""
+    from toolchain.train import distributed as D
+    from toolchain.train.loop import TrainConfig
+    from toolchain.train.run import train
+
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+                      warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, head=head, margin=margin,
+                      scale=scale, augment=augment, seed=seed, device=device, amp=amp, num_workers=workers,
+                      max_bad_fraction=max_bad_fraction)
+    main = D.info().is_main
+    try:
+        with progress() as bar:
+            task = bar.add_task("training", total=None, status="", visible=main)
+
+            def report(stage: str, done: int, total: int, info: dict) -> None:
+                if stage == "train":
+                    bar.update(task, completed=done, total=total, description=f"epoch {info['epoch']}/{info['epochs']}",
+                               status=f"loss {info['loss']:.3f} acc {info['accuracy']:.1%} lr {info['lr']:.3g}")
+                else:
+                    bar.update(task, status="validating")
+
+            result = train(model, data, out, cfg, input_size=input_size, weights=weights, layout=layout,
+                           subject_regex=subject_regex, index_csv=index, splits_file=splits, split_seed=split_seed,
+                           resume=resume, progress=report if main else None)
+    finally:
+        D.shutdown()
+    if not main:
+        return
+    for row in result.fit.history:
+        eer = "-" if row["val_eer"] is None else f"{row['val_eer']:.2%}"
+        console.print(f"epoch {row['epoch']:>3}  loss {row['train_loss']:.3f}  acc {row['train_accuracy']:.1%}  "
+                      f"val EER {eer}  {row['images_per_second']:.1f} img/s")
+    best = "-" if result.fit.best_val_eer is None else f"{result.fit.best_val_eer:.2%}"
+    console.print(f"best epoch {result.fit.best_epoch} (val EER {best}); subjects train/val/test "
+                  f"{result.splits['train']}/{result.splits['val']}/{result.splits['test']}; "
+                  f"{result.fit.world_size} process(es) on {result.fit.device}")
+    console.print(f"wrote bundle [bold]{result.bundle}[/]; test protocol {out / 'protocol-test.json'}")
+
+
+app.command("train")(train_command)

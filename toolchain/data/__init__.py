@@ -1,1 +1,2 @@
-"""data."""
+"""Data sets: layouts (``layouts``), the image loader (``images``), augmentations (``augment``),
+subject-disjoint splits and verification protocols (``splits``), the synthetic generator (``synth``)."""

@@ -1,0 +1,286 @@
+"""Subject-disjoint splits and verification protocols (the pairs every model is scored on).
+
+**Splits.** :func:`assign_splits` gives each subject a split from a hash of ``seed`` and the
+subject's name alone: ``u = sha256(f"{seed}:{subject}")[:16] / 2**64`` falls into
+``[0, f_train)`` -> train, ``[f_train, f_train + f_val)`` -> val, else test. Adding subjects
+later never moves an existing one. With few subjects a split can come out empty; then the
+subject whose ``u`` lies nearest that split's interval is moved into it (only in that case,
+so the stability promise holds for any data set where every split is non-empty).
+
+**Protocol.** A JSON file (``format: toolchain.protocol``) listing the images of one split
+(paths relative to the data root, subject, session, eye) and the genuine and impostor pairs
+as index pairs ``[i, j]`` with ``i < j`` into that list. Genuine = same
+:attr:`~toolchain.data.layouts.Sample.identity` (subject and eye side); impostor = different
+identity. All genuine pairs are kept; impostors are all pairs when there are at most
+``max_impostors``, else a seeded uniform sample of ``max_impostors`` distinct pairs.
+
+Worked example: images of identities [a, a, b] -> genuine [[0, 1]], impostor [[0, 2], [1, 2]].
+
+Files written by :func:`write_split_files` (``deploy data split``): ``splits.json``
+(subject -> split), ``protocol-val.json``, ``protocol-test.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from toolchain.data.layouts import Dataset, Sample
+from toolchain.errors import DataError
+from toolchain.fsutil import atomic_write_json
+
+SPLITS = ("train", "val", "test")
+PROTOCOL_FORMAT = "toolchain.protocol"
+SPLITS_FORMAT = "toolchain.splits"
+FORMAT_VERSION = 1
+DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
+DEFAULT_MAX_IMPOSTORS = 200_000
+
+
+def _unit(seed: int, subject: str) -> float:
+    return int(hashlib.sha256(f"{seed}:{subject}".encode()).hexdigest()[:16], 16) / 2.0**64
+
+
+def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise DataError(f"split fractions must be three non-negative numbers (train, val, test) summing to 1, "
+                        f"got {tuple(fractions)}")
+    return tuple(float(f) for f in fractions)  # type: ignore[return-value]
+
+
+def assign_splits(subjects: Iterable[str], fractions: Sequence[float] = DEFAULT_FRACTIONS,
+                  seed: int = 0, min_subjects: Sequence[int] = (1, 2, 2)) -> dict[str, str]:
+    """Subject -> ``"train"|"val"|"test"``, stable under adding subjects (see the module docstring).
+
+    Args:
+        subjects: subject names (duplicates are ignored).
+        fractions: (train, val, test) shares of subjects, summing to 1; a 0 share leaves that split empty.
+        seed: seed of the hash.
+        min_subjects: the fewest subjects in each split with a non-zero share (verification needs
+            2 subjects for an impostor pair). Only a split below its minimum takes subjects from
+            others, the ones whose hash lies nearest its interval.
+
+    >>> s = assign_splits([f"s{i}" for i in range(100)], seed=0)
+    >>> s == {k: v for k, v in assign_splits([f"s{i}" for i in range(200)], seed=0).items() if k in s}
+    True
+    """
+    f = _check_fractions(fractions)
+    subjects = sorted(set(subjects))
+    bounds = np.cumsum(f)
+    u = {s: _unit(seed, s) for s in subjects}
+    out = {s: SPLITS[min(int(np.searchsorted(bounds, u[s], side="right")), 2)] for s in subjects}
+    need = {k: (int(m) if frac > 0 else 0) for k, frac, m in zip(SPLITS, f, min_subjects)}
+    if len(subjects) < sum(need.values()):
+        wanted = ", ".join(f"{k} {n}" for k, n in need.items() if n)
+        raise DataError(f"{len(subjects)} subject(s) cannot fill the subject-disjoint splits (at least {wanted}); "
+                        "add subjects or set a split's fraction to 0")
+    for k in SPLITS:
+        lo = 0.0 if k == "train" else float(bounds[SPLITS.index(k) - 1])
+        hi = float(bounds[SPLITS.index(k)])
+        while sum(1 for v in out.values() if v == k) < need[k]:
+            counts = {name: sum(1 for v in out.values() if v == name) for name in SPLITS}
+            donors = [s for s in subjects if out[s] != k and counts[out[s]] > need[out[s]]]
+            best = min(donors, key=lambda s: (min(abs(u[s] - lo), abs(u[s] - hi)), s))
+            out[best] = k
+    return out
+
+
+@dataclass
+class Protocol:
+    """Verification pairs over the images of one split. ``genuine``/``impostor``: int arrays (P, 2)."""
+
+    images: list[dict[str, Any]]  # {"path": relative POSIX path, "subject", "session", "eye"}
+    genuine: np.ndarray
+    impostor: np.ndarray
+    split: str = "test"
+    seed: int = 0
+    max_impostors: int = DEFAULT_MAX_IMPOSTORS
+    impostor_sampling: str = "all"  # "all" or "sampled"
+    root: Path | None = None  # the data folder relative paths resolve against (not authoritative in the file)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def identities(self) -> list[str]:
+        return [f"{im['subject']}/{im['eye']}" if im.get("eye") else str(im["subject"]) for im in self.images]
+
+    def subjects(self) -> list[str]:
+        return sorted({str(im["subject"]) for im in self.images})
+
+    def paths(self, root: str | Path | None = None) -> list[Path]:
+        """Absolute image paths, against ``root`` (default: the root the protocol was made or loaded with)."""
+        base = Path(root) if root is not None else self.root
+        if base is None:
+            raise DataError("this protocol has no data folder; pass the data folder (--data) to resolve its image paths")
+        return [(base / im["path"]) if not Path(im["path"]).is_absolute() else Path(im["path"]) for im in self.images]
+
+    def check_files(self, root: str | Path | None = None) -> None:
+        """Raise DataError naming the first missing image (a protocol for another data folder?)."""
+        missing = [p for p in self.paths(root) if not p.is_file()]
+        if missing:
+            raise DataError(f"{len(missing)} of {len(self.images)} protocol images are missing under "
+                            f"{root or self.root}, e.g. {missing[0]}: is this the data folder the protocol was made for?")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": PROTOCOL_FORMAT, "format_version": FORMAT_VERSION, "split": self.split, "seed": self.seed,
+                "max_impostors": self.max_impostors, "impostor_sampling": self.impostor_sampling,
+                "counts": {"images": len(self.images), "subjects": len(self.subjects()),
+                           "identities": len(set(self.identities())),
+                           "genuine": int(len(self.genuine)), "impostor": int(len(self.impostor))},
+                "meta": self.meta, "images": self.images,
+                "genuine": self.genuine.tolist(), "impostor": self.impostor.tolist()}
+
+
+def _all_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    i, j = np.triu_indices(n, k=1)
+    return i.astype(np.int64), j.astype(np.int64)
+
+
+def _sample_impostors(ids: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` distinct (i < j) pairs with different identities, uniformly at random."""
+    n = len(ids)
+    chosen = np.empty((0, 2), dtype=np.int64)
+    while len(chosen) < count:
+        k = 2 * (count - len(chosen)) + 64
+        a, b = rng.integers(0, n, k), rng.integers(0, n, k)
+        keep = ids[a] != ids[b]
+        pairs = np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)[keep]
+        chosen = np.unique(np.concatenate([chosen, pairs]), axis=0)
+        if len(chosen) > count:  # drop a random surplus so the sample stays uniform
+            chosen = chosen[np.sort(rng.choice(len(chosen), count, replace=False))]
+    return chosen
+
+
+def make_protocol(samples: Sequence[Sample], seed: int = 0, max_impostors: int = DEFAULT_MAX_IMPOSTORS,
+                  root: str | Path | None = None, split: str = "test") -> Protocol:
+    """Genuine and impostor pairs over ``samples`` (one split's images); see the module docstring.
+
+    Args:
+        samples: the images, e.g. ``dataset.select(test_subjects)``.
+        seed: seed of the impostor sample (unused when all impostor pairs fit).
+        max_impostors: the most impostor pairs kept (all of them when there are no more).
+        root: the data folder; image paths are stored relative to it.
+        split: a label stored in the file.
+    """
+    if len(samples) < 2:
+        raise DataError(f"a verification protocol needs at least 2 images, the {split} split has {len(samples)}")
+    if max_impostors < 1:
+        raise DataError(f"max_impostors must be at least 1, got {max_impostors}")
+    base = Path(root) if root is not None else None
+    samples = sorted(samples, key=lambda s: (s.subject, s.eye or "", s.session or "", s.path.as_posix()))
+
+    def rel(p: Path) -> str:
+        if base is not None:
+            try:
+                return p.relative_to(base).as_posix()
+            except ValueError:
+                pass
+        return p.as_posix()
+
+    images = [{"path": rel(s.path), "subject": s.subject, "session": s.session, "eye": s.eye} for s in samples]
+    ids_list = [s.identity for s in samples]
+    _, ids = np.unique(np.array(ids_list, dtype=object).astype(str), return_inverse=True)
+    i, j = _all_pairs(len(samples))
+    same = ids[i] == ids[j]
+    genuine = np.stack([i[same], j[same]], axis=1)
+    n_imp = int((~same).sum())
+    if n_imp == 0:
+        raise DataError(f"the {split} split has a single identity: no impostor pairs; it needs at least 2 subjects")
+    if not len(genuine):
+        raise DataError(f"no genuine pairs in the {split} split: every identity has one image; "
+                        "verification needs at least two images of some identity")
+    if n_imp <= max_impostors:
+        impostor, how = np.stack([i[~same], j[~same]], axis=1), "all"
+    else:
+        impostor, how = _sample_impostors(ids, max_impostors, np.random.default_rng(seed)), "sampled"
+    return Protocol(images, genuine.astype(np.int64), impostor.astype(np.int64), split, seed, max_impostors, how,
+                    base)
+
+
+def save_protocol(protocol: Protocol, path: str | Path) -> Path:
+    """Write a protocol JSON atomically (pairs one per line would be nicer to diff, but JSON arrays load fast)."""
+    path = Path(path)
+    atomic_write_json(path, protocol.to_json())
+    return path
+
+
+def _pairs(value: Any, n: int, what: str, path: Path) -> np.ndarray:
+    a = np.asarray(value, dtype=np.int64).reshape(-1, 2) if value else np.empty((0, 2), np.int64)
+    if a.size and (a.min() < 0 or a.max() >= n or np.any(a[:, 0] >= a[:, 1])):
+        raise DataError(f"{path}: {what} pairs must be index pairs [i, j] with 0 <= i < j < {n}")
+    return a
+
+
+def load_protocol(path: str | Path, root: str | Path | None = None) -> Protocol:
+    """Read a protocol file; ``root`` is the data folder its relative image paths resolve against."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"protocol file {path} does not exist (write one with `deploy data split`)") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"protocol file {path} is not readable JSON: {e}") from None
+    if not isinstance(d, dict) or d.get("format") != PROTOCOL_FORMAT:
+        raise DataError(f"{path} is not a verification protocol (format != {PROTOCOL_FORMAT!r}); "
+                        "write one with `deploy data split`")
+    if d.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{path} has protocol format version {d.get('format_version')}; this toolchain reads {FORMAT_VERSION}")
+    images = d.get("images")
+    if not isinstance(images, list) or not all(isinstance(im, dict) and "path" in im and "subject" in im for im in images):
+        raise DataError(f"{path}: 'images' must be a list of {{path, subject, session, eye}}")
+    n = len(images)
+    p = Protocol(images, _pairs(d.get("genuine"), n, "genuine", path), _pairs(d.get("impostor"), n, "impostor", path),
+                 d.get("split", "test"), int(d.get("seed", 0)), int(d.get("max_impostors", DEFAULT_MAX_IMPOSTORS)),
+                 d.get("impostor_sampling", "all"), Path(root) if root is not None else None, d.get("meta") or {})
+    ids = np.array(p.identities(), dtype=object)
+    if len(p.genuine) and np.any(ids[p.genuine[:, 0]] != ids[p.genuine[:, 1]]):
+        raise DataError(f"{path}: a genuine pair joins two different identities; the file was edited or is corrupt")
+    if len(p.impostor) and np.any(ids[p.impostor[:, 0]] == ids[p.impostor[:, 1]]):
+        raise DataError(f"{path}: an impostor pair joins one identity; the file was edited or is corrupt")
+    return p
+
+
+def splits_json(assignment: dict[str, str], seed: int, fractions: Sequence[float], dataset: Dataset | None = None) -> dict[str, Any]:
+    counts = {k: sum(1 for v in assignment.values() if v == k) for k in SPLITS}
+    return {"format": SPLITS_FORMAT, "format_version": FORMAT_VERSION, "seed": seed, "fractions": list(fractions),
+            "layout": dataset.layout if dataset else None, "counts": counts,
+            "subjects": dict(sorted(assignment.items()))}
+
+
+def load_splits(path: str | Path) -> dict[str, str]:
+    """subject -> split from a ``splits.json``."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"splits file {path} is not readable JSON: {e}") from None
+    if not isinstance(d, dict) or d.get("format") != SPLITS_FORMAT or not isinstance(d.get("subjects"), dict):
+        raise DataError(f"{path} is not a splits file (format != {SPLITS_FORMAT!r}); write one with `deploy data split`")
+    bad = {v for v in d["subjects"].values() if v not in SPLITS}
+    if bad:
+        raise DataError(f"{path}: unknown split name(s) {sorted(bad)}; known: {', '.join(SPLITS)}")
+    return {str(k): str(v) for k, v in d["subjects"].items()}
+
+
+def write_split_files(dataset: Dataset, out: str | Path, seed: int = 0,
+                      fractions: Sequence[float] = DEFAULT_FRACTIONS,
+                      max_impostors: int = DEFAULT_MAX_IMPOSTORS) -> dict[str, Path]:
+    """Write ``splits.json``, ``protocol-val.json`` and ``protocol-test.json`` into ``out``.
+
+    A split with no subjects (fraction 0) gets no protocol file. Returns name -> path written.
+    """
+    out = Path(out)
+    assignment = assign_splits(dataset.subjects(), fractions, seed)
+    written = {"splits": out / "splits.json"}
+    atomic_write_json(written["splits"], splits_json(assignment, seed, fractions, dataset))
+    for split in ("val", "test"):
+        subjects = [s for s, k in assignment.items() if k == split]
+        if not subjects:
+            continue
+        proto = make_protocol(dataset.select(subjects), seed, max_impostors, dataset.root, split)
+        proto.meta = {"layout": dataset.layout, "splits_seed": seed, "fractions": list(fractions)}
+        written[split] = save_protocol(proto, out / f"protocol-{split}.json")
+    return written
