@@ -2,4 +2,215 @@
 
 from __future__ import annotations
 
-from toolchain.cli import app  # noqa: F401
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from toolchain.cli import app
+from toolchain.cli._common import console, progress
+
+UNSTRUCTURED = ("global-magnitude", "layer-magnitude", "global-gradient", "layer-gradient", "random")
+STRUCTURED = ("channel", "depth", "width-multiplier")
+
+
+def _data_spec(data: Optional[Path], layout, subject_regex, index, splits, split_seed):
+    from toolchain.compress.run import DataSpec
+
+    return None if data is None else DataSpec(data, layout, subject_regex, index, splits, split_seed)
+
+
+def _train_cfg(epochs: int, batch_size: int, lr: float, seed: int, device: str, augment: str, head: str):
+    from toolchain.train.loop import TrainConfig
+
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, augment=augment,
+                       head=head, warmup_epochs=0.0 if epochs < 3 else 1.0) if epochs > 0 else None
+
+
+def _run_with_bar(fn, *args, show: bool = True, **kwargs):
+    if not show:
+        return fn(*args, **kwargs)
+    with progress() as bar:
+        task = bar.add_task("fine-tuning", total=None, status="")
+
+        def report(stage: str, done: int, total: int, info: dict) -> None:
+            if stage == "train":
+                bar.update(task, completed=done, total=total, description=f"epoch {info['epoch']}/{info['epochs']}",
+                           status=f"loss {info['loss']:.3f} acc {info['accuracy']:.1%}")
+            else:
+                bar.update(task, status="validating")
+
+        return fn(*args, progress=report, **kwargs)
+
+
+def _print_result(res) -> None:
+    prov = res.meta["provenance"]
+    comp = prov.get("compression") or {}
+    w = res.meta["weights"]
+    console.print(f"wrote [bold]{res.bundle}[/]: {w['num_parameters']:,} parameters (with the training head), "
+                  f"feature dim {res.meta['feature_dim']}")
+    if "ratio_reached" in comp:
+        console.print(f"compression ratio {comp['ratio_reached']:.3f} (target {comp['ratio_target']:g}), "
+                      f"sparsity {comp['sparsity']:.2%}, {comp['nonzero_parameters']:,} non-zero")
+    if "parameter_ratio" in comp:
+        console.print(f"parameters {comp['parameters_before']:,} -> {comp['parameters_after']:,} "
+                      f"({comp['parameter_ratio']:.2f}x); removed blocks: {', '.join(comp['removed_blocks']) or 'none'}")
+    metrics = prov.get("metrics") or {}
+    if metrics.get("val_eer") is not None:
+        console.print(f"val EER {metrics['val_eer']:.2%} (best epoch {metrics['best_epoch']})")
+
+
+@app.command("prune")
+def prune_command(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder to prune.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder; the pruned bundle goes to OUT/bundle.")],
+    method: Annotated[str, typer.Option(help="Unstructured: " + ", ".join(UNSTRUCTURED) + ". Structured: channel "
+                                             "(Torch-Pruning width), depth (remove residual blocks), width-multiplier.")] = "layer-magnitude",
+    ratio: Annotated[float, typer.Option(help="Unstructured: total / non-zero parameters. channel: parameter or FLOP "
+                                              "ratio (--target).")] = 8.0,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Data folder: fine-tuning and gradient scores.")] = None,
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Epochs of fine-tuning (0: none).")] = 0,
+    schedule: Annotated[str, typer.Option(help="one-shot or iterative (geometric ratios over the first half).")] = "one-shot",
+    steps: Annotated[int, typer.Option(help="Pruning steps of the iterative schedule.")] = 3,
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Module name (or prefix ending in '.') "
+                                                                          "never pruned; repeatable.")] = None,
+    exclude_type: Annotated[Optional[list[str]], typer.Option("--exclude-type", help="Conv2d or Linear; repeatable.")] = None,
+    prune_feature_head: Annotated[bool, typer.Option("--prune-feature-head", help="Also prune the trunk's last Linear.")] = False,
+    importance: Annotated[str, typer.Option(help="channel: l1, l2, taylor or random.")] = "l1",
+    target: Annotated[str, typer.Option(help="channel: params or flops.")] = "params",
+    scope: Annotated[str, typer.Option(help="channel: global or uniform.")] = "global",
+    keep_per_stage: Annotated[Optional[int], typer.Option("--keep-per-stage", help="depth: blocks kept per stage.")] = None,
+    remove_blocks: Annotated[Optional[list[str]], typer.Option("--remove-block", help="depth: block to remove, e.g. layer3.5; repeatable.")] = None,
+    multiplier: Annotated[float, typer.Option(help="width-multiplier: fraction of channels kept (0..1].")] = 0.5,
+    calibration_batches: Annotated[int, typer.Option("--calibration-batches", help="Batches for gradient/Taylor scores.")] = 4,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    lr: Annotated[float, typer.Option(help="Fine-tuning peak learning rate.")] = 0.01,
+    head: Annotated[str, typer.Option(help="Training head: softmax, arcface or cosface.")] = "softmax",
+    augment: Annotated[str, typer.Option(help="ocular, ocular-hflip or none.")] = "ocular",
+    seed: Annotated[int, typer.Option(help="Seed of random scores and fine-tuning.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    layout: Annotated[Optional[str], typer.Option(help="Data layout (default: detected).")] = None,
+    subject_regex: Annotated[Optional[str], typer.Option("--subject-regex")] = None,
+    index: Annotated[Optional[Path], typer.Option("--index")] = None,
+    splits: Annotated[Optional[Path], typer.Option("--splits", help="splits.json (default: --split-seed).")] = None,
+    split_seed: Annotated[int, typer.Option("--split-seed")] = 0,
+) -> None:
+    """Prune a bundle (unstructured to a compression ratio, or structurally), fine-tune, write OUT/bundle."""
+    from toolchain.compress import run
+    from toolchain.compress.pruning.masks import PruneScope
+    from toolchain.errors import CompressionError
+
+    spec = _data_spec(data, layout, subject_regex, index, splits, split_seed)
+    cfg = _train_cfg(finetune_epochs, batch_size, lr, seed, device, augment, head)
+    if finetune_epochs > 0 and data is None:
+        raise CompressionError("--finetune-epochs needs --data")
+    if method in STRUCTURED:
+        from toolchain.compress.pruning.structured import WidthConfig
+
+        kw = {}
+        if method == "channel":
+            kw["width"] = WidthConfig(ratio=ratio, target=target, importance=importance, scope=scope, seed=seed)
+        elif method == "width-multiplier":
+            kw["multiplier"] = multiplier
+        else:
+            kw.update(keep_per_stage=keep_per_stage, remove_blocks=remove_blocks or ())
+        res = _run_with_bar(run.prune_structured, bundle, out, show=cfg is not None, data=spec, cfg=cfg,
+                            calibration=calibration_batches, **kw)
+    else:
+        from toolchain.compress.pruning.unstructured import METHODS
+
+        if method not in METHODS:
+            raise CompressionError(f"unknown pruning method {method!r}; known: {', '.join(UNSTRUCTURED + STRUCTURED)}")
+        sc = PruneScope(exclude_names=tuple(exclude or ()), exclude_types=tuple(exclude_type or ()),
+                        exclude_feature_head=not prune_feature_head)
+        res = _run_with_bar(run.prune_unstructured, bundle, out, method, ratio, show=cfg is not None, data=spec, cfg=cfg,
+                            schedule=schedule, steps=steps, scope=sc, calibration=calibration_batches, seed=seed)
+    _print_result(res)
+
+
+@app.command("distill")
+def distill_command(
+    teacher: Annotated[Path, typer.Option("--teacher", help="Teacher bundle (frozen).")],
+    student: Annotated[str, typer.Option("--student", help="Model card, torchvision:NAME, or a bundle folder "
+                                                           "(e.g. a pruned one: prune -> distill).")],
+    data: Annotated[Path, typer.Option("--data", help="Data folder (split as deploy train splits it).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder; the student goes to OUT/bundle.")],
+    loss: Annotated[Optional[list[str]], typer.Option("--loss", help="hinton, feature-cosine, feature-mse; repeatable, "
+                                                                    "NAME or NAME=WEIGHT.")] = None,
+    temperature: Annotated[float, typer.Option(help="Hinton temperature T.")] = 4.0,
+    alpha: Annotated[float, typer.Option(help="Hinton: weight of the soft-target term; CE gets 1 - alpha.")] = 0.9,
+    ce_weight: Annotated[Optional[float], typer.Option("--ce-weight", help="Weight of the hard-label cross-entropy "
+                                                                          "(default 1 - alpha with hinton, else 1).")] = None,
+    student_width: Annotated[Optional[float], typer.Option("--student-width", help="Card student: width multiplier.")] = None,
+    student_keep_per_stage: Annotated[Optional[int], typer.Option("--student-keep-per-stage", help="Card student: blocks per stage.")] = None,
+    epochs: Annotated[int, typer.Option()] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    lr: Annotated[float, typer.Option()] = 0.05,
+    head: Annotated[str, typer.Option(help="Student training head: softmax, arcface or cosface.")] = "softmax",
+    augment: Annotated[str, typer.Option()] = "ocular",
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option()] = "auto",
+    layout: Annotated[Optional[str], typer.Option()] = None,
+    subject_regex: Annotated[Optional[str], typer.Option("--subject-regex")] = None,
+    index: Annotated[Optional[Path], typer.Option("--index")] = None,
+    splits: Annotated[Optional[Path], typer.Option("--splits")] = None,
+    split_seed: Annotated[int, typer.Option("--split-seed")] = 0,
+) -> None:
+    """Distil a teacher bundle into a student on a data folder; write OUT/bundle."""
+    from toolchain.compress import run
+    from toolchain.compress.distill import KD_LOSSES, LossSpec
+    from toolchain.errors import CompressionError
+
+    specs = []
+    for item in loss or ["hinton", "feature-cosine"]:
+        name, _, weight = item.partition("=")
+        KD_LOSSES.get(name)
+        try:
+            w = float(weight) if weight else (alpha if name == "hinton" else 1.0)
+        except ValueError:
+            raise CompressionError(f"--loss {item!r}: the weight after '=' must be a number") from None
+        specs.append(LossSpec(name, w, {"temperature": temperature} if name == "hinton" else None))
+    if ce_weight is None:
+        ce_weight = round(1.0 - alpha, 6) if any(s.name == "hinton" for s in specs) else 1.0
+    cfg = _train_cfg(epochs, batch_size, lr, seed, device, augment, head)
+    if cfg is None:
+        raise CompressionError("--epochs must be at least 1 for distillation")
+    spec = _data_spec(data, layout, subject_regex, index, splits, split_seed)
+    res = _run_with_bar(run.distill, teacher, student, out, spec, cfg, losses=specs, ce_weight=ce_weight,
+                        multiplier=student_width, keep_per_stage=student_keep_per_stage)
+    _print_result(res)
+
+
+@app.command("measure")
+def measure_command(
+    model: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    reference: Annotated[Optional[Path], typer.Option("--reference", help="Uncompressed bundle (teacher/parent) for "
+                                                                         "compression ratio and speedup.")] = None,
+    export: Annotated[Optional[list[str]], typer.Option("--export", help="Also export to TARGET (onnx, coreml, tflite) "
+                                                                        "and report artifact sizes; repeatable.")] = None,
+    export_dir: Annotated[Optional[Path], typer.Option("--export-dir", help="Where --export writes (default: a temp folder).")] = None,
+    compress: Annotated[Optional[str], typer.Option("--compress", help="Core ML weight compression for --export coreml "
+                                                                      "(sparse, palettize4, ...).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Parameters, non-zeros, compression ratio, FLOPs, theoretical speedup, bytes on disk (and artifact sizes)."""
+    import tempfile
+
+    from toolchain.compress.measure import measure_artifacts, measure_bundle
+
+    m = measure_bundle(model, reference)
+    if export:
+        with tempfile.TemporaryDirectory(prefix="measure-") as tmp:
+            m.artifacts = measure_artifacts(model, export, Path(export_dir or tmp), compress)
+    if as_json:
+        console.print_json(json.dumps(m.to_json()))
+        return
+    rows = [("parameters", f"{m.parameters:,}"), ("non-zero", f"{m.nonzero_parameters:,} (sparsity {m.sparsity:.2%})"),
+            ("compression ratio", f"{m.compression_ratio:.3f}"), ("FLOPs", f"{m.flops:,} ({m.input_size}px)"),
+            ("effective FLOPs", f"{m.effective_flops:,}"), ("theoretical speedup", f"{m.theoretical_speedup:.3f}"),
+            ("dense bytes", f"{m.dense_bytes:,}"), ("gzip bytes", f"{m.gzip_bytes:,}")]
+    for name, a in m.artifacts.items():
+        rows.append((name, f"{a['size_bytes']:,} bytes, parity {a['parity']}"))
+    for k, v in rows:
+        console.print(f"[bold]{k:>20}[/]  {v}")

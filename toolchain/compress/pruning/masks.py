@@ -1,0 +1,191 @@
+"""Unstructured pruning masks: which weights may be pruned, how many to keep, and applying them.
+
+**Compression ratio** (ShrinkBench, Blalock et al., "What is the state of neural network
+pruning?", MLSys 2020): ``ratio = total parameters / non-zero parameters`` of the whole
+deployed network (the trunk; the training-only classification ``head`` is not part of it).
+Parameters that are not pruned (biases, BatchNorm, excluded layers) count as non-zero.
+
+**Solving the keep count.** To reach ``ratio`` the prunable weights may keep
+``K = total / ratio - fixed`` non-zeros, where ``fixed`` counts every parameter that is not a
+prunable weight. *Global* scope keeps the K best-scored weights over all prunable layers;
+*layer* scope keeps the same fraction ``K / prunable`` of every layer.
+
+Worked example: a net with prunable weights of 8 and 4 entries and 4 fixed non-zero
+parameters (total 16). Ratio 2 -> 8 non-zeros -> K = 8 - 4 = 4 prunable weights kept: globally the 4 best
+of the 12; per layer 4/12 = 1/3 of each, i.e. round(8/3) = 3 and round(4/3) = 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from toolchain.errors import CompressionError
+
+
+_TYPES: dict[str, type[nn.Module]] = {"Conv2d": nn.Conv2d, "Linear": nn.Linear, "Conv1d": nn.Conv1d}
+
+
+@dataclass
+class PruneScope:
+    """What may be pruned: conv and linear weights, minus exclusions.
+
+    Args:
+        include_types: module type names whose ``weight`` is prunable (``Conv2d``, ``Linear``, ``Conv1d``).
+        exclude_names: module names (or prefixes ending in ``.``) never pruned.
+        exclude_types: module type names never pruned.
+        exclude_feature_head: leave the trunk's last ``Linear`` (the feature layer, if any) and the
+            training ``head`` unpruned — the default, as ShrinkBench leaves the classifier.
+    """
+
+    include_types: tuple[str, ...] = ("Conv2d", "Linear")
+    exclude_names: tuple[str, ...] = ()
+    exclude_types: tuple[str, ...] = ()
+    exclude_feature_head: bool = True
+
+    def __post_init__(self) -> None:
+        for t in (*self.include_types, *self.exclude_types):
+            if t not in _TYPES:
+                raise CompressionError(f"unknown layer type {t!r} in the pruning scope; known: {', '.join(sorted(_TYPES))}")
+
+    def to_json(self) -> dict:
+        return {"include_types": list(self.include_types), "exclude_names": list(self.exclude_names),
+                "exclude_types": list(self.exclude_types), "exclude_feature_head": self.exclude_feature_head}
+
+
+def deployed(model: nn.Module) -> nn.Module:
+    """The part of a model that ships: a FeatureModel's trunk, or the module itself."""
+    return getattr(model, "trunk", model)
+
+
+def prunable_layers(model: nn.Module, scope: PruneScope | None = None) -> dict[str, nn.Module]:
+    """Name -> module of every layer whose ``weight`` the scope allows pruning, in module order.
+
+    Names are relative to ``deployed(model)`` (so ``layer1.0.conv1``, as in model.json).
+    """
+    scope = scope or PruneScope()
+    net = deployed(model)
+    inc = tuple(_TYPES[t] for t in scope.include_types)
+    exc = tuple(_TYPES[t] for t in scope.exclude_types)
+    linears = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    head = linears[-1] if (scope.exclude_feature_head and linears) else None
+    out: dict[str, nn.Module] = {}
+    for name, m in net.named_modules():
+        if not isinstance(m, inc) or (exc and isinstance(m, exc)) or name == head:
+            continue
+        if any(name == e or (e.endswith(".") and name.startswith(e)) for e in scope.exclude_names):
+            continue
+        out[name] = m
+    if not out:
+        raise CompressionError("the pruning scope leaves no layer to prune; check --exclude and the model")
+    return out
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(total, non-zero) parameters of the deployed network."""
+    params = list(deployed(model).parameters())
+    return sum(p.numel() for p in params), sum(int(torch.count_nonzero(p)) for p in params)
+
+
+def compression_ratio(model: nn.Module) -> float:
+    """total / non-zero parameters of the deployed network (1.0 when dense)."""
+    total, nz = count_parameters(model)
+    return total / max(nz, 1)
+
+
+def keep_count(model: nn.Module, layers: dict[str, nn.Module], ratio: float, fixed_dense: bool = False) -> int:
+    """How many prunable weights stay non-zero so the whole network reaches ``ratio`` (see module doc).
+
+    ``fixed_dense``: count every non-prunable parameter as non-zero, as it will be after
+    fine-tuning (a BatchNorm bias starts at exactly 0 and moves on the first step).
+    """
+    if not ratio >= 1.0:
+        raise CompressionError(f"the compression ratio must be at least 1 (total / non-zero parameters), got {ratio}")
+    total, nonzero = count_parameters(model)
+    prunable = sum(m.weight.numel() for m in layers.values())
+    # Non-prunable parameters count as they are: a zero BatchNorm bias is already a zero.
+    fixed = nonzero - sum(int(torch.count_nonzero(m.weight)) for m in layers.values())
+    if fixed_dense:
+        fixed = total - sum(m.weight.numel() for m in layers.values())
+    keep = int(round(total / ratio)) - fixed
+    if keep < len(layers):
+        best = total / (fixed + len(layers))
+        raise CompressionError(f"ratio {ratio:g} is out of reach: {fixed:,} of {total:,} parameters are non-zero and not prunable, "
+                           f"so the highest ratio keeping one weight per layer is {best:.2f}")
+    return min(keep, prunable)
+
+
+def masks_from_scores(scores: dict[str, torch.Tensor], keep: int, scope: str) -> dict[str, torch.Tensor]:
+    """Boolean masks keeping the ``keep`` best-scored weights, ``scope`` ``global`` or ``layer``.
+
+    Ties are broken by position (first wins), so masks are reproducible.
+
+    >>> s = {"a": torch.tensor([4., 1., 3., 2.]), "b": torch.tensor([.5, .1])}
+    >>> {k: v.int().tolist() for k, v in masks_from_scores(s, 3, "global").items()}
+    {'a': [1, 0, 1, 1], 'b': [0, 0]}
+    >>> {k: v.int().tolist() for k, v in masks_from_scores(s, 3, "layer").items()}
+    {'a': [1, 0, 1, 0], 'b': [1, 0]}
+    """
+    if scope == "global":
+        flat = torch.cat([s.detach().reshape(-1).float() for s in scores.values()])
+        order = torch.argsort(flat, descending=True, stable=True)[:keep]
+        keep_flat = torch.zeros_like(flat, dtype=torch.bool)
+        keep_flat[order] = True
+        out, at = {}, 0
+        for name, s in scores.items():
+            out[name] = keep_flat[at:at + s.numel()].reshape(s.shape)
+            at += s.numel()
+        return out
+    if scope == "layer":
+        total = sum(s.numel() for s in scores.values())
+        fraction = keep / total
+        out = {}
+        for name, s in scores.items():
+            k = min(max(1, int(round(fraction * s.numel()))), s.numel())
+            order = torch.argsort(s.detach().reshape(-1).float(), descending=True, stable=True)[:k]
+            m = torch.zeros(s.numel(), dtype=torch.bool)
+            m[order] = True
+            out[name] = m.reshape(s.shape)
+        return out
+    raise CompressionError(f"unknown pruning scope {scope!r}; known: global, layer")
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """Zero every masked-out weight in place (idempotent; used after each optimizer step)."""
+    net = deployed(model)
+    for name, mask in masks.items():
+        w = net.get_submodule(name).weight
+        w.mul_(mask.to(device=w.device, dtype=w.dtype))
+
+
+@dataclass
+class MaskReport:
+    """What a set of masks did: per-layer and whole-network sparsity."""
+
+    ratio_target: float
+    ratio_reached: float
+    total_parameters: int
+    nonzero_parameters: int
+    layer_sparsity: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"ratio_target": self.ratio_target, "ratio_reached": round(self.ratio_reached, 6),
+                "total_parameters": self.total_parameters, "nonzero_parameters": self.nonzero_parameters,
+                "sparsity": round(1 - self.nonzero_parameters / self.total_parameters, 6),
+                "layer_sparsity": {k: round(v, 6) for k, v in self.layer_sparsity.items()}}
+
+
+def report(model: nn.Module, masks: dict[str, torch.Tensor], ratio_target: float) -> MaskReport:
+    total, nz = count_parameters(model)
+    layer = {k: 1.0 - float(m.float().mean()) for k, m in masks.items()}
+    return MaskReport(ratio_target, total / max(nz, 1), total, nz, layer)
+
+
+def iter_weights(model: nn.Module, names: Iterable[str]) -> Iterable[tuple[str, torch.Tensor]]:
+    net = deployed(model)
+    for n in names:
+        yield n, net.get_submodule(n).weight

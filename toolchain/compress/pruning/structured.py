@@ -1,0 +1,236 @@
+"""Width (channel/filter) pruning that really shrinks the network, with Torch-Pruning's dependency graph.
+
+Torch-Pruning (Fang et al., "DepGraph: Towards Any Structural Pruning", CVPR 2023) groups every
+coupled channel (a residual sum's inputs, a BatchNorm after its conv, the next layer's inputs)
+so removing a channel keeps all of them consistent. Here an *importance* (registered by name)
+scores channel groups; the channel pruning ratio is solved by bisection so the network hits a
+target **parameter ratio** (``params_before / params_after``) or **FLOP ratio**; the scope is
+``global`` (one ranking over all groups, so layers shrink unevenly) or ``uniform`` (the same
+fraction of every layer: a width multiplier).
+
+The result is an ordinary smaller ``nn.Module``: ``save_bundle`` records its widths in
+``model.json`` (``layer_shapes``) and it rebuilds from safetensors with no pickles.
+The feature layer of the trunk (its last ``Linear``, if any) keeps its output width; the
+training ``head`` follows the trunk's new feature width.
+
+Worked example: ResNet50 at parameter ratio 2 with uniform scope needs a channel pruning
+ratio of about 0.3 (conv parameters scale with width^2: 0.7^2 ~ 0.5).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolchain.compress.measure import count_flops
+from toolchain.compress.pruning.masks import deployed
+from toolchain.errors import CompressionError
+from toolchain.registry import Registry
+
+log = logging.getLogger(__name__)
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class SeededRandomImportance:
+    """Uniform random channel scores from a seed (Torch-Pruning's own draws from the global RNG)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, group: Any, **kwargs: Any) -> torch.Tensor:
+        _, idxs = group[0]
+        return torch.rand(len(idxs), generator=self.generator)
+
+
+def _tp():
+    import torch_pruning as tp
+
+    return tp
+
+
+#: name -> factory(seed) of a Torch-Pruning importance
+IMPORTANCES: Registry[Callable[[int], Any]] = Registry("channel importance")
+IMPORTANCES.add("l1", lambda seed: _tp().importance.MagnitudeImportance(p=1))
+IMPORTANCES.add("l2", lambda seed: _tp().importance.MagnitudeImportance(p=2))
+IMPORTANCES.add("taylor", lambda seed: _tp().importance.TaylorImportance())  # Molchanov et al., CVPR 2019
+IMPORTANCES.add("random", lambda seed: SeededRandomImportance(seed))
+
+TARGETS = ("params", "flops")
+SCOPES = ("global", "uniform")
+
+
+@dataclass
+class WidthConfig:
+    """A width-pruning request.
+
+    Args:
+        ratio: target ``before / after`` of ``target`` (parameters or FLOPs), at least 1.
+        target: ``params`` or ``flops``.
+        importance: a name in :data:`IMPORTANCES` (``taylor`` needs calibration batches).
+        scope: ``global`` or ``uniform``.
+        max_layer_pruning: no layer loses more than this fraction (0..1) of its channels.
+        round_to: keep channel counts multiples of this (e.g. 8 for mobile kernels), or None.
+        tolerance: relative error on the ratio at which bisection stops.
+        seed: seed of the ``random`` importance.
+    """
+
+    ratio: float = 2.0
+    target: str = "params"
+    importance: str = "l1"
+    scope: str = "global"
+    max_layer_pruning: float = 0.9
+    round_to: int | None = None
+    tolerance: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.ratio >= 1.0:
+            raise CompressionError(f"the width-pruning ratio must be at least 1, got {self.ratio}")
+        if self.target not in TARGETS:
+            raise CompressionError(f"unknown width-pruning target {self.target!r}; known: {', '.join(TARGETS)}")
+        if self.scope not in SCOPES:
+            raise CompressionError(f"unknown width-pruning scope {self.scope!r}; known: {', '.join(SCOPES)}")
+        IMPORTANCES.get(self.importance)
+        if not 0.0 < self.max_layer_pruning < 1.0:
+            raise CompressionError(f"max_layer_pruning must be a fraction in (0, 1), got {self.max_layer_pruning}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("ratio", "target", "importance", "scope", "max_layer_pruning",
+                                              "round_to", "tolerance", "seed")}
+
+
+class _WithHead(nn.Module):
+    """trunk (+ head) in one forward, so the dependency graph also trims the head's inputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = deployed(self.model)(x)
+        head = getattr(self.model, "head", None)
+        return head(f) if head is not None else f
+
+
+def _cost(model: nn.Module, target: str, input_size: int) -> int:
+    if target == "params":
+        return sum(p.numel() for p in deployed(model).parameters())
+    return count_flops(model, input_size)[0]
+
+
+def _taylor_grads(model: nn.Module, batches: Sequence[Batch]) -> None:
+    if not batches:
+        raise CompressionError("taylor importance needs calibration batches (images and labels); pass --data")
+    if getattr(model, "head", None) is None:
+        raise CompressionError("taylor importance needs a classification head on the model (from `deploy train`)")
+    was = model.training
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    for x, y in batches:
+        (F.cross_entropy(model.logits(x), y) / len(batches)).backward()
+    model.train(was)
+
+
+def prune_width_once(model: nn.Module, channel_ratio: float, cfg: WidthConfig, input_size: int,
+                     batches: Sequence[Batch] = ()) -> nn.Module:
+    """A pruned deep copy of ``model`` with ``channel_ratio`` (0..1) of the prunable channels removed."""
+    tp = _tp()
+    m = copy.deepcopy(model)
+    if channel_ratio <= 0:
+        return m
+    wrapper = _WithHead(m)
+    net = deployed(m)
+    ignored: list[nn.Module] = []
+    linears = [mod for mod in net.modules() if isinstance(mod, nn.Linear)]
+    if linears:
+        ignored.append(linears[-1])
+    if getattr(m, "head", None) is not None:
+        ignored.append(m.head)
+    if cfg.importance == "taylor":
+        _taylor_grads(m, batches)
+    example = torch.zeros(1, 3, input_size, input_size)
+    was = m.training
+    m.eval()
+    pruner = tp.pruner.BasePruner(wrapper, example, importance=IMPORTANCES.get(cfg.importance)(cfg.seed),
+                                  global_pruning=cfg.scope == "global", pruning_ratio=float(channel_ratio),
+                                  max_pruning_ratio=cfg.max_layer_pruning, ignored_layers=ignored,
+                                  round_to=cfg.round_to)
+    pruner.step()
+    m.zero_grad(set_to_none=True)
+    m.train(was)
+    return m
+
+
+@dataclass
+class WidthResult:
+    model: nn.Module
+    channel_ratio: float
+    ratio_reached: float
+    before: int
+    after: int
+    trials: list[dict[str, float]] = field(default_factory=list)
+
+    def to_json(self, cfg: WidthConfig) -> dict[str, Any]:
+        return {"config": cfg.to_json(), "channel_pruning_ratio": round(self.channel_ratio, 6),
+                f"{cfg.target}_before": self.before, f"{cfg.target}_after": self.after,
+                "ratio_reached": round(self.ratio_reached, 4), "bisection_trials": len(self.trials)}
+
+
+def prune_width(model: nn.Module, cfg: WidthConfig, input_size: int, batches: Sequence[Batch] = (),
+                max_trials: int = 14) -> WidthResult:
+    """Solve the channel pruning ratio that reaches ``cfg.ratio`` of parameters or FLOPs; return the pruned copy.
+
+    Bisection on the channel ratio ``r`` in ``[0, max_layer_pruning]``: cost falls as ``r`` grows.
+    Stops within ``cfg.tolerance`` (relative) or after ``max_trials`` with the closest result at or
+    past the target.
+    """
+    before = _cost(model, cfg.target, input_size)
+    if cfg.ratio == 1.0:
+        return WidthResult(copy.deepcopy(model), 0.0, 1.0, before, before)
+    lo, hi = 0.0, cfg.max_layer_pruning
+    best: tuple[float, nn.Module, int] | None = None
+    trials: list[dict[str, float]] = []
+    top = prune_width_once(model, hi, cfg, input_size, batches)
+    top_cost = _cost(top, cfg.target, input_size)
+    if before / top_cost < cfg.ratio * (1 - cfg.tolerance):
+        raise CompressionError(f"{cfg.target} ratio {cfg.ratio:g} is out of reach for width pruning: removing "
+                               f"{cfg.max_layer_pruning:.0%} of channels gives {before / top_cost:.2f}x; raise "
+                               "max_layer_pruning, or combine with depth pruning")
+    best = (hi, top, top_cost)
+    for _ in range(max_trials):
+        mid = (lo + hi) / 2
+        cand = prune_width_once(model, mid, cfg, input_size, batches)
+        cost = _cost(cand, cfg.target, input_size)
+        reached = before / cost
+        trials.append({"channel_ratio": mid, "ratio": reached})
+        log.debug("width pruning trial r=%.4f -> %.4fx", mid, reached)
+        if reached >= cfg.ratio:
+            hi = mid
+            best = (mid, cand, cost)
+        else:
+            lo = mid
+        if abs(reached / cfg.ratio - 1) <= cfg.tolerance and reached >= cfg.ratio * (1 - cfg.tolerance):
+            best = (mid, cand, cost)
+            break
+    r, pruned, cost = best
+    return WidthResult(pruned, r, before / cost, before, cost, trials)
+
+
+def width_multiplier(model: nn.Module, multiplier: float, input_size: int, importance: str = "l1",
+                     seed: int = 0, round_to: int | None = None) -> nn.Module:
+    """A copy with every prunable layer at ``multiplier`` (0..1] of its channels (MobileNet's alpha).
+
+    The feature layer keeps its width. Residual channels shrink together (dependency graph).
+    """
+    if not 0.0 < multiplier <= 1.0:
+        raise CompressionError(f"a width multiplier must be in (0, 1], got {multiplier}")
+    cfg = WidthConfig(ratio=1.0, importance=importance, scope="uniform", max_layer_pruning=0.99,
+                      round_to=round_to, seed=seed)
+    return prune_width_once(model, 1.0 - multiplier, cfg, input_size)

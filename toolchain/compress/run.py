@@ -1,0 +1,301 @@
+"""`deploy prune` and `deploy distill` end to end: bundle + data folder -> compressed bundle in ``OUT/bundle``.
+
+Fine-tuning and distillation go through the one training loop (:func:`toolchain.train.loop.fit`)
+with hooks: :class:`~toolchain.compress.pruning.schedule.PruneHooks` keeps pruned weights at
+zero, :class:`~toolchain.compress.distill.DistillHooks` adds the teacher's losses. The data
+folder is split exactly as ``deploy train`` splits it (same split seed -> same subjects, same
+labels), and the run folder gets the same ``splits.json`` / ``protocol-{val,test}.json``.
+
+Provenance of the output bundle: ``recipe`` (what was done, with every setting), ``compression``
+(ratio, sparsity, widths, removed blocks), ``training`` (the loop's config and history).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from toolchain.compress.pruning.masks import PruneScope, count_parameters
+from toolchain.compress.pruning.schedule import SCHEDULES, PruneHooks, finalize
+from toolchain.compress.pruning.unstructured import METHODS, ScoreContext, fit_probe_head
+from toolchain.errors import CompressionError
+from toolchain.models.arch import probe_feature_dim, recalibrate_batchnorm
+from toolchain.models.bundle import Bundle, derive_meta, load_bundle, save_bundle
+from toolchain.train.loop import FitResult, Hooks, ProgressFn, TrainConfig, fit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataSpec:
+    """A data set folder and how to split it (as ``deploy train``)."""
+
+    root: Path
+    layout: str | None = None
+    subject_regex: str | None = None
+    index_csv: Path | None = None
+    splits_file: Path | None = None
+    split_seed: int = 0
+
+
+@dataclass
+class Prepared:
+    train: Any  # ImageDataset
+    val: Any  # Protocol or None
+    info: dict[str, Any]
+
+
+def prepare_data(spec: DataSpec, out: Path, size: int, mean: Sequence[float], std: Sequence[float],
+                 augment: str, max_bad_fraction: float) -> Prepared:
+    """Training split as an ImageDataset and the val protocol; writes splits and protocols into ``out``."""
+    from toolchain.data.images import ImageDataset
+    from toolchain.data.layouts import scan
+    from toolchain.data.splits import DEFAULT_FRACTIONS, make_protocol, save_protocol, splits_json
+    from toolchain.fsutil import atomic_write_json
+    from toolchain.train.run import VAL_MAX_IMPOSTORS, split_dataset
+
+    dataset = scan(spec.root, spec.layout, spec.subject_regex, spec.index_csv)
+    assignment = split_dataset(dataset, spec.splits_file, spec.split_seed)
+    by_split = {k: [s for s, v in assignment.items() if v == k] for k in ("train", "val", "test")}
+    samples = dataset.select(by_split["train"])
+    identities = sorted({s.identity for s in samples})
+    label = {name: k for k, name in enumerate(identities)}
+    train = ImageDataset([s.path for s in samples], [label[s.identity] for s in samples], size, mean, std,
+                         augment, max_bad_fraction)
+    val = None
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "splits.json", splits_json(assignment, spec.split_seed, DEFAULT_FRACTIONS, dataset))
+    if len(by_split["val"]) >= 2:
+        val = make_protocol(dataset.select(by_split["val"]), spec.split_seed, VAL_MAX_IMPOSTORS, dataset.root, "val")
+        save_protocol(val, out / "protocol-val.json")
+    if len(by_split["test"]) >= 2:
+        save_protocol(make_protocol(dataset.select(by_split["test"]), spec.split_seed, root=dataset.root,
+                                    split="test"), out / "protocol-test.json")
+    info = {"root": str(dataset.root), "layout": dataset.layout, "split_seed": spec.split_seed,
+            "subjects": {k: len(v) for k, v in by_split.items()}, "train_identities": len(identities)}
+    return Prepared(train, val, info)
+
+
+def calibration_batches(train_ds: Any, batches: int, batch_size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``batches`` seeded random batches of the training split (gradient and Taylor scores)."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train_ds), generator=g).tolist()
+    out = []
+    for k in range(batches):
+        idx = order[k * batch_size:(k + 1) * batch_size]
+        if not idx:
+            break
+        items = [train_ds[i] for i in idx]
+        out.append((torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])))
+    return out
+
+
+@dataclass
+class CompressResult:
+    bundle: Path
+    meta: dict[str, Any]
+    fit: FitResult | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _finetune(model: Any, prepared: Prepared | None, cfg: TrainConfig, out: Path, hooks: Hooks,
+              progress: ProgressFn | None) -> FitResult | None:
+    if cfg is None or prepared is None:
+        return None
+    model.train()
+    return fit(model, prepared.train, prepared.val, cfg, out, hooks=hooks, progress=progress)
+
+
+def _save(model: Any, parent: Bundle, out: Path, recipe: dict[str, Any], compression: dict[str, Any],
+          result: FitResult | None, prepared: Prepared | None, removed: Sequence[str] = ()) -> CompressResult:
+    model.eval()
+    meta = derive_meta(parent, recipe=recipe)
+    meta["provenance"]["compression"] = compression
+    if removed:
+        arch = meta["architecture"]
+        arch["removed_blocks"] = sorted(set(arch.get("removed_blocks") or []) | set(removed))
+    meta["feature_dim"] = probe_feature_dim(model, int(meta["input"]["size"][0]))
+    meta["provenance"]["training"] = ({**result.provenance(), "data": prepared.info} if result else None)
+    meta["provenance"]["metrics"] = ({"val_eer": result.best_val_eer, "best_epoch": result.best_epoch}
+                                     if result else None)
+    path = save_bundle(model, meta, out / "bundle")
+    return CompressResult(path, load_bundle(path).meta, result)
+
+
+def _needs_data(epochs: int, needs_batches: bool, data: DataSpec | None, what: str) -> None:
+    if data is None and (epochs > 0 or needs_batches):
+        raise CompressionError(f"{what} needs --data (fine-tuning epochs > 0 or gradient scores)")
+
+
+def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, ratio: float, *,
+                       data: DataSpec | None = None, cfg: TrainConfig | None = None, schedule: str = "one-shot",
+                       steps: int = 3, scope: PruneScope | None = None, calibration: int = 4, seed: int = 0,
+                       progress: ProgressFn | None = None) -> CompressResult:
+    """Unstructured pruning to ``ratio`` with a registered method, fine-tuned ``cfg.epochs`` with masks fixed.
+
+    ``cfg=None`` (or no data) prunes without fine-tuning. Zeros stay as dense tensors in the bundle.
+    """
+    m = METHODS.get(method)
+    out = Path(out)
+    epochs = cfg.epochs if cfg else 0
+    _needs_data(epochs, m.score == "gradient", data, f"--method {method}")
+    parent = load_bundle(bundle_dir)
+    model = parent.model
+    prepared = None
+    batches: list = []
+    if data is not None:
+        prepared = prepare_data(data, out, parent.input_size, parent.mean, parent.std,
+                                cfg.augment if cfg else "none", cfg.max_bad_fraction if cfg else 0.01)
+        if m.score == "gradient":
+            batches = calibration_batches(prepared.train, calibration, cfg.batch_size if cfg else 16, seed)
+            if model.head is None or model.head.out_features != prepared.train.num_classes:
+                fit_probe_head(model, batches, prepared.train.num_classes)
+    sched = SCHEDULES.get(schedule)(ratio, max(epochs, 1), steps)
+    hooks = PruneHooks(method, sched, scope, ScoreContext(batches, seed=seed), fixed_dense=epochs > 0)
+    result = _finetune(model, prepared, cfg, out, hooks, progress) if epochs else None
+    if result is not None:
+        model = result.model
+        if result.best_epoch - 1 < sched.final_epoch:
+            log.warning("the best validation epoch (%d) came before the schedule's last step; the final masks "
+                        "are applied to it", result.best_epoch)
+    else:
+        for epoch in sorted(sched.steps):
+            hooks.prune_now(model, sched.steps[epoch], epoch)
+    rep = finalize(model, hooks.masks, ratio)
+    recipe = {"kind": "unstructured", "method": method, "ratio": ratio, "schedule": schedule,
+              "steps": {str(k): v for k, v in sched.steps.items()}, "scope": (scope or PruneScope()).to_json(),
+              "calibration_batches": len(batches), "seed": seed, "finetune_epochs": epochs}
+    compression = {**rep.to_json(), "pruning_steps": hooks.results}
+    return _save(model, parent, out, recipe, compression, result, prepared)
+
+
+def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = None, multiplier: float | None = None,
+                     keep_per_stage: int | Sequence[int] | None = None, remove_blocks: Sequence[str] = (),
+                     data: DataSpec | None = None, cfg: TrainConfig | None = None, calibration: int = 4,
+                     progress: ProgressFn | None = None) -> CompressResult:
+    """Structured compression: depth (remove residual blocks), then width (``WidthConfig``) or a width multiplier.
+
+    The network really shrinks; ``model.json`` records the widths and removed blocks.
+    """
+    from toolchain.compress.pruning import depth, structured
+
+    if width is None and multiplier is None and keep_per_stage is None and not remove_blocks:
+        raise CompressionError("nothing to do: give a width ratio, a width multiplier, --keep-per-stage or --remove-blocks")
+    out = Path(out)
+    epochs = cfg.epochs if cfg else 0
+    needs_batches = width is not None and width.importance == "taylor"
+    _needs_data(epochs, needs_batches, data, "structured pruning")
+    parent = load_bundle(bundle_dir)
+    size = parent.input_size
+    model = parent.model
+    before = count_parameters(model)[0]
+    prepared = None
+    batches: list = []
+    if data is not None:
+        prepared = prepare_data(data, out, size, parent.mean, parent.std, cfg.augment if cfg else "none",
+                                cfg.max_bad_fraction if cfg else 0.01)
+        if needs_batches:
+            batches = calibration_batches(prepared.train, calibration, cfg.batch_size if cfg else 16, 0)
+            if model.head is None or model.head.out_features != prepared.train.num_classes:
+                fit_probe_head(model, batches, prepared.train.num_classes)
+    removed: list[str] = []
+    if remove_blocks:
+        removed += depth.remove_blocks(model, list(remove_blocks), size)
+    if keep_per_stage is not None:
+        removed += depth.keep_per_stage(model, keep_per_stage, size)
+    compression: dict[str, Any] = {"removed_blocks": removed}
+    if width is not None:
+        res = structured.prune_width(model, width, size, batches)
+        model = res.model
+        compression["width"] = res.to_json(width)
+    elif multiplier is not None:
+        model = structured.width_multiplier(model, multiplier, size)
+        compression["width_multiplier"] = multiplier
+    result = _finetune(model, prepared, cfg, out, Hooks(), progress) if epochs else None
+    if result is not None:
+        model = result.model
+    after = count_parameters(model)[0]
+    compression.update({"parameters_before": before, "parameters_after": after,
+                        "parameter_ratio": round(before / after, 4)})
+    recipe = {"kind": "structured", "width": width.to_json() if width is not None else None,
+              "width_multiplier": multiplier, "keep_per_stage": keep_per_stage, "remove_blocks": list(remove_blocks),
+              "finetune_epochs": epochs}
+    return _save(model, parent, out, recipe, compression, result, prepared, removed)
+
+
+def build_student(spec: str, teacher: Bundle, seed: int = 0, multiplier: float | None = None,
+                  keep_per_stage: int | None = None) -> tuple[Any, dict[str, Any], list[str]]:
+    """(model, model.json, removed blocks) of a student: a bundle folder, a model card or ``torchvision:NAME``.
+
+    A card student is built at the teacher's input size and normalisation, optionally thinned
+    (``multiplier``) and shortened (``keep_per_stage``), then its BatchNorm statistics re-estimated.
+    """
+    from toolchain.compress.pruning import depth, structured
+    from toolchain.models.bundle import new_model
+    from toolchain.models.cards import load_card
+
+    if (Path(spec) / "model.json").is_file():
+        if multiplier is not None or keep_per_stage is not None:
+            raise CompressionError("--student-width/--student-keep-per-stage apply to card students; prune a bundle "
+                                   "with `deploy prune` first")
+        b = load_bundle(spec)
+        return b.model, derive_meta(b), list(b.meta["architecture"].get("removed_blocks") or [])
+    card = load_card(spec)
+    model, meta = new_model(card, seed=seed, input_size=teacher.input_size)
+    meta["input"]["mean"], meta["input"]["std"] = teacher.mean, teacher.std
+    removed: list[str] = []
+    if keep_per_stage is not None:
+        removed = depth.keep_per_stage(model, keep_per_stage, teacher.input_size)
+        meta["architecture"]["removed_blocks"] = removed
+    if multiplier is not None:
+        model = structured.width_multiplier(model, multiplier, teacher.input_size, importance="random", seed=seed)
+    if removed or multiplier is not None:
+        recalibrate_batchnorm(model, teacher.input_size, seed=seed)
+        meta["name"] = f"{meta['name']}_w{multiplier or 1:g}" + (f"_d{keep_per_stage}" if removed else "")
+    return model, meta, removed
+
+
+def sparse_masks(model: Any) -> dict[str, torch.Tensor]:
+    """Masks (True = non-zero) of every conv/linear weight holding zeros: an unstructured-pruned student."""
+    net = getattr(model, "trunk", model)
+    return {n: m.weight.detach() != 0 for n, m in net.named_modules()
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and bool((m.weight == 0).any())}
+
+
+def distill(teacher_dir: str | Path, student: str, out: str | Path, data: DataSpec, cfg: TrainConfig, *,
+            losses: Sequence[Any], ce_weight: float = 1.0, multiplier: float | None = None,
+            keep_per_stage: int | None = None, progress: ProgressFn | None = None) -> CompressResult:
+    """Distil a frozen teacher bundle into a student (card, ``torchvision:NAME`` or bundle) on ``data``."""
+    from toolchain.compress.distill import DistillHooks, check_pair
+
+    out = Path(out)
+    teacher = load_bundle(teacher_dir)
+    model, meta, removed = build_student(student, teacher, cfg.seed, multiplier, keep_per_stage)
+    check_pair(teacher.meta, meta)
+    prepared = prepare_data(data, out, teacher.input_size, teacher.mean, teacher.std, cfg.augment,
+                            cfg.max_bad_fraction)
+    s_dim = probe_feature_dim(model, teacher.input_size)
+    keep_zeros = sparse_masks(model) if (meta["provenance"].get("recipe") or {}).get("kind") == "unstructured" else None
+    hooks = DistillHooks(teacher.model, list(losses), s_dim, teacher.feature_dim, ce_weight, cfg.seed, keep_zeros)
+    model.train()
+    result = fit(model, prepared.train, prepared.val, cfg, out, hooks=hooks, progress=progress)
+    student_model = result.model.eval()
+    meta = dict(meta)
+    meta["provenance"] = {**meta["provenance"], "parent_sha256": meta["provenance"].get("parent_sha256"),
+                          "teacher_sha256": teacher.sha256,
+                          "recipe": {"kind": "distill", "teacher": str(teacher_dir), "teacher_sha256": teacher.sha256,
+                                     "student": student, "losses": [l.to_json() for l in losses],
+                                     "ce_weight": ce_weight, "student_width": multiplier,
+                                     "kept_zeros_of_layers": len(keep_zeros or {}),
+                                     "student_keep_per_stage": keep_per_stage},
+                          "training": {**result.provenance(), "data": prepared.info},
+                          "metrics": {"val_eer": result.best_val_eer, "best_epoch": result.best_epoch}}
+    if removed:
+        meta["architecture"]["removed_blocks"] = removed
+    meta["feature_dim"] = probe_feature_dim(student_model, teacher.input_size)
+    path = save_bundle(student_model, meta, out / "bundle")
+    return CompressResult(path, load_bundle(path).meta, result)
