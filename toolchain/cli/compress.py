@@ -159,20 +159,10 @@ def distill_command(
 ) -> None:
     """Distil a teacher bundle into a student on a data folder; write OUT/bundle."""
     from toolchain.compress import run
-    from toolchain.compress.distill import KD_LOSSES, LossSpec
+    from toolchain.compress.distill import parse_losses
     from toolchain.errors import CompressionError
 
-    specs = []
-    for item in loss or ["hinton", "feature-cosine"]:
-        name, _, weight = item.partition("=")
-        KD_LOSSES.get(name)
-        try:
-            w = float(weight) if weight else (alpha if name == "hinton" else 1.0)
-        except ValueError:
-            raise CompressionError(f"--loss {item!r}: the weight after '=' must be a number") from None
-        specs.append(LossSpec(name, w, {"temperature": temperature} if name == "hinton" else None))
-    if ce_weight is None:
-        ce_weight = round(1.0 - alpha, 6) if any(s.name == "hinton" for s in specs) else 1.0
+    specs, ce_weight = parse_losses(loss, alpha=alpha, temperature=temperature, ce_weight=ce_weight)
     cfg = _train_cfg(epochs, batch_size, lr, seed, device, augment, head)
     if cfg is None:
         raise CompressionError("--epochs must be at least 1 for distillation")

@@ -133,6 +133,33 @@ class LossSpec:
         return {"name": self.name, "weight": self.weight, **({"params": self.params} if self.params else {})}
 
 
+def parse_losses(items: list[str] | None, alpha: float = 0.9, temperature: float = 4.0,
+                 ce_weight: float | None = None) -> tuple[list[LossSpec], float]:
+    """``["hinton", "feature-cosine=0.5"]`` -> loss specs and the cross-entropy weight.
+
+    ``NAME`` or ``NAME=WEIGHT``; Hinton's default weight is ``alpha`` and then CE gets ``1 - alpha``
+    (Hinton et al. 2015); without Hinton, CE keeps weight 1 unless ``ce_weight`` is given.
+
+    >>> specs, ce = parse_losses(["hinton", "feature-mse=2"], alpha=0.75)
+    >>> [(s.name, s.weight) for s in specs], ce
+    ([('hinton', 0.75), ('feature-mse', 2.0)], 0.25)
+    """
+    from toolchain.errors import CompressionError
+
+    specs = []
+    for item in items or ["hinton", "feature-cosine"]:
+        name, _, weight = item.partition("=")
+        KD_LOSSES.get(name)  # unknown names list the known ones
+        try:
+            w = float(weight) if weight else (alpha if name == "hinton" else 1.0)
+        except ValueError:
+            raise CompressionError(f"loss {item!r}: the weight after '=' must be a number") from None
+        specs.append(LossSpec(name, w, {"temperature": temperature} if name == "hinton" else None))
+    if ce_weight is None:
+        ce_weight = round(1.0 - alpha, 6) if any(s.name == "hinton" for s in specs) else 1.0
+    return specs, ce_weight
+
+
 def build_losses(specs: list[LossSpec], student_dim: int, teacher_dim: int, seed: int = 0) -> nn.ModuleDict:
     """Instantiate the recipe's losses (feature losses get the dimensions for their projection)."""
     if not specs:

@@ -110,10 +110,31 @@ def _finetune(model: Any, prepared: Prepared | None, cfg: TrainConfig, out: Path
     return fit(model, prepared.train, prepared.val, cfg, out, hooks=hooks, progress=progress)
 
 
+def variant_name(parent_name: str, recipe: dict[str, Any]) -> str:
+    """A bundle name that tells variants apart (artifact names derive from it).
+
+    >>> variant_name("resnet50_ocular", {"kind": "unstructured", "method": "layer-magnitude", "ratio": 8.0})
+    'resnet50_ocular_layer_magnitude_8x'
+    >>> variant_name("tiny", {"kind": "structured", "width_multiplier": 0.5, "keep_per_stage": 2})
+    'tiny_w0.5_d2'
+    """
+    if recipe["kind"] == "unstructured":
+        suffix = f"{recipe['method'].replace('-', '_')}_{recipe['ratio']:g}x"
+    else:
+        w = recipe.get("width") or {}
+        parts = [f"w{recipe['width_multiplier']:g}"] if recipe.get("width_multiplier") else []
+        parts += [f"ch_{w['importance']}_{w['ratio']:g}x"] if w else []
+        parts += [f"d{recipe['keep_per_stage']}"] if recipe.get("keep_per_stage") is not None else []
+        parts += ["blocks"] if recipe.get("remove_blocks") else []
+        suffix = "_".join(parts) or "structured"
+    return f"{parent_name}_{suffix}"
+
+
 def _save(model: Any, parent: Bundle, out: Path, recipe: dict[str, Any], compression: dict[str, Any],
           result: FitResult | None, prepared: Prepared | None, removed: Sequence[str] = ()) -> CompressResult:
     model.eval()
     meta = derive_meta(parent, recipe=recipe)
+    meta["name"] = variant_name(parent.name, recipe)
     meta["provenance"]["compression"] = compression
     if removed:
         arch = meta["architecture"]

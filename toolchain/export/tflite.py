@@ -25,6 +25,8 @@ from toolchain.export.manifest import package_version
 
 def _quiet() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # litert-torch prints a START/DONE line per conversion pass; our own progress says what runs.
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     for name in ("litert_torch", "absl", "jax"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

@@ -1,0 +1,233 @@
+"""Turn a validated pipeline config into stages, each calling the library (never the CLI).
+
+Stage kinds, in order: data -> train -> compress -> evaluate -> export -> bench -> plan -> report.
+Every stage writes only into its own (temporary until done) folder and records paths
+relative to it, so outputs stay valid after the final rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from toolchain.pipeline.engine import Context, PipelineError, Stage
+
+BUNDLE = "bundle"
+DATA_IMAGES = "images"
+
+
+def _listing_hash(root: Path) -> str:
+    """Content key of a user's data set: relative paths, sizes and modification times (fast, no reads)."""
+    if not root.is_dir():
+        raise PipelineError(f"[data] path {root} is not a folder")
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{p.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def data_root(done) -> Path:
+    return Path(done.summary["data_root"]) if done.summary.get("data_root") else done.path / DATA_IMAGES
+
+
+# --- stage functions ------------------------------------------------------------------------
+
+
+def run_data(ctx: Context) -> dict[str, Any]:
+    from toolchain.data.layouts import scan
+    from toolchain.data.splits import write_split_files
+
+    c = ctx.config
+    if c.get("synth"):
+        from toolchain.data.synth import generate
+
+        s = c["synth"]
+        ctx.progress(f"generating {s['subjects']} synthetic subjects x {s['images_per_subject']} images")
+        root = generate(ctx.out / DATA_IMAGES, s["subjects"], s["images_per_subject"], s["size"], s["seed"])
+        external = None
+    else:
+        root = Path(c["path"])
+        external = str(root)
+    ds = scan(root, c.get("layout"), c.get("subject_regex"), c.get("index_csv"))
+    write_split_files(ds, ctx.out, seed=c["seed"], fractions=c["fractions"], max_impostors=c["max_impostors"])
+    return {"data_root": external, "subjects": len(ds.subjects()), "images": len(ds.samples), "layout": ds.layout}
+
+
+def _train_cfg(c: dict[str, Any], seed: int):
+    from toolchain.train.loop import TrainConfig
+
+    return TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], optimizer=c["optimizer"], seed=seed)
+
+
+def run_train(ctx: Context) -> dict[str, Any]:
+    from toolchain.train.run import train
+
+    (data,) = ctx.inputs.values()
+    c = ctx.config
+    res = train(c["model"], data_root(data), ctx.out / "run", _train_cfg(c, c["seed"]), input_size=c["input_size"],
+                weights=c["weights"], splits_file=data.path / "splits.json")
+    (ctx.out / "run" / BUNDLE).rename(ctx.out / BUNDLE)
+    return {"bundle": BUNDLE, "best_epoch": res.fit.best_epoch, "best_val_eer": res.fit.best_val_eer}
+
+
+def run_compress(ctx: Context) -> dict[str, Any]:
+    from toolchain.compress import run as C
+    from toolchain.compress.distill import parse_losses
+
+    c = ctx.config
+    data = ctx.inputs["data"]
+    parent = ctx.inputs[c.get("from", "teacher")]  # prune/distill start from the teacher or an earlier recipe
+    teacher = ctx.inputs["teacher"]
+    spec = C.DataSpec(root=data_root(data), splits_file=data.path / "splits.json")
+    current = parent.path / BUNDLE
+    steps = []
+    if c.get("prune"):
+        p = dict(c["prune"])
+        epochs = int(c.get("finetune_epochs", 0))
+        cfg = _train_cfg({**c["train"], "epochs": epochs}, c["seed"]) if epochs else None
+        out = ctx.out / "pruned"
+        res = C.prune_unstructured(current, out, p.pop("method"), float(p.pop("ratio")),
+                                   data=spec if epochs else None, cfg=cfg, seed=c["seed"], **p)
+        current, steps = res.bundle, steps + ["prune"]
+    if c.get("structured"):
+        s = dict(c["structured"])
+        epochs = int(c.get("finetune_epochs", 0))
+        cfg = _train_cfg({**c["train"], "epochs": epochs}, c["seed"]) if epochs else None
+        out = ctx.out / "structured"
+        res = C.prune_structured(current, out, data=spec if epochs else None, cfg=cfg, **s)
+        current, steps = res.bundle, steps + ["structured"]
+    if c.get("distill"):
+        d = dict(c["distill"])
+        student = d.pop("student", None) or str(current)
+        losses, ce_weight = parse_losses(d.pop("losses", None), alpha=d.pop("alpha", 0.9),
+                                         temperature=d.pop("temperature", 4.0), ce_weight=d.pop("ce_weight", None))
+        cfg = _train_cfg({**c["train"], **{k: d.pop(k) for k in ("epochs", "lr", "batch_size", "optimizer") if k in d}},
+                         c["seed"])
+        out = ctx.out / "distilled"
+        res = C.distill(teacher.path / BUNDLE, student, out, spec, cfg, losses=losses, ce_weight=ce_weight, **d)
+        current, steps = res.bundle, steps + ["distill"]
+    current.rename(ctx.out / BUNDLE)
+    return {"bundle": BUNDLE, "steps": steps}
+
+
+def run_evaluate(ctx: Context) -> dict[str, Any]:
+    from toolchain.evaluate.run import evaluate_model
+
+    data = ctx.inputs["data"]
+    model = ctx.inputs[ctx.config["model_stage"]]
+    targets = [model.path / BUNDLE] if ctx.config["what"] == "bundle" else [
+        p for p in sorted(model.path.iterdir()) if (p / "manifest.json").is_file()
+        and json.loads((p / "manifest.json").read_text())["format"] in ctx.config["formats"]]
+    out = {}
+    for t in targets:
+        name = "bundle" if t.name == BUNDLE else t.name
+        ev = evaluate_model(t, data_root(data), data.path / "protocol-test.json", ctx.out / name)
+        out[name] = {"eer": ev.metrics["eer"], "tar_at_far": ev.metrics["tar_at_far"]}
+    return {"evaluations": out}
+
+
+def run_export(ctx: Context) -> dict[str, Any]:
+    from toolchain.export.base import ExportRequest, export_bundle
+
+    (model,) = ctx.inputs.values()
+    c = ctx.config
+    rows = []
+    for target in c["targets"]:
+        for precision in c["precisions"]:
+            for o in export_bundle(ExportRequest(model.path / BUNDLE, target, ctx.out, devices=c["devices"],
+                                                 precision=precision), progress=ctx.progress):
+                m = o.manifest
+                rows.append({"artifact": o.folder.name, "format": m["format"], "precision": m["precision"],
+                             "devices": m["devices"], "size_bytes": m["size_bytes"], "parity": m["parity"]["status"],
+                             "cosine_min": m["parity"]["cosine_min"]})
+    return {"artifacts": rows}
+
+
+def _artifact_dirs(exports: list) -> list[Path]:
+    return [p for d in exports for p in sorted(d.path.iterdir()) if (p / "manifest.json").is_file()]
+
+
+def run_bench(ctx: Context) -> dict[str, Any]:
+    from toolchain.bench.host import TimingProtocol, bench_host
+
+    c = ctx.config
+    exports = [d for d in ctx.inputs.values() if d.kind == "export"]
+    models = [d for d in ctx.inputs.values() if d.kind in ("train", "compress")]
+    paths: list[Path] = [p for p in _artifact_dirs(exports)
+                         if json.loads((p / "manifest.json").read_text())["format"] in c["formats"]]
+    if "pytorch" in c["formats"]:
+        paths += [d.path / BUNDLE for d in models]
+    outcomes = bench_host(paths, TimingProtocol(c["warmup"], c["iterations"], c["threads"]), ctx.out / "results")
+    return {"runs": sum(1 for o in outcomes if o.error is None),
+            "errors": [f"{o.target}: {o.error}" for o in outcomes if o.error]}
+
+
+def run_plan(ctx: Context) -> dict[str, Any]:
+    from toolchain.bench.plan import PlanRequest, make_plan
+    from toolchain.devices import get_device
+
+    c = ctx.config
+    written = {}
+    for key in c["devices"]:
+        dev = get_device(key)
+        fmt = "coreml" if dev.platform == "ios" else "tflite"
+        arts = [p for p in _artifact_dirs(list(ctx.inputs.values()))
+                if (m := json.loads((p / "manifest.json").read_text()))["format"] == fmt and key in m["devices"]
+                and m["parity"]["status"] != "failed"]
+        if not arts:
+            continue
+        make_plan(PlanRequest(artifact_dirs=arts, device=key, out=ctx.out / key, warmup=c["warmup"],
+                              iterations=c["iterations"], compute_units=c["compute_units"]))
+        written[key] = len(arts)
+    return {"plans": written}
+
+
+def run_report(ctx: Context) -> dict[str, Any]:
+    from toolchain.report.build import build_report, write_report
+
+    ins = list(ctx.inputs.values())
+    rep = build_report(results=[d.path / "results" for d in ins if d.kind == "bench"],
+                       artifacts=_artifact_dirs([d for d in ins if d.kind == "export"]),
+                       bundles=[d.path / BUNDLE for d in ins if d.kind in ("train", "compress")],
+                       metrics=[d.path for d in ins if d.kind == "evaluate"])
+    write_report(rep, ctx.out / "report")
+    return {"report_md": "report/report.md", "report_html": "report/report.html"}
+
+
+# --- config -> stages ------------------------------------------------------------------------
+
+
+def build_stages(cfg: dict[str, Any]) -> list[Stage]:
+    seed = cfg["pipeline"]["seed"]
+    d = cfg["data"]
+    data_cfg = {**d, "seed": seed}
+    if d["path"] is not None:
+        data_cfg["content"] = _listing_hash(Path(d["path"]))
+    stages = [Stage("data", "data", data_cfg, run_data)]
+    t = cfg["teacher"]
+    stages.append(Stage("teacher", "train", {**t, "seed": seed}, run_train, deps=["data"]))
+    models = ["teacher"]
+    for r in cfg["compress"]:
+        src = r.get("from", "teacher")
+        deps = ["data", "teacher"] + ([src] if src != "teacher" else [])
+        stages.append(Stage(r["name"], "compress", {**r, "seed": seed, "train": {**t}}, run_compress, deps=deps))
+        models.append(r["name"])
+    exports = []
+    for m in models:
+        stages.append(Stage(f"eval-{m}", "evaluate", {"model_stage": m, "what": "bundle"}, run_evaluate,
+                            deps=["data", m]))
+        stages.append(Stage(f"export-{m}", "export", dict(cfg["export"]), run_export, deps=[m]))
+        exports.append(f"export-{m}")
+        if cfg["evaluate"]["artifacts"]:
+            stages.append(Stage(f"eval-{m}-artifacts", "evaluate",
+                                {"model_stage": f"export-{m}", "what": "artifacts",
+                                 "formats": cfg["evaluate"]["artifacts"]}, run_evaluate, deps=["data", f"export-{m}"]))
+    stages.append(Stage("bench-host", "bench", dict(cfg["bench"]), run_bench, deps=[*exports, *models]))
+    stages.append(Stage("plans", "plan", dict(cfg["plan"]), run_plan, deps=exports))
+    evals = [s.name for s in stages if s.kind == "evaluate"]
+    stages.append(Stage("report", "report", {}, run_report, deps=["bench-host", *exports, *models, *evals]))
+    return stages
