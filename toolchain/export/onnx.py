@@ -8,6 +8,7 @@ int8: static QDQ quantisation (per-channel weights) calibrated on the job's imag
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -33,6 +34,16 @@ class _Half(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x.half()).float()
+
+
+@functools.lru_cache(maxsize=4)
+def _session(path: str, mtime_ns: int, size: int):
+    """An ONNX Runtime session, cached per file version (evaluation calls run once per batch)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
 class OnnxExporter:
@@ -92,9 +103,8 @@ class OnnxExporter:
             import onnxruntime as ort
         except ImportError as e:  # pragma: no cover - a core dependency
             raise RuntimeUnavailable(f"onnxruntime is not importable: {e}") from None
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        sess = ort.InferenceSession(str(artifact), opts, providers=["CPUExecutionProvider"])
+        st = Path(artifact).stat()
+        sess = _session(str(artifact), st.st_mtime_ns, st.st_size)
         x = pixels_nchw if manifest["input"].get("layout", "nchw") == "nchw" else pixels_nchw.transpose(0, 2, 3, 1)
         name = sess.get_inputs()[0].name
         out = sess.get_outputs()[0].name

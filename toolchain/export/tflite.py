@@ -11,6 +11,7 @@ NHWC input by default (what Android camera pipelines hand over); ``--layout nchw
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -104,6 +105,13 @@ class TFLiteExporter:
 
 
 def _interpreter(path: Path, threads: int):
+    """A ready interpreter; cached per file version, so evaluation batches don't reload the model."""
+    st = Path(path).stat()
+    return _cached_interpreter(str(path), st.st_mtime_ns, st.st_size, threads)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_interpreter(path: str, mtime_ns: int, size: int, threads: int):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as e:  # pragma: no cover - a core dependency
