@@ -16,7 +16,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "data": {"path": None, "layout": None, "subject_regex": None, "index_csv": None,
              "fractions": [0.7, 0.1, 0.2], "max_impostors": 20000, "synth": None},
     "teacher": {"model": "resnet50_ocular", "input_size": None, "epochs": 10, "batch_size": 32, "lr": 0.05,
-                "optimizer": "sgd", "weights": "random"},
+                "optimizer": "sgd", "weight_decay": 5e-4, "weights": "random"},
     "evaluate": {"artifacts": ["tflite"]},
     "export": {"targets": ["coreml", "tflite", "onnx"], "devices": ["all"], "precisions": [None]},
     "bench": {"warmup": 10, "iterations": 100, "threads": 2, "formats": ["onnx", "tflite", "pytorch"]},
@@ -44,9 +44,16 @@ def parse(raw: dict[str, Any], base: Path = Path(".")) -> dict[str, Any]:
         raise PipelineError(f"unknown sections {sorted(unknown)}; known: {sorted([*DEFAULTS, 'compress'])}")
     cfg = {name: _section(raw, name) for name in DEFAULTS}
     data = cfg["data"]
-    if (data["path"] is None) == (data["synth"] is None):
-        raise PipelineError("[data] needs exactly one of path = \"DIR\" (your data set) or synth = {...} (synthetic)")
-    if data["synth"] is not None:
+    if data["path"] is not None and data["synth"] is not None:
+        raise PipelineError("[data] takes one of path = \"DIR\" (your data set) or synth = {...} (synthetic), not both")
+    if data["path"] is None and data["synth"] is None:
+        # No data: only a checkpoint can be exported, benchmarked and reported (e.g. CI exports).
+        if cfg["teacher"]["epochs"] or raw.get("compress"):
+            raise PipelineError("[data] needs path = \"DIR\" or synth = {...}: training and compression need data "
+                                "(without data, set [teacher] epochs = 0 and model = a bundle folder)")
+        cfg["data"] = None
+        cfg["evaluate"]["artifacts"] = []
+    elif data["synth"] is not None:
         bad = set(data["synth"]) - set(SYNTH_DEFAULTS) - {"seed"}
         if bad:
             raise PipelineError(f"[data] synth has unknown keys {sorted(bad)}; known: {sorted(SYNTH_DEFAULTS)}")
@@ -72,6 +79,13 @@ def parse(raw: dict[str, Any], base: Path = Path(".")) -> dict[str, Any]:
         if "from" in r and r["from"] not in names - {r["name"]} and r["from"] != "teacher":
             raise PipelineError(f"[[compress]] {r['name']!r} starts from {r['from']!r}, which is not an earlier recipe")
     cfg["compress"] = recipes
+    t = cfg["teacher"]
+    if t["epochs"] == 0 and not (base / t["model"]).joinpath("model.json").is_file() \
+            and not Path(t["model"]).joinpath("model.json").is_file():
+        raise PipelineError(f"[teacher] epochs = 0 means: use the bundle {t['model']!r} as is; no model.json there")
+    if t["epochs"] == 0:
+        m = Path(t["model"])
+        t["model"] = str(m if m.is_absolute() or m.joinpath("model.json").is_file() else (base / m).resolve())
     return cfg
 
 

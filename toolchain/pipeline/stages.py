@@ -60,7 +60,28 @@ def run_data(ctx: Context) -> dict[str, Any]:
 def _train_cfg(c: dict[str, Any], seed: int):
     from toolchain.train.loop import TrainConfig
 
-    return TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], optimizer=c["optimizer"], seed=seed)
+    return TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], optimizer=c["optimizer"],
+                       weight_decay=c["weight_decay"], seed=seed)
+
+
+def _epoch_log(ctx: Context, what: str):
+    """Adapt the training loop's progress callback to one log line per finished epoch."""
+    def report(stage: str, done: int, total: int, info: dict[str, Any]) -> None:
+        if stage == "train" and done == total:
+            ctx.progress(f"{what}: epoch {info['epoch']}/{info['epochs']} loss {info.get('loss', float('nan')):.3f} "
+                         f"accuracy {info.get('accuracy', float('nan')):.1%}")
+    return report
+
+
+def run_import(ctx: Context) -> dict[str, Any]:
+    """``epochs = 0``: take an existing bundle (a checkpoint) as the teacher, checked and copied."""
+    import shutil
+
+    from toolchain.models.bundle import load_bundle
+
+    b = load_bundle(ctx.config["model"])
+    shutil.copytree(b.path, ctx.out / BUNDLE)
+    return {"bundle": BUNDLE, "source": str(b.path), "sha256": b.sha256}
 
 
 def run_train(ctx: Context) -> dict[str, Any]:
@@ -69,7 +90,7 @@ def run_train(ctx: Context) -> dict[str, Any]:
     (data,) = ctx.inputs.values()
     c = ctx.config
     res = train(c["model"], data_root(data), ctx.out / "run", _train_cfg(c, c["seed"]), input_size=c["input_size"],
-                weights=c["weights"], splits_file=data.path / "splits.json")
+                weights=c["weights"], splits_file=data.path / "splits.json", progress=_epoch_log(ctx, "teacher"))
     (ctx.out / "run" / BUNDLE).rename(ctx.out / BUNDLE)
     return {"bundle": BUNDLE, "best_epoch": res.fit.best_epoch, "best_val_eer": res.fit.best_val_eer}
 
@@ -91,24 +112,27 @@ def run_compress(ctx: Context) -> dict[str, Any]:
         cfg = _train_cfg({**c["train"], "epochs": epochs}, c["seed"]) if epochs else None
         out = ctx.out / "pruned"
         res = C.prune_unstructured(current, out, p.pop("method"), float(p.pop("ratio")),
-                                   data=spec if epochs else None, cfg=cfg, seed=c["seed"], **p)
+                                   data=spec if epochs else None, cfg=cfg, seed=c["seed"],
+                                   progress=_epoch_log(ctx, "prune fine-tune"), **p)
         current, steps = res.bundle, steps + ["prune"]
     if c.get("structured"):
         s = dict(c["structured"])
         epochs = int(c.get("finetune_epochs", 0))
         cfg = _train_cfg({**c["train"], "epochs": epochs}, c["seed"]) if epochs else None
         out = ctx.out / "structured"
-        res = C.prune_structured(current, out, data=spec if epochs else None, cfg=cfg, **s)
+        res = C.prune_structured(current, out, data=spec if epochs else None, cfg=cfg,
+                                 progress=_epoch_log(ctx, "structured fine-tune"), **s)
         current, steps = res.bundle, steps + ["structured"]
     if c.get("distill"):
         d = dict(c["distill"])
         student = d.pop("student", None) or str(current)
         losses, ce_weight = parse_losses(d.pop("losses", None), alpha=d.pop("alpha", 0.9),
                                          temperature=d.pop("temperature", 4.0), ce_weight=d.pop("ce_weight", None))
-        cfg = _train_cfg({**c["train"], **{k: d.pop(k) for k in ("epochs", "lr", "batch_size", "optimizer") if k in d}},
+        cfg = _train_cfg({**c["train"], **{k: d.pop(k) for k in ("epochs", "lr", "batch_size", "optimizer", "weight_decay") if k in d}},
                          c["seed"])
         out = ctx.out / "distilled"
-        res = C.distill(teacher.path / BUNDLE, student, out, spec, cfg, losses=losses, ce_weight=ce_weight, **d)
+        res = C.distill(teacher.path / BUNDLE, student, out, spec, cfg, losses=losses, ce_weight=ce_weight,
+                        progress=_epoch_log(ctx, "distillation"), **d)
         current, steps = res.bundle, steps + ["distill"]
     current.rename(ctx.out / BUNDLE)
     return {"bundle": BUNDLE, "steps": steps}
@@ -204,12 +228,21 @@ def run_report(ctx: Context) -> dict[str, Any]:
 def build_stages(cfg: dict[str, Any]) -> list[Stage]:
     seed = cfg["pipeline"]["seed"]
     d = cfg["data"]
-    data_cfg = {**d, "seed": seed}
-    if d["path"] is not None:
-        data_cfg["content"] = _listing_hash(Path(d["path"]))
-    stages = [Stage("data", "data", data_cfg, run_data)]
     t = cfg["teacher"]
-    stages.append(Stage("teacher", "train", {**t, "seed": seed}, run_train, deps=["data"]))
+    stages = []
+    if d is not None:
+        data_cfg = {**d, "seed": seed}
+        if d["path"] is not None:
+            data_cfg["content"] = _listing_hash(Path(d["path"]))
+        stages.append(Stage("data", "data", data_cfg, run_data))
+    if t["epochs"] == 0:
+        from toolchain.models.bundle import read_meta
+
+        # Keyed by the checkpoint's weights hash: a new checkpoint re-runs everything downstream.
+        stages.append(Stage("teacher", "train", {"model": t["model"], "sha256": read_meta(t["model"])["weights"]["sha256"]},
+                            run_import))
+    else:
+        stages.append(Stage("teacher", "train", {**t, "seed": seed}, run_train, deps=["data"]))
     models = ["teacher"]
     for r in cfg["compress"]:
         src = r.get("from", "teacher")
@@ -218,8 +251,9 @@ def build_stages(cfg: dict[str, Any]) -> list[Stage]:
         models.append(r["name"])
     exports = []
     for m in models:
-        stages.append(Stage(f"eval-{m}", "evaluate", {"model_stage": m, "what": "bundle"}, run_evaluate,
-                            deps=["data", m]))
+        if d is not None:
+            stages.append(Stage(f"eval-{m}", "evaluate", {"model_stage": m, "what": "bundle"}, run_evaluate,
+                                deps=["data", m]))
         stages.append(Stage(f"export-{m}", "export", dict(cfg["export"]), run_export, deps=[m]))
         exports.append(f"export-{m}")
         if cfg["evaluate"]["artifacts"]:
