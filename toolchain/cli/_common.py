@@ -18,3 +18,15 @@ def progress():
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=err_console)
+
+
+def epoch_reporter(bar, task):
+    """The training loop's progress callback, drawn on a rich bar: epoch, loss, accuracy (and lr when known)."""
+    def report(stage: str, done: int, total: int, info: dict) -> None:
+        if stage == "train":
+            lr = f" lr {info['lr']:.3g}" if "lr" in info else ""
+            bar.update(task, completed=done, total=total, description=f"epoch {info['epoch']}/{info['epochs']}",
+                       status=f"loss {info['loss']:.3f} acc {info['accuracy']:.1%}{lr}")
+        else:
+            bar.update(task, status="validating")
+    return report

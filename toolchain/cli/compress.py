@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.cli import app
-from toolchain.cli._common import console, progress
+from toolchain.cli._common import console, epoch_reporter, progress
 
 UNSTRUCTURED = ("global-magnitude", "layer-magnitude", "global-gradient", "layer-gradient", "random")
 STRUCTURED = ("channel", "depth", "width-multiplier")
@@ -33,15 +33,7 @@ def _run_with_bar(fn, *args, show: bool = True, **kwargs):
         return fn(*args, **kwargs)
     with progress() as bar:
         task = bar.add_task("fine-tuning", total=None, status="")
-
-        def report(stage: str, done: int, total: int, info: dict) -> None:
-            if stage == "train":
-                bar.update(task, completed=done, total=total, description=f"epoch {info['epoch']}/{info['epochs']}",
-                           status=f"loss {info['loss']:.3f} acc {info['accuracy']:.1%}")
-            else:
-                bar.update(task, status="validating")
-
-        return fn(*args, progress=report, **kwargs)
+        return fn(*args, progress=epoch_reporter(bar, task), **kwargs)
 
 
 def _print_result(res) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.cli import app
-from toolchain.cli._common import console, progress
+from toolchain.cli._common import console, epoch_reporter, progress
 
 
 def train_command(
@@ -56,12 +56,7 @@ def train_command(
         with progress() as bar:
             task = bar.add_task("training", total=None, status="", visible=main)
 
-            def report(stage: str, done: int, total: int, info: dict) -> None:
-                if stage == "train":
-                    bar.update(task, completed=done, total=total, description=f"epoch {info['epoch']}/{info['epochs']}",
-                               status=f"loss {info['loss']:.3f} acc {info['accuracy']:.1%} lr {info['lr']:.3g}")
-                else:
-                    bar.update(task, status="validating")
+            report = epoch_reporter(bar, task)
 
             result = train(model, data, out, cfg, input_size=input_size, weights=weights, layout=layout,
                            subject_regex=subject_regex, index_csv=index, splits_file=splits, split_seed=split_seed,
