@@ -38,6 +38,14 @@ QUICK = [("onnx", "fp32", {}, ""), ("tflite", "fp32", {"devices": ["android"]}, 
          ("coreml", None, {"devices": ["iphonexr"]}, "")]
 
 
+def _manifest_row(m: dict) -> dict:
+    p = m["parity"]
+    return {"artifact": m["name"], "precision": m["precision"], "spec_version": m.get("spec_version"),
+            "size_bytes": m["size_bytes"], "convert_seconds": m["convert_seconds"], "parity": p["status"],
+            "cosine_min": p["cosine_min"], "max_abs": p["max_abs"], "threshold": p.get("min_cosine_required"),
+            "reference": p["reference"] or p["reason"]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="resnet50_ocular,mobilenet_v2")
@@ -45,7 +53,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/export.json"))
     args = ap.parse_args()
 
-    from toolchain.errors import ToolchainError
+    from toolchain.errors import ParityError, ToolchainError
     from toolchain.export.base import ExportRequest, export_bundle
     from toolchain.fsutil import atomic_write_json
     from toolchain.models.bundle import init_bundle
@@ -58,16 +66,17 @@ def main() -> int:
             for target, precision, extra, label in (QUICK if args.quick else VARIANTS):
                 t0 = time.perf_counter()
                 row = {"model": model, "target": target, "precision": precision, **extra, "int8": label or None}
+                out = Path(tmp) / "out" / f"{model}-{len(rows)}"
                 try:
-                    (o,) = export_bundle(ExportRequest(bundle, target, Path(tmp) / "out", precision=precision, **extra))
-                    m = o.manifest
-                    row.update(artifact=m["name"], precision=m["precision"], spec_version=m.get("spec_version"),
-                               size_bytes=m["size_bytes"], convert_seconds=m["convert_seconds"],
-                               total_seconds=round(time.perf_counter() - t0, 2), parity=m["parity"]["status"],
-                               cosine_min=m["parity"]["cosine_min"], max_abs=m["parity"]["max_abs"],
-                               reference=m["parity"]["reference"] or m["parity"]["reason"])
+                    (o,) = export_bundle(ExportRequest(bundle, target, out, precision=precision, **extra))
+                    row.update(_manifest_row(o.manifest))
+                except ParityError as e:
+                    # The failing artifact and its manifest stay on disk: report its numbers, not just "failed".
+                    (man,) = out.glob("*/manifest.json")
+                    row.update(_manifest_row(json.loads(man.read_text())), error=" | ".join(str(e).splitlines()[1:]))
                 except ToolchainError as e:
-                    row.update(error=str(e).splitlines()[0], total_seconds=round(time.perf_counter() - t0, 2))
+                    row.update(error=" | ".join(str(e).splitlines()))
+                row["total_seconds"] = round(time.perf_counter() - t0, 2)
                 rows.append(row)
                 console.print(f"{model} {row.get('artifact', target)}: {row.get('parity', row.get('error'))} "
                               f"in {row['total_seconds']} s")

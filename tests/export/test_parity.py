@@ -38,3 +38,12 @@ def test_smooth_images_are_seeded_raw_pixels():
     assert a.min() >= 0 and a.max() <= 255 and a.std() > 20
     np.testing.assert_array_equal(a, smooth_random_images(2, 40, seed=5))
     assert not np.array_equal(a, smooth_random_images(2, 40, seed=6))
+
+
+def test_thresholds_by_precision_and_compression():
+    from toolchain.export.parity import default_min_cosine
+
+    assert default_min_cosine("fp32") == 0.99999 and default_min_cosine("fp16") == 0.999
+    assert default_min_cosine("fp16", "sparse") == 0.999  # exact zeros stored sparsely: lossless
+    for bits in (4, 6, 8):  # every k-means palette is lossy, judged like int8
+        assert default_min_cosine("fp16", f"palettize{bits}") == 0.99
