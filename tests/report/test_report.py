@@ -70,7 +70,8 @@ def scene(tmp_path):
     _write(bundles / "teacher" / "model.json", {"name": "teacher", "weights": {"sha256": TEACHER,
                                                 "num_parameters": 1000, "size_bytes": 4000}})
     _write(bundles / "student" / "model.json", {"name": "student", "weights": {"sha256": STUDENT,
-                                                "num_parameters": 250, "size_bytes": 1000}})
+                                                "num_parameters": 250, "num_nonzero": 125,
+                                                "size_bytes": 1000}})  # half its weights pruned to zero
     met = tmp_path / "metrics"
     _write(met / "teacher" / "metrics.json", {"bundle_sha256": TEACHER, "eer": 0.05, "tar_at_far": {"1e-3": 0.9}})
     # the layout `deploy evaluate` writes: model {kind, sha256, ...}, metrics {...}
@@ -102,7 +103,9 @@ def test_paper_table_rows_columns_cells_and_joins(scene):
     xr = by["iPhone XR · coreml all"]
     assert xr["teacher fp16"].startswith(_ms(statistics.median(_fixture("ok")["latency_ns"])))
     assert xr["teacher"] == "–"
-    assert by["parameters"]["teacher"] == "1,000" and by["compression ×"]["student"] == "4.00"
+    assert by["parameters"]["teacher"] == "1,000" and by["compression ×"]["student"] == "8.00"
+    # unstructured pruning: the ratio counts non-zeros; a bundle without the count is taken as dense
+    assert by["non-zero parameters"]["student"] == "125" and by["non-zero parameters"]["teacher"] == "1,000"
     assert by["EER (%)"]["teacher"] == "5.00" and by["EER (%)"]["student"] == "8.00"
     assert by["TAR @ FAR=1e-3 (%)"]["student"] == "80.00"
     assert any("says nothing" in p for p in rep.problems)

@@ -158,7 +158,9 @@ def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base
         (tmp / WEIGHTS_FILE).write_bytes(blob)
         meta["weights"] = {"file": WEIGHTS_FILE, "sha256": sha256_file(tmp / WEIGHTS_FILE),
                            "size_bytes": len(blob), "num_tensors": len(state),
-                           "num_parameters": int(sum(p.numel() for p in model.parameters()))}
+                           "num_parameters": int(sum(p.numel() for p in model.parameters())),
+                           # unstructured pruning keeps the shapes: the non-zero count is what it bought
+                           "num_nonzero": int(sum(int(p.count_nonzero()) for p in model.parameters()))}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 

@@ -55,6 +55,7 @@ class Variant:
     bundle_name: str | None
     precision: str | None
     parameters: int | None = None
+    nonzero_parameters: int | None = None
     bundle_size_bytes: int | None = None
     compression: float | None = None
     metrics: Metrics | None = None
@@ -141,14 +142,16 @@ def build_report(results: Iterable[str | Path], artifacts: Iterable[str | Path] 
         meta = cat.bundles.get(v.bundle_sha256 or "")
         if meta is not None:
             v.parameters = meta.get("weights", {}).get("num_parameters")
+            # bundles written before the count existed: assume dense
+            v.nonzero_parameters = meta.get("weights", {}).get("num_nonzero", v.parameters)
             v.bundle_size_bytes = meta.get("weights", {}).get("size_bytes")
         art_sha = next((vw.result["artifact"]["sha256"] for vw in views if vw.variant == v.label), None)
         v.metrics = cat.metrics_for(art_sha, v.bundle_sha256, v.bundle_name,
                                     prefer_bundle=v.precision in (None, "fp32"))
     biggest = max((v.parameters for v in variants.values() if v.parameters), default=None)
     for v in variants.values():
-        if biggest and v.parameters:
-            v.compression = biggest / v.parameters
+        if biggest and v.nonzero_parameters:
+            v.compression = biggest / v.nonzero_parameters
     ordered = sorted(variants.values(), key=lambda v: (-(v.parameters or 0), v.label))
     rows = sorted({vw.row for vw in views})
     cells: dict[tuple[str, str], Cell] = {}

@@ -46,6 +46,9 @@ def paper_table(rep: "Report") -> Table:
     rows = [[row] + [_cell_text(rep.cells[(row, v.label)].summary) if (row, v.label) in rep.cells else "–"
                      for v in rep.variants] for row in rep.rows]
     rows.append(["parameters"] + [f"{v.parameters:,}" if v.parameters else "–" for v in rep.variants])
+    if any(v.nonzero_parameters != v.parameters for v in rep.variants):
+        rows.append(["non-zero parameters"] + [f"{v.nonzero_parameters:,}" if v.nonzero_parameters else "–"
+                                               for v in rep.variants])
     rows.append(["compression ×"] + [f"{v.compression:.2f}" if v.compression else "–" for v in rep.variants])
     rows.append(["bundle size (MB)"] + [f"{v.bundle_size_bytes / 1e6:.2f}" if v.bundle_size_bytes else "–"
                                         for v in rep.variants])
@@ -84,12 +87,13 @@ def checks_table(rep: "Report") -> Table:
 
 
 def models_table(rep: "Report") -> Table:
-    head = ["variant", "bundle sha256", "parameters", "compression ×", "bundle MB", "artifact sizes MB", "EER (%)",
-            "metrics from"]
+    head = ["variant", "bundle sha256", "parameters", "non-zero", "compression ×", "bundle MB", "artifact sizes MB",
+            "EER (%)", "metrics from"]
     rows = []
     for v in rep.variants:
         sizes = ", ".join(f"{fmt} {s / 1e6:.2f}" for fmt, s in sorted(v.artifact_sizes.items())) or "–"
         rows.append([v.label, (v.bundle_sha256 or "–")[:12], f"{v.parameters:,}" if v.parameters else "–",
+                     f"{v.nonzero_parameters:,}" if v.nonzero_parameters else "–",
                      f"{v.compression:.2f}" if v.compression else "–",
                      f"{v.bundle_size_bytes / 1e6:.2f}" if v.bundle_size_bytes else "–", sizes, _pct(v.eer),
                      str(v.metrics.source) if v.metrics else "no metrics.json matched"])
@@ -114,7 +118,8 @@ def _sections(rep: "Report") -> list[tuple[str, str, Table | None]]:
         ("Checks", f"Flags raised (numerics vs the manifest's PyTorch reference, thermal state, fewer than "
          f"{rep.min_iterations} iterations, unknown artifact hash, failed runs). Checks that passed are in "
          "checks.csv/report.json.", checks_table(rep)),
-        ("Models", "Compression ratio = parameters of the largest variant shown / parameters of this one.",
+        ("Models", "Compression ratio = parameters of the largest variant shown / non-zero parameters of this one "
+         "(ShrinkBench's definition: unstructured pruning keeps the shapes and zeroes weights).",
          models_table(rep)),
     ]
 
@@ -211,7 +216,8 @@ def csv_files(rep: "Report") -> dict[str, str]:
              _num(vw.result.get("first_inference_ns")), _num(vw.result.get("load_ns")),
              ";".join(f.check for f in vw.flags if f.level in ("warn", "fail"))] for vw in rep.runs]
     table = [[c.row, c.variant, len(c.runs), *stats(c.summary)] for c in rep.cells.values()]
-    models = [[v.label, v.bundle_sha256 or "", v.parameters or "", round(v.compression, 6) if v.compression else "",
+    models = [[v.label, v.bundle_sha256 or "", v.parameters or "", v.nonzero_parameters or "",
+               round(v.compression, 6) if v.compression else "",
                v.bundle_size_bytes or "", v.eer if v.eer is not None else "",
                *[(v.metrics.tar_at_far.get(k, "") if v.metrics else "") for k in rep.far_keys]] for v in rep.variants]
     checks = [[vw.run_id, f.check, f.level, f.message] for vw in rep.runs for f in vw.flags]
@@ -219,7 +225,8 @@ def csv_files(rep: "Report") -> dict[str, str]:
         "runs.csv": _csv(["run_id", "device", "identifier", "os_version", "runtime", "compute_units", "variant",
                           "artifact_sha256", "status", *stat_cols, "first_inference_ms", "load_ms", "flags"], runs),
         "table.csv": _csv(["device_runtime", "variant", "runs", *stat_cols], table),
-        "models.csv": _csv(["variant", "bundle_sha256", "parameters", "compression", "bundle_size_bytes", "eer",
+        "models.csv": _csv(["variant", "bundle_sha256", "parameters", "nonzero_parameters", "compression",
+                            "bundle_size_bytes", "eer",
                             *[f"tar_at_far_{k}" for k in rep.far_keys]], models),
         "checks.csv": _csv(["run_id", "check", "level", "detail"], checks),
     }
@@ -230,7 +237,8 @@ def report_json(rep: "Report", figures: dict[str, dict[str, Any]]) -> dict[str, 
         "created_at": rep.created_at,
         "rows": rep.rows,
         "variants": [{"label": v.label, "bundle_sha256": v.bundle_sha256, "parameters": v.parameters,
-                      "compression": v.compression, "bundle_size_bytes": v.bundle_size_bytes,
+                      "nonzero_parameters": v.nonzero_parameters, "compression": v.compression,
+                      "bundle_size_bytes": v.bundle_size_bytes,
                       "artifact_sizes": v.artifact_sizes, "eer": v.eer,
                       "tar_at_far": v.metrics.tar_at_far if v.metrics else None,
                       "metrics_source": str(v.metrics.source) if v.metrics else None} for v in rep.variants],
