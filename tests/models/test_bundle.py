@@ -117,11 +117,12 @@ def test_width_pruned_network_rebuilds_from_model_json(tmp_path):
 def test_bundle_counts_parameters_and_non_zeros(tmp_path):
     b = load_bundle(init_bundle("tiny_ocular", tmp_path / "a", seed=1))
     w = b.meta["weights"]
-    assert w["num_parameters"] == sum(p.numel() for p in b.model.parameters())
-    assert w["num_nonzero"] == sum(int(p.count_nonzero()) for p in b.model.parameters())  # BN biases start at 0
+    trunk = list(b.model.trunk.parameters())
+    assert w["deployed_parameters"] == sum(p.numel() for p in trunk) <= w["num_parameters"]
+    assert w["deployed_nonzero"] == sum(int(p.count_nonzero()) for p in trunk)  # BN biases start at 0
     with torch.no_grad():
-        conv = next(m for m in b.model.modules() if isinstance(m, torch.nn.Conv2d))
+        conv = next(m for m in b.model.trunk.modules() if isinstance(m, torch.nn.Conv2d))
         conv.weight.zero_()
     w2 = load_bundle(save_bundle(b.model, b.meta, tmp_path / "z")).meta["weights"]
-    assert w2["num_parameters"] == w["num_parameters"]
-    assert w2["num_nonzero"] == w["num_nonzero"] - conv.weight.numel()
+    assert w2["deployed_parameters"] == w["deployed_parameters"]
+    assert w2["deployed_nonzero"] == w["deployed_nonzero"] - conv.weight.numel()

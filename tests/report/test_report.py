@@ -70,7 +70,8 @@ def scene(tmp_path):
     _write(bundles / "teacher" / "model.json", {"name": "teacher", "weights": {"sha256": TEACHER,
                                                 "num_parameters": 1000, "size_bytes": 4000}})
     _write(bundles / "student" / "model.json", {"name": "student", "weights": {"sha256": STUDENT,
-                                                "num_parameters": 250, "num_nonzero": 125,
+                                                "num_parameters": 260, "deployed_parameters": 250,
+                                                "deployed_nonzero": 125,
                                                 "size_bytes": 1000}})  # half its weights pruned to zero
     met = tmp_path / "metrics"
     _write(met / "teacher" / "metrics.json", {"bundle_sha256": TEACHER, "eer": 0.05, "tar_at_far": {"1e-3": 0.9}})

@@ -54,7 +54,9 @@ def info(
          + (f", removed blocks {arch['removed_blocks']}" if arch.get("removed_blocks") else "")),
         ("feature dim", str(b.feature_dim)),
         ("input", f"{b.input_size}x{b.input_size} RGB, mean {b.mean}, std {b.std}"),
-        ("parameters", f"{m['weights']['num_parameters']:,}"),
+        ("parameters", f"{m['weights']['num_parameters']:,}"
+         + (f" ({m['weights']['deployed_parameters']:,} deployed, {m['weights']['deployed_nonzero']:,} non-zero)"
+            if "deployed_nonzero" in m["weights"] else "")),
         ("weights", f"{m['weights']['file']} ({m['weights']['size_bytes']:,} bytes), sha256 {b.sha256}"),
         ("created", m["provenance"].get("created", "?")),
         ("parent", str(m["provenance"].get("parent_sha256"))),

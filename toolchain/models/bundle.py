@@ -159,8 +159,10 @@ def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base
         meta["weights"] = {"file": WEIGHTS_FILE, "sha256": sha256_file(tmp / WEIGHTS_FILE),
                            "size_bytes": len(blob), "num_tensors": len(state),
                            "num_parameters": int(sum(p.numel() for p in model.parameters())),
-                           # unstructured pruning keeps the shapes: the non-zero count is what it bought
-                           "num_nonzero": int(sum(int(p.count_nonzero()) for p in model.parameters()))}
+                           # What ships (the trunk; the training head stays behind), and its non-zeros:
+                           # unstructured pruning keeps the shapes, so the non-zero count is what it bought.
+                           "deployed_parameters": int(sum(p.numel() for p in model.trunk.parameters())),
+                           "deployed_nonzero": int(sum(int(p.count_nonzero()) for p in model.trunk.parameters()))}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 

@@ -141,9 +141,10 @@ def build_report(results: Iterable[str | Path], artifacts: Iterable[str | Path] 
     for v in variants.values():
         meta = cat.bundles.get(v.bundle_sha256 or "")
         if meta is not None:
-            v.parameters = meta.get("weights", {}).get("num_parameters")
-            # bundles written before the count existed: assume dense
-            v.nonzero_parameters = meta.get("weights", {}).get("num_nonzero", v.parameters)
+            w = meta.get("weights", {})
+            # The deployed network (no training head); bundles written before these counts existed: all, dense.
+            v.parameters = w.get("deployed_parameters", w.get("num_parameters"))
+            v.nonzero_parameters = w.get("deployed_nonzero", v.parameters)
             v.bundle_size_bytes = meta.get("weights", {}).get("size_bytes")
         art_sha = next((vw.result["artifact"]["sha256"] for vw in views if vw.variant == v.label), None)
         v.metrics = cat.metrics_for(art_sha, v.bundle_sha256, v.bundle_name,
