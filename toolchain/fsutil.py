@@ -36,12 +36,26 @@ def size_bytes(path: str | Path) -> int:
     return path.stat().st_size
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: mkstemp/mkdtemp create 0600 files and 0700 folders; what we publish gets the modes a plain open()/mkdir()
+#: would give (e.g. 0644/0755), so results, manifests and artifacts stay readable to other users and tools.
+_UMASK = _umask()
+FILE_MODE = 0o666 & ~_UMASK
+DIR_MODE = 0o777 & ~_UMASK
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -71,6 +85,7 @@ def atomic_dir(final: str | Path, overwrite: bool = True) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
+        tmp.chmod(DIR_MODE)
         yield tmp
         if final.exists():
             if not overwrite:
