@@ -115,3 +115,23 @@ def test_too_few_images_for_a_batch(parts, tmp_path):
     make_model, train_ds, _ = parts
     with pytest.raises(DataError, match="no full batch"):
         fit(make_model(), train_ds, None, TrainConfig(epochs=1, **{**CFG, "batch_size": 1000}), tmp_path)
+
+
+class _CollapseInFirstEpoch(Hooks):
+    """Zeroes every trunk weight after each step in epoch 1: constant features, as a network pruned to nothing."""
+
+    def before_epoch(self, model, epoch):
+        self.epoch = epoch
+
+    def after_step(self, model):
+        if self.epoch == 0:
+            with torch.no_grad():
+                for p in model.trunk.parameters():
+                    p.zero_()
+
+
+def test_unscorable_validation_counts_as_chance_and_training_goes_on(parts, tmp_path, caplog):
+    make_model, train_ds, val = parts
+    r = fit(make_model(), train_ds, val, TrainConfig(epochs=2, **CFG), tmp_path, hooks=_CollapseInFirstEpoch())
+    assert r.history[0]["val_eer"] == 0.5 and len(r.history) == 2
+    assert "validation EER counted as 50%" in caplog.text

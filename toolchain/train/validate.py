@@ -6,6 +6,7 @@ Scores are cosine similarities of the model's features over the protocol's pairs
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -16,6 +17,8 @@ import torch.nn.functional as F
 from toolchain.data.images import ImageDataset
 from toolchain.data.splits import Protocol
 from toolchain.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,8 +73,18 @@ def pair_scores(features: torch.Tensor, pairs: np.ndarray) -> np.ndarray:
 
 def validation_eer(model: torch.nn.Module, val: ValSet, device: torch.device, batch_size: int = 64,
                    amp: bool = False) -> float:
-    """EER (0..1) of ``model`` on ``val``'s pairs."""
+    """EER (0..1) of ``model`` on ``val``'s pairs.
+
+    A model whose scores cannot be ranked (constant or non-finite features: a diverged run, or a network pruned
+    until a whole layer is zero) scores 0.5, chance, with a warning: one bad epoch must not end the training,
+    and best-model selection then passes over it.
+    """
+    from toolchain.errors import MetricsError
     from toolchain.evaluate.metrics import equal_error_rate
 
     feats = extract(model, val.dataset, device, batch_size, amp)
-    return float(equal_error_rate(pair_scores(feats, val.genuine), pair_scores(feats, val.impostor))[0])
+    try:
+        return float(equal_error_rate(pair_scores(feats, val.genuine), pair_scores(feats, val.impostor))[0])
+    except MetricsError as e:
+        log.warning("validation EER counted as 50%% (chance): %s", e)
+        return 0.5
