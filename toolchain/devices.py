@@ -17,6 +17,21 @@ COREML_SPEC_FOR_IOS = {12: 3, 13: 4, 14: 5, 15: 6, 16: 7, 17: 8, 18: 9}
 MIN_IOS, MAX_IOS = 12, 18
 #: Compressed (sparse, palettized) and int8 weights are constexpr ops: ML Program spec 7 (iOS 16).
 COMPRESSED_WEIGHTS_IOS = 16
+#: Joint compression (sparse + palette in one constexpr_lut_to_sparse op) is an iOS 18 op set (spec 9).
+JOINT_COMPRESSION_IOS = 18
+
+
+def compressed_weights_ios(compress: str | None, precision: str | None = None) -> int | None:
+    """The oldest iOS that can load these weights, or None when plain fp16/fp32 weights need nothing newer.
+
+    >>> compressed_weights_ios("sparse"), compressed_weights_ios("sparse-palettize4"), compressed_weights_ios(None)
+    (16, 18, None)
+    """
+    if compress is not None and compress.startswith("sparse-palettize"):
+        return JOINT_COMPRESSION_IOS
+    if compress is not None or precision == "int8":
+        return COMPRESSED_WEIGHTS_IOS
+    return None
 
 TARGETS = ("onnx", "coreml", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -154,20 +169,22 @@ def choose(
         return ExportChoice(target, prec, lay, reasons=tuple(reasons))
     if lay != "nchw":
         raise DeviceError("Core ML exports take NCHW input (the model's native layout); drop --layout nhwc")
-    needs16 = compress is not None or prec == "int8"  # compressed/int8 weights are constexpr ops (spec 7)
+    needs = compressed_weights_ios(compress, prec)  # compressed/int8 weights are constexpr ops (spec 7, or 9)
     if min_ios is None:
         if device is None:
-            min_ios = 16 if needs16 else 15
+            min_ios = needs or 15
             reasons.append(f"no device given: iOS {min_ios}, the oldest OS with "
-                           + ("compressed weights (spec 7)" if needs16 else "ML Programs (spec 6)"))
+                           + (f"these compressed weights (spec {'9' if needs == 18 else '7'})" if needs
+                              else "ML Programs (spec 6)"))
         else:
             min_ios = min(device.last_os_major, MAX_IOS)
             reasons.append(f"{device.name} runs up to iOS {device.last_os}: targeting iOS {min_ios}")
-    if needs16 and min_ios < COMPRESSED_WEIGHTS_IOS:
+    if needs and min_ios < needs:
         what = f"--compress {compress}" if compress else "int8 Core ML"
-        where = device.name if device is not None and device.last_os_major < COMPRESSED_WEIGHTS_IOS else f"iOS {min_ios}"
-        raise DeviceError(f"{what} needs iOS 16+ (ML Program, spec 7); {where} cannot run it. "
-                          "Use fp16/fp32 without --compress for this device, or --min-ios 16 on newer devices")
+        where = device.name if device is not None and device.last_os_major < needs else f"iOS {min_ios}"
+        raise DeviceError(f"{what} needs iOS {needs}+ (ML Program, spec {'9' if needs == 18 else '7'}); "
+                          f"{where} cannot run it. Use fp16/fp32 without --compress for this device, "
+                          f"or --min-ios {needs} on newer devices")
     if device is not None and min_ios > device.last_os_major:
         raise DeviceError(f"--min-ios {min_ios} is newer than {device.name} can run (iOS {device.last_os})")
     fmt, spec = coreml_format_for(min_ios)

@@ -49,6 +49,9 @@ PATHS = {  # id: (request, suffix, spec version, an op/layer that must be there)
     "mlprogram_int8_iphonex": (dict(devices=["iphonex"], precision="int8"), ".mlpackage", 7, "constexpr_affine_dequantize"),
     "sparse_iphonexr": (dict(devices=["iphonexr"], compress="sparse"), ".mlpackage", 9, "constexpr_sparse_to_dense"),
     "palettize8_iphonex": (dict(devices=["iphonex"], compress="palettize8"), ".mlpackage", 7, "constexpr_lut_to_dense"),
+    # joint compression: the pruned zeros stay sparse, the non-zeros get a 4-bit palette (iOS 18)
+    "sparse_palettize4_iphonexr": (dict(devices=["iphonexr"], compress="sparse-palettize4"), ".mlpackage", 9,
+                                   "constexpr_lut_to_sparse"),
     # 4-bit palettes are lossy (cosine ~0.996 on this model): the caller picks the threshold
     "palettize4_no_device_raised_to_ios16": (dict(compress="palettize4", min_cosine=0.99), ".mlpackage", 7,
                                              "constexpr_lut_to_dense"),
@@ -58,7 +61,7 @@ PATHS = {  # id: (request, suffix, spec version, an op/layer that must be there)
 @pytest.mark.parametrize("path_id", sorted(PATHS))
 def test_every_path_exports_with_parity_passed(path_id, tiny, tiny_pruned, tmp_path):
     req, suffix, spec, must_have = PATHS[path_id]
-    bundle = tiny_pruned if req.get("compress") == "sparse" else tiny
+    bundle = tiny_pruned if (req.get("compress") or "").startswith("sparse") else tiny
     m = _export(bundle, tmp_path, **req).manifest
     assert m["file"].endswith(suffix)
     assert m["spec_version"] == spec
@@ -79,12 +82,15 @@ def test_every_path_exports_with_parity_passed(path_id, tiny, tiny_pruned, tmp_p
 def test_compression_shrinks_sparse_weights(tiny_pruned, tmp_path):
     dense = _export(tiny_pruned, tmp_path / "d", devices=["iphonexr"]).manifest["size_bytes"]
     sparse = _export(tiny_pruned, tmp_path / "s", devices=["iphonexr"], compress="sparse").manifest["size_bytes"]
+    joint = _export(tiny_pruned, tmp_path / "j", devices=["iphonexr"], compress="sparse-palettize4").manifest
     assert sparse < 0.75 * dense
+    assert joint["size_bytes"] < sparse and joint["parity"]["min_cosine_required"] == 0.99
 
 
 @pytest.mark.parametrize("req,match", [
     (dict(devices=["iphone6"], compress="sparse"), "--compress sparse needs iOS 16.*iPhone 6 cannot run it"),
     (dict(devices=["ipadair2"], compress="palettize8"), "iPad Air 2 cannot run it"),
+    (dict(devices=["iphonex"], compress="sparse-palettize4"), "needs iOS 18.*iPhone X cannot run it"),
     (dict(devices=["ipadair2"], precision="int8"), "int8 Core ML needs iOS 16.*iPad Air 2"),
     (dict(devices=["iphone6"], precision="int8"), "int8 Core ML needs iOS 16"),
 ])

@@ -160,8 +160,8 @@ def test_fp16_program_is_rounded_like_the_device(tmp_path):
     assert 0 < err < 5e-3 * max(1.0, np.abs(ref).max())
 
 
-@pytest.mark.parametrize("ios", [16, 18])
-@pytest.mark.parametrize("kind", ["sparse", "palettize4", "int8"])
+@pytest.mark.parametrize("kind,ios", [(k, i) for k in ("sparse", "palettize4", "int8") for i in (16, 18)]
+                         + [("sparse-palettize4", 18), ("sparse-palettize4-grouped", 18)])
 def test_constexpr_weights_decode_like_coremltools(kind, ios, tmp_path):
     """The executor's own decoding of constexpr_* ops equals coremltools' decompress_weights."""
     import coremltools.optimize.coreml as cto
@@ -175,15 +175,25 @@ def test_constexpr_weights_decode_like_coremltools(kind, ios, tmp_path):
     model = ct.convert(torch.jit.trace(module, x), convert_to="mlprogram", inputs=[ct.TensorType(name="x", shape=x.shape)],
                        outputs=[ct.TensorType(name="y", dtype=np.float32)], compute_precision=ct.precision.FLOAT32,
                        minimum_deployment_target=getattr(ct.target, f"iOS{ios}"))
-    cfg = {"sparse": cto.OpThresholdPrunerConfig(threshold=1e-12, minimum_sparsity_percentile=0.1),
-           "palettize4": cto.OpPalettizerConfig(mode="kmeans", nbits=4),
-           "int8": cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")}[kind]
-    fn = {"sparse": cto.prune_weights, "palettize4": cto.palettize_weights, "int8": cto.linear_quantize_weights}[kind]
-    small = fn(model, cto.OptimizationConfig(global_config=cfg))
+    prune = cto.OpThresholdPrunerConfig(threshold=1e-12, minimum_sparsity_percentile=0.1)
+    if kind.startswith("sparse-palettize4"):  # joint: constexpr_lut_to_sparse, per-tensor or per channel group
+        sparse = cto.prune_weights(model, cto.OptimizationConfig(global_config=prune))
+        pal = (cto.OpPalettizerConfig(mode="kmeans", nbits=4, granularity="per_grouped_channel", group_size=16)
+               if kind.endswith("grouped") else cto.OpPalettizerConfig(mode="kmeans", nbits=4))
+        small = cto.palettize_weights(sparse, cto.OptimizationConfig(global_config=pal), joint_compression=True)
+    else:
+        cfg = {"sparse": prune, "palettize4": cto.OpPalettizerConfig(mode="kmeans", nbits=4),
+               "int8": cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")}[kind]
+        fn = {"sparse": cto.prune_weights, "palettize4": cto.palettize_weights,
+              "int8": cto.linear_quantize_weights}[kind]
+        small = fn(model, cto.OptimizationConfig(global_config=cfg))
     small.save(str(tmp_path / "c.mlpackage"))
     cto.decompress_weights(small).save(str(tmp_path / "d.mlpackage"))
     _, prog = coreml_ref.load_mlpackage_program(tmp_path / "c.mlpackage")
-    assert any(op.op_type.startswith("constexpr") for op in prog.functions["main"].operations)
+    ops = {op.op_type for op in prog.functions["main"].operations}
+    assert any(o.startswith("constexpr") for o in ops)
+    if kind.startswith("sparse-"):
+        assert "constexpr_lut_to_sparse" in ops
     got = coreml_ref.run_artifact(tmp_path / "c.mlpackage", {"x": x.numpy()})[0]["y"]
     want = coreml_ref.run_artifact(tmp_path / "d.mlpackage", {"x": x.numpy()})[0]["y"]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -42,7 +42,9 @@ def export(
     min_ios: Annotated[Optional[int], typer.Option("--min-ios", help="Override the minimum iOS (12..18): 12 = NeuralNetwork spec 3, 13-14 NeuralNetwork, 15+ ML Program.")] = None,
     layout: Annotated[Optional[str], typer.Option(help="Input layout nchw or nhwc (default: TFLite nhwc, others nchw).")] = None,
     calibration: Annotated[Optional[Path], typer.Option(help="Folder of images for int8 calibration and parity inputs' calibration (default: seeded synthetic images).")] = None,
-    compress: Annotated[Optional[str], typer.Option(help="Core ML weight compression: sparse, palettize4, palettize6, palettize8 (iOS 16+).")] = None,
+    compress: Annotated[Optional[str], typer.Option(
+        help="Core ML weight compression: sparse (exact zeros, lossless), palettize4/6/8 (iOS 16+); "
+             "sparse-palettize4/6/8: both at once, for pruned models (iOS 18+).")] = None,
     int8: Annotated[str, typer.Option("--int8", help="TFLite int8 kind: static (calibrated activations) or dynamic (dynamic range).")] = "static",
     min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help="Parity threshold per sample (default: fp32 0.99999, fp16 0.999, int8 0.99).")] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the parity check (recorded as skipped in the manifest).")] = False,

@@ -474,6 +474,22 @@ def _mil_lut(indices: np.ndarray, lut: np.ndarray, shape: Any = None, vector_axi
     return lut[blocks + (idx, 0)]
 
 
+@MIL_OPS.register("constexpr_lut_to_sparse")
+def _mil_lut_sparse(indices_mask: np.ndarray, indices_nonzero_data: np.ndarray, lut: np.ndarray,
+                    vector_axis: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """iOS18 joint sparse + palette: look up each non-zero's palette index; the mask passes through.
+
+    The palette of a non-zero is that of the block its dense position falls in (lut: (*blocks, 2**nbits, 1)).
+    """
+    mask, lut = np.asarray(indices_mask), np.asarray(lut)
+    if lut.shape[-1] != 1:
+        raise UnknownOpError("constexpr_lut_to_sparse with vector palettes")
+    pos = np.nonzero(mask != 0)  # C order: the order constexpr_sparse_to_dense fills in
+    blocks = tuple(p // (s // b) for p, s, b in zip(pos, mask.shape, lut.shape[:-2]))
+    idx = np.asarray(indices_nonzero_data).astype(np.int64).reshape(-1)
+    return mask, lut[blocks + (idx, 0)]
+
+
 @MIL_OPS.register("constexpr_affine_dequantize")
 def _mil_affine(quantized_data: np.ndarray, zero_point: Any, scale: Any, axis: int) -> np.ndarray:
     q = np.asarray(quantized_data).astype(np.float32)
