@@ -11,6 +11,7 @@ are met: an artifact >= 16x smaller than the fp32 teacher, and a student >= 10x 
 <= 1 point EER cost.
 
     .venv/bin/python benchmarks/compression.py --quick --out benchmarks/results/compression
+    .venv/bin/python benchmarks/compression.py --medium --out benchmarks/results/compression   # ~30 min
     .venv/bin/python benchmarks/compression.py --out benchmarks/results/compression   # full (hours on 2 cores)
 """
 
@@ -31,15 +32,32 @@ console = Console(stderr=True, width=200)
 QUICK = {"subjects": 24, "images": 6, "size": 64, "teacher_epochs": 3, "finetune_epochs": 1, "kd_epochs": 2,
          "ratios": [8], "batch_size": 16, "latency_iterations": 20,
          "export_rows": ["teacher", "layer-magnitude@8", "kd mobilenet_v2", "kd resnet50 w0.5"]}
+# The demo's size (deploy demo): a teacher that learns something in ~2 min on 2 cores, so the accuracy side of
+# the targets can be judged here; every method at 8x, 16x, 32x.
+MEDIUM = {"subjects": 40, "images": 10, "size": 64, "teacher_epochs": 20, "finetune_epochs": 3, "kd_epochs": 20,
+          "ratios": [8, 16, 32], "batch_size": 16, "latency_iterations": 50,
+          "export_rows": ["teacher", "layer-magnitude@8", "layer-magnitude@32", "global-magnitude@32", "kd mobilenet_v2",
+                          "kd resnet18", "kd resnet50 w0.5", "prune->kd layer-magnitude"]}
 MEANINGFUL_TEACHER_EER = 0.25
 FULL = {"subjects": 100, "images": 12, "size": 112, "teacher_epochs": 20, "finetune_epochs": 5, "kd_epochs": 20,
         "ratios": [2, 4, 8, 16, 32], "batch_size": 32, "latency_iterations": 100, "export_rows": None}
 
 
-def _cfg(epochs: int, batch_size: int, lr: float = 0.05):
+def _cfg(epochs: int, batch_size: int, lr: float = 1e-3):
+    """AdamW, weight decay 0.05: SGD at lr 0.05 diverged for a from-scratch ResNet50 on small synthetic sets."""
     from toolchain.train.loop import TrainConfig
 
-    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, device="cpu", warmup_epochs=min(1.0, epochs / 3))
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adamw", weight_decay=0.05, device="cpu",
+                       warmup_epochs=min(1.0, epochs / 3))
+
+
+def _epochs(what: str):
+    """The training loop's progress callback: one line per finished epoch."""
+    def report(stage: str, done: int, total: int, info: dict) -> None:
+        if stage == "train" and done == total:
+            console.print(f"  {what}: epoch {info['epoch']}/{info['epochs']} loss {info['loss']:.3f} "
+                          f"acc {info['accuracy']:.1%}")
+    return report
 
 
 def build_rows(work: Path, p: dict) -> tuple[Path, Path, list[dict]]:
@@ -57,66 +75,75 @@ def build_rows(work: Path, p: dict) -> tuple[Path, Path, list[dict]]:
     t0 = time.perf_counter()
     teacher_run = work / "teacher"
     if not (teacher_run / "bundle" / "model.json").is_file():
-        train("resnet50_ocular", data, teacher_run, _cfg(p["teacher_epochs"], p["batch_size"]), input_size=p["size"])
+        train("resnet50_ocular", data, teacher_run, _cfg(p["teacher_epochs"], p["batch_size"]), input_size=p["size"],
+              progress=_epochs("teacher"))
     console.print(f"teacher trained in {time.perf_counter() - t0:.0f} s")
     teacher = teacher_run / "bundle"
     spec = run.DataSpec(data)
-    ft = _cfg(p["finetune_epochs"], p["batch_size"], lr=0.01)
+    ft = _cfg(p["finetune_epochs"], p["batch_size"], lr=3e-4)
     rows = [{"name": "teacher", "kind": "teacher", "bundle": teacher}]
 
     def once(name: str, kind: str, fn, *args, **kw) -> Path:
         out = work / name.replace(" ", "_").replace("@", "_")
         if not (out / "bundle" / "model.json").is_file():
             t = time.perf_counter()
-            fn(*args, out=out, **kw)
+            fn(*args, out=out, progress=_epochs(name), **kw)
             console.print(f"{name}: {time.perf_counter() - t:.0f} s")
         rows.append({"name": name, "kind": kind, "bundle": out / "bundle"})
         return out / "bundle"
 
     for method in METHODS.names():
         for ratio in p["ratios"]:
-            once(f"{method}@{ratio}", "unstructured", lambda out, m=method, r=ratio: run.prune_unstructured(
-                teacher, out, m, float(r), data=spec, cfg=ft))
-    once("channel params/2", "structured", lambda out: run.prune_structured(
-        teacher, out, width=WidthConfig(ratio=2.0), data=spec, cfg=ft))
-    once("depth 2/stage", "structured", lambda out: run.prune_structured(teacher, out, keep_per_stage=2, data=spec, cfg=ft))
-    once("width 0.5", "structured", lambda out: run.prune_structured(teacher, out, multiplier=0.5, data=spec, cfg=ft))
+            once(f"{method}@{ratio}", "unstructured", lambda out, progress, m=method, r=ratio: run.prune_unstructured(
+                teacher, out, m, float(r), data=spec, cfg=ft, progress=progress))
+    once("channel params/2", "structured", lambda out, progress: run.prune_structured(
+        teacher, out, width=WidthConfig(ratio=2.0), data=spec, cfg=ft, progress=progress))
+    once("depth 2/stage", "structured", lambda out, progress: run.prune_structured(
+        teacher, out, keep_per_stage=2, data=spec, cfg=ft, progress=progress))
+    once("width 0.5", "structured", lambda out, progress: run.prune_structured(
+        teacher, out, multiplier=0.5, data=spec, cfg=ft, progress=progress))
     kd = _cfg(p["kd_epochs"], p["batch_size"])
     losses = [LossSpec("hinton", 0.9, {"temperature": 4.0}), LossSpec("feature-cosine", 1.0)]
     for student, mult in [("mobilenet_v2", None), ("resnet18", None), ("resnet50_ocular", 0.5)]:
         label = f"kd {student.replace('_ocular', '')}" + (f" w{mult:g}" if mult else "")
-        once(label, "student", lambda out, s=student, m=mult: run.distill(
-            teacher, s, out, spec, kd, losses=losses, ce_weight=0.1, multiplier=m))
+        once(label, "student", lambda out, progress, s=student, m=mult: run.distill(
+            teacher, s, out, spec, kd, losses=losses, ce_weight=0.1, multiplier=m, progress=progress))
     pruned = next(r["bundle"] for r in rows if r["name"].startswith("layer-magnitude@"))
-    once("prune->kd layer-magnitude", "prune->kd", lambda out: run.distill(
-        teacher, str(pruned), out, spec, kd, losses=[LossSpec("feature-cosine")], ce_weight=1.0))
+    once("prune->kd layer-magnitude", "prune->kd", lambda out, progress: run.distill(
+        teacher, str(pruned), out, spec, kd, losses=[LossSpec("feature-cosine")], ce_weight=1.0, progress=progress))
     return data, teacher_run / "protocol-test.json", rows
 
 
 def evaluate_rows(rows: list[dict], data: Path, protocol: Path, teacher: Path, work: Path) -> None:
     from toolchain.compress.measure import measure_bundle
+    from toolchain.errors import MetricsError
     from toolchain.evaluate.run import evaluate_model
 
     for r in rows:
-        ev = evaluate_model(r["bundle"], data, protocol, work / "eval" / r["bundle"].parent.name, plot=False)
+        r["measure"] = measure_bundle(r["bundle"], teacher).to_json()
+        try:
+            ev = evaluate_model(r["bundle"], data, protocol, work / "eval" / r["bundle"].parent.name, plot=False)
+        except MetricsError as e:  # e.g. pruned until a layer is all zeros: constant features
+            console.print(f"[yellow]{r['name']}: {e}; counted as EER 50 % (chance)[/]")
+            r["eer"], r["tar_at_far_1e-3"], r["collapsed"] = 0.5, 0.0, str(e)
+            continue
         r["eer"] = ev.metrics["eer"]
         r["tar_at_far_1e-3"] = ev.metrics["tar_at_far"].get("1e-3")
-        r["measure"] = measure_bundle(r["bundle"], teacher).to_json()
 
 
 def export_rows(rows: list[dict], work: Path, p: dict) -> None:
-    """Core ML fp16 (sparse for pruned rows; palettized 4-bit), TFLite int8 and fp32 (for latency)."""
+    """Core ML fp16 (sparse for pruned rows), 6-bit palettes (joint sparse + palette for pruned rows, iOS 18),
+    TFLite int8 and fp32 (for latency)."""
     from toolchain.export.base import ExportRequest, export_bundle
-    from toolchain.export.coreml import COMPRESSORS
 
-    joint = next((n for n in ("sparse-palettize4", "sparse_palettize4") if n in COMPRESSORS), None)
     for r in rows:
         if p["export_rows"] is not None and r["name"] not in p["export_rows"]:
             continue
         out = work / "export" / r["bundle"].parent.name
         sparse = r["measure"]["sparsity"] > 0.1
         variants = [("coreml_fp16" + ("_sparse" if sparse else ""), "coreml", None, "sparse" if sparse else None),
-                    ("coreml_palettize4", "coreml", None, joint if (sparse and joint) else "palettize4"),
+                    # 6-bit: 4-bit palettes fail parity on trained weights (cosine 0.92-0.97)
+                    ("coreml_palettize6", "coreml", None, "sparse-palettize6" if sparse else "palettize6"),
                     ("tflite_int8", "tflite", "int8", None), ("tflite_fp32", "tflite", "fp32", None)]
         r["artifacts"] = {}
         for label, target, precision, compress in variants:
@@ -167,7 +194,7 @@ def targets(rows: list[dict]) -> dict:
     meaningful = t["eer"] <= MEANINGFUL_TEACHER_EER
     return {"teacher_eer": t["eer"], "teacher_fp32_bytes": fp32_bytes, "meaningful": meaningful,
             "note": None if meaningful else f"teacher EER {t['eer']:.1%} > {MEANINGFUL_TEACHER_EER:.0%}: the teacher "
-                    "is barely trained (quick mode), so the accuracy side of the targets is not tested",
+                    "is barely trained (quick mode, or too few epochs), so the accuracy side of the targets is not tested",
             "smallest_within_1pt": best_small,
             "size_target_met": bool(meaningful and best_small and best_small["factor"] >= 16),
             "fastest_within_1pt": best_fast,
@@ -208,7 +235,7 @@ def plot(rows: list[dict], out: Path) -> list[Path]:
 def table(rows: list[dict]) -> Table:
     t = Table(title="compression on synthetic ocular data")
     for c in ("model", "EER %", "TAR@1e-3", "params", "non-zero", "ratio", "MFLOPs", "CoreML fp16 KB",
-              "CoreML pal4 KB", "TFLite int8 KB", "LiteRT ms"):
+              "CoreML pal6 KB", "TFLite int8 KB", "LiteRT ms"):
         t.add_column(c, justify="right" if c != "model" else "left")
     for r in rows:
         m, a = r["measure"], r.get("artifacts") or {}
@@ -221,21 +248,25 @@ def table(rows: list[dict]) -> Table:
         tar = r.get("tar_at_far_1e-3")
         t.add_row(r["name"], f"{100 * r['eer']:.2f}", "-" if tar is None else f"{tar:.3f}", f"{m['parameters']:,}",
                   f"{m['nonzero_parameters']:,}", f"{m['compression_ratio']:.2f}", f"{m['flops'] / 1e6:,.0f}",
-                  kb("coreml_fp16"), kb("coreml_palettize4"), kb("tflite_int8"),
+                  kb("coreml_fp16"), kb("coreml_palettize6"), kb("tflite_int8"),
                   "-" if not r.get("latency_median_ns") else f"{r['latency_median_ns'] / 1e6:.2f}")
     return t
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small data, one ratio, few exports (< 10 min on 2 cores)")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="small data, one ratio, few exports (< 10 min on 2 cores); "
+                      "the teacher stays near chance, so only the size/speed side is meaningful")
+    mode.add_argument("--medium", action="store_true", help="the demo's data size, ratios 8/16/32, a teacher that "
+                      "learns (~30 min on 2 cores)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/compression"))
     ap.add_argument("--work", type=Path, default=None, help="keep intermediate runs here (reused when present)")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(2)
-    p = QUICK if args.quick else FULL
+    p = QUICK if args.quick else MEDIUM if args.medium else FULL
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="compression-") as tmp:
@@ -254,7 +285,7 @@ def main() -> None:
     console.print(f"speed target (student >= 10x faster at <= 1 pt EER): "
                   f"{'met' if summary['speed_target_met'] else 'NOT met'} — best {f}")
     plots = plot(rows, args.out)
-    doc = {"mode": "quick" if args.quick else "full", "params": p, "seconds": round(time.perf_counter() - t0, 1),
+    doc = {"mode": "quick" if args.quick else "medium" if args.medium else "full", "params": p, "seconds": round(time.perf_counter() - t0, 1),
            "host": {"platform": platform.platform(), "python": sys.version.split()[0]},
            "targets": summary, "plots": [str(x) for x in plots],
            "rows": [{k: (str(v) if isinstance(v, Path) else v) for k, v in r.items()} for r in rows]}
