@@ -174,7 +174,7 @@ def choose(
         if device is None:
             min_ios = needs or 15
             reasons.append(f"no device given: iOS {min_ios}, the oldest OS with "
-                           + (f"these compressed weights (spec {'9' if needs == 18 else '7'})" if needs
+                           + (f"these compressed weights (spec {COREML_SPEC_FOR_IOS[needs]})" if needs
                               else "ML Programs (spec 6)"))
         else:
             min_ios = min(device.last_os_major, MAX_IOS)
@@ -182,7 +182,7 @@ def choose(
     if needs and min_ios < needs:
         what = f"--compress {compress}" if compress else "int8 Core ML"
         where = device.name if device is not None and device.last_os_major < needs else f"iOS {min_ios}"
-        raise DeviceError(f"{what} needs iOS {needs}+ (ML Program, spec {'9' if needs == 18 else '7'}); "
+        raise DeviceError(f"{what} needs iOS {needs}+ (ML Program, spec {COREML_SPEC_FOR_IOS[needs]}); "
                           f"{where} cannot run it. Use fp16/fp32 without --compress for this device, "
                           f"or --min-ios {needs} on newer devices")
     if device is not None and min_ios > device.last_os_major:

@@ -74,8 +74,9 @@ def _sparse_palettizer(nbits: int) -> Callable[[Any], Any]:
     def sparse_palettize(model: Any) -> Any:
         """Joint compression (iOS 18): exact zeros stored sparsely, the non-zeros palettized with 2**nbits values.
 
-        One palette per group of 16 output channels (an iOS 18 granularity): one palette per tensor measured
-        cosine 0.94-0.97 at 4 bits on a trained, 8x-pruned ResNet50.
+        One palette per group of 16 output channels (an iOS 18 granularity). On a trained, 8x-pruned ResNet50
+        6 bits per tensor measured cosine 0.9899 (below 0.99), per 16 channels 0.9945; 4 bits fail either way
+        (0.94-0.97), which parity reports.
         """
         import coremltools.optimize.coreml as cto
 
