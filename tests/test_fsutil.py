@@ -9,18 +9,22 @@ from toolchain.fsutil import atomic_dir, atomic_write_json, atomic_write_text
 
 
 @pytest.fixture
-def umask_022():
-    old = os.umask(0o022)
-    yield
-    os.umask(old)
-
-
-def test_files_and_folders_get_umask_modes(tmp_path, umask_022):
+def fs_with_umask_022():
+    """toolchain.fsutil re-imported under umask 022 (it reads the umask once, at import); restored afterwards."""
     import importlib
 
     import toolchain.fsutil as fs
 
-    importlib.reload(fs)  # the module reads the umask once, at import
+    old = os.umask(0o022)
+    try:
+        yield importlib.reload(fs)
+    finally:
+        os.umask(old)
+        importlib.reload(fs)
+
+
+def test_files_and_folders_get_umask_modes(tmp_path, fs_with_umask_022):
+    fs = fs_with_umask_022
     fs.atomic_write_text(tmp_path / "a.txt", "x")
     with fs.atomic_dir(tmp_path / "d") as d:
         (d / "f").write_text("y")
