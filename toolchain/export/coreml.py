@@ -132,6 +132,9 @@ def _quiet() -> contextlib.AbstractContextManager:
 def _convert(job: ExportJob, convert_to: str, ios: int, precision: str | None = None) -> Any:
     import coremltools as ct
 
+    from toolchain.export import coreml_ops
+
+    coreml_ops.register()  # NumPy 2.4-safe aten::Int / aten::Bool (coreml_ops explains)
     kwargs: dict[str, Any] = {}
     if convert_to == "mlprogram":
         kwargs["compute_precision"] = ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16

@@ -26,13 +26,14 @@ from toolchain.models.arch import (
     FeatureModel,
     build_model,
     changed_shapes,
+    default_kwargs,
     layer_shapes,
+    load_state,
     probe_feature_dim,
     recalibrate_batchnorm,
     _base_network,
-    _set,
-    final_linear_name,
 )
+from toolchain.models import feature_head
 from toolchain.models.cards import Card, load_card
 
 BUNDLE_FORMAT = "toolchain.bundle"
@@ -99,20 +100,40 @@ def _imagenet_state(arch_name: str) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path} is not a readable torchvision checkpoint ({e}); delete it and fetch it again") from None
 
 
+def card_architecture(card: Card) -> dict[str, Any]:
+    """The ``architecture`` dict of a new bundle: source, name, constructor kwargs and the feature head,
+    all explicit, so model.json says how the trunk was made."""
+    source = card.architecture.get("source", "torchvision")
+    name = card.architecture["name"]
+    kwargs = {**default_kwargs(source, name), **dict(card.architecture.get("kwargs") or {})}
+    head = card.architecture.get("head")
+    if head is None:
+        head = feature_head.default_head(_base_network(source, name, kwargs), source)
+    return {"source": source, "name": name, "kwargs": kwargs, "head": dict(head),
+            "layer_shapes": {}, "removed_blocks": [], "num_classes": None}
+
+
+def _trunk_from(net: torch.nn.Module, arch: dict[str, Any]) -> torch.nn.Module:
+    """A loaded base network turned into the trunk ``arch`` describes (head applied, graph cut)."""
+    feature_head.apply_head(net, arch["head"])
+    return feature_head.cut(net, arch["head"], arch["source"])
+
+
 def new_model(card: Card, seed: int = 0, input_size: int | None = None, weights: str = "random") -> tuple[FeatureModel, dict[str, Any]]:
     """Build a card's model with seeded random (BN-recalibrated) or ImageNet weights, plus its model.json."""
     size = int(input_size or card.input_size)
     if size < 16:
         raise BundleError(f"--input-size {size} is too small (at least 16 pixels)")
+    arch = card_architecture(card)
     torch.manual_seed(seed)
-    arch = {"source": card.architecture.get("source", "torchvision"), "name": card.architecture["name"],
-            "layer_shapes": {}, "removed_blocks": [], "num_classes": None}
     if weights == "imagenet":
         if arch["source"] != "torchvision":
             raise WeightsError(f"--weights imagenet needs a torchvision architecture, not {arch['name']}")
-        net = _base_network("torchvision", arch["name"])
-        net.load_state_dict(_imagenet_state(arch["name"]))
-        _set(net, final_linear_name(net), torch.nn.Identity())
+        net = _base_network("torchvision", arch["name"], arch["kwargs"])
+        missing = load_state(net, _imagenet_state(arch["name"]), strict=False).missing_keys
+        if missing:  # unexpected keys are the auxiliary classifiers a no-aux trunk leaves out
+            raise WeightsError(f"torchvision's {arch['name']} weights lack {', '.join(missing[:5])}: delete the cached file and fetch it again")
+        net = _trunk_from(net, arch)
         model = FeatureModel(net)
     elif weights == "random":
         model = build_model(arch)
@@ -218,7 +239,7 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
     if problems:
         shown = "; ".join(problems[:8]) + (f"; ... {len(problems) - 8} more" if len(problems) > 8 else "")
         raise BundleError(f"{wfile} does not match the architecture in model.json: {shown}")
-    model.load_state_dict(state, strict=True)
+    load_state(model, state, strict=True)
     model.eval()
     return Bundle(path=path, meta=meta, model=model)
 
