@@ -82,3 +82,7 @@ class CheckpointError(ToolchainError):
 
 class CompressionError(ToolchainError):
     """A pruning or distillation request that cannot be met (ratio out of reach, nothing to prune, bad student)."""
+
+
+class ImportModelError(BundleError):
+    """A checkpoint or model file cannot be imported as a bundle (needs a full pickle, keys do not match...)."""

@@ -78,3 +78,63 @@ def test_inner_reshape_is_refused():
     spec, _, _ = _nn_spec(nn.Sequential(nn.Conv2d(3, 3, 1), Reshape(), nn.AdaptiveAvgPool2d(1), nn.Flatten()))
     with pytest.raises(UnsupportedLayerError, match="reshapeStatic"):
         lower_to_spec3(spec, feature_dim=6)
+
+
+class _SpatialMean(nn.Module):
+    """MNASNet's head: x.mean([2, 3]) -> reduceMean in a spec-4 NeuralNetwork."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x).mean([2, 3])
+
+
+class _DenseBlock(nn.Module):
+    """torchvision DenseNet-121's first dense block: coremltools emits spec-4 copy layers for its concatenations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import torchvision
+
+        self.f = torchvision.models.densenet121().features[:5]
+
+    def forward(self, x):
+        return nn.functional.adaptive_avg_pool2d(self.f(x), 1).flatten(1)
+
+
+class _ChannelSplit(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.c2 = nn.Conv2d(3, 8, 1), nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        a, b = self.conv(x).chunk(2, dim=1)
+        return nn.functional.adaptive_avg_pool2d(torch.cat([a, self.c2(b)], 1), 1).flatten(1)
+
+
+@pytest.mark.parametrize("module,kind,dim", [(_SpatialMean, "reduceMean", 6), (_DenseBlock, "copy", 256),
+                                             (_ChannelSplit, "splitND", 8)])
+def test_spec4_layers_lowered_keep_the_numbers(module, kind, dim):
+    """reduceMean -> global pooling, copy -> identity linear, splitND -> split: spec 3 and the same output."""
+    torch.manual_seed(0)
+    spec, x, ref = _nn_spec(module(), size=16)
+    kinds = {layer.WhichOneof("layer") for layer in spec.neuralNetwork.layers}
+    assert kind in kinds
+    lower_to_spec3(spec, feature_dim=dim)
+    check_spec3(spec)
+    left = {layer.WhichOneof("layer") for layer in spec.neuralNetwork.layers}
+    assert not left & {"reduceMean", "copy", "splitND"}
+    out = coreml_ref.run_neuralnetwork(spec, {"pixels": x[0]})["features"]
+    np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_reduce_mean_over_channels_is_refused():
+    class ChannelMean(nn.Module):
+        def forward(self, x):
+            return x.mean(1, keepdim=True).flatten(1)
+
+    spec, _, _ = _nn_spec(ChannelMean())
+    with pytest.raises(UnsupportedLayerError, match="reduceMean"):
+        lower_to_spec3(spec, feature_dim=100)

@@ -114,9 +114,22 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
 
 
 def concat(values: list[np.ndarray], axis: int, interleave: bool = False) -> np.ndarray:
-    if interleave:
-        raise UnknownOpError("concat with interleave=True")
-    return np.concatenate([np.asarray(v) for v in values], axis=axis)
+    """``np.concatenate``; with ``interleave`` the slices alternate (a0, b0, a1, b1, ...), as ShuffleNet's
+    channel shuffle is lowered by coremltools.
+
+    >>> concat([np.array([1, 2]), np.array([3, 4])], 0, interleave=True).tolist()
+    [1, 3, 2, 4]
+    """
+    values = [np.asarray(v) for v in values]
+    if not interleave:
+        return np.concatenate(values, axis=axis)
+    axis = axis % values[0].ndim
+    if len({v.shape for v in values}) != 1:
+        raise UnknownOpError("concat with interleave=True over inputs of different shapes")
+    stacked = np.stack(values, axis=axis + 1)
+    shape = list(values[0].shape)
+    shape[axis] *= len(values)
+    return stacked.reshape(shape)
 
 
 def channel_shape(p: np.ndarray, x: np.ndarray) -> tuple[int, ...]:
@@ -238,9 +251,46 @@ def _nn_pooling(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
         return x.max(axis=(2, 3), keepdims=True) if kind == "max" else x.mean(axis=(2, 3), keepdims=True)
     kernel, stride = tuple(p.kernelSize), tuple(p.stride)
     if p.WhichOneof("PoolingPaddingType") == "includeLastPixel":
-        raise UnknownOpError("pooling padding 'includeLastPixel'")
-    pads = _nn_padding(p, x, kernel, stride)
+        amounts = tuple(p.includeLastPixel.paddingAmounts) or (0, 0)
+        pads = include_last_pixel_pads(x.shape[2:], kernel, stride, amounts)
+    else:
+        pads = _nn_padding(p, x, kernel, stride)
     return pool2d(x, kind, kernel, stride, pads, exclude_padding=p.avgPoolExcludePadding)
+
+
+def include_last_pixel_pads(hw: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+                            amounts: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of NeuralNetwork.proto's ``includeLastPixel`` pooling (PyTorch ceil_mode).
+
+    ``out = ceil((n + 2p - k) / s) + 1``, one less when p > 0 and the last window would start at or past
+    ``n + p``; the start is padded by p, the end by whatever the last window needs.
+
+    >>> include_last_pixel_pads((6, 6), (3, 3), (2, 2), (0, 0))   # 6 -> 3 outputs, last window needs 1 more
+    (0, 1, 0, 1)
+    """
+    out: list[int] = []
+    for n, k, s, p in zip(hw, kernel, stride, amounts):
+        o = -(-(n + 2 * p - k) // s) + 1
+        if p > 0 and (o - 1) * s >= n + p:
+            o -= 1
+        out += [p, max((o - 1) * s + k - n - p, 0)]
+    return (out[0], out[1], out[2], out[3])
+
+
+@NN_LAYERS.register("split")
+def _nn_split(layer: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Spec 1: ``nOutputs`` equal parts along the channel axis."""
+    return np.split(xs[0], int(layer.split.nOutputs), axis=1)
+
+
+@NN_LAYERS.register("reduceMean")
+def _nn_reduce_mean(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 4 ``reduceMean``; spatial means keep rank 4 ((N, C, 1, 1)) so later layers see one layout."""
+    p = layer.reduceMean
+    if p.reduceAll:
+        return np.asarray(xs[0].mean(), np.float32).reshape(1, 1, 1, 1)
+    axes = tuple(int(a) % xs[0].ndim for a in p.axes)
+    return xs[0].mean(axis=axes, keepdims=True).astype(np.float32)
 
 
 @NN_LAYERS.register("add")
@@ -336,7 +386,9 @@ def run_neuralnetwork(spec: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.
         if kind not in NN_LAYERS:
             raise UnknownOpError(f"NeuralNetwork layer {kind!r} (layer {layer.name!r})")
         out = NN_LAYERS.get(kind)(layer, [env[name] for name in layer.input])
-        env[layer.output[0]] = np.asarray(out, np.float32)
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        for name, val in zip(layer.output, outs):
+            env[name] = np.asarray(val, np.float32)
     return {d.name: env[d.name] for d in spec.description.output}
 
 

@@ -78,8 +78,54 @@ def _rewrite_clip(layer: Any) -> list[Any]:
     return [first, second, third]
 
 
+def _rewrite_reduce_mean(layer: Any) -> list[Any]:
+    """``reduceMean`` over (H, W) of a rank-4 blob -> global average ``pooling`` (the spec-3 layer).
+
+    With the rank-5 mapping both give the per-channel mean as a (C, 1, 1) blob; ``keepDims`` only changes
+    the rank a spec-4 model records, which spec 3 does not have.
+    """
+    from coremltools.proto import NeuralNetwork_pb2 as pb
+
+    p = layer.reduceMean
+    rank = layer.inputTensor[0].rank if len(layer.inputTensor) else 4
+    axes = sorted(int(a) % 4 for a in p.axes)
+    if p.reduceAll or axes != [2, 3] or rank != 4:
+        raise UnsupportedLayerError(
+            f"layer {layer.name!r}: reduceMean over axes {list(p.axes)} has no spec-3 equivalent "
+            "(only the spatial mean, a global average pool, is lowered); export for iOS 13+ instead")
+    new = pb.NeuralNetworkLayer(name=layer.name, input=list(layer.input), output=list(layer.output))
+    new.pooling.type = pb.PoolingLayerParams.AVERAGE
+    new.pooling.globalPooling = True
+    new.pooling.valid.SetInParent()
+    return [new]
+
+
+def _rewrite_copy(layer: Any) -> list[Any]:
+    """``copy`` (spec 4; DenseNet's concatenation inputs) -> the identity ``linear`` activation (alpha 1, beta 0)."""
+    from coremltools.proto import NeuralNetwork_pb2 as pb
+
+    new = pb.NeuralNetworkLayer(name=layer.name, input=list(layer.input), output=list(layer.output))
+    new.activation.linear.alpha, new.activation.linear.beta = 1.0, 0.0
+    return [new]
+
+
+def _rewrite_split_nd(layer: Any) -> list[Any]:
+    """``splitND`` into equal parts along the channel axis -> the spec-1 ``split`` layer."""
+    from coremltools.proto import NeuralNetwork_pb2 as pb
+
+    p = layer.splitND
+    rank = layer.inputTensor[0].rank if len(layer.inputTensor) else 4
+    if int(p.axis) % rank != 1 or rank != 4 or len(p.splitSizes):
+        raise UnsupportedLayerError(f"layer {layer.name!r}: splitND (axis {p.axis}, sizes {list(p.splitSizes)}) has "
+                                    "no spec-3 equivalent (only equal channel splits); export for iOS 13+ instead")
+    new = pb.NeuralNetworkLayer(name=layer.name, input=list(layer.input), output=list(layer.output))
+    new.split.nOutputs = len(layer.output)
+    return [new]
+
+
 #: spec-4 layer kind -> rewrite into spec-3 layers
-REWRITES = {"reshapeStatic": _rewrite_reshape, "clip": _rewrite_clip}
+REWRITES = {"reshapeStatic": _rewrite_reshape, "clip": _rewrite_clip, "reduceMean": _rewrite_reduce_mean,
+            "copy": _rewrite_copy, "splitND": _rewrite_split_nd}
 
 
 def check_spec3(spec: Any) -> None:

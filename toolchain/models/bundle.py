@@ -143,22 +143,28 @@ def new_model(card: Card, seed: int = 0, input_size: int | None = None, weights:
         recalibrate_batchnorm(model, size, seed=seed)
     model.eval()
     dim = probe_feature_dim(model, size)
-    meta = {
+    meta = bundle_meta(card.name, card.description, arch, dim, size, card.mean, card.std,
+                       init={"weights": weights, "seed": seed, "bn_recalibrated": weights == "random"})
+    meta["card"] = card.name
+    return model, meta
+
+
+def bundle_meta(name: str, description: str, arch: dict[str, Any], feature_dim: int, size: int,
+                mean: Any, std: Any, **provenance: Any) -> dict[str, Any]:
+    """A new bundle's model.json (without ``weights``, which :func:`save_bundle` fills in)."""
+    return {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_VERSION,
-        "name": card.name,
-        "card": card.name,
-        "description": card.description,
+        "name": name,
+        "description": description,
         "architecture": arch,
-        "feature_dim": dim,
+        "feature_dim": int(feature_dim),
         "input": {"size": [size, size], "channels": 3, "color": "rgb", "layout": "nchw",
-                  "mean": list(card.mean), "std": list(card.std),
+                  "mean": [float(v) for v in mean], "std": [float(v) for v in std],
                   "note": "pixels scaled to [0, 1], then (x - mean) / std"},
-        "provenance": {"created": _now(), "toolchain_version": __version__,
-                       "init": {"weights": weights, "seed": seed, "bn_recalibrated": weights == "random"},
-                       "parent_sha256": None, "recipe": None, "training": None, "metrics": None},
+        "provenance": {"created": _now(), "toolchain_version": __version__, "init": None,
+                       "parent_sha256": None, "recipe": None, "training": None, "metrics": None, **provenance},
     }
-    return model, meta
 
 
 def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base_arch: dict[str, Any] | None = None) -> Path:
@@ -167,6 +173,9 @@ def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base
     The architecture's ``layer_shapes`` are recomputed from the model against the unpruned
     base, so a width-pruned network records exactly the widths that rebuild it.
     """
+    from toolchain.models.graph import require_rebuildable
+
+    require_rebuildable(meta, "saving new weights (pruning, fine-tuning, distilling into it)")
     meta = copy.deepcopy(meta)
     arch = meta["architecture"]
     base = build_model({**arch, "layer_shapes": {}, "removed_blocks": arch.get("removed_blocks", []), "num_classes": None})
@@ -186,6 +195,21 @@ def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base
                            "deployed_nonzero": int(sum(int(p.count_nonzero()) for p in model.trunk.parameters()))}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
+
+
+def save_graph_bundle(graph_file: str | Path, meta: dict[str, Any], out: str | Path) -> Path:
+    """Write a graph-only bundle: the program file as is (under the source's file name) + model.json."""
+    from toolchain.models.graph import GRAPH_SOURCES
+
+    meta = copy.deepcopy(meta)
+    name = GRAPH_SOURCES.get(meta["architecture"]["source"]).file
+    data = Path(graph_file).read_bytes()
+    with atomic_dir(Path(out)) as tmp:
+        (tmp / name).write_bytes(data)
+        meta["weights"] = {"file": name, "sha256": sha256_file(tmp / name), "size_bytes": len(data),
+                           "graph_only": True, **meta.get("weights", {})}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return Path(out)
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -223,6 +247,12 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
                           "truncated or replaced; re-create or re-copy the bundle")
     if verify_hash and sha256_file(wfile) != meta["weights"]["sha256"]:
         raise BundleError(f"{wfile} does not match the sha256 in model.json: the weights were modified or corrupted")
+    from toolchain.models import graph
+
+    if graph.is_graph_only(meta["architecture"]):
+        model = FeatureModel(graph.build_graph_trunk(meta["architecture"], wfile, int(meta["input"]["size"][0])))
+        model.eval()
+        return Bundle(path=path, meta=meta, model=model)
     try:
         state = load_file(str(wfile))
     except (SafetensorError, OSError, ValueError) as e:

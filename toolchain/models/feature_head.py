@@ -33,8 +33,8 @@ class GlobalAvgPool(nn.Module):
     """(N, C, H, W) -> (N, C) mean over the map; (N, L, C) -> (N, C) mean over tokens; (N, C) unchanged."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4:
-            return x.mean(dim=(2, 3))
+        if x.dim() == 4:  # adaptive pool + flatten, not mean(): converters map it to a global pooling layer
+            return nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
         if x.dim() == 3:
             return x.mean(dim=1)
         return x.flatten(1)
