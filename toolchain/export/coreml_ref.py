@@ -277,6 +277,20 @@ def include_last_pixel_pads(hw: tuple[int, ...], kernel: tuple[int, ...], stride
     return (out[0], out[1], out[2], out[3])
 
 
+@NN_LAYERS.register("concatND")
+def _nn_concat_nd(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 4/5 ``concatND`` (``interleave`` is spec 5: ShuffleNet's channel shuffle)."""
+    return concat(xs, int(layer.concatND.axis), bool(layer.concatND.interleave))
+
+
+@NN_LAYERS.register("splitND")
+def _nn_split_nd(layer: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
+    p = layer.splitND
+    if len(p.splitSizes):
+        return np.split(xs[0], np.cumsum(list(p.splitSizes))[:-1], axis=int(p.axis))
+    return np.split(xs[0], int(p.numSplits), axis=int(p.axis))
+
+
 @NN_LAYERS.register("split")
 def _nn_split(layer: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
     """Spec 1: ``nOutputs`` equal parts along the channel axis."""
@@ -435,6 +449,53 @@ def _axes(axes: Any) -> tuple[int, ...] | None:
 MIL_OPS.add("reduce_mean", lambda x, axes=None, keep_dims=False: _f32(x).mean(axis=_axes(axes), keepdims=bool(keep_dims)))
 MIL_OPS.add("reduce_sum", lambda x, axes=None, keep_dims=False: _f32(x).sum(axis=_axes(axes), keepdims=bool(keep_dims)))
 MIL_OPS.add("reduce_max", lambda x, axes=None, keep_dims=False: _f32(x).max(axis=_axes(axes), keepdims=bool(keep_dims)))
+
+
+@MIL_OPS.register("split")
+def _mil_split(x: np.ndarray, axis: int, num_splits: Any = None, split_sizes: Any = None) -> list[np.ndarray]:
+    x = np.asarray(x)
+    if split_sizes is not None:
+        return np.split(x, np.cumsum([int(v) for v in np.atleast_1d(split_sizes)])[:-1], axis=int(axis))
+    return np.split(x, int(num_splits), axis=int(axis))
+
+
+MIL_OPS.add("transpose", lambda x, perm: np.transpose(np.asarray(x), [int(p) for p in np.asarray(perm)]))
+
+
+@MIL_OPS.register("softmax")
+def _mil_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    x = _f32(x)
+    e = np.exp(x - x.max(axis=int(axis), keepdims=True))
+    return e / e.sum(axis=int(axis), keepdims=True)
+
+
+@MIL_OPS.register("gelu")
+def _mil_gelu(x: np.ndarray, mode: str = "EXACT") -> np.ndarray:
+    """GELU: EXACT ``x * Phi(x)`` (erf), or the tanh / sigmoid approximations MIL defines."""
+    x = _f32(x)
+    if str(mode) == "EXACT":
+        from scipy.special import erf
+
+        return (0.5 * x * (1 + erf(x / np.sqrt(2)))).astype(np.float32)
+    if str(mode) == "TANH_APPROXIMATION":
+        return (0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))).astype(np.float32)
+    if str(mode) == "SIGMOID_APPROXIMATION":
+        return (x / (1 + np.exp(-1.702 * x))).astype(np.float32)
+    raise UnknownOpError(f"gelu mode {mode!r}")
+
+
+@MIL_OPS.register("layer_norm")
+def _mil_layer_norm(x: np.ndarray, axes: Any, gamma: Any = None, beta: Any = None, epsilon: float = 1e-5) -> np.ndarray:
+    x = _f32(x)
+    ax = tuple(int(a) for a in np.atleast_1d(axes))
+    mean = x.mean(axis=ax, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=ax, keepdims=True)
+    y = (x - mean) / np.sqrt(var + float(epsilon))
+    if gamma is not None:
+        y = y * _f32(gamma)
+    if beta is not None:
+        y = y + _f32(beta)
+    return y.astype(np.float32)
 
 
 @MIL_OPS.register("matmul")

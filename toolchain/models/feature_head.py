@@ -146,12 +146,15 @@ def cut(net: nn.Module, head: Head, source: str = "torchvision") -> nn.Module:
         raise CardError(f"cannot cut {type(net).__name__} after --feature-layer {layer!r} "
                         f"(torch.fx: {type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                         "pick a module whose output is a plain tensor (e.g. a stage such as layer3)") from None
-    graph = gm.graph
-    out = next(n for n in graph.nodes if n.op == "output")
-    feats = out.args[0]["features"]
-    with graph.inserting_before(out):
-        pooled = graph.call_function(global_pool, (feats,))
-    out.args = (pooled,)
-    graph.lint()
+    # torchvision returns a DualGraphModule (one graph for train mode, one for eval): end both with the pool.
+    graphs = {id(g): g for g in (getattr(gm, "train_graph", None), getattr(gm, "eval_graph", None), gm.graph) if g}
+    for graph in graphs.values():
+        out = next(n for n in graph.nodes if n.op == "output")
+        if not isinstance(out.args[0], dict):
+            continue
+        with graph.inserting_before(out):
+            pooled = graph.call_function(global_pool, (out.args[0]["features"],))
+        out.args = (pooled,)
+        graph.lint()
     gm.recompile()
     return gm

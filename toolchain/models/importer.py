@@ -58,6 +58,9 @@ class ImportRequest:
     input_size: int | None = None
     name: str | None = None
 
+    def __post_init__(self) -> None:
+        self.source, self.out = Path(self.source), Path(self.out)
+
 
 @dataclass
 class ImportResult:
@@ -149,7 +152,7 @@ def _fit_module(full: nn.Module, name: str, tensors: dict[str, torch.Tensor]) ->
     """Re-create a Linear/Conv head with the checkpoint's shape (e.g. 550 classes) so the full network loads it."""
     mod = full.get_submodule(name)
     w = tensors.get(f"{name}.weight")
-    if w is None:
+    if w is None and not isinstance(mod, nn.Sequential):
         return
     if isinstance(mod, nn.Linear) and w.ndim == 2 and tuple(w.shape) != tuple(mod.weight.shape):
         feature_head._replace(full, name, nn.Linear(int(w.shape[1]), int(w.shape[0]), f"{name}.bias" in tensors))
