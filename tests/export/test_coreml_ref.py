@@ -53,6 +53,11 @@ def test_include_last_pixel_is_ceil_mode():
         pads = coreml_ref.include_last_pixel_pads((n, n), (k, k), (s, s), (p, p))
         got = coreml_ref.pool2d(x.numpy(), "max", (k, k), (s, s), pads)
         np.testing.assert_allclose(got, ref.numpy(), rtol=1e-6)
+        for include_pad in (True, False):  # the ceil cells never count; the padding counts when asked
+            ref = nn.functional.avg_pool2d(x, k, s, p, ceil_mode=True, count_include_pad=include_pad)
+            got = coreml_ref.pool2d(x.numpy(), "avg", (k, k), (s, s), (p, p, p, p), exclude_padding=not include_pad,
+                                    ceil_mode=True)
+            np.testing.assert_allclose(got, ref.numpy(), rtol=1e-5, atol=1e-6)
     assert coreml_ref.concat([np.array([1, 2]), np.array([3, 4])], 0, interleave=True).tolist() == [1, 3, 2, 4]
 
 

@@ -76,23 +76,36 @@ def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, stride: tuple[
 
 def pool2d(x: np.ndarray, kind: str, kernel: tuple[int, ...], stride: tuple[int, ...],
            pads: tuple[int, int, int, int], exclude_padding: bool = True, ceil_mode: bool = False) -> np.ndarray:
-    """Max or average pooling; padded cells never win a max and, with ``exclude_padding``, never count."""
+    """Max or average pooling, PyTorch's semantics; ``pads`` = (top, bottom, left, right).
+
+    Padded cells never win a max and, with ``exclude_padding``, never count in an average. ``ceil_mode``
+    adds cells at the end so a partial last window still gives an output (one that starts inside the input
+    or the start padding, as PyTorch and NeuralNetwork ``includeLastPixel`` define it); those cells never
+    count, even when the padding does.
+    """
     pt, pb, pl, pr = pads
     (kh, kw), (sh, sw) = kernel, stride
-    if ceil_mode:  # extra cells at the end so a partial last window still produces an output
-        h, w = x.shape[2] + pt + pb, x.shape[3] + pl + pr
-        pb += (-(h - kh) % sh) if h > kh else 0
-        pr += (-(w - kw) % sw) if w > kw else 0
+    eb = er = 0
+    if ceil_mode:
+        eb = include_last_pixel_pads(x.shape[2:3], (kh,), (sh,), (pt,))[1] - pb if pt == pb else 0
+        er = include_last_pixel_pads(x.shape[3:4], (kw,), (sw,), (pl,))[1] - pr if pl == pr else 0
+        if pt != pb or pl != pr:  # asymmetric: the general rule for the bottom/right end
+            h, w = x.shape[2] + pt + pb, x.shape[3] + pl + pr
+            eb, er = ((-(h - kh) % sh) if h > kh else 0), ((-(w - kw) % sw) if w > kw else 0)
+        eb, er = max(eb, 0), max(er, 0)
     fill = -np.inf if kind == "max" else 0.0
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb + eb), (pl, pr + er)), constant_values=fill)
     win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
     if kind == "max":
         return win.max(axis=(4, 5)).astype(np.float32)
     total = win.sum(axis=(4, 5))
+    counted = np.ones((1, 1) + x.shape[2:], np.float32)
     if not exclude_padding:
-        return (total / (kh * kw)).astype(np.float32)
-    ones = np.pad(np.ones((1, 1) + x.shape[2:], np.float32), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    count = sliding_window_view(ones, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw].sum(axis=(4, 5))
+        counted = np.pad(counted, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=1.0)
+        counted = np.pad(counted, ((0, 0), (0, 0), (0, eb), (0, er)))
+    else:
+        counted = np.pad(counted, ((0, 0), (0, 0), (pt, pb + eb), (pl, pr + er)))
+    count = sliding_window_view(counted, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw].sum(axis=(4, 5))
     return (total / count).astype(np.float32)
 
 
@@ -251,10 +264,10 @@ def _nn_pooling(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
         return x.max(axis=(2, 3), keepdims=True) if kind == "max" else x.mean(axis=(2, 3), keepdims=True)
     kernel, stride = tuple(p.kernelSize), tuple(p.stride)
     if p.WhichOneof("PoolingPaddingType") == "includeLastPixel":
-        amounts = tuple(p.includeLastPixel.paddingAmounts) or (0, 0)
-        pads = include_last_pixel_pads(x.shape[2:], kernel, stride, amounts)
-    else:
-        pads = _nn_padding(p, x, kernel, stride)
+        a = tuple(p.includeLastPixel.paddingAmounts) or (0, 0)
+        return pool2d(x, kind, kernel, stride, (a[0], a[0], a[1], a[1]), exclude_padding=p.avgPoolExcludePadding,
+                      ceil_mode=True)
+    pads = _nn_padding(p, x, kernel, stride)
     return pool2d(x, kind, kernel, stride, pads, exclude_padding=p.avgPoolExcludePadding)
 
 
@@ -274,7 +287,7 @@ def include_last_pixel_pads(hw: tuple[int, ...], kernel: tuple[int, ...], stride
         if p > 0 and (o - 1) * s >= n + p:
             o -= 1
         out += [p, max((o - 1) * s + k - n - p, 0)]
-    return (out[0], out[1], out[2], out[3])
+    return tuple(out)  # type: ignore[return-value]  # (start, end) per axis
 
 
 @NN_LAYERS.register("concatND")
