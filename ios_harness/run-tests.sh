@@ -146,8 +146,9 @@ echo "Swift core: toolchain ready in $((SECONDS - setup_start)) s: $(in_chroot "
 # Build products live in the chroot's /scratch (under .tools), so a second run is incremental.
 build_start=$SECONDS
 stage "$ROOTFS/work"
-in_chroot "$ROOTFS" 'cd /work/ios_harness && swift build --build-tests --scratch-path /scratch' \
-  || fail "compile errors above"
+# Compiler messages name the staged copy: point them at the repository's files.
+in_chroot "$ROOTFS" 'cd /work/ios_harness && swift build --build-tests --scratch-path /scratch' 2>&1 \
+  | sed -u "s|/work/ios_harness/|$HERE/|g" || fail "compile errors above"
 echo "Swift core: compiled in $((SECONDS - build_start)) s"
 rm -f "$ROOTFS/scratch/xunit.xml"
 rc=0
