@@ -103,6 +103,9 @@ KOTLIN_HOME="$AT/kotlin-$KOTLIN_VERSION/node_modules/kotlin-compiler"
 if [ ! -x "$KOTLIN_HOME/bin/kotlinc" ]; then
   command -v npm >/dev/null || skip "npm is not installed: it brings kotlinc $KOTLIN_VERSION"
   mkdir -p "$AT/kotlin-$KOTLIN_VERSION"
+  # A package.json of its own: without one npm installs into the nearest parent that has one
+  # (.tools/, where `make setup` keeps the Kotlin core's kotlinc) and replaces that compiler.
+  echo '{"private": true}' > "$AT/kotlin-$KOTLIN_VERSION/package.json"
   (cd "$AT/kotlin-$KOTLIN_VERSION" && npm install --silent --no-audit --no-fund "kotlin-compiler@$KOTLIN_VERSION") >>"$LOG" 2>&1 \
     || skip "npm install kotlin-compiler@$KOTLIN_VERSION failed: $(tail -n 1 "$LOG")"
 fi

@@ -63,7 +63,7 @@ PY
 finish() { # finish XUNIT_XML RC
   local rc=0
   report "$1" "$2" || rc=$?
-  read -r passed failed < "$1.counts"
+  read -r passed failed < "$1.counts" 2>/dev/null || { passed=0; failed=0; rc=1; }
   if [ "$rc" -eq 0 ]; then
     status passed --passed "$passed" --failed "$failed"
   else
@@ -74,12 +74,12 @@ finish() { # finish XUNIT_XML RC
 
 mkdir -p "$TOOLS/logs"
 
-# stage DIR: a copy of the package with links resolved, timestamps kept (incremental rebuilds).
+# stage DIR: a copy of the package with links resolved, timestamps kept (incremental rebuilds);
+# only what Package.swift builds (BenchPlan/ may hold large models).
 stage() {
   rm -rf "$1/ios_harness"
-  mkdir -p "$1"
-  cp -R -L -p "$HERE" "$1/ios_harness"
-  rm -rf "$1/ios_harness/.build"
+  mkdir -p "$1/ios_harness"
+  cp -R -L -p "$HERE/Package.swift" "$HERE/OcularBench" "$HERE/OcularBenchTests" "$1/ios_harness/"
 }
 
 # XCTest writes an xUnit report only in parallel mode (each test in its own process).
