@@ -41,9 +41,9 @@ def main() -> None:
     try:
         app()
     except ToolchainError as e:
-        from rich.console import Console
+        from toolchain.cli._common import err_console, styled
 
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err_console.print(styled(("error:", "bold red"), f" {e}"), soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from toolchain.cli._common import console, err_console, progress
+from toolchain.cli._common import console, err_console, progress, styled
 from toolchain.cli.bench import bench_app
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Results store folder.")]
@@ -41,12 +41,12 @@ def host(
     for o in outcomes:
         if o.error:
             failed += 1
-            err_console.print(f"[red]{o.target.name}:[/] {o.error}", soft_wrap=True)
+            err_console.print(styled((f"{o.target.name}:", "red"), f" {o.error}"), soft_wrap=True)
             continue
         r = o.run.result
         lat = sorted(r["latency_ns"])
         med = (lat[(len(lat) - 1) // 2] + lat[len(lat) // 2]) / 2e6 if lat else float("nan")
-        console.print(f"{o.target.name} \\[{r['runtime']['name']} x{threads}]: {r['status']}, median {med:.3f} ms over "
+        console.print(f"{o.target.name} [{r['runtime']['name']} x{threads}]: {r['status']}, median {med:.3f} ms over "
                       f"{len(lat)} runs, load {r['load_ns'] / 1e6:.1f} ms -> {o.stored.path or o.stored.message}")
     if failed:
         raise typer.Exit(2)
