@@ -28,6 +28,9 @@ MAX_PLAN_BYTES = 1 << 20
 FEATURE_SAMPLE_LEN = 16
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+#: A plan's run key (``runs[].key``) and one launch of a plan on a device (``deploy bench ios|android``).
+RUN_KEY_PATTERN = r"^[A-Za-z0-9._-]{1,48}$"
+LAUNCH_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # ISO 8601 in UTC: "2025-01-31T12:00:00Z", optional fraction, "Z" or "+00:00".
 UTC_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|\+00:00)$"
@@ -40,6 +43,13 @@ THERMAL_STATES = ("nominal", "fair", "serious", "critical", "unknown")
 BATTERY_STATES = ("unknown", "unplugged", "charging", "full")
 RUNTIMES = ("coreml", "litert", "onnxruntime", "pytorch")
 INPUT_SOURCES = ("image", "random")
+#: What one ``latency_ns`` sample contains (results v1 ``timed_region``, optional: older writers did not say).
+TIMED_REGIONS = {
+    "inference": "the runtime's inference call alone (the output stays in the runtime's own buffers)",
+    "inference+read_features": "one inference on an input prepared before the loop, plus reading the whole "
+                               "feature vector back into app memory as float32 (what both harness apps time)",
+}
+GPU_INFERENCE_PREFERENCES = ("fast_single_answer", "sustained_speed")
 #: Compute-unit names each runtime accepts (the runtimes not listed take any string).
 COMPUTE_UNITS = {
     "coreml": ("cpuOnly", "cpuAndGPU", "all", "cpuAndNeuralEngine"),
@@ -98,7 +108,9 @@ RESULTS_SCHEMA: dict[str, Any] = {
             "compute_units": _nullable(_STR),
             "delegate": _nullable(_STR),
             "threads": _nullable({"type": "integer", "minimum": 1}),
-        }),
+            "options": _nullable({"type": "object",
+                                  "additionalProperties": {"type": ["string", "boolean", "number"]}}),
+        }, optional=("options",)),
         "protocol": _obj({
             "warmup": _NS,
             "iterations": {"type": "integer", "minimum": 1},
@@ -114,8 +126,17 @@ RESULTS_SCHEMA: dict[str, Any] = {
         "feature_sample": _nullable({"type": "array", "items": {"type": "number"}, "maxItems": FEATURE_SAMPLE_LEN}),
         "notes": _nullable({"type": "string"}),
         "extra": {"type": "object"},
-    }, optional=("notes", "extra")),
+        "launch_id": _nullable({"type": "string", "pattern": LAUNCH_ID_PATTERN}),
+        "run_key": _nullable({"type": "string", "pattern": RUN_KEY_PATTERN}),
+        "timed_region": {"enum": list(TIMED_REGIONS)},
+    }, optional=("notes", "extra", "launch_id", "run_key", "timed_region")),
 }
+
+#: LiteRT GPU delegate settings a plan asks for (GpuDelegateFactory.Options), recorded in ``runtime.options``.
+GPU_OPTIONS_SCHEMA = _obj({
+    "precision_loss_allowed": {"type": "boolean"},
+    "inference_preference": {"enum": list(GPU_INFERENCE_PREFERENCES)},
+})
 
 _TENSOR = _obj({
     "name": _STR,
@@ -139,7 +160,7 @@ PLAN_SCHEMA: dict[str, Any] = {
         "protocol": RESULTS_SCHEMA["properties"]["protocol"],
         "inputs": {"type": "array", "items": _STR},
         "runs": {"type": "array", "minItems": 1, "items": _obj({
-            "key": {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,48}$"},
+            "key": {"type": "string", "pattern": RUN_KEY_PATTERN},
             "artifact": _obj({
                 "name": _STR,
                 "format": {"enum": ["coreml", "tflite"]},
@@ -155,7 +176,8 @@ PLAN_SCHEMA: dict[str, Any] = {
             "output": _obj({"name": _STR, "dim": {"type": "integer", "minimum": 1}}),
             "fixed_input": _nullable(_STR),
             "reference_sample": _nullable({"type": "array", "items": {"type": "number"}}),
-        })},
+            "gpu_options": _nullable(GPU_OPTIONS_SCHEMA),
+        }, optional=("gpu_options",))},
         "warnings": {"type": "array", "items": {"type": "string"}},
     }, optional=("warnings",)),
 }
@@ -229,6 +251,8 @@ def _plan_semantics(p: dict[str, Any]) -> list[str]:
             path = run["artifact"][field]
             if path.startswith("/") or ".." in Path(path).parts:
                 out.append(f"runs/{i}/artifact/{field}: {path!r} must be relative to the plan folder")
+        if run.get("gpu_options") is not None and run["compute_units"] != "gpu":
+            out.append(f"runs/{i}/gpu_options: set for compute_units {run['compute_units']!r}; it applies to gpu only")
         runtime = "coreml" if run["artifact"]["format"] == "coreml" else "litert"
         if run["compute_units"] not in COMPUTE_UNITS[runtime]:
             out.append(f"runs/{i}/compute_units: {run['compute_units']!r} is not one of "
