@@ -138,6 +138,20 @@ GPU_OPTIONS_SCHEMA = _obj({
     "inference_preference": {"enum": list(GPU_INFERENCE_PREFERENCES)},
 })
 
+
+
+def default_gpu_options(precision: str | None) -> dict[str, Any]:
+    """The GPU delegate settings a plan asks for when not told otherwise (the apps use the same without a plan's).
+
+    fp16 arithmetic only for artifacts that are not fp32 (an fp32 model run in fp16 is another model), and
+    ``sustained_speed``: one delegate serves every timed run (LiteRT's default, ``fast_single_answer``, is for one).
+
+    >>> default_gpu_options("fp32"), default_gpu_options("int8")["precision_loss_allowed"]
+    ({'precision_loss_allowed': False, 'inference_preference': 'sustained_speed'}, True)
+    """
+    return {"precision_loss_allowed": precision not in (None, "fp32"), "inference_preference": "sustained_speed"}
+
+
 _TENSOR = _obj({
     "name": _STR,
     "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1},
