@@ -3,8 +3,6 @@ service behaviour the model cannot express (tests/fakes/devicefarm.py)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tests.bench._results import dumps, fixture, result
@@ -75,8 +73,6 @@ def test_oversized_member_and_bad_zip_are_rejected_and_the_job_is_named(df, tmp_
 
 
 def _plan(platform="ios", keys=("r1", "r2"), device_key="iphonexr"):
-    from tests.bench.test_collect_android import write_plan
-
     return {"plan_version": 1, "plan_id": "pf", "created_at": "2025-03-02T09:15:00Z", "device": device_key,
             "platform": platform, "protocol": fixture("ok")["protocol"], "inputs": [],
             "runs": [{"key": k, "artifact": {"name": "m", "format": "coreml" if platform == "ios" else "tflite",
@@ -194,4 +190,13 @@ def test_cli_collect_farm_exits_1_naming_the_device_without_results(df, tmp_path
     monkeypatch.setattr(farm, "client", lambda region: df)
     res = CliRunner().invoke(cli, ["collect", "farm", "--run-arn", RUN, "--out", str(tmp_path / "s")])
     assert res.exit_code == 1 and "Apple iPhone XR: no results file" in res.output, res.output
-    json.dumps(res.output)
+
+
+def test_collecting_a_run_that_is_still_running_says_so(df, tmp_path):
+    df.stub.add_response("get_run", {"run": {"arn": RUN, "status": "RUNNING"}}, {"arn": RUN})
+    df.stub.add_response("list_jobs", {"jobs": [{"arn": JOB, "name": "Apple iPhone XR", "status": "RUNNING",
+                                                 "device": {"arn": XR["arn"], "name": "Apple iPhone XR"}}]},
+                         {"arn": RUN})
+    report = farm.collect_farm(df, RUN, ResultStore(tmp_path / "s"), FakeHttp(), plan=_plan())
+    assert report.missing == ["Apple iPhone XR: r1", "Apple iPhone XR: r2"] and not report.timed_out
+    assert "RUNNING" in report.problem and "collect again later" in report.problem

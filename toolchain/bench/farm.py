@@ -254,8 +254,13 @@ class FarmTransport(Transport):
 def collect_farm(df: Any, run_arn: str, store: ResultStore, http: Http | None = None,
                  plan: dict | None = None) -> PlanReport:
     """Store every results file of a run; the report names each job (and, with a plan, each run) that has none."""
-    return wait_for_plan(FarmTransport(df, run_arn, http), plan, store, None, timeout_s=0, poll_s=0,
-                         sleep=lambda s: None)
+    transport = FarmTransport(df, run_arn, http)
+    report = wait_for_plan(transport, plan, store, None, timeout_s=0, poll_s=0, sleep=lambda s: None)
+    report.timed_out = False  # one look, not a wait
+    status = (transport.run or {}).get("status")
+    if status != RUN_DONE and not report.complete:
+        report.problem = f"run {run_arn} is {status}: jobs still running have no artifacts yet; collect again later"
+    return report
 
 
 def bench_farm(df: Any, project_arn: str, platform: str, app: Path, test_package: Path, store: ResultStore,
