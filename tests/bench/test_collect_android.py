@@ -49,8 +49,11 @@ def test_exec_out_exits_0_with_the_error_on_stdout_and_exec_reads_the_real_statu
     assert (rc, out) == (1, f"run-as: package not debuggable: {PKG}\n".encode())
 
 
-def test_release_build_results_are_read_from_the_external_files_folder(phone, tmp_path):
+@pytest.mark.parametrize("sdk", [29, 34])  # Android 10 (scoped storage) and 14: adb's shell reads the same path
+def test_release_build_results_are_read_from_the_external_files_folder(phone, tmp_path, sdk):
     """The defect: run-as's refusal came back with exit 0 and was taken for an empty private folder."""
+    phone.state["sdk"] = sdk
+    phone.save()
     put(phone, "/sdcard/Android/data/" + PKG + "/files/results", "a.json", dumps(fixture("ok")))
     put(phone, EXTERNAL, "b.json", dumps(fixture("partial")))
     put(phone, EXTERNAL, "c.json", b"{truncated")
@@ -88,6 +91,14 @@ def test_hostile_names_and_oversized_files_are_not_fetched(phone, tmp_path):
     assert outs["a b.json"].status == "rejected" and "unsafe file name" in outs["a b.json"].message
     assert outs["huge.json"].status == "rejected" and "larger than" in outs["huge.json"].message
     assert not any("a b.json" in " ".join(a) for a in log(phone) if "cat" in " ".join(a))  # never asked for
+
+
+def test_adb_shell_returns_the_remote_status_only_with_the_shell_protocol(phone):
+    """Android 7+ (shell v2) passes the exit status through; older devices always give 0 (commandline.cpp)."""
+    assert Adb().run(["shell", "ls", "/nope"], check=False).returncode == 1
+    phone.state["sdk"] = 23
+    phone.save()
+    assert Adb().run(["shell", "ls", "/nope"], check=False).returncode == 0
 
 
 def test_no_device_and_no_adb_are_clear_errors(phone, tmp_path, monkeypatch):
