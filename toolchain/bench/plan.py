@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from toolchain.bench.schema import PLAN_VERSION, validate_plan
+from toolchain.bench.schema import PLAN_VERSION, default_gpu_options, validate_plan
 from toolchain.devices import COREML_SPEC_FOR_IOS, Device, get_device
 from toolchain.errors import DeviceError, ToolchainError
 from toolchain.fsutil import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir, sha256_file
@@ -237,6 +237,8 @@ def make_plan(req: PlanRequest, progress: Callable[[str], None] | None = None,
                 "output": {"name": a.manifest["output"].get("name", "features"), "dim": int(a.manifest["output"]["dim"])},
                 "fixed_input": fixed_rel,
                 "reference_sample": (a.manifest.get("reference_features") or {}).get("sample"),
+                # explicit, so the app never falls back on the delegate's silent defaults (recorded in results)
+                **({"gpu_options": default_gpu_options(a.manifest.get("precision"))} if android and cu == "gpu" else {}),
             })
     plan = {
         "plan_version": PLAN_VERSION, "plan_id": plan_id,

@@ -28,7 +28,7 @@ app = typer.Typer(
 # Each module adds its commands to `app` on import; all of them import only typer/rich at top level.
 COMMAND_MODULES = [
     "model", "data", "train", "evaluate", "compress", "export",
-    "bench", "bench_plan", "bench_run", "collect", "report", "pipeline",
+    "bench", "bench_plan", "bench_run", "bench_device", "collect", "report", "pipeline",
 ]
 
 for _name in COMMAND_MODULES:
