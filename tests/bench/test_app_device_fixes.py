@@ -2,7 +2,7 @@
 
 The behaviour itself is unit-tested where it lives: the Kotlin core's JUnit tests (timed region, progress
 throttle, launch id, GPU options, LaunchGuard; run by android_harness/core/run-tests.sh) and the XCTests in
-ios_harness/OcularBenchTests (same, plus plan precedence; they need a Mac). These checks cover the parts
+ios_harness/OcularBenchTests (same, plus plan precedence; compiled and run by ios_harness/run-tests.sh). These checks cover the parts
 only the app modules can do, which nothing here compiles: each fails on the sources before the fixes.
 """
 
@@ -12,7 +12,8 @@ import plistlib
 import re
 from pathlib import Path
 
-from toolchain.bench import harness_checks as hc
+from tests.harness import _project_checks as pc
+from tests.harness import _swift_checks as sc
 from toolchain.bench.schema import TIMED_REGIONS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,9 +24,9 @@ CORE = REPO / "android_harness" / "core" / "src" / "main" / "kotlin" / "org" / "
 
 def _function(path: Path, language: str, name: str) -> str:
     """The source text of the function ``name`` (tree-sitter, so comments and strings elsewhere do not count)."""
-    tree = hc.parse(path, language)
+    tree = sc.parse(path, language)
     src = path.read_bytes()
-    for node in hc._walk(tree.root_node):
+    for node in sc._walk(tree.root_node):
         if node.type == "function_declaration" and name.encode() in src[node.start_byte:node.end_byte].split(b"(")[0]:
             return src[node.start_byte:node.end_byte].decode()
     raise AssertionError(f"no function {name} in {path}")
@@ -46,7 +47,7 @@ def test_ios_launch_storyboard_is_named_in_info_plist_and_in_the_app_target():
     resources = [objs[f]["fileRef"] for p in target.buildPhases if objs[p].isa == "PBXResourcesBuildPhase"
                  for f in objs[p].files]
     assert any(objs[r]["path"] == board.name for r in resources)
-    assert hc.pbxproj_problems(REPO / "ios_harness" / "OcularBench.xcodeproj") == []
+    assert pc.pbxproj_problems(REPO / "ios_harness" / "OcularBench.xcodeproj") == []
 
 
 def test_ios_timing_loop_drains_an_autorelease_pool_per_sample_and_reads_the_features():
