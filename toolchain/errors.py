@@ -86,3 +86,11 @@ class CompressionError(ToolchainError):
 
 class ImportModelError(BundleError):
     """A checkpoint or model file cannot be imported as a bundle (needs a full pickle, keys do not match...)."""
+
+
+class OutputFolderError(ToolchainError):
+    """An output path that may not be written: a file, or a folder this tool did not write (``--force`` replaces it)."""
+
+
+class JsonInputError(ToolchainError):
+    """A JSON input that cannot be used: too large, too deep, not UTF-8, not JSON, or numbers out of range."""

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from toolchain.bench.schema import PLAN_VERSION, validate_plan
+from toolchain.bench.schema import PLAN_VERSION, default_gpu_options, validate_plan
 from toolchain.devices import COREML_SPEC_FOR_IOS, Device, get_device
 from toolchain.errors import DeviceError, ToolchainError
-from toolchain.fsutil import atomic_dir, atomic_write_json, atomic_write_text, sha256_file
+from toolchain.fsutil import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class PlanRequest:
     cooldown_ms: int = 0
     threads: int | None = None
     plan_id: str | None = None
+    force: bool = False  # replace --out even when it is not a plan folder
 
 
 @dataclass
@@ -176,16 +177,9 @@ def _input_hw(tensor: dict[str, Any]) -> tuple[int, int] | None:
     return None
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out: Path, force: bool = False) -> None:
     """The plan folder replaces ``out``: only allow that where nothing of the user's can be lost."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise ToolchainError(f"--out {out} is a file; give a folder")
-    names = {p.name for p in out.iterdir()}
-    if names and PLAN_FILE not in names and names != {".gitignore"}:
-        raise ToolchainError(f"--out {out} is a non-empty folder without {PLAN_FILE}; "
-                             "give an empty or new folder (it is replaced as a whole)")
+    check_output_dir(out, "plan", force)
 
 
 def _key(i: int, name: str, cu: str) -> str:
@@ -205,7 +199,7 @@ def make_plan(req: PlanRequest, progress: Callable[[str], None] | None = None,
     if not req.artifact_dirs:
         raise ToolchainError("give at least one artifact folder (from `deploy export`)")
     out = Path(req.out)
-    _check_out(out)
+    _check_out(out, req.force)
     now = now or _dt.datetime.now(_dt.timezone.utc)
     plan_id = req.plan_id or f"{device.key}-{now:%Y%m%dT%H%M%S}"
     arts = [load_artifact(Path(d)) for d in req.artifact_dirs]
@@ -243,6 +237,8 @@ def make_plan(req: PlanRequest, progress: Callable[[str], None] | None = None,
                 "output": {"name": a.manifest["output"].get("name", "features"), "dim": int(a.manifest["output"]["dim"])},
                 "fixed_input": fixed_rel,
                 "reference_sample": (a.manifest.get("reference_features") or {}).get("sample"),
+                # explicit, so the app never falls back on the delegate's silent defaults (recorded in results)
+                **({"gpu_options": default_gpu_options(a.manifest.get("precision"))} if android and cu == "gpu" else {}),
             })
     plan = {
         "plan_version": PLAN_VERSION, "plan_id": plan_id,
@@ -256,7 +252,7 @@ def make_plan(req: PlanRequest, progress: Callable[[str], None] | None = None,
     if req.input_source == "random" and plan["protocol"]["input_seed"] is None:
         plan["protocol"]["input_seed"] = 0
     validate_plan(plan, "the plan being written")  # e.g. --iterations 0 or --warmup -1 stop here
-    with atomic_dir(out) as work:
+    with atomic_dir(out, "plan", req.force) as work:
         for a in copies:
             dest = work / "artifacts" / a.folder.name
             dest.mkdir(parents=True)

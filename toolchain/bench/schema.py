@@ -27,7 +27,16 @@ MAX_RESULT_BYTES = 8 << 20
 MAX_PLAN_BYTES = 1 << 20
 FEATURE_SAMPLE_LEN = 16
 
-RUN_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+#: Run ids name files in the store: plain characters, no leading dot (a hidden file would drop out of reports).
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+PLAN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+#: A plan's run key (``runs[].key``) and one launch of a plan on a device (``deploy bench ios|android``).
+RUN_KEY_PATTERN = r"^[A-Za-z0-9._-]{1,48}$"
+LAUNCH_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+#: Upper bound of every nanosecond count (about 2.8 hours): larger is a corrupt file, not a timing.
+MAX_NS = 10**13
+#: Upper bound of counts of iterations (warm-up or timed) in one run.
+MAX_ITERATIONS = 10**7
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # ISO 8601 in UTC: "2025-01-31T12:00:00Z", optional fraction, "Z" or "+00:00".
 UTC_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|\+00:00)$"
@@ -40,13 +49,21 @@ THERMAL_STATES = ("nominal", "fair", "serious", "critical", "unknown")
 BATTERY_STATES = ("unknown", "unplugged", "charging", "full")
 RUNTIMES = ("coreml", "litert", "onnxruntime", "pytorch")
 INPUT_SOURCES = ("image", "random")
+#: What one ``latency_ns`` sample contains (results v1 ``timed_region``, optional: older writers did not say).
+TIMED_REGIONS = {
+    "inference": "the runtime's inference call alone (the output stays in the runtime's own buffers)",
+    "inference+read_features": "one inference on an input prepared before the loop, plus reading the whole "
+                               "feature vector back into app memory as float32 (what both harness apps time)",
+}
+GPU_INFERENCE_PREFERENCES = ("fast_single_answer", "sustained_speed")
 #: Compute-unit names each runtime accepts (the runtimes not listed take any string).
 COMPUTE_UNITS = {
     "coreml": ("cpuOnly", "cpuAndGPU", "all", "cpuAndNeuralEngine"),
     "litert": ("cpu", "gpu", "nnapi"),
 }
 
-_NS = {"type": "integer", "minimum": 0}
+_NS = {"type": "integer", "minimum": 0, "maximum": MAX_NS}
+_COUNT = {"type": "integer", "minimum": 0, "maximum": MAX_ITERATIONS}
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -98,10 +115,12 @@ RESULTS_SCHEMA: dict[str, Any] = {
             "compute_units": _nullable(_STR),
             "delegate": _nullable(_STR),
             "threads": _nullable({"type": "integer", "minimum": 1}),
-        }),
+            "options": _nullable({"type": "object",
+                                  "additionalProperties": {"type": ["string", "boolean", "number"]}}),
+        }, optional=("options",)),
         "protocol": _obj({
-            "warmup": _NS,
-            "iterations": {"type": "integer", "minimum": 1},
+            "warmup": _COUNT,
+            "iterations": {"type": "integer", "minimum": 1, "maximum": MAX_ITERATIONS},
             "input_source": {"enum": list(INPUT_SOURCES)},
             "input_seed": {"type": ["integer", "null"]},
             "cooldown_ms": _NS,
@@ -114,8 +133,31 @@ RESULTS_SCHEMA: dict[str, Any] = {
         "feature_sample": _nullable({"type": "array", "items": {"type": "number"}, "maxItems": FEATURE_SAMPLE_LEN}),
         "notes": _nullable({"type": "string"}),
         "extra": {"type": "object"},
-    }, optional=("notes", "extra")),
+        "launch_id": _nullable({"type": "string", "pattern": LAUNCH_ID_PATTERN}),
+        "run_key": _nullable({"type": "string", "pattern": RUN_KEY_PATTERN}),
+        "timed_region": {"enum": list(TIMED_REGIONS)},
+    }, optional=("notes", "extra", "launch_id", "run_key", "timed_region")),
 }
+
+#: LiteRT GPU delegate settings a plan asks for (GpuDelegateFactory.Options), recorded in ``runtime.options``.
+GPU_OPTIONS_SCHEMA = _obj({
+    "precision_loss_allowed": {"type": "boolean"},
+    "inference_preference": {"enum": list(GPU_INFERENCE_PREFERENCES)},
+})
+
+
+
+def default_gpu_options(precision: str | None) -> dict[str, Any]:
+    """The GPU delegate settings a plan asks for when not told otherwise (the apps use the same without a plan's).
+
+    fp16 arithmetic only for artifacts that are not fp32 (an fp32 model run in fp16 is another model), and
+    ``sustained_speed``: one delegate serves every timed run (LiteRT's default, ``fast_single_answer``, is for one).
+
+    >>> default_gpu_options("fp32"), default_gpu_options("int8")["precision_loss_allowed"]
+    ({'precision_loss_allowed': False, 'inference_preference': 'sustained_speed'}, True)
+    """
+    return {"precision_loss_allowed": precision not in (None, "fp32"), "inference_preference": "sustained_speed"}
+
 
 _TENSOR = _obj({
     "name": _STR,
@@ -132,14 +174,14 @@ PLAN_SCHEMA: dict[str, Any] = {
     "title": "Run plan v1: what a harness app runs (written by `deploy bench plan`)",
     **_obj({
         "plan_version": {"const": PLAN_VERSION},
-        "plan_id": {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}$"},
+        "plan_id": {"type": "string", "pattern": PLAN_ID_PATTERN},
         "created_at": {"type": "string", "pattern": UTC_TIME_PATTERN},
         "device": _STR,
         "platform": {"enum": ["ios", "android"]},
         "protocol": RESULTS_SCHEMA["properties"]["protocol"],
         "inputs": {"type": "array", "items": _STR},
         "runs": {"type": "array", "minItems": 1, "items": _obj({
-            "key": {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,48}$"},
+            "key": {"type": "string", "pattern": RUN_KEY_PATTERN},
             "artifact": _obj({
                 "name": _STR,
                 "format": {"enum": ["coreml", "tflite"]},
@@ -155,7 +197,8 @@ PLAN_SCHEMA: dict[str, Any] = {
             "output": _obj({"name": _STR, "dim": {"type": "integer", "minimum": 1}}),
             "fixed_input": _nullable(_STR),
             "reference_sample": _nullable({"type": "array", "items": {"type": "number"}}),
-        })},
+            "gpu_options": _nullable(GPU_OPTIONS_SCHEMA),
+        }, optional=("gpu_options",))},
         "warnings": {"type": "array", "items": {"type": "string"}},
     }, optional=("warnings",)),
 }
@@ -229,6 +272,8 @@ def _plan_semantics(p: dict[str, Any]) -> list[str]:
             path = run["artifact"][field]
             if path.startswith("/") or ".." in Path(path).parts:
                 out.append(f"runs/{i}/artifact/{field}: {path!r} must be relative to the plan folder")
+        if run.get("gpu_options") is not None and run["compute_units"] != "gpu":
+            out.append(f"runs/{i}/gpu_options: set for compute_units {run['compute_units']!r}; it applies to gpu only")
         runtime = "coreml" if run["artifact"]["format"] == "coreml" else "litert"
         if run["compute_units"] not in COMPUTE_UNITS[runtime]:
             out.append(f"runs/{i}/compute_units: {run['compute_units']!r} is not one of "
@@ -236,9 +281,34 @@ def _plan_semantics(p: dict[str, Any]) -> list[str]:
     return out
 
 
+def _ns_array_problems(values: list[Any], where: str, limit: int = 5) -> list[str]:
+    """The schema's ``latency_ns`` items rule (integers in 0..MAX_NS) at C speed: jsonschema spends ~20 µs per
+    item, minutes on a 600 000-sample file. Same messages as jsonschema's, for the first ``limit`` bad items."""
+    if set(map(type, values)) <= {int} and (not values or (min(values) >= 0 and max(values) <= MAX_NS)):
+        return []
+    out = []
+    for i, v in enumerate(values):
+        if type(v) is not int:
+            out.append(f"{where}/{i}: {v!r} is not of type 'integer'")
+        elif v < 0:
+            out.append(f"{where}/{i}: {v} is less than the minimum of 0")
+        elif v > MAX_NS:
+            out.append(f"{where}/{i}: {v} is greater than the maximum of {MAX_NS}")
+        if len(out) >= limit:
+            out.append(f"{where}: ... (only the first {limit} bad samples shown)")
+            break
+    return out
+
+
 def _validate(obj: Any, schema: dict[str, Any], semantics: Callable[[dict[str, Any]], list[str]],
               what: str, source: str) -> None:
-    problems = _schema_problems(obj, schema)
+    fast: list[str] = []
+    if schema is RESULTS_SCHEMA and isinstance(obj, dict) and isinstance(obj.get("latency_ns"), list):
+        fast = _ns_array_problems(obj["latency_ns"], "latency_ns")
+        obj_for_schema = {**obj, "latency_ns": []}  # the array's items are checked above
+    else:
+        obj_for_schema = obj
+    problems = fast + _schema_problems(obj_for_schema, schema)
     if not problems:
         problems = semantics(obj)
     if problems:
@@ -260,19 +330,9 @@ def validate_plan(obj: dict[str, Any], source: str = "") -> None:
 
 
 def _load_json(path: str | Path, limit_bytes: int, what: str) -> Any:
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise SchemaError(f"{path}: cannot read {what}: {e.strerror or e}") from None
-    if size > limit_bytes:
-        raise SchemaError(f"{path}: {size} bytes is too large for a {what} (limit {limit_bytes})")
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise SchemaError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise SchemaError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    from toolchain import jsonio
+
+    return jsonio.read(path, max_bytes=limit_bytes, error=SchemaError, what=what)
 
 
 def load_result(path: str | Path) -> dict[str, Any]:

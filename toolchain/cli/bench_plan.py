@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from toolchain.cli._common import console, err_console
+from toolchain.cli._common import ForceOpt, console, err_console, styled
 from toolchain.cli.bench import bench_app
 
 
@@ -25,6 +25,7 @@ def plan(
     cooldown_ms: Annotated[int, typer.Option("--cooldown-ms", help="Pause between runs of the plan, in ms.")] = 0,
     threads: Annotated[Optional[int], typer.Option(help="LiteRT CPU threads (Android; default 4).")] = None,
     plan_id: Annotated[Optional[str], typer.Option("--plan-id", help="Default: DEVICE-YYYYmmddTHHMMSS.")] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Check artifacts against the device and write plan.json + artifacts + fixed inputs for the apps."""
     from toolchain.bench.plan import PlanRequest, make_plan
@@ -32,11 +33,11 @@ def plan(
     req = PlanRequest(artifact_dirs=list(artifacts), device=device, out=out,
                       compute_units=[c for c in compute_units.split(",") if c.strip()] if compute_units else None, warmup=warmup,
                       iterations=iterations, input_source=input_source, input_seed=seed, cooldown_ms=cooldown_ms,
-                      threads=threads, plan_id=plan_id)
+                      threads=threads, plan_id=plan_id, force=force)
     path, p = make_plan(req, progress=lambda msg: err_console.print(msg))
     for w in p.get("warnings", []):
-        err_console.print(f"[yellow]warning:[/] {w}")
-    console.print(f"wrote [bold]{path}[/]: plan {p['plan_id']}, {len(p['runs'])} runs on {p['device']} "
+        err_console.print(styled(("warning:", "yellow"), f" {w}"))
+    console.print(f"wrote {path}: plan {p['plan_id']}, {len(p['runs'])} runs on {p['device']} "
                   f"({p['protocol']['warmup']} warm-up + {p['protocol']['iterations']} timed each)")
     where = ("drag it into Xcode as a folder reference named BenchPlan (ios_harness/README.md)"
              if p["platform"] == "ios" else "put it in android_harness/app/src/main/assets/bench_plan or adb push it "

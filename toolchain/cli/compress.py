@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.cli import app
-from toolchain.cli._common import console, epoch_reporter, progress
+from toolchain.cli._common import ForceOpt, console, epoch_reporter, progress
 
 UNSTRUCTURED = ("global-magnitude", "layer-magnitude", "global-gradient", "layer-gradient", "random")
 STRUCTURED = ("channel", "depth", "width-multiplier")
@@ -40,7 +40,7 @@ def _print_result(res) -> None:
     prov = res.meta["provenance"]
     comp = prov.get("compression") or {}
     w = res.meta["weights"]
-    console.print(f"wrote [bold]{res.bundle}[/]: {w['num_parameters']:,} parameters (with the training head), "
+    console.print(f"wrote {res.bundle}: {w['num_parameters']:,} parameters (with the training head), "
                   f"feature dim {res.meta['feature_dim']}")
     if "ratio_reached" in comp:
         console.print(f"compression ratio {comp['ratio_reached']:.3f} (target {comp['ratio_target']:g}), "
@@ -62,9 +62,9 @@ def prune_command(
     ratio: Annotated[float, typer.Option(help="Unstructured: total / non-zero parameters. channel: parameter or FLOP "
                                               "ratio (--target).")] = 8.0,
     data: Annotated[Optional[Path], typer.Option("--data", help="Data folder: fine-tuning and gradient scores.")] = None,
-    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Epochs of fine-tuning (0: none).")] = 0,
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Epochs of fine-tuning (0: none).", min=0)] = 0,
     schedule: Annotated[str, typer.Option(help="one-shot or iterative (geometric ratios over the first half).")] = "one-shot",
-    steps: Annotated[int, typer.Option(help="Pruning steps of the iterative schedule.")] = 3,
+    steps: Annotated[int, typer.Option(help="Pruning steps of the iterative schedule.", min=1)] = 3,
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Module name (or prefix ending in '.') "
                                                                           "never pruned; repeatable.")] = None,
     exclude_type: Annotated[Optional[list[str]], typer.Option("--exclude-type", help="Conv2d or Linear; repeatable.")] = None,
@@ -75,8 +75,8 @@ def prune_command(
     keep_per_stage: Annotated[Optional[int], typer.Option("--keep-per-stage", help="depth: blocks kept per stage.")] = None,
     remove_blocks: Annotated[Optional[list[str]], typer.Option("--remove-block", help="depth: block to remove, e.g. layer3.5; repeatable.")] = None,
     multiplier: Annotated[float, typer.Option(help="width-multiplier: fraction of channels kept (0..1].")] = 0.5,
-    calibration_batches: Annotated[int, typer.Option("--calibration-batches", help="Batches for gradient/Taylor scores.")] = 4,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    calibration_batches: Annotated[int, typer.Option("--calibration-batches", help="Batches for gradient/Taylor scores.", min=1)] = 4,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     lr: Annotated[float, typer.Option(help="Fine-tuning peak learning rate.")] = 0.01,
     head: Annotated[str, typer.Option(help="Training head: softmax, arcface or cosface.")] = "softmax",
     augment: Annotated[str, typer.Option(help="ocular, ocular-hflip or none.")] = "ocular",
@@ -87,6 +87,7 @@ def prune_command(
     index: Annotated[Optional[Path], typer.Option("--index")] = None,
     splits: Annotated[Optional[Path], typer.Option("--splits", help="splits.json (default: --split-seed).")] = None,
     split_seed: Annotated[int, typer.Option("--split-seed")] = 0,
+    force: ForceOpt = False,
 ) -> None:
     """Prune a bundle (unstructured to a compression ratio, or structurally), fine-tune, write OUT/bundle."""
     from toolchain.compress import run
@@ -108,7 +109,7 @@ def prune_command(
         else:
             kw.update(keep_per_stage=keep_per_stage, remove_blocks=remove_blocks or ())
         res = _run_with_bar(run.prune_structured, bundle, out, show=cfg is not None, data=spec, cfg=cfg,
-                            calibration=calibration_batches, **kw)
+                            calibration=calibration_batches, force=force, **kw)
     else:
         from toolchain.compress.pruning.unstructured import METHODS
 
@@ -117,7 +118,8 @@ def prune_command(
         sc = PruneScope(exclude_names=tuple(exclude or ()), exclude_types=tuple(exclude_type or ()),
                         exclude_feature_head=not prune_feature_head)
         res = _run_with_bar(run.prune_unstructured, bundle, out, method, ratio, show=cfg is not None, data=spec, cfg=cfg,
-                            schedule=schedule, steps=steps, scope=sc, calibration=calibration_batches, seed=seed)
+                            schedule=schedule, steps=steps, scope=sc, calibration=calibration_batches, seed=seed,
+                            force=force)
     _print_result(res)
 
 
@@ -136,8 +138,8 @@ def distill_command(
                                                                           "(default 1 - alpha with hinton, else 1).")] = None,
     student_width: Annotated[Optional[float], typer.Option("--student-width", help="Card student: width multiplier.")] = None,
     student_keep_per_stage: Annotated[Optional[int], typer.Option("--student-keep-per-stage", help="Card student: blocks per stage.")] = None,
-    epochs: Annotated[int, typer.Option()] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     lr: Annotated[float, typer.Option()] = 0.05,
     head: Annotated[str, typer.Option(help="Student training head: softmax, arcface or cosface.")] = "softmax",
     augment: Annotated[str, typer.Option()] = "ocular",
@@ -148,6 +150,7 @@ def distill_command(
     index: Annotated[Optional[Path], typer.Option("--index")] = None,
     splits: Annotated[Optional[Path], typer.Option("--splits")] = None,
     split_seed: Annotated[int, typer.Option("--split-seed")] = 0,
+    force: ForceOpt = False,
 ) -> None:
     """Distil a teacher bundle into a student on a data folder; write OUT/bundle."""
     from toolchain.compress import run
@@ -160,7 +163,7 @@ def distill_command(
         raise CompressionError("--epochs must be at least 1 for distillation")
     spec = _data_spec(data, layout, subject_regex, index, splits, split_seed)
     res = _run_with_bar(run.distill, teacher, student, out, spec, cfg, losses=specs, ce_weight=ce_weight,
-                        multiplier=student_width, keep_per_stage=student_keep_per_stage)
+                        multiplier=student_width, keep_per_stage=student_keep_per_stage, force=force)
     _print_result(res)
 
 
@@ -195,4 +198,4 @@ def measure_command(
     for name, a in m.artifacts.items():
         rows.append((name, f"{a['size_bytes']:,} bytes, parity {a['parity']}"))
     for k, v in rows:
-        console.print(f"[bold]{k:>20}[/]  {v}")
+        console.print(f"{k:>20}  {v}")

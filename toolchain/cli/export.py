@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from toolchain.cli import app
-from toolchain.cli._common import console, err_console
+from toolchain.cli._common import ForceOpt, console, err_console, styled
 
 
 def parity_table(outcomes, title: str = "Exports"):
@@ -25,7 +26,7 @@ def parity_table(outcomes, title: str = "Exports"):
             fmt = f"coreml {'NN' if m['coreml_format'] == 'neuralnetwork' else 'MLProgram'} spec {m['spec_version']}"
         colour = {"passed": "green", "failed": "red", "skipped": "yellow"}[p["status"]]
         t.add_row(m["name"], fmt, m["precision"], ",".join(m["devices"]) or "-", f"{m['size_bytes'] / 1e6:.1f}",
-                  f"[{colour}]{p['status']}[/]",
+                  Text(p["status"], style=colour),
                   "-" if p["cosine_min"] is None else f"{p['cosine_min']:.6f}",
                   "-" if p["max_abs"] is None else f"{p['max_abs']:.2e}",
                   p["reference"] or (p["reason"] or ""))
@@ -48,6 +49,7 @@ def export(
     int8: Annotated[str, typer.Option("--int8", help="TFLite int8 kind: static (calibrated activations) or dynamic (dynamic range).")] = "static",
     min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help="Parity threshold per sample (default: fp32 0.99999, fp16 0.999, int8 0.99).")] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the parity check (recorded as skipped in the manifest).")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Export a bundle for target devices, and check each artifact against PyTorch.
 
@@ -61,7 +63,7 @@ def export(
     for tgt in target:
         req = ExportRequest(bundle_dir=bundle, target=tgt, out=out, devices=device or [], precision=precision,
                             min_ios=min_ios, layout=layout, calibration_dir=calibration, verify=not no_verify,
-                            min_cosine=min_cosine, compress=compress, int8_mode=int8)
+                            min_cosine=min_cosine, compress=compress, int8_mode=int8, force=force)
         with err_console.status(f"exporting {bundle} to {tgt}...") as status:
             def say(msg: str) -> None:
                 status.update(msg)
@@ -86,7 +88,7 @@ def export(
     console.print(parity_table(outcomes))
     for o in outcomes:
         if o.manifest["parity"]["status"] == "skipped":
-            console.print(f"[yellow]parity skipped[/] for {o.manifest['name']}: {o.manifest['parity']['reason']}")
-    console.print(f"artifacts and manifests in [bold]{out}[/]")
+            console.print(styled(("parity skipped", "yellow"), f" for {o.manifest['name']}: {o.manifest['parity']['reason']}"))
+    console.print(f"artifacts and manifests in {out}")
     if failure is not None:
         raise failure

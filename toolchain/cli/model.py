@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.cli import app
-from toolchain.cli._common import console, err_console
+from toolchain.cli._common import ForceOpt, console, err_console
 
 model_app = typer.Typer(help="Create and inspect model bundles (model.safetensors + model.json).", no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -21,15 +21,16 @@ def init(
                                              "tiny_ocular), a card .toml path, torchvision:NAME or timm:NAME.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write.")],
     seed: Annotated[int, typer.Option(help="Seed of the random init and BatchNorm re-estimation.")] = 0,
-    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's).")] = None,
+    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's).", min=16, max=4096)] = None,
     weights: Annotated[str, typer.Option(help="random (seeded, BatchNorm re-estimated) or imagenet (torchvision's local cache only; never downloads).")] = "random",
+    force: ForceOpt = False,
 ) -> None:
     """Write a new model bundle from a model card."""
     from toolchain.models.bundle import init_bundle, load_bundle
 
-    path = init_bundle(card, out, seed=seed, input_size=input_size, weights=weights)
+    path = init_bundle(card, out, seed=seed, input_size=input_size, weights=weights, force=force)
     b = load_bundle(path)
-    console.print(f"wrote bundle [bold]{path}[/]: {b.name}, {b.meta['weights']['num_parameters']:,} parameters, "
+    console.print(f"wrote bundle {path}: {b.name}, {b.meta['weights']['num_parameters']:,} parameters, "
                   f"feature dim {b.feature_dim}, input {b.input_size}x{b.input_size}, sha256 {b.sha256[:12]}")
 
 
@@ -57,8 +58,9 @@ def import_(
     feature_layer: Annotated[Optional[str], typer.Option("--feature-layer", help="Take features from this module's "
                                                           "output (ONNX: value), global-average-pooled.")] = None,
     strict: Annotated[str, typer.Option(help="false: load the keys that match and list the rest instead of failing.")] = "true",
-    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's or the file's).")] = None,
+    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's or the file's).", min=16, max=4096)] = None,
     name: Annotated[Optional[str], typer.Option(help="Bundle name (default: the card's or the file's).")] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Import a model trained elsewhere as a bundle, and check its features against the original.
 
@@ -67,7 +69,8 @@ def import_(
     from toolchain.models.importer import ImportRequest, import_model
 
     req = ImportRequest(source=checkpoint, out=out, arch=arch, key=key, head_name=head_name,
-                        feature_layer=feature_layer, strict=_bool(strict), input_size=input_size, name=name)
+                        feature_layer=feature_layer, strict=_bool(strict), input_size=input_size, name=name,
+                        force=force)
     with err_console.status(f"importing {checkpoint}...") as status:
         def say(msg: str) -> None:
             status.update(msg)
@@ -121,7 +124,7 @@ def info(
         ("metrics", json.dumps(m["provenance"].get("metrics"))),
     ]
     for k, v in rows:
-        console.print(f"[bold]{k:>13}[/]  {v}")
+        console.print(f"{k:>13}  {v}")
 
 
 @model_app.command("cards")
@@ -131,6 +134,6 @@ def cards() -> None:
 
     for name in builtin_card_names():
         c = load_card(name)
-        console.print(f"[bold]{name:<20}[/] {c.description}")
+        console.print(f"{name:<20} {c.description}")
     console.print("Also: any torchvision classification model as torchvision:NAME, any timm model as timm:NAME "
                   "(pip install 'toolchain[timm]'), or a card .toml path.")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.cli import app
-from toolchain.cli._common import console, epoch_reporter, progress
+from toolchain.cli._common import ForceOpt, console, epoch_reporter, progress
 
 
 def train_command(
@@ -16,12 +16,12 @@ def train_command(
                                               "torchvision:NAME, or a bundle folder to fine-tune.")],
     data: Annotated[Path, typer.Option("--data", help="Data set folder (any layout; see deploy data check).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: bundle/, checkpoints, splits, protocols.")],
-    epochs: Annotated[int, typer.Option(help="Passes over the training split.")] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step (per process).")] = 32,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.05,
+    epochs: Annotated[int, typer.Option(help="Passes over the training split.", min=1)] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step (per process).", min=1)] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.", min=0.0)] = 0.05,
     optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = "sgd",
     weight_decay: Annotated[float, typer.Option("--weight-decay")] = 5e-4,
-    warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", help="Linear warm-up, then cosine.")] = 1.0,
+    warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", help="Linear warm-up, then cosine.", min=0.0)] = 1.0,
     label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
     head: Annotated[str, typer.Option(help="softmax, arcface (additive angular margin) or cosface.")] = "softmax",
     margin: Annotated[float, typer.Option(help="Margin of arcface (radians) / cosface.")] = 0.5,
@@ -30,9 +30,9 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed of weights init, data order and augmentation.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     amp: Annotated[str, typer.Option(help="Mixed precision: auto (with CUDA), on, off.")] = "auto",
-    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.")] = 0,
-    max_bad_fraction: Annotated[float, typer.Option("--max-bad-fraction", help="Unreadable images tolerated (0..1).")] = 0.01,
-    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input pixels (card default).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.", min=0, max=256)] = 0,
+    max_bad_fraction: Annotated[float, typer.Option("--max-bad-fraction", help="Unreadable images tolerated (0..1).", min=0.0, max=1.0)] = 0.01,
+    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input pixels (card default).", min=16, max=4096)] = None,
     weights: Annotated[str, typer.Option(help="Start from random or imagenet weights (cards only; never downloads).")] = "random",
     layout: Annotated[Optional[str], typer.Option(help="Data layout (default: detected).")] = None,
     subject_regex: Annotated[Optional[str], typer.Option("--subject-regex")] = None,
@@ -41,6 +41,7 @@ def train_command(
                                                    "(default: assigned with --split-seed).")] = None,
     split_seed: Annotated[int, typer.Option("--split-seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Train by subject classification; validate by verification EER; write OUT/bundle."""
     from toolchain.train import distributed as D
@@ -60,7 +61,7 @@ def train_command(
 
             result = train(model, data, out, cfg, input_size=input_size, weights=weights, layout=layout,
                            subject_regex=subject_regex, index_csv=index, splits_file=splits, split_seed=split_seed,
-                           resume=resume, progress=report if main else None)
+                           resume=resume, progress=report if main else None, force=force)
     finally:
         D.shutdown()
     if not main:
@@ -73,7 +74,7 @@ def train_command(
     console.print(f"best epoch {result.fit.best_epoch} (val EER {best}); subjects train/val/test "
                   f"{result.splits['train']}/{result.splits['val']}/{result.splits['test']}; "
                   f"{result.fit.world_size} process(es) on {result.fit.device}")
-    console.print(f"wrote bundle [bold]{result.bundle}[/]; test protocol {out / 'protocol-test.json'}")
+    console.print(f"wrote bundle {result.bundle}; test protocol {out / 'protocol-test.json'}")
 
 
 app.command("train")(train_command)

@@ -28,7 +28,7 @@ from toolchain.errors import ToolchainError
 from toolchain.evaluate import features as F
 from toolchain.evaluate import plots
 from toolchain.evaluate.metrics import DEFAULT_FARS, compute_metrics
-from toolchain.fsutil import atomic_write_json, ensure_writable_dir, sha256_file
+from toolchain.fsutil import atomic_write_json, claim_output_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,12 @@ class Evaluation:
 
 def evaluate_model(model_path: str | Path, data_dir: str | Path, protocol: str | Path, out: str | Path,
                    batch_size: int = 32, fars: Sequence[float] = DEFAULT_FARS,
-                   progress: F.ProgressFn | None = None, plot: bool = True) -> Evaluation:
-    """Extract features for every image a protocol names, score its pairs, write metrics and plots."""
-    out = ensure_writable_dir(out)
+                   progress: F.ProgressFn | None = None, plot: bool = True, force: bool = False) -> Evaluation:
+    """Extract features for every image a protocol names, score its pairs, write metrics and plots.
+
+    ``out`` must be new, empty or an earlier evaluation (``force``: any folder).
+    """
+    out = claim_output_dir(out, "evaluation", force)
     model = F.open_model(model_path)
     pairs = read_pairs(protocol, data_dir)
     t0 = time.perf_counter()
@@ -169,7 +172,7 @@ class Comparison:
 def compare(items: Sequence[str | Path], out: str | Path, data_dir: str | Path | None = None,
             protocol: str | Path | None = None, batch_size: int = 32, fars: Sequence[float] = DEFAULT_FARS,
             progress: Callable[[str], None] | None = None,
-            extract_progress: F.ProgressFn | None = None) -> Comparison:
+            extract_progress: F.ProgressFn | None = None, force: bool = False) -> Comparison:
     """Overlay several models on one ROC and one DET.
 
     Each item is a finished evaluation (folder or metrics.json), reused as is, or a bundle /
@@ -177,7 +180,7 @@ def compare(items: Sequence[str | Path], out: str | Path, data_dir: str | Path |
     """
     if len(items) < 2:
         raise ToolchainError("--compare needs at least two models or evaluation folders")
-    out = ensure_writable_dir(out)
+    out = claim_output_dir(out, "comparison", force)
     say = progress or (lambda m: log.info(m))
     evals: list[Evaluation] = []
     used: set[str] = set()
@@ -195,7 +198,7 @@ def compare(items: Sequence[str | Path], out: str | Path, data_dir: str | Path |
         used.add(name)
         sub = out / name
         say(f"{item}: evaluating into {sub}")
-        evals.append(evaluate_model(item, data_dir, protocol, sub, batch_size, fars, extract_progress))
+        evals.append(evaluate_model(item, data_dir, protocol, sub, batch_size, fars, extract_progress, force=force))
     labels = _unique_labels(evals)
     curves = [plots.Scores(lab, e.genuine, e.impostor) for lab, e in zip(labels, evals)]
     plots.plot_roc(curves, out / "compare_roc.png", fars)

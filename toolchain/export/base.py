@@ -23,7 +23,7 @@ from toolchain.devices import Device, ExportChoice, choose, parse_devices
 from toolchain.errors import ExportError, ParityError, RuntimeUnavailable, ToolchainError
 from toolchain.export import manifest as manifest_mod
 from toolchain.export import parity
-from toolchain.fsutil import atomic_dir, ensure_writable_dir
+from toolchain.fsutil import atomic_dir, check_output_dir, ensure_writable_dir
 from toolchain.models.bundle import Bundle, load_bundle
 from toolchain.registry import Registry
 
@@ -160,6 +160,7 @@ class ExportRequest:
     min_cosine: float | None = None
     compress: str | None = None
     int8_mode: str = "static"
+    force: bool = False  # replace an artifact folder even when it is not one this tool wrote
 
 
 def plan_choices(req: ExportRequest) -> list[tuple[ExportChoice, list[Device]]]:
@@ -201,6 +202,9 @@ def export_bundle(req: ExportRequest, progress: Callable[[str], None] | None = N
     groups = plan_choices(req)
     ensure_writable_dir(req.out)
     bundle = load_bundle(req.bundle_dir)
+    for choice, _ in groups:  # before any conversion: refuse to replace a folder of the user's
+        check_output_dir(Path(req.out) / artifact_name(bundle, choice, req.compress, req.int8_mode), "artifact",
+                         req.force, what="artifact folder")
     if req.calibration_dir is not None:
         calib = parity.load_images(req.calibration_dir, CALIBRATION_SAMPLES, bundle.input_size)
     else:
@@ -214,7 +218,7 @@ def export_bundle(req: ExportRequest, progress: Callable[[str], None] | None = N
         job = ExportJob(bundle, choice, devices, name, calib, req.compress, req.int8_mode)
         say(f"{name}: converting ({'; '.join(choice.reasons)})")
         final = Path(req.out) / name
-        with atomic_dir(final) as work:
+        with atomic_dir(final, "artifact", req.force, what="artifact folder") as work:
             t0 = time.perf_counter()
             try:
                 artifact = exporter.convert(job, work, say)

@@ -19,9 +19,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from toolchain import __version__
+from toolchain import __version__, jsonio
 from toolchain.errors import BundleError, WeightsError
-from toolchain.fsutil import atomic_dir, sha256_file
+from toolchain.fsutil import atomic_dir, check_output_dir, sha256_file
 from toolchain.models.arch import (
     FeatureModel,
     build_model,
@@ -35,6 +35,7 @@ from toolchain.models.arch import (
 )
 from toolchain.models import feature_head
 from toolchain.models.cards import Card, load_card
+from toolchain.models.meta import validate_meta
 
 BUNDLE_FORMAT = "toolchain.bundle"
 BUNDLE_VERSION = 1
@@ -167,10 +168,12 @@ def bundle_meta(name: str, description: str, arch: dict[str, Any], feature_dim: 
     }
 
 
-def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base_arch: dict[str, Any] | None = None) -> Path:
+def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base_arch: dict[str, Any] | None = None,
+                force: bool = False) -> Path:
     """Write a bundle atomically: a failure leaves no half-written folder.
 
-    The architecture's ``layer_shapes`` are recomputed from the model against the unpruned
+    ``out`` is replaced only if it is new, empty or a bundle (``force`` replaces anything; see
+    :func:`toolchain.fsutil.check_output_dir`). The architecture's ``layer_shapes`` are recomputed from the model against the unpruned
     base, so a width-pruned network records exactly the widths that rebuild it.
     """
     from toolchain.models.graph import require_rebuildable
@@ -184,7 +187,7 @@ def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     blob = save(state, metadata={"format": BUNDLE_FORMAT})
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "bundle", force) as tmp:
         (tmp / WEIGHTS_FILE).write_bytes(blob)
         meta["weights"] = {"file": WEIGHTS_FILE, "sha256": sha256_file(tmp / WEIGHTS_FILE),
                            "size_bytes": len(blob), "num_tensors": len(state),
@@ -193,21 +196,28 @@ def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base
                            # unstructured pruning keeps the shapes, so the non-zero count is what it bought.
                            "deployed_parameters": int(sum(p.numel() for p in model.trunk.parameters())),
                            "deployed_nonzero": int(sum(int(p.count_nonzero()) for p in model.trunk.parameters()))}
+        validate_meta(meta, f"the description of {out}")  # e.g. a card named "my model/v2": refuse, don't write
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
 
-def save_graph_bundle(graph_file: str | Path, meta: dict[str, Any], out: str | Path) -> Path:
-    """Write a graph-only bundle: the program file as is (under the source's file name) + model.json."""
+#: model.json is a few KB (layer widths of a pruned ResNet50 included); far larger is not one.
+MAX_META_BYTES = 4 << 20
+
+
+def save_graph_bundle(graph_file: str | Path, meta: dict[str, Any], out: str | Path, force: bool = False) -> Path:
+    """Write a graph-only bundle: the program file as is (under the source's file name) + model.json
+    (``out`` replaced on the same terms as :func:`save_bundle`)."""
     from toolchain.models.graph import GRAPH_SOURCES
 
     meta = copy.deepcopy(meta)
     name = GRAPH_SOURCES.get(meta["architecture"]["source"]).file
     data = Path(graph_file).read_bytes()
-    with atomic_dir(Path(out)) as tmp:
+    with atomic_dir(Path(out), "bundle", force) as tmp:
         (tmp / name).write_bytes(data)
         meta["weights"] = {"file": name, "sha256": sha256_file(tmp / name), "size_bytes": len(data),
                            "graph_only": True, **meta.get("weights", {})}
+        validate_meta(meta, f"the description of {out}")
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return Path(out)
 
@@ -221,16 +231,14 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if not mj.is_file():
         raise BundleError(f"{path} has no {META_FILE}: not a model bundle (create one with `deploy model init`)")
     try:
-        meta = json.loads(mj.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{mj} is not valid JSON ({e}); the bundle is corrupt") from None
+        meta = jsonio.read(mj, max_bytes=MAX_META_BYTES, error=BundleError, what="bundle description")
+    except BundleError as e:
+        raise BundleError(f"{e}; the bundle is corrupt") from None
     if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{mj} is not a toolchain bundle description (format != {BUNDLE_FORMAT!r})")
     if meta.get("format_version") != BUNDLE_VERSION:
         raise BundleError(f"{mj} has bundle format version {meta.get('format_version')}; this toolchain reads {BUNDLE_VERSION}")
-    for key in ("architecture", "input", "weights", "feature_dim"):
-        if key not in meta:
-            raise BundleError(f"{mj} lacks {key!r}; the bundle is corrupt")
+    validate_meta(meta, str(mj))
     return meta
 
 
@@ -271,14 +279,23 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
         raise BundleError(f"{wfile} does not match the architecture in model.json: {shown}")
     load_state(model, state, strict=True)
     model.eval()
+    try:
+        dim = probe_feature_dim(model, int(meta["input"]["size"][0]))
+    except Exception as e:  # noqa: BLE001 - e.g. an input size the architecture cannot take
+        raise BundleError(f"{path / META_FILE}: the rebuilt model does not run at input size "
+                          f"{meta['input']['size'][0]}: {type(e).__name__}: {str(e)[:200]}") from None
+    if dim != meta["feature_dim"]:  # model.json feeds manifests and the apps: it must say what the weights do
+        raise BundleError(f"{path / META_FILE} says feature_dim {meta['feature_dim']}, but the weights produce "
+                          f"{dim}-d features; the bundle is inconsistent: re-create it")
     return Bundle(path=path, meta=meta, model=model)
 
 
 def init_bundle(card_or_name: str, out: str | Path, seed: int = 0, input_size: int | None = None,
-                weights: str = "random") -> Path:
+                weights: str = "random", force: bool = False) -> Path:
+    check_output_dir(out, "bundle", force)  # before the model is built: a refusal costs nothing
     card = load_card(card_or_name)
     model, meta = new_model(card, seed=seed, input_size=input_size, weights=weights)
-    return save_bundle(model, meta, out)
+    return save_bundle(model, meta, out, force=force)
 
 
 def derive_meta(parent: Bundle, **provenance: Any) -> dict[str, Any]:

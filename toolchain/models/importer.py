@@ -57,6 +57,7 @@ class ImportRequest:
     strict: bool = True
     input_size: int | None = None
     name: str | None = None
+    force: bool = False  # replace an existing --out that is not a bundle
 
     def __post_init__(self) -> None:
         self.source, self.out = Path(self.source), Path(self.out)
@@ -96,9 +97,12 @@ def file_kind(path: Path) -> str:
 
 def import_model(req: ImportRequest, progress: Progress | None = None) -> ImportResult:
     """Import ``req.source`` as a bundle in ``req.out``. Raises ImportModelError with what to do."""
+    from toolchain.fsutil import check_output_dir
+
     src = Path(req.source)
     if not src.is_file():
         raise ImportModelError(f"{src} does not exist")
+    check_output_dir(req.out, "bundle", req.force, "--out")  # before minutes of work, not after
     return IMPORTERS.get(file_kind(src))(req, progress or (lambda msg: None))
 
 
@@ -314,7 +318,8 @@ def _save_and_reverify(model: FeatureModel, meta: dict, record: dict, check: dic
                               "against": record.get("verified_against", "the checkpoint model (PyTorch)")}
     meta["provenance"]["import"] = record
     meta["provenance"]["toolchain_version"] = __version__
-    path = save_graph_bundle(graph_file, meta, req.out) if graph_file is not None else save_bundle(model, meta, req.out)
+    path = (save_graph_bundle(graph_file, meta, req.out, force=req.force) if graph_file is not None
+            else save_bundle(model, meta, req.out, force=req.force))
     b = load_bundle(path)
     with torch.no_grad():
         again = b.model(x).numpy()
