@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.cli import app
-from toolchain.cli._common import ForceOpt, console, err_console
+from toolchain.cli._common import ForceOpt, console, err_console, styled
 
 model_app = typer.Typer(help="Create and inspect model bundles (model.safetensors + model.json).", no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -79,16 +79,17 @@ def import_(
     rec = res.record
     v = rec["verification"]
     head = rec.get("head") or {}
-    console.print(f"wrote bundle [bold]{res.path}[/]: {res.meta['name']}, feature dim {res.meta['feature_dim']}, "
-                  f"input {res.meta['input']['size'][0]} px" + (" (graph-only: exports and evaluates; cannot be pruned)"
-                                                                 if res.meta["architecture"].get("graph_only") else ""))
+    console.print(styled("wrote bundle ", (str(res.path), "bold"),
+                         f": {res.meta['name']}, feature dim {res.meta['feature_dim']}, input {res.meta['input']['size'][0]} px"
+                         + (" (graph-only: exports and evaluates; cannot be pruned)"
+                            if res.meta["architecture"].get("graph_only") else "")))
     if head.get("num_classes"):
         console.print(f"  classifier {head.get('module') or head.get('node')}: {head['num_classes']} classes, "
                       "dropped from the deployed trunk")
     if rec.get("prefix_stripped"):
         console.print(f"  stripped key prefix {rec['prefix_stripped']!r}")
     if rec.get("problems"):
-        console.print(f"  [yellow]--strict false[/]: {rec['problems']}")
+        console.print(styled("  ", ("--strict false", "yellow"), f": {rec['problems']}"))
     console.print(f"  verified against {v['against']}: cosine min {v['cosine_min']:.7f}, max abs {v['max_abs']:.2e} "
                   f"on {v['samples']} seeded inputs; source sha256 {rec['source_sha256'][:12]}")
 
