@@ -396,11 +396,13 @@ def _nn_softmax(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def run_neuralnetwork(spec: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_neuralnetwork(spec: Any, inputs: dict[str, np.ndarray], blobs: dict[str, np.ndarray] | None = None
+                      ) -> dict[str, np.ndarray]:
     """Run a NeuralNetwork spec on one sample (a blob per input name). Returns every model output.
 
     A spec-3 (rank-5 mapped) input of shape (C, H, W) gets a batch axis, so every blob here
-    is (N, C, H, W) or 2-D after a reshape.
+    is (N, C, H, W) or 2-D after a reshape. ``blobs``, when given, receives every intermediate blob
+    (the spec-3 lowering reads channel counts from it).
     """
     if spec.WhichOneof("Type") != "neuralNetwork":
         raise UnknownOpError(f"model type {spec.WhichOneof('Type')!r} (only plain neuralNetwork)")
@@ -416,6 +418,8 @@ def run_neuralnetwork(spec: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.
         outs = out if isinstance(out, (list, tuple)) else [out]
         for name, val in zip(layer.output, outs):
             env[name] = np.asarray(val, np.float32)
+    if blobs is not None:
+        blobs.update(env)
     return {d.name: env[d.name] for d in spec.description.output}
 
 
