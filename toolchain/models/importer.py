@@ -318,6 +318,12 @@ def _save_and_reverify(model: FeatureModel, meta: dict, record: dict, check: dic
                               "against": record.get("verified_against", "the checkpoint model (PyTorch)")}
     meta["provenance"]["import"] = record
     meta["provenance"]["toolchain_version"] = __version__
+    if graph_file is not None:  # what save_bundle records for weights, for `deploy model info` and reports
+        params = list(model.trunk.parameters()) + [b for b in model.trunk.buffers() if b.is_floating_point()]
+        n = int(sum(p.numel() for p in model.trunk.parameters()))
+        meta["weights"] = {"num_parameters": n, "deployed_parameters": n,
+                           "deployed_nonzero": int(sum(int(p.count_nonzero()) for p in model.trunk.parameters())),
+                           "num_tensors": len(params)}
     path = (save_graph_bundle(graph_file, meta, req.out, force=req.force) if graph_file is not None
             else save_bundle(model, meta, req.out, force=req.force))
     b = load_bundle(path)
