@@ -94,10 +94,14 @@ class Evaluation:
 
 def evaluate_model(model_path: str | Path, data_dir: str | Path, protocol: str | Path, out: str | Path,
                    batch_size: int = 32, fars: Sequence[float] = DEFAULT_FARS,
-                   progress: F.ProgressFn | None = None, plot: bool = True) -> Evaluation:
-    """Extract features for every image a protocol names, score its pairs, write metrics and plots."""
+                   progress: F.ProgressFn | None = None, plot: bool = True,
+                   allow_parity_failed: bool = False) -> Evaluation:
+    """Extract features for every image a protocol names, score its pairs, write metrics and plots.
+
+    ``allow_parity_failed``: evaluate an artifact whose export parity failed (recorded in its warnings).
+    """
     out = ensure_writable_dir(out)
-    model = F.open_model(model_path)
+    model = F.open_model(model_path, allow_parity_failed=allow_parity_failed)
     pairs = read_pairs(protocol, data_dir)
     t0 = time.perf_counter()
     feats = F.extract_features(model, pairs.images, batch_size=batch_size, progress=progress)
@@ -169,7 +173,7 @@ class Comparison:
 def compare(items: Sequence[str | Path], out: str | Path, data_dir: str | Path | None = None,
             protocol: str | Path | None = None, batch_size: int = 32, fars: Sequence[float] = DEFAULT_FARS,
             progress: Callable[[str], None] | None = None,
-            extract_progress: F.ProgressFn | None = None) -> Comparison:
+            extract_progress: F.ProgressFn | None = None, allow_parity_failed: bool = False) -> Comparison:
     """Overlay several models on one ROC and one DET.
 
     Each item is a finished evaluation (folder or metrics.json), reused as is, or a bundle /
@@ -195,7 +199,8 @@ def compare(items: Sequence[str | Path], out: str | Path, data_dir: str | Path |
         used.add(name)
         sub = out / name
         say(f"{item}: evaluating into {sub}")
-        evals.append(evaluate_model(item, data_dir, protocol, sub, batch_size, fars, extract_progress))
+        evals.append(evaluate_model(item, data_dir, protocol, sub, batch_size, fars, extract_progress,
+                                    allow_parity_failed=allow_parity_failed))
     labels = _unique_labels(evals)
     curves = [plots.Scores(lab, e.genuine, e.impostor) for lab, e in zip(labels, evals)]
     plots.plot_roc(curves, out / "compare_roc.png", fars)

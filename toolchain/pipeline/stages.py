@@ -8,11 +8,12 @@ relative to it, so outputs stay valid after the final rename.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
+from toolchain.export import manifest
 from toolchain.pipeline.engine import Context, PipelineError, Stage
+from toolchain.runtimes.pytorch import BUNDLE_FORMAT
 
 BUNDLE = "bundle"
 DATA_IMAGES = "images"
@@ -144,8 +145,7 @@ def run_evaluate(ctx: Context) -> dict[str, Any]:
     data = ctx.inputs["data"]
     model = ctx.inputs[ctx.config["model_stage"]]
     targets = [model.path / BUNDLE] if ctx.config["what"] == "bundle" else [
-        p for p in sorted(model.path.iterdir()) if (p / "manifest.json").is_file()
-        and json.loads((p / "manifest.json").read_text())["format"] in ctx.config["formats"]]
+        p for p in _artifact_dirs([model]) if manifest.read(p).format in ctx.config["formats"]]
     out = {}
     for t in targets:
         name = "bundle" if t.name == BUNDLE else t.name
@@ -165,14 +165,14 @@ def run_export(ctx: Context) -> dict[str, Any]:
             for o in export_bundle(ExportRequest(model.path / BUNDLE, target, ctx.out, devices=c["devices"],
                                                  precision=precision), progress=ctx.progress):
                 m = o.manifest
-                rows.append({"artifact": o.folder.name, "format": m["format"], "precision": m["precision"],
-                             "devices": m["devices"], "size_bytes": m["size_bytes"], "parity": m["parity"]["status"],
-                             "cosine_min": m["parity"]["cosine_min"]})
+                rows.append({"artifact": o.folder.name, "format": m.format, "precision": m.precision,
+                             "devices": m.devices, "size_bytes": m.size_bytes, "parity": m.parity.status,
+                             "cosine_min": m.parity.cosine_min})
     return {"artifacts": rows}
 
 
 def _artifact_dirs(exports: list) -> list[Path]:
-    return [p for d in exports for p in sorted(d.path.iterdir()) if (p / "manifest.json").is_file()]
+    return [p for d in exports for p in sorted(d.path.iterdir()) if (p / manifest.MANIFEST_FILE).is_file()]
 
 
 def run_bench(ctx: Context) -> dict[str, Any]:
@@ -181,9 +181,8 @@ def run_bench(ctx: Context) -> dict[str, Any]:
     c = ctx.config
     exports = [d for d in ctx.inputs.values() if d.kind == "export"]
     models = [d for d in ctx.inputs.values() if d.kind in ("train", "compress")]
-    paths: list[Path] = [p for p in _artifact_dirs(exports)
-                         if json.loads((p / "manifest.json").read_text())["format"] in c["formats"]]
-    if "pytorch" in c["formats"]:
+    paths: list[Path] = [p for p in _artifact_dirs(exports) if manifest.read(p).format in c["formats"]]
+    if BUNDLE_FORMAT in c["formats"]:
         paths += [d.path / BUNDLE for d in models]
     outcomes = bench_host(paths, TimingProtocol(c["warmup"], c["iterations"], c["threads"]), ctx.out / "results")
     return {"runs": sum(1 for o in outcomes if o.error is None),
@@ -193,15 +192,14 @@ def run_bench(ctx: Context) -> dict[str, Any]:
 def run_plan(ctx: Context) -> dict[str, Any]:
     from toolchain.bench.plan import PlanRequest, make_plan
     from toolchain.devices import get_device
+    from toolchain.export.formats import app_format
 
     c = ctx.config
     written = {}
     for key in c["devices"]:
-        dev = get_device(key)
-        fmt = "coreml" if dev.platform == "ios" else "tflite"
+        fmt = app_format(get_device(key).platform).name
         arts = [p for p in _artifact_dirs(list(ctx.inputs.values()))
-                if (m := json.loads((p / "manifest.json").read_text()))["format"] == fmt and key in m["devices"]
-                and m["parity"]["status"] != "failed"]
+                if (m := manifest.read(p)).format == fmt and key in m.devices and m.parity.status != "failed"]
         if not arts:
             continue
         make_plan(PlanRequest(artifact_dirs=arts, device=key, out=ctx.out / key, warmup=c["warmup"],
