@@ -16,8 +16,10 @@ Supported field types: ``str``, ``int``, ``float`` (an int is accepted), ``bool`
 ...     y: int = field(default=0, metadata={"minimum": 0})
 >>> build(Point, {"x": 1, "y": 2})
 Point(x=1, y=2)
->>> problems(Point, {"x": "one", "y": -1, "z": 3})
-['x: expected an integer, got a string (\\'one\\')', 'y: -1 is below the minimum 0', 'unknown key z (known: x, y)']
+>>> for p in problems(Point, {"x": "one", "y": -1, "z": 3}): print(p)
+x: expected an integer, got a string ('one')
+y: -1 is below the minimum 0
+unknown key z (known: x, y)
 """
 
 from __future__ import annotations

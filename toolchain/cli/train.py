@@ -1,4 +1,4 @@
-"""`deploy train` (also `torchrun --nproc-per-node N -m toolchain.train ...`)."""
+"""`deploy train` (also `torchrun --nproc-per-node N -m toolchain.cli train ...`)."""
 
 from __future__ import annotations
 

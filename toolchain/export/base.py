@@ -8,20 +8,25 @@ runs the written file for parity; :mod:`toolchain.policy` says how close it must
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from toolchain import __version__
 from toolchain.devices import Device, parse_devices
 from toolchain.errors import DeviceError, ExportError, ParityError, ToolchainError
 from toolchain.export import manifest as manifest_mod
 from toolchain.export import parity
 from toolchain.export.artifact import ArtifactRef
 from toolchain.export.formats import ArtifactFormat, ExportChoice, artifact_name, choose, formats, get_format
-from toolchain.export.manifest import Manifest
-from toolchain.export.types import ExportJob
-from toolchain.fsutil import atomic_dir, ensure_writable_dir
+from toolchain.export.manifest import (Manifest, Normalization, ReferenceFeatures, SourceBundle, package_version,
+                                       parity_record)
+from toolchain.export.types import Description, ExportJob
+from toolchain.fsutil import atomic_dir, ensure_writable_dir, sha256_file, size_bytes
 from toolchain.models.bundle import load_bundle
 from toolchain.policy import FEATURE_SAMPLE_LEN, min_cosine
 from toolchain.progress import MessageFn
@@ -134,8 +139,8 @@ def export_bundle(req: ExportRequest, progress: MessageFn | None = None) -> list
                 result = parity.settle(runs)
             else:
                 runs, result = [], parity.skipped("--no-verify was given")
-            man = manifest_mod.build(job, fmt, artifact, desc, result, runs, convert_s,
-                                     reference_sample=fixed_reference, fixed_input=FIXED_INPUT_FILE)
+            man = build_manifest(job, fmt, artifact, desc, result, runs, convert_s,
+                                 reference_sample=fixed_reference, fixed_input=FIXED_INPUT_FILE)
             manifest_mod.write(work, man)
         outcomes.append(ExportOutcome(final, man, choice.reasons))
         if result.status == "failed":
@@ -143,3 +148,34 @@ def export_bundle(req: ExportRequest, progress: MessageFn | None = None) -> list
     if failures:
         raise ParityError("parity failed:\n  " + "\n  ".join(failures), outcomes)
     return outcomes
+
+
+def build_manifest(job: ExportJob, fmt: ArtifactFormat, artifact: Path, desc: Description,
+                   result: parity.ParityResult, runs: list[tuple[str, parity.ParityResult]], convert_s: float,
+                   reference_sample: np.ndarray, fixed_input: str) -> Manifest:
+    """The manifest of a freshly written artifact.
+
+    Args:
+        result: the artifact's parity (the primary runtime's, failed when any runtime failed).
+        runs: (runtime name, result) of every runtime that checked it, or could not here.
+        reference_sample: the first PyTorch features of the fixed input ``fixed_input`` (a file in the folder).
+    """
+    b, c = job.bundle, job.choice
+    inp, out = desc.input, desc.output
+    inp.layout = c.layout  # type: ignore[assignment]
+    inp.normalization = Normalization(list(b.mean), list(b.std))
+    out.dim = b.feature_dim
+    man = Manifest(
+        format=c.target, file=artifact.name, sha256=sha256_file(artifact), input=inp, output=out,
+        name=job.artifact_name, precision=c.precision, size_bytes=size_bytes(artifact),
+        devices=[d.key for d in job.devices], min_os=desc.min_os or fmt.min_os(c), compress=job.compress,
+        choice_reasons=list(c.reasons),
+        source_bundle=SourceBundle(b.name, b.sha256, str(b.path)), source_bundle_sha256=b.sha256,
+        parity=parity_record(result), parity_by_runtime={name: parity_record(p) for name, p in runs},
+        reference_features=ReferenceFeatures(fixed_input, [float(v) for v in reference_sample]),
+        converter_versions={"toolchain": __version__, "torch": package_version("torch"), **fmt.versions()},
+        convert_seconds=round(convert_s, 3),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    if desc.details is not None:
+        setattr(man, c.target, desc.details)
+    return man

@@ -197,7 +197,16 @@ class CoreMLExporter(ArtifactFormat):
 
     def decide(self, device: Device | None, precision: str, layout: str, min_ios: int | None,
                compress: str | None, reasons: list[str]) -> ExportChoice:
-        """Minimum iOS, ML Program or NeuralNetwork, and the spec version, for ``device`` (see the module doc)."""
+        """Minimum iOS, ML Program or NeuralNetwork, and the spec version, for ``device`` (see the module doc).
+
+        >>> from toolchain.devices import get_device
+        >>> from toolchain.export.formats import choose
+        >>> c = choose("coreml", get_device("iphone6"))
+        >>> (c.coreml_format, c.spec_version, c.min_ios, c.precision)
+        ('neuralnetwork', 3, 12, 'fp16')
+        >>> choose("coreml", get_device("iphonexr")).spec_version
+        9
+        """
         if layout != "nchw":
             raise DeviceError("Core ML exports take NCHW input (the model's native layout); drop --layout nhwc")
         needs = compressed_weights_ios(compress, precision)  # compressed/int8 weights are constexpr ops (spec 7, or 9)

@@ -153,12 +153,8 @@ def choose(target: str, device: Device | None, precision: str | None = None, min
            layout: str | None = None, compress: str | None = None) -> ExportChoice:
     """Decide format, precision, spec version and minimum OS for ``target`` on ``device``.
 
-    >>> from toolchain.devices import get_device
-    >>> c = choose("coreml", get_device("iphone6"))
-    >>> (c.coreml_format, c.spec_version, c.min_ios, c.precision)
-    ('neuralnetwork', 3, 12, 'fp16')
-    >>> choose("coreml", get_device("iphonexr")).spec_version
-    9
+    Names and defaults are settled here; the rest is the plugin's :meth:`ArtifactFormat.decide`
+    (worked examples: ``CoreMLExporter.decide``).
     """
     if target not in formats():
         raise DeviceError(f"unknown target {target!r}; known: {', '.join(format_names())}")

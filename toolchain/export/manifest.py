@@ -12,7 +12,7 @@ once, migrates version-1 manifests, and refuses a ``file`` that resolves outside
 
 from __future__ import annotations
 
-import datetime as _dt
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from toolchain import __version__, typed
+from toolchain import typed
 from toolchain.errors import ManifestError
-from toolchain.fsutil import atomic_write_json, atomic_write_text, sha256_file, size_bytes
+from toolchain.fsutil import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from toolchain.export.parity import ParityResult
-    from toolchain.export.types import Description, ExportJob, Exporter
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 2
@@ -181,9 +180,10 @@ class Manifest:
     converter_versions: dict[str, str] = field(default_factory=dict)
     convert_seconds: float | None = None
     created: str | None = None
-    coreml: CoreMLDetails | None = None
-    tflite: TFLiteDetails | None = None
-    onnx: OnnxDetails | None = None
+    # Format blocks: one per format, named after it; a manifest carries its own format's only.
+    coreml: CoreMLDetails | None = field(default=None, metadata={"format_block": CoreMLDetails})
+    tflite: TFLiteDetails | None = field(default=None, metadata={"format_block": TFLiteDetails})
+    onnx: OnnxDetails | None = field(default=None, metadata={"format_block": OnnxDetails})
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form (format blocks of other formats left out)."""
@@ -196,46 +196,14 @@ class Manifest:
         return getattr(self, self.format, None) if self.format in FORMAT_BLOCKS else None
 
 
-#: The typed per-format blocks of a manifest.
-FORMAT_BLOCKS = ("coreml", "tflite", "onnx")
+#: The typed per-format blocks of a manifest: field name -> its dataclass.
+FORMAT_BLOCKS: dict[str, type] = {f.name: f.metadata["format_block"] for f in dataclasses.fields(Manifest)
+                                  if "format_block" in f.metadata}
 
 
 def parity_record(result: "ParityResult") -> ParityRecord:
+    """A parity result as the manifest stores it."""
     return typed.build(ParityRecord, result.to_json(), error=ManifestError, source="parity result")
-
-
-def build(job: "ExportJob", exporter: "Exporter", artifact: Path, desc: "Description", parity: "ParityResult",
-          runs: list[tuple[str, "ParityResult"]], convert_s: float, reference_sample: np.ndarray,
-          fixed_input: str) -> Manifest:
-    """The manifest of a freshly written artifact.
-
-    Args:
-        parity: the artifact's parity (the primary runtime's, failed when any runtime failed).
-        runs: (runtime name, result) of every runtime that checked it, or could not here.
-    """
-    from toolchain.export.formats import get_format
-
-    b, c = job.bundle, job.choice
-    inp, out = desc.input, desc.output
-    inp.layout = c.layout  # type: ignore[assignment]
-    inp.normalization = Normalization(list(b.mean), list(b.std))
-    out.dim = b.feature_dim
-    fmt = get_format(c.target)
-    records = {name: parity_record(p) for name, p in runs}
-    man = Manifest(
-        format=c.target, file=artifact.name, sha256=sha256_file(artifact), input=inp, output=out,
-        name=job.artifact_name, precision=c.precision, size_bytes=size_bytes(artifact),
-        devices=[d.key for d in job.devices], min_os=desc.min_os or fmt.min_os(c), compress=job.compress,
-        choice_reasons=list(c.reasons),
-        source_bundle=SourceBundle(b.name, b.sha256, str(b.path)), source_bundle_sha256=b.sha256,
-        parity=parity_record(parity), parity_by_runtime=records,
-        reference_features=ReferenceFeatures(fixed_input, [float(v) for v in reference_sample]),
-        converter_versions={"toolchain": __version__, "torch": package_version("torch"), **exporter.versions()},
-        convert_seconds=round(convert_s, 3),
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    if desc.details is not None:
-        setattr(man, c.target, desc.details)
-    return man
 
 
 def write(folder: Path, manifest: Manifest) -> None:
@@ -244,26 +212,23 @@ def write(folder: Path, manifest: Manifest) -> None:
 
 # --- reading ---------------------------------------------------------------------------------
 
-#: Version-1 manifests kept format facts at the top level; this is where each went in version 2.
-_V1_MOVES = {
-    "coreml": ("coreml_format", "spec_version", "min_ios", "weights", "compute_precision", "coreml_ops", "nn_layers",
-               "compressed_weight_ops", "apple_compiler"),
-    "tflite": ("int8_mode",),
-    "onnx": ("opset",),
-}
 _V1_DROPPED = ("apple_runtime", "rewritten")
 
 
 def _migrate_v1(raw: dict[str, Any]) -> dict[str, Any]:
-    """A version-1 manifest (or one without a version) in the version-2 layout; unknown extra keys dropped."""
+    """A version-1 manifest (or one without a version) in the version-2 layout; unknown extra keys dropped.
+
+    Version 1 kept each format block's fields at the top level; they move into the manifest's own block
+    (when its required fields are there: otherwise consumers say "re-export it" where they need them).
+    """
     data = dict(raw)
     data["manifest_version"] = MANIFEST_VERSION
-    fmt = data.get("format")
-    for block, keys in _V1_MOVES.items():
-        moved = {k: data.pop(k) for k in keys if k in data}
-        if block == fmt and any(v is not None for v in moved.values()):
-            if block == "coreml" and (moved.get("spec_version") is None or moved.get("min_ios") is None):
-                continue  # too little to type: consumers say "re-export it" where they need it
+    for block, cls in FORMAT_BLOCKS.items():
+        moved = {f.name: data.pop(f.name) for f in dataclasses.fields(cls) if f.name in data}
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if block == data.get("format") and any(v is not None for v in moved.values()) \
+                and all(moved.get(k) is not None for k in required):
             data[block] = {k: v for k, v in moved.items() if v is not None}
     apple = data.pop("apple_runtime", None)
     if isinstance(apple, dict) and "status" in apple:
