@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from toolchain import __version__
-from toolchain.errors import ToolchainError
+from toolchain.errors import EvaluationError
 from toolchain.evaluate import features as F
 from toolchain.evaluate import plots
 from toolchain.evaluate.metrics import DEFAULT_FARS, compute_metrics
@@ -58,10 +58,10 @@ def read_pairs(protocol: str | Path, data_dir: str | Path) -> Pairs:
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise ToolchainError(f"--data {data_dir} is not a folder")
+        raise EvaluationError(f"--data {data_dir} is not a folder")
     proto = load_protocol(protocol, root=data_dir)
     if len(proto.genuine) == 0 or len(proto.impostor) == 0:
-        raise ToolchainError(f"protocol {protocol} has {len(proto.genuine)} genuine and {len(proto.impostor)} "
+        raise EvaluationError(f"protocol {protocol} has {len(proto.genuine)} genuine and {len(proto.impostor)} "
                              "impostor pairs; evaluation needs both")
     a = np.concatenate([proto.genuine[:, 0], proto.impostor[:, 0]])
     b = np.concatenate([proto.genuine[:, 1], proto.impostor[:, 1]])
@@ -70,7 +70,7 @@ def read_pairs(protocol: str | Path, data_dir: str | Path) -> Pairs:
     images = [paths[k] for k in used]
     missing = [p for p in images if not p.is_file()]
     if missing:
-        raise ToolchainError(f"{len(missing)} of {len(images)} images named by {protocol} are missing under {data_dir}, "
+        raise EvaluationError(f"{len(missing)} of {len(images)} images named by {protocol} are missing under {data_dir}, "
                              f"e.g. {missing[0]}: is --data the folder the protocol was made for?")
     labels = np.r_[np.ones(len(proto.genuine), bool), np.zeros(len(proto.impostor), bool)]
     return Pairs(images, inverse[:len(a)].astype(np.int64), inverse[len(a):].astype(np.int64), labels)
@@ -146,10 +146,10 @@ def load_evaluation(path: str | Path) -> Evaluation:
     folder = path.parent if path.is_file() else path
     doc = F.read_json(folder / METRICS_FILE)
     if doc.get("format") != EVAL_FORMAT:
-        raise ToolchainError(f"{folder / METRICS_FILE} is not a `deploy evaluate` result (format != {EVAL_FORMAT!r})")
+        raise EvaluationError(f"{folder / METRICS_FILE} is not a `deploy evaluate` result (format != {EVAL_FORMAT!r})")
     scores = folder / doc.get("files", {}).get("scores", SCORES_FILE)
     if not scores.is_file():
-        raise ToolchainError(f"{scores} is missing: re-run `deploy evaluate` for {folder}")
+        raise EvaluationError(f"{scores} is missing: re-run `deploy evaluate` for {folder}")
     g, i = F.load_scores(scores)
     return Evaluation(folder, doc, g, i)
 
@@ -180,7 +180,7 @@ def compare(items: Sequence[str | Path], out: str | Path, data_dir: str | Path |
     artifact folder, evaluated now on ``data_dir`` + ``protocol`` into ``out/<name>/``.
     """
     if len(items) < 2:
-        raise ToolchainError("--compare needs at least two models or evaluation folders")
+        raise EvaluationError("--compare needs at least two models or evaluation folders")
     out = ensure_writable_dir(out)
     say = progress or (lambda m: log.info(m))
     evals: list[Evaluation] = []
@@ -192,7 +192,7 @@ def compare(items: Sequence[str | Path], out: str | Path, data_dir: str | Path |
             continue
         F.model_kind(item)  # a clear error for a folder that is neither, before any work
         if data_dir is None or protocol is None:
-            raise ToolchainError(f"{item} is a model, not a finished evaluation: give --data and --protocol to evaluate it")
+            raise EvaluationError(f"{item} is a model, not a finished evaluation: give --data and --protocol to evaluate it")
         name, k = _slug(item.resolve().name), 2
         while name in used:
             name, k = f"{_slug(item.resolve().name)}_{k}", k + 1
