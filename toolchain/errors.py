@@ -122,3 +122,11 @@ class CheckpointError(ToolchainError):
 
 class CompressionError(ToolchainError):
     """A pruning or distillation request that cannot be met (ratio out of reach, nothing to prune, bad student)."""
+
+
+class OutputFolderError(ToolchainError):
+    """An output path that may not be written: a file, or a folder this tool did not write (``--force`` replaces it)."""
+
+
+class JsonInputError(ToolchainError):
+    """A JSON input that cannot be used: too large, too deep, not UTF-8, not JSON, or numbers out of range."""

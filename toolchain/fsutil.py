@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -53,7 +54,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    clean_stale_temps(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
@@ -75,23 +77,176 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+#: The file every output folder carries: which tool wrote it and as what (``kind``). A folder is replaced or
+#: written into only when it is new, empty, or carries this marker for the same kind.
+OUTPUT_MARKER = ".toolchain-output.json"
+MARKER_TOOL = "toolchain"
+
+#: A folder holding only these (e.g. a plan folder kept in git) counts as empty.
+PLACEHOLDERS = frozenset({".gitignore", ".gitkeep"})
+
+#: Folders written before the marker existed are recognised by a file each kind always had (glob patterns;
+#: any one that matches a file).
+LEGACY_SIGNATURES: dict[str, tuple[str, ...]] = {
+    "bundle": ("model.json",),
+    "artifact": ("manifest.json",),
+    "report": ("report.md", "report.json"),
+    "plan": ("plan.json",),
+    "synth": ("synth.json",),
+    "splits": ("splits.json",),
+    "evaluation": ("metrics.json",),
+    "comparison": ("compare.json",),
+    "run": ("checkpoint.json", "bundle/model.json"),
+    "stage": ("stage.json",),
+    "pipeline": ("*/*/stage.json",),
+}
+
+
+def read_marker(folder: str | Path) -> dict[str, Any] | None:
+    """The output marker of ``folder`` ({"tool", "kind", ...}), or None when it has none or it is not ours."""
+    p = Path(folder) / OUTPUT_MARKER
+    try:
+        if not p.is_file() or p.stat().st_size > 4096:
+            return None
+        obj = json.loads(p.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if isinstance(obj, dict) and obj.get("tool") == MARKER_TOOL and isinstance(obj.get("kind"), str):
+        return obj
+    return None
+
+
+def _marker_bytes(kind: str) -> bytes:
+    from toolchain import __version__
+
+    return (json.dumps({"tool": MARKER_TOOL, "kind": kind, "version": __version__}) + "\n").encode()
+
+
+def write_marker(folder: str | Path, kind: str) -> None:
+    """Mark ``folder`` as a ``kind`` output of this tool (atomically)."""
+    atomic_write_bytes(Path(folder) / OUTPUT_MARKER, _marker_bytes(kind))
+
+
+def check_output_dir(path: str | Path, kind: str, force: bool = False, what: str = "--out") -> Path:
+    """Refuse, before any work, to replace or write into a folder this tool did not write as ``kind``.
+
+    ``path`` may be: absent; an empty folder; or a folder whose marker (or, for folders written before markers,
+    whose signature file in :data:`LEGACY_SIGNATURES`) says it is a ``kind`` output. Anything else — a file, a
+    user's data set, another kind of output — raises :class:`~toolchain.errors.OutputFolderError` naming what is
+    there, unless ``force`` (``--force``) is given. Nothing is changed either way.
+
+    >>> import tempfile, pathlib; d = pathlib.Path(tempfile.mkdtemp()); (d / "thesis.tex").write_text("...")
+    3
+    >>> check_output_dir(d, "synth")
+    Traceback (most recent call last):
+    ...
+    toolchain.errors.OutputFolderError: --out ... is a non-empty folder that is not a synth written by deploy ...
+    """
+    from toolchain.errors import OutputFolderError
+
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return path
+    if not path.is_dir():
+        raise OutputFolderError(f"{what} {path} exists and is not a folder; give a new folder path "
+                                f"(nothing was changed)")
+    if force:
+        return path
+    try:
+        entries = sorted(p.name for p in path.iterdir())
+    except OSError as e:
+        raise OutputFolderError(f"{what} {path} cannot be read: {e.strerror or e}") from None
+    if not set(entries) - PLACEHOLDERS:
+        return path
+    marker = read_marker(path)
+    if marker is not None:
+        if marker["kind"] == kind:
+            return path
+        raise OutputFolderError(f"{what} {path} holds a {marker['kind']} written by deploy, not a {kind}; "
+                                "choose another folder, or give --force to replace it (nothing was changed)")
+    sig = LEGACY_SIGNATURES.get(kind, ())
+    if any(p.is_file() for pattern in sig for p in path.glob(pattern)):
+        return path
+    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+    raise OutputFolderError(f"{what} {path} is a non-empty folder that is not a {kind} written by deploy "
+                            f"({len(entries)} entr{'y' if len(entries) == 1 else 'ies'}: {shown}); nothing was "
+                            "changed. Choose a new or empty folder, or give --force to replace it")
+
+
+def claim_output_dir(path: str | Path, kind: str, force: bool = False, what: str = "--out") -> Path:
+    """For outputs written into a folder in place (run folders): check it, create it, mark it, check writable."""
+    path = check_output_dir(path, kind, force, what)
+    ensure_writable_dir(path)
+    if read_marker(path) is None or read_marker(path)["kind"] != kind:
+        try:
+            write_marker(path, kind)
+        except OSError as e:
+            from toolchain.errors import OutputFolderError
+
+            raise OutputFolderError(f"{what} {path} is not writable: {e.strerror or e}") from None
+    return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[^.]+\.(?:tmp|old)$")
+
+
+def clean_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Remove temp files/folders that a killed writer left in ``folder`` (optionally only those for ``name``).
+
+    Temp names carry the writer's pid (``.<name>.<pid>-<random>.tmp``); one whose process is gone is debris
+    of a kill and never a valid output. A live writer's temp is left alone.
+    """
+    removed: list[Path] = []
+    folder = Path(folder)
+    try:
+        children = list(folder.iterdir())
+    except OSError:
+        return removed
+    for p in children:
+        m = _TEMP.match(p.name)
+        if not m or (name is not None and m["name"] != name) or _pid_alive(int(m["pid"])):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        removed.append(p)
+    return removed
+
+
 @contextlib.contextmanager
-def atomic_dir(final: str | Path, overwrite: bool = True) -> Iterator[Path]:
+def atomic_dir(final: str | Path, kind: str = "folder", force: bool = False, what: str = "--out") -> Iterator[Path]:
     """Yield a temp folder beside ``final``; on success it replaces ``final``, on error it is removed.
 
-    A failed or interrupted write therefore never leaves a half-written ``final``.
+    A failed or interrupted write therefore never leaves a half-written ``final``. An existing ``final`` is
+    replaced only if :func:`check_output_dir` allows it (new, empty, or this tool's ``kind`` output; or
+    ``force``): checked on entry, before the work, and again just before the swap. The new folder carries the
+    output marker. Debris of an earlier killed write of the same ``final`` is removed first.
     """
     final = Path(final)
+    check_output_dir(final, kind, force, what)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    clean_stale_temps(final.parent, final.name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}-", suffix=".tmp", dir=final.parent))
     try:
         tmp.chmod(DIR_MODE)
         yield tmp
-        if final.exists():
-            if not overwrite:
-                raise FileExistsError(f"{final} exists")
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
+        (tmp / OUTPUT_MARKER).write_bytes(_marker_bytes(kind))
+        if final.exists() or final.is_symlink():
+            check_output_dir(final, kind, force, what)
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}-", suffix=".old", dir=final.parent))
+            os.replace(final, old / "x")  # rename: a symlink is moved as a link, never followed
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
         else:

@@ -58,3 +58,18 @@ def test_pareto_front_minimises_both_axes():
     assert pareto_front([(1, 5), (2, 2), (3, 3), (4, 1)]) == [0, 1, 3]
     assert pareto_front([(1, 1), (1, 1)]) == [0, 1]  # ties dominate nothing
     assert pareto_front([]) == []
+
+
+def test_large_runs_use_the_order_statistic_interval_which_agrees_with_the_bootstrap(monkeypatch):
+    import numpy as np
+
+    from toolchain.report import stats
+
+    x = np.random.default_rng(1).lognormal(15, 0.2, 30_000)
+    fast = stats.bootstrap_median_ci(x)  # n > BOOTSTRAP_MAX_N: order statistics, milliseconds
+    assert fast == stats.order_statistic_median_ci(x)
+    monkeypatch.setattr(stats, "BOOTSTRAP_MAX_N", 10**9)
+    slow = stats.bootstrap_median_ci(x, resamples=300)
+    med = float(np.median(x))
+    assert fast[0] < med < fast[1]
+    assert abs(fast[0] - slow[0]) / med < 5e-4 and abs(fast[1] - slow[1]) / med < 5e-4

@@ -30,7 +30,7 @@ from toolchain.devices import Device, get_device
 from toolchain.errors import ArtifactError, DeviceError, ManifestError, PlanError
 from toolchain.export.artifact import ArtifactFolder, open_artifact
 from toolchain.export.manifest import MANIFEST_FILE, Manifest
-from toolchain.fsutil import atomic_dir, atomic_write_json, atomic_write_text, sha256_file
+from toolchain.fsutil import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir, sha256_file
 from toolchain.progress import MessageFn
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class PlanRequest:
     threads: int | None = None
     plan_id: str | None = None
     allow_parity_failed: bool = False
+    force: bool = False  # replace --out even when it is not a plan folder
 
 
 def resolve_compute_units(device: Device, names: list[str]) -> list[str]:
@@ -143,16 +144,9 @@ def _input_hw(tensor: dict[str, Any]) -> tuple[int, int] | None:
     return None
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out: Path, force: bool = False) -> None:
     """The plan folder replaces ``out``: only allow that where nothing of the user's can be lost."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise PlanError(f"--out {out} is a file; give a folder")
-    names = {p.name for p in out.iterdir()}
-    if names and PLAN_FILE not in names and names != {".gitignore"}:
-        raise PlanError(f"--out {out} is a non-empty folder without {PLAN_FILE}; "
-                             "give an empty or new folder (it is replaced as a whole)")
+    check_output_dir(out, "plan", force)
 
 
 def _output_dim(man: Manifest) -> int:
@@ -178,7 +172,7 @@ def make_plan(req: PlanRequest, progress: MessageFn | None = None,
     if not req.artifact_dirs:
         raise PlanError("give at least one artifact folder (from `deploy export`)")
     out = Path(req.out)
-    _check_out(out)
+    _check_out(out, req.force)
     now = now or _dt.datetime.now(_dt.timezone.utc)
     plan_id = req.plan_id or f"{device.key}-{now:%Y%m%dT%H%M%S}"
     arts = [load_artifact(Path(d), req.allow_parity_failed) for d in req.artifact_dirs]
@@ -233,7 +227,7 @@ def make_plan(req: PlanRequest, progress: MessageFn | None = None,
     if req.input_source == "random" and plan["protocol"]["input_seed"] is None:
         plan["protocol"]["input_seed"] = 0
     validate_plan(plan, "the plan being written")  # e.g. --iterations 0 or --warmup -1 stop here
-    with atomic_dir(out) as work:
+    with atomic_dir(out, "plan", req.force) as work:
         for a in copies:
             dest = work / "artifacts" / a.folder.name
             dest.mkdir(parents=True)

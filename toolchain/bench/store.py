@@ -8,8 +8,8 @@ Layout of a store folder::
       rejected/<sha256>.why.txt     ... with where it came from and why it was rejected
       .lock                         serialises writers (several collectors may run at once)
 
-The stored name is built from the result's ``run_id`` (checked against ``[A-Za-z0-9._-]{1,128}``
-by the schema) and the sha256 of the content; a name that came from a device or a zip member
+The stored name is built from the result's ``run_id`` (checked against ``RUN_ID_PATTERN``,
+``[A-Za-z0-9][A-Za-z0-9._-]{0,127}``, by the schema: no separators, no leading dot) and the sha256 of the content; a name that came from a device or a zip member
 is only ever used as a label in messages, so it cannot escape the store. Adding a run whose
 ``run_id`` is already stored is a *duplicate* when the JSON is the same and a *conflict*
 (the stored file wins, the newcomer goes to ``rejected/``) when it differs.
@@ -27,13 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from toolchain.bench.schema import MAX_RESULT_BYTES, validate_result
-from toolchain.errors import SchemaError, StoreError
+from toolchain import jsonio
+from toolchain.bench.schema import MAX_RESULT_BYTES, RUN_ID_PATTERN, validate_result
+from toolchain.errors import SchemaError, StoreError, ToolchainError
 from toolchain.fsutil import atomic_write_bytes, atomic_write_text
 
 REJECTED_DIR = "rejected"
 LOCK_FILE = ".lock"
-_NAME = re.compile(r"^(?P<run_id>[A-Za-z0-9._-]{1,128})\.(?P<sha>[0-9a-f]{64})\.json$")
+_NAME = re.compile(r"^(?P<run_id>[A-Za-z0-9][A-Za-z0-9._-]{0,127})\.(?P<sha>[0-9a-f]{64})\.json$")
+_RUN_ID = re.compile(RUN_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -79,21 +81,16 @@ def is_safe_remote_name(name: str) -> bool:
 def parse_result_bytes(data: bytes, source: str) -> dict[str, Any]:
     """Bytes -> validated results v1 object; :class:`SchemaError` naming ``source`` and the problem."""
     src = label(source)
-    if len(data) > MAX_RESULT_BYTES:
-        raise SchemaError(f"{src}: {len(data)} bytes is too large for a results file (limit {MAX_RESULT_BYTES})")
-    if not data.strip():
-        raise SchemaError(f"{src}: empty file")
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise SchemaError(f"{src}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        hint = " (truncated?)" if e.pos >= len(data.rstrip()) - 1 else ""
-        raise SchemaError(f"{src}: not valid JSON{hint}: {e.msg} at line {e.lineno} column {e.colno}") from None
+    obj = jsonio.loads(data, src, max_bytes=MAX_RESULT_BYTES, error=SchemaError, what="results file")
     if not isinstance(obj, dict):
         raise SchemaError(f"{src}: a results file holds one JSON object, not {type(obj).__name__}")
     validate_result(obj, src)
     return obj
+
+
+def _read(path: Path) -> bytes:
+    """A stored or found results file's bytes: regular files only (a FIFO named *.json must not hang us)."""
+    return jsonio.read_bytes(path, max_bytes=MAX_RESULT_BYTES, error=SchemaError, what="results file")
 
 
 def _canonical(obj: Any) -> str:
@@ -123,6 +120,9 @@ class ResultStore:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def _find(self, run_id: str) -> list[Entry]:
+        if not _RUN_ID.match(run_id):  # "../x", "/abs", ".hidden": never a path outside (or hidden in) the store
+            raise StoreError(f"{label(run_id)!r} is not a run id (letters, digits, '.', '_', '-'; not starting "
+                             "with '.'); see `deploy results list`")
         pattern = f"{glob.escape(run_id)}.{'[0-9a-f]' * 64}.json"
         return [Entry(run_id, p.name[len(run_id) + 1:-5], p) for p in sorted(self.root.glob(pattern))]
 
@@ -152,8 +152,8 @@ class ResultStore:
                     return AddOutcome(source, "duplicate", f"run {run_id} is already stored", run_id, e.path)
             for e in existing:
                 try:
-                    same = _canonical(json.loads(e.path.read_bytes())) == _canonical(obj)
-                except (OSError, ValueError):
+                    same = _canonical(jsonio.read(e.path, max_bytes=MAX_RESULT_BYTES)) == _canonical(obj)
+                except ToolchainError:
                     same = False
                 if same:
                     return AddOutcome(source, "duplicate", f"run {run_id} is already stored (same JSON)", run_id, e.path)
@@ -173,13 +173,9 @@ class ResultStore:
         path = Path(path)
         src = source or str(path)
         try:
-            with open(path, "rb") as fh:
-                data = fh.read(MAX_RESULT_BYTES + 1)
-        except OSError as e:
-            return AddOutcome(src, "rejected", f"{label(src)}: cannot read: {e.strerror or e}")
-        if len(data) > MAX_RESULT_BYTES:
-            return AddOutcome(src, "rejected", f"{label(src)}: larger than {MAX_RESULT_BYTES} bytes: not a results "
-                                               "file (left where it is, not copied)")
+            data = _read(path)
+        except SchemaError as e:
+            return AddOutcome(src, "rejected", f"{e} (left where it is, not copied)")
         return self.add_bytes(data, src)
 
     def add_many(self, items: Iterable[tuple[str, bytes]]) -> list[AddOutcome]:
@@ -209,7 +205,7 @@ class ResultStore:
 
     def get(self, run_id: str) -> dict[str, Any]:
         e = self._one(run_id)
-        return parse_result_bytes(e.path.read_bytes(), str(e.path))
+        return parse_result_bytes(_read(e.path), str(e.path))
 
     def remove(self, run_id: str) -> Path:
         with self._locked():
@@ -222,7 +218,7 @@ class ResultStore:
         results, problems = [], []
         for e in self.entries():
             try:
-                results.append(parse_result_bytes(e.path.read_bytes(), str(e.path)))
+                results.append(parse_result_bytes(_read(e.path), str(e.path)))
             except (SchemaError, OSError) as err:
                 problems.append(str(err))
         return results, problems
@@ -246,9 +242,7 @@ def load_results_dirs(paths: Iterable[str | Path]) -> tuple[list[dict[str, Any]]
             problems.append(f"{p}: no such file or folder")
     for f in files:
         try:
-            with open(f, "rb") as fh:
-                data = fh.read(MAX_RESULT_BYTES + 1)
-            obj = parse_result_bytes(data, str(f))
+            obj = parse_result_bytes(_read(f), str(f))
         except (SchemaError, OSError) as e:
             problems.append(str(e))
             continue

@@ -41,11 +41,9 @@ def main() -> None:
     try:
         app()
     except ToolchainError as e:
-        from rich.console import Console
-        from rich.markup import escape
+        from toolchain.cli._common import err_console, styled
 
-        # escape: messages quote user text ("[teacher] ...", file names) that must not be read as markup
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        err_console.print(styled(("error:", "bold red"), f" {e}"), soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

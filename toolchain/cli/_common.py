@@ -1,22 +1,46 @@
-"""Helpers shared by the command modules: the console and a progress bar factory."""
+"""Helpers shared by the command modules: the console and a progress bar factory.
+
+The consoles never interpret markup: file names, run ids, device output and error messages are the user's
+text, and rich would treat ``[b]x[/b]`` in them as styling (or crash on ``[/bold]``). Style goes through
+:func:`styled` instead, which takes plain text and a style name per part.
+"""
 
 from __future__ import annotations
 
 import sys
 
+from typing import Annotated
+
+import typer
 from rich.console import Console
+from rich.text import Text
 
 # Wider than rich's 80-column default when piped to a file or CI log, so tables stay readable.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, highlight=False, markup=False, width=None if sys.stderr.isatty() else 160)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """A line from plain parts and ``(text, style)`` parts; no text is ever read as markup.
+
+    >>> styled(("error:", "bold red"), " run [/bold] is not stored").plain
+    'error: run [/bold] is not stored'
+    """
+    return Text.assemble(*parts)
+
+
+#: ``--force`` of every command with ``--out``: the one way past :func:`toolchain.fsutil.check_output_dir`.
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Replace --out even if it is not an output of this kind that deploy wrote "
+                    "(default: refuse, so a folder of yours is never deleted).")]
 
 
 def progress():
     """A rich progress bar for long work (transient off, so logs keep the final state)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}", markup=False), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=err_console)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.bench.timing import TimingProtocol
-from toolchain.cli._common import console, err_console
+from toolchain.cli._common import ForceOpt, console, err_console, styled
 from toolchain.cli.bench import bench_app
 from toolchain.cli.bench_run import AllowParityFailedOpt
 
@@ -28,6 +28,7 @@ def plan(
     threads: Annotated[Optional[int], typer.Option(help="LiteRT CPU threads (Android; default 4).")] = None,
     plan_id: Annotated[Optional[str], typer.Option("--plan-id", help="Default: DEVICE-YYYYmmddTHHMMSS.")] = None,
     allow_parity_failed: AllowParityFailedOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Check artifacts against the device and write plan.json + artifacts + fixed inputs for the apps."""
     from toolchain.bench.plan import PlanRequest, make_plan
@@ -35,13 +36,11 @@ def plan(
     req = PlanRequest(artifact_dirs=list(artifacts), device=device, out=out,
                       compute_units=[c for c in compute_units.split(",") if c.strip()] if compute_units else None, warmup=warmup,
                       iterations=iterations, input_source=input_source, input_seed=seed, cooldown_ms=cooldown_ms,
-                      threads=threads, plan_id=plan_id, allow_parity_failed=allow_parity_failed)
-    from rich.markup import escape
-
-    path, p = make_plan(req, progress=lambda msg: err_console.print(escape(msg)))
+                      threads=threads, plan_id=plan_id, allow_parity_failed=allow_parity_failed, force=force)
+    path, p = make_plan(req, progress=lambda msg: err_console.print(msg))
     for w in p.get("warnings", []):
-        err_console.print(f"[yellow]warning:[/] {escape(w)}")
-    console.print(f"wrote [bold]{path}[/]: plan {p['plan_id']}, {len(p['runs'])} runs on {p['device']} "
+        err_console.print(styled(("warning:", "yellow"), f" {w}"))
+    console.print(f"wrote {path}: plan {p['plan_id']}, {len(p['runs'])} runs on {p['device']} "
                   f"({p['protocol']['warmup']} warm-up + {p['protocol']['iterations']} timed each)")
     where = ("drag it into Xcode as a folder reference named BenchPlan (ios_harness/README.md)"
              if p["platform"] == "ios" else "put it in android_harness/app/src/main/assets/bench_plan or adb push it "

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.bench.timing import TimingProtocol
-from toolchain.cli._common import console, err_console, progress
+from toolchain.cli._common import console, err_console, progress, styled
 from toolchain.cli.bench import bench_app
 
 AllowParityFailedOpt = Annotated[bool, typer.Option(
@@ -33,8 +33,6 @@ def host(
     Each artifact is checked as `deploy bench plan` checks it: its bytes against the manifest's sha256, its
     export parity, its file inside its folder.
     """
-    from rich.markup import escape
-
     from toolchain.bench.host import bench_host
 
     proto = TimingProtocol(warmup, iterations, threads, cooldown_ms)
@@ -44,7 +42,7 @@ def host(
         def on(phase: str, done: int, total: int, info) -> None:
             name = info["target"]
             if name not in tasks:
-                tasks[name] = bar.add_task(escape(name), total=1 + warmup + iterations, status="")
+                tasks[name] = bar.add_task(name, total=1 + warmup + iterations, status="")
             step = {"load": 0, "warmup": 1, "timed": 1 + warmup}[phase] + done
             bar.update(tasks[name], completed=step, status=phase)
 
@@ -52,18 +50,17 @@ def host(
     failed = 0
     for o in outcomes:
         for w in o.warnings:
-            err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
+            err_console.print(styled(("warning:", "yellow"), f" {w}"), soft_wrap=True)
     for o in outcomes:
         if o.error:
             failed += 1
-            err_console.print(f"[red]{escape(o.target.name)}:[/] {escape(o.error)}", soft_wrap=True)
+            err_console.print(styled((f"{o.target.name}:", "red"), f" {o.error}"), soft_wrap=True)
             continue
         r = o.run.result
         lat = sorted(r["latency_ns"])
         med = (lat[(len(lat) - 1) // 2] + lat[len(lat) // 2]) / 2e6 if lat else float("nan")
-        console.print(f"{escape(o.target.name)} \\[{r['runtime']['name']} x{threads}]: {r['status']}, median {med:.3f} ms "
-                      f"over {len(lat)} runs, load {r['load_ns'] / 1e6:.1f} ms -> "
-                      f"{escape(str(o.stored.path or o.stored.message))}")
+        console.print(f"{o.target.name} [{r['runtime']['name']} x{threads}]: {r['status']}, median {med:.3f} ms over "
+                      f"{len(lat)} runs, load {r['load_ns'] / 1e6:.1f} ms -> {o.stored.path or o.stored.message}")
     if failed:
         raise typer.Exit(2)
 

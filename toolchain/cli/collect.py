@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.cli import app
-from toolchain.cli._common import console, err_console
+from toolchain.cli._common import console, err_console, styled
 
 collect_app = typer.Typer(help="Fetch results files from devices into a results store (validated, de-duplicated).",
                           no_args_is_help=True)
@@ -27,9 +27,9 @@ def print_outcomes(outcomes: list, store_root: Path) -> None:
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
         if o.status in ("rejected", "conflict"):
-            err_console.print(f"[red]{o.status}:[/] {o.message}", soft_wrap=True)
+            err_console.print(styled((f"{o.status}:", "red"), f" {o.message}"), soft_wrap=True)
         elif o.status == "duplicate":
-            console.print(f"[dim]duplicate: {o.message}[/]")
+            console.print(styled((f"duplicate: {o.message}", "dim")))
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no results files found"
     console.print(f"{summary} -> {store_root}")
     if counts.get("rejected") or counts.get("conflict"):
@@ -124,7 +124,7 @@ def results_list(store: StoreOpt = Path("results"),
         rej = s.rejected()
         console.print(f"{len(results)} runs in {s.root}" + (f"; {len(rej)} rejected files in {s.root / 'rejected'}" if rej else ""))
     for p in problems:
-        err_console.print(f"[red]invalid:[/] {p}", soft_wrap=True)
+        err_console.print(styled(("invalid:", "red"), f" {p}"), soft_wrap=True)
 
 
 @results_app.command("show")

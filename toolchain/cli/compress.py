@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.cli import app
-from toolchain.cli._common import console, epoch_reporter, progress
+from toolchain.cli._common import ForceOpt, console, epoch_reporter, progress
 from toolchain.train.config import FINETUNE_LR
 from toolchain.train.config import TrainConfig as _T
 
@@ -41,7 +41,7 @@ def _print_result(res) -> None:
     prov = res.meta["provenance"]
     comp = prov.get("compression") or {}
     w = res.meta["weights"]
-    console.print(f"wrote [bold]{res.bundle}[/]: {w['num_parameters']:,} parameters (with the training head), "
+    console.print(f"wrote {res.bundle}: {w['num_parameters']:,} parameters (with the training head), "
                   f"feature dim {res.meta['feature_dim']}")
     if "ratio_reached" in comp:
         console.print(f"compression ratio {comp['ratio_reached']:.3f} (target {comp['ratio_target']:g}), "
@@ -88,6 +88,7 @@ def prune_command(
     index: Annotated[Optional[Path], typer.Option("--index")] = None,
     splits: Annotated[Optional[Path], typer.Option("--splits", help="splits.json (default: --split-seed).")] = None,
     split_seed: Annotated[int, typer.Option("--split-seed")] = 0,
+    force: ForceOpt = False,
 ) -> None:
     """Prune a bundle (unstructured to a compression ratio, or structurally), fine-tune, write OUT/bundle."""
     from toolchain.compress import run
@@ -109,7 +110,7 @@ def prune_command(
         else:
             kw.update(keep_per_stage=keep_per_stage, remove_blocks=remove_blocks or ())
         res = _run_with_bar(run.prune_structured, bundle, out, show=cfg is not None, data=spec, cfg=cfg,
-                            calibration=calibration_batches, **kw)
+                            calibration=calibration_batches, force=force, **kw)
     else:
         from toolchain.compress.pruning.unstructured import METHODS
 
@@ -118,7 +119,8 @@ def prune_command(
         sc = PruneScope(exclude_names=tuple(exclude or ()), exclude_types=tuple(exclude_type or ()),
                         exclude_feature_head=not prune_feature_head)
         res = _run_with_bar(run.prune_unstructured, bundle, out, method, ratio, show=cfg is not None, data=spec, cfg=cfg,
-                            schedule=schedule, steps=steps, scope=sc, calibration=calibration_batches, seed=seed)
+                            schedule=schedule, steps=steps, scope=sc, calibration=calibration_batches, seed=seed,
+                            force=force)
     _print_result(res)
 
 
@@ -149,6 +151,7 @@ def distill_command(
     index: Annotated[Optional[Path], typer.Option("--index")] = None,
     splits: Annotated[Optional[Path], typer.Option("--splits")] = None,
     split_seed: Annotated[int, typer.Option("--split-seed")] = 0,
+    force: ForceOpt = False,
 ) -> None:
     """Distil a teacher bundle into a student on a data folder; write OUT/bundle."""
     from toolchain.compress import run
@@ -161,7 +164,7 @@ def distill_command(
         raise CompressionError("--epochs must be at least 1 for distillation")
     spec = _data_spec(data, layout, subject_regex, index, splits, split_seed)
     res = _run_with_bar(run.distill, teacher, student, out, spec, cfg, losses=specs, ce_weight=ce_weight,
-                        multiplier=student_width, keep_per_stage=student_keep_per_stage)
+                        multiplier=student_width, keep_per_stage=student_keep_per_stage, force=force)
     _print_result(res)
 
 
@@ -196,4 +199,4 @@ def measure_command(
     for name, a in m.artifacts.items():
         rows.append((name, f"{a['size_bytes']:,} bytes, parity {a['parity']}"))
     for k, v in rows:
-        console.print(f"[bold]{k:>20}[/]  {v}")
+        console.print(f"{k:>20}  {v}")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.cli import app
-from toolchain.cli._common import console, progress
+from toolchain.cli._common import ForceOpt, console, progress, styled
 from toolchain.data.config import SplitConfig, SynthConfig
 
 data_app = typer.Typer(help="Data sets: check a folder, generate the synthetic set, write subject-disjoint splits "
@@ -50,9 +50,9 @@ def check(
                           + (f", e.g. {ds.unmatched[0]}" if ds.unmatched else "")),
             ("unreadable", str(len(bad)))]
     for k, v in rows:
-        console.print(f"[bold]{k:>12}[/]  {v}")
+        console.print(f"{k:>12}  {v}")
     for p, reason in bad[:20]:
-        console.print(f"  [red]unreadable[/] {reason}")
+        console.print(styled("  ", ("unreadable", "red"), f" {reason}"))
     if len(bad) > 20:
         console.print(f"  ... {len(bad) - 20} more")
 
@@ -64,18 +64,21 @@ def synth(
     images_per_subject: Annotated[int, typer.Option("--images-per-subject", help="Images per subject.")] = SynthConfig.images_per_subject,
     size: Annotated[int, typer.Option(help="Image side in pixels.")] = SynthConfig.size,
     seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same images.")] = SynthConfig.seed,
+    force: ForceOpt = False,
 ) -> None:
     """Generate the synthetic periocular data set (deterministic per seed)."""
     import time
 
     from toolchain.data.synth import generate
+    from toolchain.fsutil import check_output_dir
 
+    check_output_dir(out, "synth", force)  # before the progress bar: a refusal is the only output
     t0 = time.perf_counter()
     with progress() as bar:
         task = bar.add_task("rendering", total=subjects * images_per_subject, status="")
-        generate(out, subjects, images_per_subject, size, seed, lambda n, _: bar.update(task, completed=n))
+        generate(out, subjects, images_per_subject, size, seed, lambda n, _: bar.update(task, completed=n), force=force)
     console.print(f"wrote {subjects * images_per_subject} images of {subjects} subjects ({size}x{size}) to "
-                  f"[bold]{out}[/] in {time.perf_counter() - t0:.1f} s")
+                  f"{out} in {time.perf_counter() - t0:.1f} s")
 
 
 @data_app.command("split")
@@ -90,6 +93,7 @@ def split(
     layout: LayoutOpt = None,
     subject_regex: RegexOpt = None,
     index: IndexOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Write subject-disjoint splits and the val/test verification protocols (genuine + impostor pairs)."""
     from toolchain.data.layouts import scan
@@ -101,11 +105,11 @@ def split(
     except ValueError:
         raise DataError(f"--fractions {fractions!r} must be three numbers like 0.7,0.1,0.2") from None
     ds = scan(data, layout, subject_regex, index)
-    written = write_split_files(ds, out, seed, fr, max_impostors)
+    written = write_split_files(ds, out, seed, fr, max_impostors, force=force)
     assignment = load_splits(written["splits"])
     for k in ("train", "val", "test"):
         n = sum(1 for v in assignment.values() if v == k)
-        line = f"[bold]{k:>5}[/]  {n} subjects"
+        line = f"{k:>5}  {n} subjects"
         if k in written:
             p = load_protocol(written[k])
             line += (f", {len(p.images)} images, {len(p.genuine)} genuine + {len(p.impostor)} impostor pairs "

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.text import Text
 
 from toolchain.cli import app
-from toolchain.cli._common import console, progress
+from toolchain.cli._common import ForceOpt, console, progress, styled
 
 
 @app.command("evaluate")
@@ -26,6 +27,7 @@ def evaluate(
     far: Annotated[Optional[list[float]], typer.Option("--far", help="FAR target for TAR at FAR (repeatable). "
                                                                      "Default: 1e-2, 1e-3, 1e-4.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="PyTorch CPU threads (default: PyTorch's).")] = None,
+    force: ForceOpt = False,
     allow_parity_failed: Annotated[bool, typer.Option(
         "--allow-parity-failed", help="Evaluate an artifact whose export parity failed (refused otherwise).")] = False,
 ) -> None:
@@ -49,7 +51,7 @@ def evaluate(
                 bar.update(tasks[-1], completed=done, total=total, status=stage)
 
             result = run.compare(models, out, data, protocol, batch_size, fars,
-                                 progress=lambda m: console.print(m, markup=False), extract_progress=tick,
+                                 progress=lambda m: console.print(m), extract_progress=tick, force=force,
                                  allow_parity_failed=allow_parity_failed)
         _print_compare(result.summary)
         console.print(f"wrote {out / 'compare_roc.png'}, {out / 'compare_det.png'}, {out / 'compare.json'}")
@@ -64,12 +66,10 @@ def evaluate(
         def tick(stage: str, done: int, total: int, info) -> None:
             bar.update(task, completed=done, total=total, status=stage)
 
-        ev = run.evaluate_model(models[0], data, protocol, out, batch_size, fars, progress=tick,
+        ev = run.evaluate_model(models[0], data, protocol, out, batch_size, fars, progress=tick, force=force,
                                 allow_parity_failed=allow_parity_failed)
-    from rich.markup import escape
-
     for w in ev.document["model"].get("warnings", []):
-        console.print(f"[yellow]warning:[/] {escape(w)}")
+        console.print(styled(("warning:", "yellow"), f" {w}"))
     _print_metrics(ev.document)
     console.print(f"wrote {ev.out / run.METRICS_FILE} and plots in {ev.out}")
 
@@ -78,7 +78,7 @@ def _print_metrics(doc: dict[str, Any]) -> None:
     from rich.table import Table
 
     m, d, model = doc["metrics"], doc["data"], doc["model"]
-    console.print(f"[bold]{model['name']}[/] ({model['kind']}, {model.get('format')} {model.get('precision')}, "
+    console.print(f"{model['name']} ({model['kind']}, {model.get('format')} {model.get('precision')}, "
                   f"{model['runtime']}): {d['num_images']} images, {d['num_genuine']} genuine / {d['num_impostor']} "
                   f"impostor pairs, {doc['timing']['images_per_second']} images/s")
     t = Table(show_header=True, header_style="bold")
@@ -88,7 +88,7 @@ def _print_metrics(doc: dict[str, Any]) -> None:
     t.add_row("EER", f"{m['eer'] * 100:.3f} %")
     t.add_row("EER threshold", f"{m['eer_threshold']:.4f}")
     for key, p in m["operating_points"].items():
-        note = "" if p["supported"] else f"[yellow]unsupported: needs {p['min_impostor_pairs']} impostor pairs[/]"
+        note = Text("" if p["supported"] else f"unsupported: needs {p['min_impostor_pairs']} impostor pairs", style="yellow")
         t.add_row(f"TAR @ FAR {key}", f"{p['tar'] * 100:.2f} %", note)
     t.add_row("ROC AUC", f"{m['auc']:.5f}")
     t.add_row("d'", "undefined" if m["d_prime"] is None else f"{m['d_prime']:.3f}")
@@ -96,7 +96,7 @@ def _print_metrics(doc: dict[str, Any]) -> None:
     t.add_row("impostor mean ± std", f"{m['impostor']['mean']:.4f} ± {m['impostor']['std']:.4f}")
     console.print(t)
     for w in m["warnings"]:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(styled(("warning:", "yellow"), f" {w}"))
 
 
 def _print_compare(summary: dict[str, Any]) -> None:
@@ -114,7 +114,7 @@ def _print_compare(summary: dict[str, Any]) -> None:
                   "—" if dp is None else f"{dp:.3f}")
     console.print(t)
     for w in summary["warnings"]:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(styled(("warning:", "yellow"), f" {w}"))
 
 
 def _pct(v: float | None) -> str:

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from toolchain.cli import app
-from toolchain.cli._common import console, err_console
+from toolchain.cli._common import ForceOpt, console, err_console, styled
 
 
 def parity_table(outcomes, title: str = "Exports"):
     """One row per artifact: what it is, where it runs, its size and its parity numbers."""
-    from rich.markup import escape
     from rich.table import Table
 
     from toolchain.export.formats import get_format
@@ -24,11 +24,11 @@ def parity_table(outcomes, title: str = "Exports"):
     for o in outcomes:
         m, p = o.manifest, o.manifest.parity
         colour = {"passed": "green", "failed": "red", "skipped": "yellow"}[p.status]
-        t.add_row(escape(m.name), get_format(m.format).label(m), m.precision, ",".join(m.devices) or "-",
-                  f"{(m.size_bytes or 0) / 1e6:.1f}", f"[{colour}]{p.status}[/]",
+        t.add_row(m.name, get_format(m.format).label(m), m.precision, ",".join(m.devices) or "-",
+                  f"{(m.size_bytes or 0) / 1e6:.1f}", Text(p.status, style=colour),
                   "-" if p.cosine_min is None else f"{p.cosine_min:.6f}",
                   "-" if p.max_abs is None else f"{p.max_abs:.2e}",
-                  escape(p.reference or (p.reason or "")))
+                  p.reference or (p.reason or ""))
     return t
 
 
@@ -48,6 +48,7 @@ def export(
     int8: Annotated[str, typer.Option("--int8", help="TFLite int8 kind: static (calibrated activations) or dynamic (dynamic range).")] = "static",
     min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help="Parity threshold per sample (default: fp32 0.99999, fp16 0.999, int8 and k-means palettes 0.99).")] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the parity check (recorded as skipped in the manifest).")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Export a bundle for target devices, and check each artifact against PyTorch.
 
@@ -61,7 +62,7 @@ def export(
     for tgt in target:
         req = ExportRequest(bundle_dir=bundle, target=tgt, out=out, devices=device or [], precision=precision,
                             min_ios=min_ios, layout=layout, calibration_dir=calibration, verify=not no_verify,
-                            min_cosine=min_cosine, compress=compress, int8_mode=int8)
+                            min_cosine=min_cosine, compress=compress, int8_mode=int8, force=force)
         with err_console.status(f"exporting {bundle} to {tgt}...") as status:
             def say(msg: str) -> None:
                 status.update(msg)
@@ -71,15 +72,13 @@ def export(
             except ParityError as e:  # this run's artifacts, the failed ones included (nothing else in --out)
                 failure = e
                 outcomes += e.outcomes
-    from rich.markup import escape
-
     for o in outcomes:
         for r in o.reasons:
-            console.print(f"  {escape(o.manifest.name)}: {escape(r)}")
+            console.print(f"  {o.manifest.name}: {r}")
     console.print(parity_table(outcomes))
     for o in outcomes:
         if o.manifest.parity.status == "skipped":
-            console.print(f"[yellow]parity skipped[/] for {escape(o.manifest.name)}: {escape(o.manifest.parity.reason or '')}")
-    console.print(f"artifacts and manifests in [bold]{escape(str(out))}[/]")
+            console.print(styled(("parity skipped", "yellow"), f" for {o.manifest.name}: {o.manifest.parity.reason}"))
+    console.print(f"artifacts and manifests in {out}")
     if failure is not None:
         raise failure

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.cli import app
-from toolchain.cli._common import console
+from toolchain.cli._common import ForceOpt, console
 
 model_app = typer.Typer(help="Create and inspect model bundles (model.safetensors + model.json).", no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -23,13 +23,14 @@ def init(
     seed: Annotated[int, typer.Option(help="Seed of the random init and BatchNorm re-estimation.")] = 0,
     input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's).")] = None,
     weights: Annotated[str, typer.Option(help="random (seeded, BatchNorm re-estimated) or imagenet (torchvision's local cache only; never downloads).")] = "random",
+    force: ForceOpt = False,
 ) -> None:
     """Write a new model bundle from a model card."""
     from toolchain.models.bundle import init_bundle, load_bundle
 
-    path = init_bundle(card, out, seed=seed, input_size=input_size, weights=weights)
+    path = init_bundle(card, out, seed=seed, input_size=input_size, weights=weights, force=force)
     b = load_bundle(path)
-    console.print(f"wrote bundle [bold]{path}[/]: {b.name}, {b.meta['weights']['num_parameters']:,} parameters, "
+    console.print(f"wrote bundle {path}: {b.name}, {b.meta['weights']['num_parameters']:,} parameters, "
                   f"feature dim {b.feature_dim}, input {b.input_size}x{b.input_size}, sha256 {b.sha256[:12]}")
 
 
@@ -64,7 +65,7 @@ def info(
         ("metrics", json.dumps(m["provenance"].get("metrics"))),
     ]
     for k, v in rows:
-        console.print(f"[bold]{k:>13}[/]  {v}")
+        console.print(f"{k:>13}  {v}")
 
 
 @model_app.command("cards")
@@ -74,5 +75,5 @@ def cards() -> None:
 
     for name in builtin_card_names():
         c = load_card(name)
-        console.print(f"[bold]{name:<20}[/] {c.description}")
+        console.print(f"{name:<20} {c.description}")
     console.print("Also: any torchvision classification model as torchvision:NAME, or a card .toml path.")

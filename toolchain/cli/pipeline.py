@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from toolchain.cli import app
 from toolchain.cli._common import console, err_console
@@ -24,7 +25,7 @@ def _status_table(reports):
         t.add_column(c)
     colour = {"ran": "green", "cached": "cyan", "failed": "red", "would run": "yellow", "not selected": "dim"}
     for r in reports:
-        t.add_row(r.name, r.kind, f"[{colour.get(r.status, 'white')}]{r.status}[/]",
+        t.add_row(r.name, r.kind, Text(r.status, style=colour.get(r.status, "white")),
                   f"{r.seconds:.1f}" if r.seconds else "", str(r.path))
     return t
 
@@ -83,7 +84,7 @@ def run_cmd(
     reports = _run(load(file), dry_run, only, force, ci)
     report = next((r for r in reports if r.kind == "report" and r.status in ("ran", "cached")), None)
     if report is not None and not ci:
-        console.print(f"report: [bold]{report.path / 'report' / 'report.html'}[/] (and report.md)")
+        console.print(f"report: {report.path / 'report' / 'report.html'} (and report.md)")
 
 
 @app.command("demo")
@@ -110,4 +111,4 @@ def demo(
     for stage, ev in evals.items():
         for what, m in ev.items():
             console.print(f"{stage:<32} {what:<44} EER {m['eer']:.2%}")
-    console.print(f"\nreport: [bold]{md}[/]\n        {report.path / 'report' / 'report.html'}")
+    console.print(f"\nreport: {md}\n        {report.path / 'report' / 'report.html'}")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.cli import app
-from toolchain.cli._common import console, err_console
+from toolchain.cli._common import ForceOpt, console, err_console, styled
 
 
 @app.command("report")
@@ -20,14 +20,18 @@ def report(
     metrics: Annotated[Optional[list[Path]], typer.Option("--metrics", "-m", help="metrics.json files or folders from `deploy evaluate`.")] = None,
     min_iterations: Annotated[int, typer.Option(help="Flag runs with fewer timed iterations.")] = 30,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG and SVG figures.")] = True,
+    force: ForceOpt = False,
 ) -> None:
     """Statistics, the paper-style table, checks and plots from raw results (Markdown, HTML, CSV)."""
     from toolchain.report.build import build_report, write_report
 
+    from toolchain.fsutil import check_output_dir
+
+    check_output_dir(out, "report", force)  # before reading every results file
     rep = build_report(results, artifacts or [], bundles or [], metrics or [], min_iterations=min_iterations)
-    files = write_report(rep, out, plots=plots)
+    files = write_report(rep, out, plots=plots, force=force)
     flagged = sum(1 for vw in rep.runs if any(f.level in ("warn", "fail") for f in vw.flags))
     for p in rep.problems:
-        err_console.print(f"[yellow]not used:[/] {p.splitlines()[0]}", soft_wrap=True)
+        err_console.print(styled(("not used:", "yellow"), f" {p.splitlines()[0]}"), soft_wrap=True)
     console.print(f"report of {len(rep.runs)} runs ({len(rep.rows)} device · runtime rows, {len(rep.variants)} variants, "
                   f"{flagged} runs flagged): {out / 'report.md'}, {out / 'report.html'} and {len(files) - 2} more files")

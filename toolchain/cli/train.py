@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.cli import app
-from toolchain.cli._common import console, epoch_reporter, progress
+from toolchain.cli._common import ForceOpt, console, epoch_reporter, progress
 from toolchain.train.config import TrainConfig as _T
 
 
@@ -42,6 +42,7 @@ def train_command(
                                                    "(default: assigned with --split-seed).")] = None,
     split_seed: Annotated[int, typer.Option("--split-seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Train by subject classification; validate by verification EER; write OUT/bundle."""
     from toolchain.train import distributed as D
@@ -61,7 +62,7 @@ def train_command(
 
             result = train(model, data, out, cfg, input_size=input_size, weights=weights, layout=layout,
                            subject_regex=subject_regex, index_csv=index, splits_file=splits, split_seed=split_seed,
-                           resume=resume, progress=report if main else None)
+                           resume=resume, progress=report if main else None, force=force)
     finally:
         D.shutdown()
     if not main:
@@ -74,7 +75,7 @@ def train_command(
     console.print(f"best epoch {result.fit.best_epoch} (val EER {best}); subjects train/val/test "
                   f"{result.splits['train']}/{result.splits['val']}/{result.splits['test']}; "
                   f"{result.fit.world_size} process(es) on {result.fit.device}")
-    console.print(f"wrote bundle [bold]{result.bundle}[/]; test protocol {out / 'protocol-test.json'}")
+    console.print(f"wrote bundle {result.bundle}; test protocol {out / 'protocol-test.json'}")
 
 
 app.command("train")(train_command)

@@ -23,6 +23,7 @@ from toolchain.compress.pruning.masks import PruneScope, count_parameters
 from toolchain.compress.pruning.schedule import SCHEDULES, PruneHooks, finalize
 from toolchain.compress.pruning.unstructured import METHODS, ScoreContext, fit_probe_head
 from toolchain.errors import CompressionError
+from toolchain.fsutil import claim_output_dir
 from toolchain.models.arch import probe_feature_dim, recalibrate_batchnorm
 from toolchain.models.bundle import Bundle, derive_meta, load_bundle, save_bundle
 from toolchain.train.loop import FitResult, Hooks, ProgressFn, TrainConfig, fit
@@ -155,13 +156,13 @@ def _needs_data(epochs: int, needs_batches: bool, data: DataSpec | None, what: s
 def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, ratio: float, *,
                        data: DataSpec | None = None, cfg: TrainConfig | None = None, schedule: str = "one-shot",
                        steps: int = 3, scope: PruneScope | None = None, calibration: int = 4, seed: int = 0,
-                       progress: ProgressFn | None = None) -> CompressResult:
+                       progress: ProgressFn | None = None, force: bool = False) -> CompressResult:
     """Unstructured pruning to ``ratio`` with a registered method, fine-tuned ``cfg.epochs`` with masks fixed.
 
     ``cfg=None`` (or no data) prunes without fine-tuning. Zeros stay as dense tensors in the bundle.
     """
     m = METHODS.get(method)
-    out = Path(out)
+    out = claim_output_dir(out, "run", force)  # OUT/bundle is replaced: never in a folder of the user's
     epochs = cfg.epochs if cfg else 0
     _needs_data(epochs, m.score == "gradient", data, f"--method {method}")
     parent = load_bundle(bundle_dir)
@@ -197,7 +198,7 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
 def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = None, multiplier: float | None = None,
                      keep_per_stage: int | Sequence[int] | None = None, remove_blocks: Sequence[str] = (),
                      data: DataSpec | None = None, cfg: TrainConfig | None = None, calibration: int = 4,
-                     progress: ProgressFn | None = None) -> CompressResult:
+                     progress: ProgressFn | None = None, force: bool = False) -> CompressResult:
     """Structured compression: depth (remove residual blocks), then width (``WidthConfig``) or a width multiplier.
 
     The network really shrinks; ``model.json`` records the widths and removed blocks.
@@ -206,7 +207,7 @@ def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = No
 
     if width is None and multiplier is None and keep_per_stage is None and not remove_blocks:
         raise CompressionError("nothing to do: give a width ratio, a width multiplier, --keep-per-stage or --remove-blocks")
-    out = Path(out)
+    out = claim_output_dir(out, "run", force)
     epochs = cfg.epochs if cfg else 0
     needs_batches = width is not None and width.importance == "taylor"
     _needs_data(epochs, needs_batches, data, "structured pruning")
@@ -289,11 +290,11 @@ def sparse_masks(model: Any) -> dict[str, torch.Tensor]:
 
 def distill(teacher_dir: str | Path, student: str, out: str | Path, data: DataSpec, cfg: TrainConfig, *,
             losses: Sequence[Any], ce_weight: float = 1.0, multiplier: float | None = None,
-            keep_per_stage: int | None = None, progress: ProgressFn | None = None) -> CompressResult:
+            keep_per_stage: int | None = None, progress: ProgressFn | None = None, force: bool = False) -> CompressResult:
     """Distil a frozen teacher bundle into a student (card, ``torchvision:NAME`` or bundle) on ``data``."""
     from toolchain.compress.distill import DistillHooks, check_pair
 
-    out = Path(out)
+    out = claim_output_dir(out, "run", force)
     teacher = load_bundle(teacher_dir)
     model, meta, removed = build_student(student, teacher, cfg.seed, multiplier, keep_per_stage)
     check_pair(teacher.meta, meta)

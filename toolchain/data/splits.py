@@ -23,17 +23,17 @@ Files written by :func:`write_split_files` (``deploy data split``): ``splits.jso
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from toolchain import jsonio
 from toolchain.data.config import SplitConfig
 from toolchain.data.layouts import Dataset, Sample
 from toolchain.errors import DataError
-from toolchain.fsutil import atomic_write_json
+from toolchain.fsutil import atomic_write_json, claim_output_dir
 
 SPLITS = ("train", "val", "test")
 PROTOCOL_FORMAT = "toolchain.protocol"
@@ -41,6 +41,8 @@ SPLITS_FORMAT = "toolchain.splits"
 FORMAT_VERSION = 1
 DEFAULT_FRACTIONS = SplitConfig.fractions  # one home: toolchain.data.config (CLI, pipeline, library)
 DEFAULT_MAX_IMPOSTORS = SplitConfig.max_impostors
+#: A protocol of 200 000 impostor pairs over ~10 000 images is a few MB.
+MAX_PROTOCOL_BYTES = 256 << 20
 
 
 def _unit(seed: int, subject: str) -> float:
@@ -218,12 +220,9 @@ def _pairs(value: Any, n: int, what: str, path: Path) -> np.ndarray:
 def load_protocol(path: str | Path, root: str | Path | None = None) -> Protocol:
     """Read a protocol file; ``root`` is the data folder its relative image paths resolve against."""
     path = Path(path)
-    try:
-        d = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"protocol file {path} does not exist (write one with `deploy data split`)") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"protocol file {path} is not readable JSON: {e}") from None
+    if not path.exists():
+        raise DataError(f"protocol file {path} does not exist (write one with `deploy data split`)")
+    d = jsonio.read(path, max_bytes=MAX_PROTOCOL_BYTES, error=DataError, what="protocol file")
     if not isinstance(d, dict) or d.get("format") != PROTOCOL_FORMAT:
         raise DataError(f"{path} is not a verification protocol (format != {PROTOCOL_FORMAT!r}); "
                         "write one with `deploy data split`")
@@ -254,10 +253,7 @@ def splits_json(assignment: dict[str, str], seed: int, fractions: Sequence[float
 def load_splits(path: str | Path) -> dict[str, str]:
     """subject -> split from a ``splits.json``."""
     path = Path(path)
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"splits file {path} is not readable JSON: {e}") from None
+    d = jsonio.read(path, max_bytes=MAX_PROTOCOL_BYTES, error=DataError, what="splits file")
     if not isinstance(d, dict) or d.get("format") != SPLITS_FORMAT or not isinstance(d.get("subjects"), dict):
         raise DataError(f"{path} is not a splits file (format != {SPLITS_FORMAT!r}); write one with `deploy data split`")
     bad = {v for v in d["subjects"].values() if v not in SPLITS}
@@ -268,12 +264,13 @@ def load_splits(path: str | Path) -> dict[str, str]:
 
 def write_split_files(dataset: Dataset, out: str | Path, seed: int = 0,
                       fractions: Sequence[float] = DEFAULT_FRACTIONS,
-                      max_impostors: int = DEFAULT_MAX_IMPOSTORS) -> dict[str, Path]:
+                      max_impostors: int = DEFAULT_MAX_IMPOSTORS, force: bool = False) -> dict[str, Path]:
     """Write ``splits.json``, ``protocol-val.json`` and ``protocol-test.json`` into ``out``.
 
-    A split with no subjects (fraction 0) gets no protocol file. Returns name -> path written.
+    A split with no subjects (fraction 0) gets no protocol file. Returns name -> path written. ``out`` must be
+    new, empty or an earlier splits folder (``force``: any folder).
     """
-    out = Path(out)
+    out = claim_output_dir(out, "splits", force)
     assignment = assign_splits(dataset.subjects(), fractions, seed)
     written = {"splits": out / "splits.json"}
     atomic_write_json(written["splits"], splits_json(assignment, seed, fractions, dataset))

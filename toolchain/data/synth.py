@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -250,7 +250,8 @@ def image_rng(seed: int, subject: int, image: int) -> np.random.Generator:
 
 
 def generate(out: str | Path, subjects: int = SynthConfig.subjects, images_per_subject: int = SynthConfig.images_per_subject,
-             size: int = SynthConfig.size, seed: int = SynthConfig.seed, progress: Callable[[int, int], None] | None = None) -> Path:
+             size: int = SynthConfig.size, seed: int = SynthConfig.seed, progress: Callable[[int, int], None] | None = None,
+             force: bool = False) -> Path:
     """Write a synthetic periocular data set in the ``per-subject`` layout; returns ``out``.
 
     Args:
@@ -260,6 +261,7 @@ def generate(out: str | Path, subjects: int = SynthConfig.subjects, images_per_s
         size: image side in pixels (at least 32).
         seed: the data set's seed: same seed, same bytes.
         progress: ``progress(done, total)`` after each image.
+        force: replace ``out`` even when it is not a synthetic data set this tool wrote (default: refuse).
     """
     if subjects < 1 or images_per_subject < 1:
         raise DataError(f"need at least 1 subject and 1 image per subject, got {subjects} and {images_per_subject}")
@@ -268,7 +270,7 @@ def generate(out: str | Path, subjects: int = SynthConfig.subjects, images_per_s
     cfg = SynthConfig(subjects, images_per_subject, size, seed)
     total = subjects * images_per_subject
     done = 0
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "synth", force) as tmp:
         for i in range(subjects):
             subj = make_subject(subject_rng(seed, i))
             folder = tmp / subject_name(i)

@@ -28,7 +28,7 @@ from toolchain.errors import EvaluationError
 from toolchain.evaluate import features as F
 from toolchain.evaluate import plots
 from toolchain.evaluate.metrics import DEFAULT_FARS, compute_metrics
-from toolchain.fsutil import atomic_write_json, ensure_writable_dir, sha256_file
+from toolchain.fsutil import atomic_write_json, claim_output_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +94,14 @@ class Evaluation:
 
 def evaluate_model(model_path: str | Path, data_dir: str | Path, protocol: str | Path, out: str | Path,
                    batch_size: int = 32, fars: Sequence[float] = DEFAULT_FARS,
-                   progress: F.ProgressFn | None = None, plot: bool = True,
+                   progress: F.ProgressFn | None = None, plot: bool = True, force: bool = False,
                    allow_parity_failed: bool = False) -> Evaluation:
     """Extract features for every image a protocol names, score its pairs, write metrics and plots.
 
-    ``allow_parity_failed``: evaluate an artifact whose export parity failed (recorded in its warnings).
+    ``out`` must be new, empty or an earlier evaluation (``force``: any folder). ``allow_parity_failed``:
+    evaluate an artifact whose export parity failed (recorded in its warnings).
     """
-    out = ensure_writable_dir(out)
+    out = claim_output_dir(out, "evaluation", force)
     model = F.open_model(model_path, allow_parity_failed=allow_parity_failed)
     pairs = read_pairs(protocol, data_dir)
     t0 = time.perf_counter()
@@ -173,7 +174,8 @@ class Comparison:
 def compare(items: Sequence[str | Path], out: str | Path, data_dir: str | Path | None = None,
             protocol: str | Path | None = None, batch_size: int = 32, fars: Sequence[float] = DEFAULT_FARS,
             progress: Callable[[str], None] | None = None,
-            extract_progress: F.ProgressFn | None = None, allow_parity_failed: bool = False) -> Comparison:
+            extract_progress: F.ProgressFn | None = None, force: bool = False,
+            allow_parity_failed: bool = False) -> Comparison:
     """Overlay several models on one ROC and one DET.
 
     Each item is a finished evaluation (folder or metrics.json), reused as is, or a bundle /
@@ -181,7 +183,7 @@ def compare(items: Sequence[str | Path], out: str | Path, data_dir: str | Path |
     """
     if len(items) < 2:
         raise EvaluationError("--compare needs at least two models or evaluation folders")
-    out = ensure_writable_dir(out)
+    out = claim_output_dir(out, "comparison", force)
     say = progress or (lambda m: log.info(m))
     evals: list[Evaluation] = []
     used: set[str] = set()
@@ -199,7 +201,7 @@ def compare(items: Sequence[str | Path], out: str | Path, data_dir: str | Path |
         used.add(name)
         sub = out / name
         say(f"{item}: evaluating into {sub}")
-        evals.append(evaluate_model(item, data_dir, protocol, sub, batch_size, fars, extract_progress,
+        evals.append(evaluate_model(item, data_dir, protocol, sub, batch_size, fars, extract_progress, force=force,
                                     allow_parity_failed=allow_parity_failed))
     labels = _unique_labels(evals)
     curves = [plots.Scores(lab, e.genuine, e.impostor) for lab, e in zip(labels, evals)]

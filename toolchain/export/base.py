@@ -26,7 +26,7 @@ from toolchain.export.formats import ArtifactFormat, ExportChoice, artifact_name
 from toolchain.export.manifest import (Manifest, Normalization, ReferenceFeatures, SourceBundle, package_version,
                                        parity_record)
 from toolchain.export.types import Description, ExportJob
-from toolchain.fsutil import atomic_dir, ensure_writable_dir, sha256_file, size_bytes
+from toolchain.fsutil import atomic_dir, check_output_dir, ensure_writable_dir, sha256_file, size_bytes
 from toolchain.models.bundle import load_bundle
 from toolchain.policy import FEATURE_SAMPLE_LEN, min_cosine
 from toolchain.progress import MessageFn
@@ -68,6 +68,7 @@ class ExportRequest:
     min_cosine: float | None = None
     compress: str | None = None
     int8_mode: str = "static"
+    force: bool = False  # replace an artifact folder even when it is not one this tool wrote
 
 
 def plan_choices(req: ExportRequest) -> list[tuple[ExportChoice, list[Device]]]:
@@ -106,6 +107,9 @@ def export_bundle(req: ExportRequest, progress: MessageFn | None = None) -> list
     groups = plan_choices(req)
     ensure_writable_dir(req.out)
     bundle = load_bundle(req.bundle_dir)
+    for choice, _ in groups:  # before any conversion: refuse to replace a folder of the user's
+        check_output_dir(Path(req.out) / artifact_name(bundle.name, choice, req.compress, req.int8_mode), "artifact",
+                         req.force, what="artifact folder")
     calib = parity.calibration_images(bundle.input_size, req.calibration_dir)
     check = parity.parity_inputs(bundle.input_size)
     fixed = parity.fixed_input(bundle.input_size)
@@ -119,7 +123,7 @@ def export_bundle(req: ExportRequest, progress: MessageFn | None = None) -> list
         job = ExportJob(bundle, choice, devices, name, calib, req.compress, req.int8_mode)
         say(f"{name}: converting ({'; '.join(choice.reasons)})")
         final = Path(req.out) / name
-        with atomic_dir(final) as work:
+        with atomic_dir(final, "artifact", req.force, what="artifact folder") as work:
             t0 = time.perf_counter()
             try:
                 artifact = fmt.convert(job, work, say)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from toolchain import typed
+from toolchain import jsonio, typed
 from toolchain.errors import ManifestError
 from toolchain.fsutil import atomic_write_json, atomic_write_text
 
@@ -240,15 +240,8 @@ def _migrate_v1(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> Any:
-    """The manifest's JSON, bounded (a huge or non-regular file is refused before reading it)."""
-    try:
-        if not path.is_file():
-            raise ManifestError(f"{path}: not a regular file")
-        if path.stat().st_size > MAX_MANIFEST_BYTES:
-            raise ManifestError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes: not a manifest")
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as e:
-        raise ManifestError(f"{path} is not valid JSON ({e})") from None
+    """The manifest's JSON through the one bounded reader (size, depth, finite numbers; a FIFO is refused)."""
+    return jsonio.read(path, max_bytes=MAX_MANIFEST_BYTES, error=ManifestError, what="manifest")
 
 
 def folder_of(path: str | Path) -> Path:

@@ -19,9 +19,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from toolchain import __version__
+from toolchain import __version__, jsonio
 from toolchain.errors import BundleError, WeightsError
-from toolchain.fsutil import atomic_dir, sha256_file
+from toolchain.fsutil import atomic_dir, check_output_dir, sha256_file
 from toolchain.models.arch import (
     FeatureModel,
     build_model,
@@ -140,10 +140,12 @@ def new_model(card: Card, seed: int = 0, input_size: int | None = None, weights:
     return model, meta
 
 
-def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base_arch: dict[str, Any] | None = None) -> Path:
+def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base_arch: dict[str, Any] | None = None,
+                force: bool = False) -> Path:
     """Write a bundle atomically: a failure leaves no half-written folder.
 
-    The architecture's ``layer_shapes`` are recomputed from the model against the unpruned
+    ``out`` is replaced only if it is new, empty or a bundle (``force`` replaces anything; see
+    :func:`toolchain.fsutil.check_output_dir`). The architecture's ``layer_shapes`` are recomputed from the model against the unpruned
     base, so a width-pruned network records exactly the widths that rebuild it.
     """
     meta = copy.deepcopy(meta)
@@ -154,7 +156,7 @@ def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     blob = save(state, metadata={"format": BUNDLE_FORMAT})
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "bundle", force) as tmp:
         (tmp / WEIGHTS_FILE).write_bytes(blob)
         meta["weights"] = {"file": WEIGHTS_FILE, "sha256": sha256_file(tmp / WEIGHTS_FILE),
                            "size_bytes": len(blob), "num_tensors": len(state),
@@ -167,6 +169,10 @@ def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base
     return out
 
 
+#: model.json is a few KB (layer widths of a pruned ResNet50 included); far larger is not one.
+MAX_META_BYTES = 4 << 20
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_dir():
@@ -176,9 +182,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if not mj.is_file():
         raise BundleError(f"{path} has no {META_FILE}: not a model bundle (create one with `deploy model init`)")
     try:
-        meta = json.loads(mj.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{mj} is not valid JSON ({e}); the bundle is corrupt") from None
+        meta = jsonio.read(mj, max_bytes=MAX_META_BYTES, error=BundleError, what="bundle description")
+    except BundleError as e:
+        raise BundleError(f"{e}; the bundle is corrupt") from None
     if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{mj} is not a toolchain bundle description (format != {BUNDLE_FORMAT!r})")
     if meta.get("format_version") != BUNDLE_VERSION:
@@ -224,10 +230,11 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
 
 
 def init_bundle(card_or_name: str, out: str | Path, seed: int = 0, input_size: int | None = None,
-                weights: str = "random") -> Path:
+                weights: str = "random", force: bool = False) -> Path:
+    check_output_dir(out, "bundle", force)  # before the model is built: a refusal costs nothing
     card = load_card(card_or_name)
     model, meta = new_model(card, seed=seed, input_size=input_size, weights=weights)
-    return save_bundle(model, meta, out)
+    return save_bundle(model, meta, out, force=force)
 
 
 def derive_meta(parent: Bundle, **provenance: Any) -> dict[str, Any]:

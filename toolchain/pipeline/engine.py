@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from toolchain.errors import PipelineError
-from toolchain.fsutil import atomic_dir
+from toolchain import jsonio
+from toolchain.errors import PipelineError, ToolchainError
+from toolchain.fsutil import atomic_dir, claim_output_dir, clean_stale_temps
 
 STAGE_FILE = "stage.json"
 #: Order of stage kinds (what --only / --force name).
@@ -116,19 +116,18 @@ def resolve(stages: list[Stage]) -> list[Stage]:
 
 def clean_stale(work: Path) -> list[Path]:
     """Remove temporary folders left by a stage that was killed (they are never valid outputs)."""
-    removed = []
+    removed: list[Path] = []
     if work.is_dir():
-        for p in work.glob("*/.*.tmp"):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
+        for kind_dir in sorted(p for p in work.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            removed += clean_stale_temps(kind_dir)  # a live run's temps (its pid still running) are kept
     return removed
 
 
 def load_done(stage: Stage, work: Path) -> Done | None:
     folder = stage.folder(work)
     try:
-        info = json.loads((folder / STAGE_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
+        info = jsonio.read_object(folder / STAGE_FILE)
+    except ToolchainError:
         return None
     if info.get("key") != stage.key:
         return None
@@ -146,7 +145,8 @@ def run(stages: list[Stage], work: Path, *, only: set[str] | None = None, force:
     ordered = resolve(stages)
     work = Path(work)
     if not dry_run:
-        work.mkdir(parents=True, exist_ok=True)
+        claim_output_dir(work, "pipeline", what="pipeline work folder")  # never a user's folder
+
         for p in clean_stale(work):
             say(f"removed a half-written stage output left by an interrupted run: {p.name}")
     done: dict[str, Done] = {}
@@ -172,7 +172,7 @@ def run(stages: list[Stage], work: Path, *, only: set[str] | None = None, force:
         say(f"[{s.kind}] {s.name}: running")
         t0 = time.perf_counter()
         try:
-            with atomic_dir(folder) as tmp:
+            with atomic_dir(folder, "stage") as tmp:
                 summary = s.fn(Context(tmp, s.config, {d: done[d] for d in s.deps}, say)) or {}
                 info = {"name": s.name, "kind": s.kind, "key": s.key, "config": s.config, "deps": s.deps,
                         "summary": summary, "seconds": round(time.perf_counter() - t0, 2)}

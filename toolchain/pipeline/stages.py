@@ -58,7 +58,9 @@ def run_data(ctx: Context) -> dict[str, Any]:
         root = Path(c["path"])
         external = str(root)
     ds = scan(root, c.get("layout"), c.get("subject_regex"), c.get("index_csv"))
-    write_split_files(ds, ctx.out, seed=c["seed"], fractions=c["fractions"], max_impostors=c["max_impostors"])
+    # ctx.out is this stage's own fresh folder (it already holds the synthetic images): force is safe here.
+    write_split_files(ds, ctx.out, seed=c["seed"], fractions=c["fractions"], max_impostors=c["max_impostors"],
+                      force=True)
     return {"data_root": external, "subjects": len(ds.subjects()), "images": len(ds.samples), "layout": ds.layout}
 
 

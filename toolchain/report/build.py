@@ -105,14 +105,15 @@ def build_report(results: Iterable[str | Path], artifacts: Iterable[str | Path] 
                   _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), min_iterations)
 
 
-def write_report(report: Report, out: str | Path, plots: bool = True) -> list[Path]:
-    """Write report.md, report.html, the CSVs, report.json and plots/ atomically into ``out``."""
+def write_report(report: Report, out: str | Path, plots: bool = True, force: bool = False) -> list[Path]:
+    """Write report.md, report.html, the CSVs, report.json and plots/ atomically into ``out``.
+
+    ``out`` is replaced only if it is new, empty or an earlier report (``force``: anything).
+    """
     from toolchain.report import render
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / "report.md").exists():
-        raise ToolchainError(f"{out} is a non-empty folder that is not a report; choose an empty or new --out")
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "report", force) as tmp:
         figures: dict[str, Any] = {}
         if plots:
             from toolchain.report import plots as plots_mod

@@ -16,11 +16,13 @@ a ``metrics`` object.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from toolchain import jsonio
+from toolchain.errors import ToolchainError
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +45,9 @@ def _dig(obj: Any, dotted: str) -> Any:
 
 def _read_json(path: Path, problems: list[str]) -> Any:
     try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            problems.append(f"{path}: larger than {MAX_JSON_BYTES} bytes, skipped")
-            return None
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        problems.append(f"{path}: unreadable ({e}), skipped")
+        return jsonio.read(path, max_bytes=MAX_JSON_BYTES)
+    except ToolchainError as e:
+        problems.append(f"{e} (skipped)")
         return None
 
 

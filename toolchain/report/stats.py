@@ -9,7 +9,11 @@ statistics an app computed. Definitions:
 - a 95 % confidence interval of the median by the percentile bootstrap (Efron & Tibshirani,
   *An Introduction to the Bootstrap*, 1993, ch. 13): resample the samples with replacement
   ``B`` times, take each resample's median, report the 2.5th and 97.5th percentiles of those
-  medians. Seeded, so a report is reproducible.
+  medians. Seeded, so a report is reproducible. Above :data:`BOOTSTRAP_MAX_N` samples the bootstrap
+  would cost minutes (``B`` x n medians: 2000 x 600 000 took over four minutes here), and the
+  distribution-free order-statistic interval is used instead (Conover, *Practical Nonparametric
+  Statistics*, 3rd ed., 1999, §3.2): the order statistics of ranks ``n/2 -/+ z·sqrt(n)/2``. For such n
+  the two agree closely (within 0.05 % of the median on 30 000 log-normal samples; see the tests).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import numpy as np
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 CI_LEVEL = 0.95
+#: Largest sample count bootstrapped; beyond it, the order-statistic interval (see the module docstring).
+BOOTSTRAP_MAX_N = 20_000
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ def bootstrap_median_ci(samples: Sequence[int] | np.ndarray, resamples: int = BO
         raise ValueError("no samples")
     if x.size == 1:
         return float(x[0]), float(x[0])
+    if x.size > BOOTSTRAP_MAX_N:
+        return order_statistic_median_ci(x, level)
     rng = np.random.default_rng(seed)
     # Chunked so 10 000 samples x 2000 resamples never holds more than ~16 MB at once.
     chunk = max(1, (2 << 20) // x.size)
@@ -69,6 +77,29 @@ def bootstrap_median_ci(samples: Sequence[int] | np.ndarray, resamples: int = BO
     alpha = (1.0 - level) / 2.0
     lo, hi = np.percentile(meds, [100 * alpha, 100 * (1 - alpha)])
     return float(lo), float(hi)
+
+
+def order_statistic_median_ci(samples: Sequence[int] | np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median from order statistics (large-sample ranks).
+
+    With ``z`` the normal quantile of ``(1 + level) / 2``, the interval is ``[x_(j), x_(k)]`` (1-based order
+    statistics) for ``j = floor(n/2 - z·sqrt(n)/2)`` and ``k = ceil(n/2 + z·sqrt(n)/2) + 1``, clamped to
+    ``[1, n]`` (Conover 1999, §3.2, normal approximation of the binomial ranks). For n = 100 at 95 %:
+    j = floor(50 - 9.8) = 40, k = ceil(59.8) + 1 = 61.
+
+    >>> order_statistic_median_ci(list(range(1, 101)))
+    (40.0, 61.0)
+    """
+    from statistics import NormalDist
+
+    x = np.asarray(samples, dtype=np.float64)
+    n = x.size
+    z = NormalDist().inv_cdf((1.0 + level) / 2.0)
+    half = z * np.sqrt(n) / 2.0
+    j = int(max(1, np.floor(n / 2.0 - half)))
+    k = int(min(n, np.ceil(n / 2.0 + half) + 1))
+    part = np.partition(x, [j - 1, k - 1])
+    return float(part[j - 1]), float(part[k - 1])
 
 
 def summarize(samples: Sequence[int] | np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,

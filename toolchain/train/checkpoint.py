@@ -11,7 +11,6 @@ detected on resume instead of silently mixing two epochs. Nothing is unpickled.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from toolchain import jsonio
 from toolchain.errors import CheckpointError
 from toolchain.fsutil import atomic_write_bytes, atomic_write_json, sha256_file
 
@@ -67,9 +67,9 @@ def load_checkpoint(out_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         raise CheckpointError(f"--resume: no checkpoint in {out_dir} ({STATE_FILE} + {TENSORS_FILE}); "
                               "start without --resume")
     try:
-        state = json.loads(jf.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{jf} is not readable JSON ({e}); delete the checkpoint to start over") from None
+        state = jsonio.read_object(jf, max_bytes=64 << 20, error=CheckpointError, what="checkpoint state")
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; delete the checkpoint to start over") from None
     if state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{jf} is not a training checkpoint")
     if sha256_file(sf) != state.get("tensors_sha256"):

@@ -21,7 +21,7 @@ from toolchain.data.layouts import Dataset, scan
 from toolchain.data.splits import (DEFAULT_FRACTIONS, assign_splits, load_splits, make_protocol, save_protocol,
                                    splits_json)
 from toolchain.errors import DataError, ToolchainError
-from toolchain.fsutil import atomic_write_json
+from toolchain.fsutil import atomic_write_json, claim_output_dir
 from toolchain.train import distributed as D
 from toolchain.train.checkpoint import STATE_FILE
 from toolchain.train.loop import FitResult, Hooks, ProgressFn, TrainConfig, fit
@@ -69,11 +69,17 @@ def train(model_spec: str, data: str | Path, out: str | Path, cfg: TrainConfig, 
           weights: str = "random", layout: str | None = None, subject_regex: str | None = None,
           index_csv: str | Path | None = None, splits_file: str | Path | None = None, split_seed: int = 0,
           fractions: Sequence[float] = DEFAULT_FRACTIONS, val_max_impostors: int = VAL_MAX_IMPOSTORS,
-          hooks: Hooks | None = None, resume: bool = False, progress: ProgressFn | None = None) -> RunResult:
-    """Train a card or bundle on a data set folder; write the run folder ``out`` (see the module docstring)."""
+          hooks: Hooks | None = None, resume: bool = False, progress: ProgressFn | None = None,
+          force: bool = False) -> RunResult:
+    """Train a card or bundle on a data set folder; write the run folder ``out`` (see the module docstring).
+
+    ``out`` must be new, empty or a run folder this tool wrote (``force``: any folder).
+    """
     from toolchain.models.bundle import save_bundle
 
     out = Path(out)
+    if D.info().is_main:
+        claim_output_dir(out, "run", force)
     if not resume and (out / STATE_FILE).is_file():
         raise ToolchainError(f"{out} already holds a training checkpoint: pass --resume to continue it, "
                              "or choose another --out")
