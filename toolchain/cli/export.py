@@ -10,6 +10,11 @@ from rich.text import Text
 
 from toolchain.cli import app
 from toolchain.cli._common import ForceOpt, console, err_console, styled
+from toolchain.policy import LOSSY_COMPRESSION_MIN_COSINE, MIN_COSINE_BY_PRECISION
+
+_MIN_COSINE_HELP = ("Parity threshold per sample (default, toolchain.policy: "
+                    + ", ".join(f"{k} {v}" for k, v in MIN_COSINE_BY_PRECISION.items())
+                    + f"; k-means palettes {min(LOSSY_COMPRESSION_MIN_COSINE.values())}).")
 
 
 def parity_table(outcomes, title: str = "Exports"):
@@ -46,7 +51,7 @@ def export(
         help="Core ML weight compression: sparse (exact zeros, lossless), palettize4/6/8 (iOS 16+); "
              "sparse-palettize4/6/8: both at once, for pruned models (iOS 18+).")] = None,
     int8: Annotated[str, typer.Option("--int8", help="TFLite int8 kind: static (calibrated activations) or dynamic (dynamic range).")] = "static",
-    min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help="Parity threshold per sample (default: fp32 0.99999, fp16 0.999, int8 and k-means palettes 0.99).")] = None,
+    min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help=_MIN_COSINE_HELP)] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the parity check (recorded as skipped in the manifest).")] = False,
     force: ForceOpt = False,
 ) -> None:
