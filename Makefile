@@ -1,5 +1,8 @@
 # The two commands: `make demo` and `make test`. Each sets up from nothing (a venv in
 # .venv, Debian/npm tools for the harness checks) and is quick when already set up.
+# `make test` also builds the apps' code for real: the Swift core + XCTests (a Debian trixie chroot
+# with swiftlang, .tools/swift-trixie) and a signed APK (Debian's Android tools, .tools/android).
+# Each script sets up its own tools on first use and reports SKIPPED (never passed) where it cannot.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -12,7 +15,7 @@ KOTLINC := $(TOOLS)/node_modules/kotlin-compiler/bin/kotlinc
 APT_STAMP := $(TOOLS)/.apt-installed
 APT_PACKAGES := junit4 junit5 libhamcrest-java libandroid-json-java chromium
 
-.PHONY: setup test demo clean-venv
+.PHONY: setup test test-apps demo clean-venv
 
 setup: $(STAMP) $(KOTLINC) $(APT_STAMP)
 
@@ -38,8 +41,15 @@ $(APT_STAMP):
 	fi
 	touch $@
 
+# Just the two app builds. They fetch their tools on first use (minutes, ~3 GB under .tools).
+test-apps:
+	bash ios_harness/run-tests.sh
+	bash android_harness/build-apk.sh
+
 test: setup
 	KOTLINC=$(KOTLINC) bash android_harness/core/run-tests.sh
+	bash ios_harness/run-tests.sh
+	bash android_harness/build-apk.sh
 	$(PY) -m pytest -q -p no:cacheprovider
 
 demo: setup

@@ -146,6 +146,11 @@ def check_output_dir(path: str | Path, kind: str, force: bool = False, what: str
 
     path = Path(path)
     if not path.exists() and not path.is_symlink():
+        for parent in path.parents:  # "notes.txt/out": say so now, not as "File exists" after the work
+            if parent.exists():
+                if not parent.is_dir():
+                    raise OutputFolderError(f"{what} {path}: {parent} is a file, not a folder (nothing was changed)")
+                break
         return path
     if not path.is_dir():
         raise OutputFolderError(f"{what} {path} exists and is not a folder; give a new folder path "
@@ -177,6 +182,7 @@ def claim_output_dir(path: str | Path, kind: str, force: bool = False, what: str
     """For outputs written into a folder in place (run folders): check it, create it, mark it, check writable."""
     path = check_output_dir(path, kind, force, what)
     ensure_writable_dir(path)
+    clean_stale_temps(path)  # debris of a killed run in this folder (half-written checkpoints, bundles)
     if read_marker(path) is None or read_marker(path)["kind"] != kind:
         try:
             write_marker(path, kind)
@@ -234,11 +240,16 @@ def atomic_dir(final: str | Path, kind: str = "folder", force: bool = False, wha
     ``force``): checked on entry, before the work, and again just before the swap. The new folder carries the
     output marker. Debris of an earlier killed write of the same ``final`` is removed first.
     """
+    from toolchain.errors import OutputFolderError
+
     final = Path(final)
     check_output_dir(final, kind, force, what)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(final.parent, final.name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}-", suffix=".tmp", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(final.parent, final.name)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}-", suffix=".tmp", dir=final.parent))
+    except OSError as e:
+        raise OutputFolderError(f"{what} {final} cannot be written: {e.strerror or e} (nothing was changed)") from None
     try:
         tmp.chmod(DIR_MODE)
         yield tmp

@@ -16,13 +16,18 @@ final class FakeBackend: InferenceBackend {
     private let clock: FakeClock
     private let failAtRun: Int?
     private let failOnLoad: Bool
+    private let runNs: UInt64?
+    private let outputNs: UInt64
     var runs = 0
     var closed = false
 
-    init(clock: FakeClock, failAtRun: Int? = nil, failOnLoad: Bool = false) {
+    /// `runNs`: every run takes this long (default 1 ms + i us); `outputNs`: reading the features back.
+    init(clock: FakeClock, failAtRun: Int? = nil, failOnLoad: Bool = false, runNs: UInt64? = nil, outputNs: UInt64 = 0) {
         self.clock = clock
         self.failAtRun = failAtRun
         self.failOnLoad = failOnLoad
+        self.runNs = runNs
+        self.outputNs = outputNs
     }
 
     func prepare(timer: PhaseTimer) throws {
@@ -41,11 +46,12 @@ final class FakeBackend: InferenceBackend {
         if failAtRun == runs {
             throw HarnessError.unsupported("GPU lost")
         }
-        clock.current += 1_000_000 + UInt64(runs) * 1_000
+        clock.current += runNs ?? (1_000_000 + UInt64(runs) * 1_000)
         runs += 1
     }
 
     func output() throws -> [Float] {
+        clock.current += outputNs
         return (0..<20).map { Float($0) * 0.5 }
     }
 
@@ -70,11 +76,11 @@ final class FakeEnvironment: BenchEnvironment {
 }
 
 final class BenchRunnerTests: XCTestCase {
-    private func plan(iterations: Int = 5) throws -> BenchPlan {
+    private func plan(iterations: Int = 5, warmup: Int = 3) throws -> BenchPlan {
         let json = """
         {"plan_version": 1, "plan_id": "iphone6-20250301T120000", "created_at": "2025-03-01T12:00:00Z",
          "device": "iphone6", "platform": "ios",
-         "protocol": {"warmup": 3, "iterations": \(iterations), "input_source": "image", "input_seed": null, "cooldown_ms": 0},
+         "protocol": {"warmup": \(warmup), "iterations": \(iterations), "input_source": "image", "input_seed": null, "cooldown_ms": 0},
          "inputs": ["inputs/fixed_0a1b2c3d.png"],
          "runs": [{"key": "00-tiny-all", "compute_units": "all", "delegate": null, "threads": null,
                    "artifact": {"name": "tiny", "format": "coreml", "path": "artifacts/tiny/tiny.mlmodel",
@@ -133,5 +139,65 @@ final class BenchRunnerTests: XCTestCase {
         XCTAssertTrue(object?["first_inference_ns"] is NSNull)
         XCTAssertTrue(object?["feature_sample"] is NSNull)
         XCTAssertEqual(object?["status"] as? String, "error")
+    }
+
+    /// A sample holds the prediction and reading the features back, like Android's; the result says so.
+    func testASampleIncludesReadingTheFeaturesBack() throws {
+        let clock = FakeClock()
+        let p = try plan()
+        let r = BenchRunner(clock: clock).runOne(plan: p, run: p.runs[0], environment: FakeEnvironment(),
+                                                 openBackend: { FakeBackend(clock: clock, outputNs: 200_000) },
+                                                 fixedPixels: { [Float](repeating: 1, count: 12) })
+        XCTAssertEqual(r.latencyNs, (4...8).map { 1_200_000 + UInt64($0) * 1_000 })
+        XCTAssertEqual(r.firstInferenceNs, 1_200_000)
+        XCTAssertEqual(r.timedRegion, "inference+read_features")
+    }
+
+    /// At most one progress report per 250 ms (and the last), so the main thread redraws a few times a second.
+    func testProgressIsThrottled() throws {
+        let clock = FakeClock()
+        let p = try plan(iterations: 20, warmup: 0)
+        var reports = [Int]()
+        _ = BenchRunner(clock: clock).runOne(plan: p, run: p.runs[0], environment: FakeEnvironment(),
+                                             openBackend: { FakeBackend(clock: clock, runNs: 100_000_000) },
+                                             fixedPixels: { [Float](repeating: 1, count: 12) },
+                                             progress: { done, _ in reports.append(done) })
+        XCTAssertLessThanOrEqual(reports.count, 2_000 / 250 + 1, "\(reports)")
+        XCTAssertEqual(reports.last, 20)
+    }
+
+    func testLaunchIdAndRunKeyAreWritten() throws {
+        let clock = FakeClock()
+        let p = try plan()
+        let r = BenchRunner(clock: clock).runOne(plan: p, run: p.runs[0], environment: FakeEnvironment(),
+                                                 openBackend: { FakeBackend(clock: clock) },
+                                                 fixedPixels: { [Float](repeating: 1, count: 12) },
+                                                 launchId: "20250302T091500-3fa9c1")
+        let object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(r), options: []) as? [String: Any]
+        XCTAssertEqual(object?["launch_id"] as? String, "20250302T091500-3fa9c1")
+        XCTAssertEqual(object?["run_key"] as? String, "00-tiny-all")
+        XCTAssertNil((object?["runtime"] as? [String: Any])?["options"], "Core ML sets no delegate options")
+    }
+
+    /// The newest plan wins wherever it is, the built-in one on a tie: an old Documents copy no longer shadows it.
+    func testTheNewestPlanIsRun() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        func write(_ folder: String, _ createdAt: String) throws -> URL {
+            let dir = root.appendingPathComponent(folder)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true, attributes: nil)
+            var text = String(data: try JSONEncoder().encode(try plan()), encoding: .utf8)!
+            text = text.replacingOccurrences(of: "2025-03-01T12:00:00Z", with: createdAt)
+            let url = dir.appendingPathComponent("plan.json")
+            try Data(text.utf8).write(to: url)
+            return url
+        }
+        let bundled = try write("bundle", "2025-04-01T10:00:00Z")
+        let oldDocs = try write("docs-old", "2025-03-01T10:00:00Z")
+        let newDocs = try write("docs-new", "2025-05-01T10:00:00Z")
+        let tie = try write("docs-tie", "2025-04-01T10:00:00Z")
+        XCTAssertEqual(BenchPlan.newest(of: [bundled, oldDocs]), bundled)
+        XCTAssertEqual(BenchPlan.newest(of: [bundled, newDocs]), newDocs)
+        XCTAssertEqual(BenchPlan.newest(of: [bundled, tie]), bundled)
+        XCTAssertNil(BenchPlan.newest(of: []))
     }
 }

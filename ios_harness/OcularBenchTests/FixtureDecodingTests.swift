@@ -4,7 +4,11 @@ import XCTest
 /// The Swift result types against the shared fixtures (tests/fixtures/results, a folder reference in this target).
 final class FixtureDecodingTests: XCTestCase {
     private func fixture(_ name: String) throws -> Data {
+        #if SWIFT_PACKAGE
+        let bundle = Bundle.module // SwiftPM: OcularBenchTests/Fixtures/results, a link to the same folder
+        #else
         let bundle = Bundle(for: FixtureDecodingTests.self)
+        #endif
         guard let folder = bundle.url(forResource: "results", withExtension: nil) else {
             XCTFail("tests/fixtures/results is not in the test bundle's resources")
             throw HarnessError.missingFile("results fixtures")

@@ -27,3 +27,14 @@ def result(run_id: str, latency_ns: list[int] | None = None, **changes) -> dict:
 
 def dumps(obj: dict) -> bytes:
     return (json.dumps(obj, indent=2) + "\n").encode()
+
+
+class Polls:
+    """A clock for wait loops that advances one second per reading: ``timeout_s=n`` allows about n polls."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now

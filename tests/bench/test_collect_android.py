@@ -1,143 +1,109 @@
-"""Android collector and plan runner against a fake `adb` on PATH (a script backed by a folder)."""
+"""Android collection and plan runs against a fake adb that behaves like AOSP's (tests/fakes/adb.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import stat
-import sys
-import textwrap
 
 import pytest
+from typer.testing import CliRunner
 
-from tests.bench._results import dumps, fixture, result
-from toolchain.bench.android import Adb, bench_android, collect_android
+from tests.bench._results import Polls, dumps, fixture, result
+from tests.fakes import adb as fake_adb
+from toolchain.bench.android import Adb, AdbTransport, bench_android, collect_android
 from toolchain.bench.schema import MAX_RESULT_BYTES
 from toolchain.bench.store import ResultStore
+from toolchain.bench.transport import RemoteFolderMissing
 from toolchain.errors import CollectError
 
 PKG = "org.oculardeploy.bench"
-
-FAKE_ADB = textwrap.dedent('''\
-    #!PYTHON
-    """Fake adb: devices, exec-out run-as PKG ls/cat, exec-out ls/cat, push, shell am start/rm/mkdir."""
-    import os, shutil, sys
-    root = os.environ["FAKE_ADB_ROOT"]
-    args = sys.argv[1:]
-    with open(os.path.join(root, "log"), "a") as log:
-        log.write(" ".join(args) + "\\n")
-    if args[:1] == ["-s"]:
-        args = args[2:]
-    devices = open(os.path.join(root, "devices")).read().split()
-    if args == ["devices"]:
-        print("List of devices attached")
-        for d in devices:
-            print(d + "\\tdevice")
-        sys.exit(0)
-    if not devices:
-        sys.stderr.write("adb: no devices/emulators found\\n"); sys.exit(1)
-    def files(pkg):
-        return os.path.join(root, "data", pkg)
-    if args[:2] == ["exec-out", "run-as"]:
-        pkg, cmd, path = args[2], args[3], args[-1]
-        if not os.path.isdir(files(pkg)):
-            sys.stderr.write("run-as: package not debuggable: " + pkg + "\\n"); sys.exit(1)
-        full = os.path.join(files(pkg), path)
-    elif args[:1] == ["exec-out"]:
-        cmd, path = args[1], args[-1]
-        full = os.path.join(root, "sdcard", path.lstrip("/"))
-    elif args[:1] == ["push"]:
-        shutil.copytree(args[1], os.path.join(root, "pushed", os.path.basename(args[2])), dirs_exist_ok=True)
-        sys.exit(0)
-    elif args[:3] == ["shell", "am", "start"]:
-        pending = os.path.join(root, "pending")
-        dest = os.path.join(files(args[args.index("-n") + 1].split("/")[0]), "files", "results")
-        os.makedirs(dest, exist_ok=True)
-        for n in sorted(os.listdir(pending)) if os.path.isdir(pending) else []:
-            shutil.move(os.path.join(pending, n), os.path.join(dest, n))
-        print("Status: ok"); sys.exit(0)
-    elif args[:1] == ["shell"]:
-        sys.exit(0)
-    else:
-        sys.stderr.write("fake adb: unsupported " + " ".join(args) + "\\n"); sys.exit(2)
-    if cmd == "ls":
-        if not os.path.isdir(full):
-            sys.stderr.write("ls: " + path + ": No such file or directory\\n"); sys.exit(1)
-        names = os.environ.get("FAKE_ADB_LS")
-        print("\\n".join(names.split("|") if names else sorted(os.listdir(full))))
-    elif cmd == "cat":
-        try:
-            with open(full, "rb") as fh:
-                shutil.copyfileobj(fh, sys.stdout.buffer)
-        except OSError as e:
-            sys.stderr.write("cat: " + path + ": " + e.strerror + "\\n"); sys.exit(1)
-''').replace("PYTHON", sys.executable)
+EXTERNAL = f"/storage/emulated/0/Android/data/{PKG}/files/results"  # getExternalFilesDir("results")
+PRIVATE = f"/data/user/0/{PKG}/files/results"
 
 
 @pytest.fixture
-def fake(tmp_path, monkeypatch):
-    root = tmp_path / "fake"
-    (root / "data" / PKG / "files" / "results").mkdir(parents=True)
-    (root / "devices").write_text("SER123\n")
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    exe = bindir / "adb"
-    exe.write_text(FAKE_ADB)
-    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("FAKE_ADB_ROOT", str(root))
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+def phone(tmp_path, monkeypatch):
+    """A phone with the release (non-debuggable) harness installed, the build `deploy bench` times."""
+    root = tmp_path / "phone"
+    fake_adb.install(tmp_path / "bin", root, {"packages": {PKG: {"debuggable": False}}})
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("ADB", raising=False)
-    return root
+    return fake_adb.Phone(root)
 
 
-def _results_dir(root):
-    return root / "data" / PKG / "files" / "results"
+def put(phone, folder: str, name: str, data: bytes) -> None:
+    p = phone.host(folder) / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
 
 
-def test_collects_every_file_and_rejects_the_bad_one(fake, tmp_path):
-    d = _results_dir(fake)
-    (d / "a.json").write_bytes(dumps(fixture("ok")))
-    (d / "b.json").write_bytes(dumps(fixture("partial")))
-    (d / "c.json").write_bytes(b"{truncated")
-    (d / "d.json.tmp").write_bytes(b"half-written")
+def log(phone) -> list[list[str]]:
+    return [json.loads(ln) for ln in (phone.root / "log").read_text().splitlines()]
+
+
+def test_exec_out_exits_0_with_the_error_on_stdout_and_exec_reads_the_real_status(phone):
+    raw = Adb().run(["exec-out", "cat", "/nope"], check=False)
+    assert raw.returncode == 0 and raw.stdout == b"cat: /nope: No such file or directory\n" and raw.stderr == b""
+    assert Adb().exec("cat /nope") == (1, b"cat: /nope: No such file or directory\n")
+    rc, out = Adb().exec(f"run-as {PKG} ls -1 files/results")
+    assert (rc, out) == (1, f"run-as: package not debuggable: {PKG}\n".encode())
+
+
+@pytest.mark.parametrize("sdk", [29, 34])  # Android 10 (scoped storage) and 14: adb's shell reads the same path
+def test_release_build_results_are_read_from_the_external_files_folder(phone, tmp_path, sdk):
+    """The defect: run-as's refusal came back with exit 0 and was taken for an empty private folder."""
+    phone.state["sdk"] = sdk
+    phone.save()
+    put(phone, "/sdcard/Android/data/" + PKG + "/files/results", "a.json", dumps(fixture("ok")))
+    put(phone, EXTERNAL, "b.json", dumps(fixture("partial")))
+    put(phone, EXTERNAL, "c.json", b"{truncated")
+    put(phone, EXTERNAL, ".d.json.tmp", b"half-written")
     store = ResultStore(tmp_path / "store")
-    outs = collect_android(PKG, store, Adb())
-    by = {o.source.rsplit("/", 1)[-1]: o.status for o in outs}
+    by = {c.remote.name: c.outcome.status for c in collect_android(PKG, store, Adb())}
     assert by == {"a.json": "stored", "b.json": "stored", "c.json": "rejected"}
     assert sorted(e.run_id for e in store.entries()) == sorted([fixture("ok")["run_id"], fixture("partial")["run_id"]])
     # a second collection finds the same files: duplicates, nothing rewritten
-    assert [o.status for o in collect_android(PKG, store, Adb()) if o.ok] == ["duplicate", "duplicate"]
+    assert [c.outcome.status for c in collect_android(PKG, store, Adb()) if c.outcome.ok] == ["duplicate"] * 2
 
 
-def test_hostile_names_from_the_device_are_not_fetched(fake, tmp_path, monkeypatch):
-    (_results_dir(fake) / "ok.json").write_bytes(dumps(fixture("ok")))
-    monkeypatch.setenv("FAKE_ADB_LS", "ok.json|../../../../etc/x.json|a b.json")
+def test_debug_build_that_fell_back_to_private_storage_is_read_through_run_as(phone, tmp_path):
+    phone.state["packages"][PKG]["debuggable"] = True
+    phone.save()
+    put(phone, PRIVATE, "r.json", dumps(fixture("ok")))
     outs = collect_android(PKG, ResultStore(tmp_path / "s"), Adb())
-    assert [o.status for o in outs] == ["stored", "rejected", "rejected"]
-    assert "unsafe file name" in outs[1].message
-    log = (fake / "log").read_text()
-    assert "etc/x.json" not in log.split("ls -1")[-1]  # never asked the device for it
+    assert [(c.remote.source, c.outcome.status) for c in outs] == [(f"adb:{PKG}:files/results/r.json", "stored")]
 
 
-def test_oversized_file_is_left_on_the_device(fake, tmp_path):
-    (_results_dir(fake) / "huge.json").write_bytes(b"{" + b" " * (MAX_RESULT_BYTES + 5) + b"}")
-    outs = collect_android(PKG, ResultStore(tmp_path / "s"), Adb())
-    assert outs[0].status == "rejected" and "larger than" in outs[0].message
+def test_an_app_that_never_ran_and_a_missing_app_are_told_apart(phone, tmp_path):
+    with pytest.raises(RemoteFolderMissing, match="has the app run a plan"):
+        collect_android(PKG, ResultStore(tmp_path / "s"), Adb())
+    with pytest.raises(CollectError, match="unknown package: org.other.app") as e:
+        collect_android("org.other.app", ResultStore(tmp_path / "s"), Adb())
+    assert not isinstance(e.value, RemoteFolderMissing)
 
 
-def test_release_build_falls_back_to_external_files(fake, tmp_path):
-    import shutil
+def test_hostile_names_and_oversized_files_are_not_fetched(phone, tmp_path):
+    put(phone, EXTERNAL, "ok.json", dumps(fixture("ok")))
+    put(phone, EXTERNAL, "a b.json", b"{}")
+    put(phone, EXTERNAL, "huge.json", b"{" + b" " * (MAX_RESULT_BYTES + 5) + b"}")
+    outs = {c.remote.name: c.outcome for c in collect_android(PKG, ResultStore(tmp_path / "s"), Adb())}
+    assert outs["ok.json"].status == "stored"
+    assert outs["a b.json"].status == "rejected" and "unsafe file name" in outs["a b.json"].message
+    assert outs["huge.json"].status == "rejected" and "larger than" in outs["huge.json"].message
+    assert not any("a b.json" in " ".join(a) for a in log(phone) if "cat" in " ".join(a))  # never asked for
 
-    shutil.rmtree(fake / "data" / PKG)
-    ext = fake / "sdcard" / "sdcard" / "Android" / "data" / PKG / "files" / "results"
-    ext.mkdir(parents=True)
-    (ext / "r.json").write_bytes(dumps(fixture("ok")))
-    outs = collect_android(PKG, ResultStore(tmp_path / "s"), Adb())
-    assert [o.status for o in outs] == ["stored"]
+
+def test_adb_shell_returns_the_remote_status_only_with_the_shell_protocol(phone):
+    """Android 7+ (shell v2) passes the exit status through; older devices always give 0 (commandline.cpp)."""
+    assert Adb().run(["shell", "ls", "/nope"], check=False).returncode == 1
+    phone.state["sdk"] = 23
+    phone.save()
+    assert Adb().run(["shell", "ls", "/nope"], check=False).returncode == 0
 
 
-def test_no_device_and_no_adb_are_clear_errors(fake, tmp_path, monkeypatch):
-    (fake / "devices").write_text("")
+def test_no_device_and_no_adb_are_clear_errors(phone, tmp_path, monkeypatch):
+    phone.state["serials"] = []
+    phone.save()
     with pytest.raises(CollectError, match="no Android device"):
         collect_android(PKG, ResultStore(tmp_path / "s"), Adb())
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
@@ -145,11 +111,11 @@ def test_no_device_and_no_adb_are_clear_errors(fake, tmp_path, monkeypatch):
         Adb()
 
 
-def write_plan(tmp_path, keys=("r1", "r2"), plan_id="p1"):
-    plan_dir = tmp_path / "plan"
+def write_plan(tmp_path, keys=("r1", "r2"), plan_id="p1", platform="android"):
+    plan_dir = tmp_path / f"plan-{plan_id}"
     plan_dir.mkdir()
     plan = {"plan_version": 1, "plan_id": plan_id, "created_at": "2025-03-02T09:15:00Z", "device": "android",
-            "platform": "android", "protocol": fixture("ok")["protocol"], "inputs": [],
+            "platform": platform, "protocol": fixture("ok")["protocol"], "inputs": [],
             "runs": [{"key": k, "artifact": {"name": "m", "format": "tflite", "path": "artifacts/m/m.tflite",
                                              "sha256": "a" * 64, "precision": "fp32", "size_bytes": 1},
                       "compute_units": "cpu", "delegate": "xnnpack", "threads": 4,
@@ -160,37 +126,102 @@ def write_plan(tmp_path, keys=("r1", "r2"), plan_id="p1"):
     return plan_dir
 
 
-def test_bench_android_pushes_starts_and_waits_for_every_run(fake, tmp_path):
+def _bench(plan_dir, store, **kw):
+    return bench_android(plan_dir, store, adb=Adb(), poll_s=0, sleep=lambda s: None, clock=Polls(),
+                         timeout_s=kw.pop("timeout_s", 50), **kw)
+
+
+def test_bench_android_pushes_starts_with_a_launch_id_and_waits_for_every_run(phone, tmp_path):
     plan_dir = write_plan(tmp_path)
-    (fake / "pending").mkdir()
-    for k in ("r1", "r2"):
-        (fake / "pending" / f"{k}.json").write_bytes(dumps(result(f"p1.{k}", plan_id="p1")))
     store = ResultStore(tmp_path / "s")
     seen = []
-    outs = bench_android(plan_dir, store, adb=Adb(), poll_s=0.01, timeout_s=10, progress=lambda g, w: seen.append((g, w)))
-    assert sorted(o.run_id for o in outs) == ["p1.r1", "p1.r2"]
-    assert seen[-1] == (2, 2)
-    log = (fake / "log").read_text()
-    assert f"am start -W -S -n {PKG}/.MainActivity --es plan /sdcard/Android/data/{PKG}/files/plans/p1/plan.json" in log
-    assert (fake / "pushed" / "p1" / "plan.json").exists()
+    report = _bench(plan_dir, store, progress=lambda r: seen.append(len(r.found)), launch_id="L1")
+    assert report.complete and not report.timed_out and report.expected == 2
+    assert sorted(k for _, k in report.found) == ["r1", "r2"]
+    assert seen[0] < 2 and seen[-1] == 2  # the app wrote its results over several polls
+    starts = [a for a in log(phone) if a[:1] == ["exec-out"] and "am start" in a[1]]
+    assert len(starts) == 1 and f"--es plan /sdcard/Android/data/{PKG}/files/plans/p1/plan.json --es launch_id L1" in starts[0][1]
+    assert phone.host(f"/sdcard/Android/data/{PKG}/files/plans/p1/plan.json").is_file()
+    for rid in report.found.values():
+        assert store.get(rid)["launch_id"] == "L1"
 
 
-def test_bench_android_times_out_keeping_what_arrived(fake, tmp_path):
+def test_rerunning_a_plan_waits_for_the_new_launch_and_counts_the_old_results_as_stale(phone, tmp_path):
+    """The defect: any stored result with the plan's id counted, so a rerun "finished" at once."""
     plan_dir = write_plan(tmp_path)
-    (fake / "pending").mkdir()
-    (fake / "pending" / "r1.json").write_bytes(dumps(result("p1.r1", plan_id="p1")))
     store = ResultStore(tmp_path / "s")
-    with pytest.raises(CollectError, match="1 of 2 results"):
-        bench_android(plan_dir, store, adb=Adb(), poll_s=0.01, timeout_s=0.05)
-    assert [e.run_id for e in store.entries()] == ["p1.r1"]
+    first = _bench(plan_dir, store, launch_id="L1")
+    assert first.complete
+    second = _bench(plan_dir, store, launch_id="L2")
+    assert second.complete
+    assert {store.get(rid)["launch_id"] for rid in second.found.values()} == {"L2"}
+    assert sorted(second.stale) == sorted(first.found.values())
+    assert len(store.entries()) == 4  # nothing lost: the old launch's files are kept too
 
 
-def test_bench_android_refuses_an_invalid_plan_before_touching_the_device(fake, tmp_path):
+def test_a_run_that_never_writes_is_named_at_the_timeout_and_what_arrived_is_kept(phone, tmp_path):
+    phone.state["skip_keys"] = ["r2"]
+    phone.save()
+    plan_dir = write_plan(tmp_path)
+    store = ResultStore(tmp_path / "s")
+    report = _bench(plan_dir, store, timeout_s=6)
+    assert report.timed_out and report.missing == ["r2"]
+    assert [e.run_id.split(".")[1] for e in store.entries()] == ["r1"]
+
+
+def test_bench_android_installs_the_apk_when_given(phone, tmp_path):
+    phone.state["packages"] = {}
+    phone.save()
+    plan_dir = write_plan(tmp_path)
+    apk = fake_adb.apk(tmp_path / "app-release.apk", PKG, debuggable=False)
+    assert _bench(plan_dir, ResultStore(tmp_path / "s"), apk=apk).complete
+    assert ["install", "-r", str(apk)] in log(phone)
+
+
+def test_starting_an_app_that_is_not_installed_is_an_error(phone, tmp_path):
+    phone.state["packages"] = {}
+    phone.save()
+    with pytest.raises(CollectError, match="does not exist"):
+        _bench(write_plan(tmp_path), ResultStore(tmp_path / "s"))
+
+
+def test_bench_android_refuses_an_invalid_or_ios_plan_before_touching_the_device(phone, tmp_path):
     from toolchain.errors import SchemaError
 
-    plan_dir = tmp_path / "bad"
-    plan_dir.mkdir()
-    (plan_dir / "plan.json").write_text("{}")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "plan.json").write_text("{}")
     with pytest.raises(SchemaError):
-        bench_android(plan_dir, ResultStore(tmp_path / "s"), adb=Adb())
-    assert not (fake / "log").exists()
+        _bench(bad, ResultStore(tmp_path / "s"))
+    ios_plan = write_plan(tmp_path, platform="ios", plan_id="pi")
+    plan = json.loads((ios_plan / "plan.json").read_text())
+    for r in plan["runs"]:
+        r["artifact"]["format"], r["compute_units"] = "coreml", "all"
+    (ios_plan / "plan.json").write_text(json.dumps(plan))
+    with pytest.raises(CollectError, match="not Android"):
+        _bench(ios_plan, ResultStore(tmp_path / "s"))
+    assert not (phone.root / "log").exists()
+
+
+def _cli(*args):
+    from toolchain.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_bench_and_collect_exit_1_naming_the_missing_runs(phone, tmp_path):
+    phone.state["skip_keys"] = ["r2"]
+    phone.save()
+    plan_dir = write_plan(tmp_path)
+    res = _cli("bench", "android", "--plan", plan_dir, "--out", tmp_path / "s", "--timeout", "0.3",
+               "--launch-id", "L9")
+    assert res.exit_code == 1, res.output
+    assert "no results file for 1 run(s): r2" in res.output and "1 of 2 expected" in res.output
+    again = _cli("collect", "android", "--plan", plan_dir, "--launch-id", "L9", "--out", tmp_path / "s")
+    assert again.exit_code == 1 and "r2" in again.output and "1 duplicate" in again.output
+    other = _cli("collect", "android", "--plan", plan_dir, "--launch-id", "L0", "--out", tmp_path / "s")
+    assert other.exit_code == 1 and "from earlier launches" in other.output and "r1, r2" in other.output
+    put(phone, EXTERNAL, "r2.json", dumps(result("p1.r2.0000abcd", plan_id="p1", launch_id="L9", run_key="r2")))
+    done = _cli("collect", "android", "--plan", plan_dir, "--launch-id", "L9", "--out", tmp_path / "s")
+    assert done.exit_code == 0, done.output
+    assert "2 of 2 expected" in done.output

@@ -1,14 +1,12 @@
-"""AWS Device Farm flow against botocore's Stubber (requests checked against the real API model)."""
+"""AWS Device Farm against botocore's Stubber (requests checked against the real API model) and the
+service behaviour the model cannot express (tests/fakes/devicefarm.py)."""
 
 from __future__ import annotations
-
-import io
-import json
-import zipfile
 
 import pytest
 
 from tests.bench._results import dumps, fixture, result
+from tests.fakes.devicefarm import PROJECT, RUN, FakeHttp, FarmRun, device, zip_bytes
 from toolchain.bench import farm
 from toolchain.bench.schema import MAX_RESULT_BYTES
 from toolchain.bench.store import ResultStore
@@ -17,29 +15,8 @@ from toolchain.errors import CollectError
 boto3 = pytest.importorskip("boto3", reason="boto3 is in the dev extra; needed for the Stubber")
 from botocore.stub import ANY, Stubber  # noqa: E402
 
-PROJECT = "arn:aws:devicefarm:us-west-2:123456789012:project:abc"
-RUN = "arn:aws:devicefarm:us-west-2:123456789012:run:abc/run1"
 JOB = "arn:aws:devicefarm:us-west-2:123456789012:job:abc/run1/job1"
-DEV_XR, DEV_X, DEV_15 = (f"arn:aws:devicefarm:us-west-2::device:{k:0>32}" for k in ("XR", "X", "15"))
-
-
-class FakeHttp:
-    def __init__(self, downloads: dict[str, bytes]) -> None:
-        self.downloads, self.puts = downloads, []
-
-    def put(self, url, data):
-        self.puts.append((url, data))
-
-    def get(self, url, limit_bytes):
-        return self.downloads[url]
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
+XR, X, I15 = device("Apple iPhone XR", "17.1"), device("Apple iPhone X", "16.7"), device("Apple iPhone 15", "18.0")
 
 
 @pytest.fixture
@@ -53,8 +30,9 @@ def df():
 
 
 def _stub_collect(df, zips: dict[str, bytes]) -> None:
+    df.stub.add_response("get_run", {"run": {"arn": RUN, "status": "COMPLETED"}}, {"arn": RUN})
     df.stub.add_response("list_jobs", {"jobs": [{"arn": JOB, "name": "Apple iPhone XR",
-                                                 "device": {"arn": DEV_XR, "name": "Apple iPhone XR"}}]},
+                                                 "device": {"arn": XR["arn"], "name": "Apple iPhone XR"}}]},
                          {"arn": RUN})
     arts = [{"arn": f"{JOB}/a{i}", "name": name, "type": "CUSTOMER_ARTIFACT", "extension": "zip",
              "url": f"https://s3.example/{name}"} for i, name in enumerate(zips)]
@@ -65,70 +43,117 @@ def _stub_collect(df, zips: dict[str, bytes]) -> None:
 
 
 def test_collect_extracts_results_from_customer_artifacts_and_rejects_bad_members(df, tmp_path):
-    z = _zip({"Host_Machine_Files/$DEVICEFARM_LOG_DIR/results/a.json": dumps(fixture("ok")),
-              "Host_Machine_Files/$DEVICEFARM_LOG_DIR/results/b.json": b"{not json",
-              "Host_Machine_Files/$DEVICEFARM_LOG_DIR/results/../../../evil.json": dumps(result("evil-1")),
-              "Host_Machine_Files/other/metadata.json": b"{}"})
-    _stub_collect(df, {"Customer Artifacts": z, "second": _zip({"results/c.json": dumps(fixture("partial"))})})
+    z = zip_bytes({"Documents/results/a.json": dumps(fixture("ok")),
+                   "Documents/results/b.json": b"{not json",
+                   "Documents/results/../../../evil.json": dumps(result("evil-1")),
+                   "Documents/other/metadata.json": b"{}"})
+    second = zip_bytes({"results/c.json": dumps(fixture("partial"))})
+    _stub_collect(df, {"Customer Artifacts": z, "second": second})
     store = ResultStore(tmp_path / "s")
-    outs = farm.collect_farm(df, RUN, store, FakeHttp({"https://s3.example/Customer Artifacts": z,
-                                                       "https://s3.example/second": _zip(
-                                                           {"results/c.json": dumps(fixture("partial"))})}))
-    statuses = {o.source.rsplit("/", 1)[-1]: o.status for o in outs}
+    report = farm.collect_farm(df, RUN, store, FakeHttp({"https://s3.example/Customer Artifacts": z,
+                                                         "https://s3.example/second": second}))
+    statuses = {o.source.rsplit("/", 1)[-1]: o.status for o in report.outcomes}
     assert statuses == {"a.json": "stored", "b.json": "rejected", "evil.json": "stored", "c.json": "stored"}
-    assert all(o.source.startswith("farm:Apple iPhone XR:") for o in outs)
+    assert all(o.source.startswith("farm:Apple iPhone XR:") for o in report.outcomes)
     # the hostile member name was only a label: the file lives in the store under its run_id
     assert sorted(e.run_id for e in store.entries()) == sorted([fixture("ok")["run_id"], "evil-1",
                                                                 fixture("partial")["run_id"]])
     assert not (tmp_path / "evil.json").exists()
+    assert report.complete  # without a plan: at least one results file from the one job
 
 
-def test_oversized_member_and_bad_zip_are_rejected(df, tmp_path):
-    big = _zip({"results/big.json": b" " * (MAX_RESULT_BYTES + 1)})
+def test_oversized_member_and_bad_zip_are_rejected_and_the_job_is_named(df, tmp_path):
+    big = zip_bytes({"results/big.json": b" " * (MAX_RESULT_BYTES + 1)})
     _stub_collect(df, {"big": big, "bad": b"not a zip"})
-    outs = farm.collect_farm(df, RUN, ResultStore(tmp_path), FakeHttp({"https://s3.example/big": big,
-                                                                       "https://s3.example/bad": b"not a zip"}))
-    assert [o.status for o in outs] == ["rejected", "rejected"]
-    assert "larger than" in outs[0].message and "not a zip" in outs[1].message
+    report = farm.collect_farm(df, RUN, ResultStore(tmp_path), FakeHttp({"https://s3.example/big": big,
+                                                                        "https://s3.example/bad": b"not a zip"}))
+    assert [o.status for o in report.outcomes] == ["rejected", "rejected"]
+    assert "larger than" in report.outcomes[0].message and "not a zip" in report.outcomes[1].message
+    assert report.missing == ["Apple iPhone XR: no results file"]
 
 
-def test_bench_farm_uploads_builds_the_pool_schedules_polls_and_collects(df, tmp_path):
-    app, pkg = tmp_path / "OcularBench.ipa", tmp_path / "tests.zip"
-    app.write_bytes(b"ipa-bytes")
-    pkg.write_bytes(b"zip-bytes")
-    s = df.stub
-    for i, (path, kind) in enumerate([(app, "IOS_APP"), (pkg, "XCTEST_TEST_PACKAGE")]):
-        arn = f"{PROJECT}/upload{i}"
-        s.add_response("create_upload", {"upload": {"arn": arn, "status": "INITIALIZED", "url": f"https://put/{i}"}},
-                       {"projectArn": PROJECT, "name": path.name, "type": kind,
-                        "contentType": "application/octet-stream"})
-        s.add_response("get_upload", {"upload": {"arn": arn, "status": "PROCESSING"}}, {"arn": arn})
-        s.add_response("get_upload", {"upload": {"arn": arn, "status": "SUCCEEDED"}}, {"arn": arn})
-    devices = [{"arn": DEV_XR, "name": "Apple iPhone XR", "model": "iPhone XR", "platform": "IOS", "os": "17.1"},
-               {"arn": DEV_X, "name": "Apple iPhone X", "model": "iPhone X", "platform": "IOS", "os": "16.7"},
-               {"arn": DEV_15, "name": "Apple iPhone 15", "model": "iPhone 15", "platform": "IOS", "os": "18.0"}]
-    s.add_response("list_devices", {"devices": devices},
-                   {"filters": [{"attribute": "PLATFORM", "operator": "EQUALS", "values": ["IOS"]}]})
-    s.add_response("create_device_pool", {"devicePool": {"arn": f"{PROJECT}/pool"}},
-                   {"projectArn": PROJECT, "name": "bench-pool",
-                    "rules": [{"attribute": "ARN", "operator": "IN", "value": json.dumps([DEV_XR])}]})
-    s.add_response("schedule_run", {"run": {"arn": RUN, "status": "SCHEDULING"}},
-                   {"projectArn": PROJECT, "appArn": f"{PROJECT}/upload0", "devicePoolArn": f"{PROJECT}/pool",
-                    "name": "bench", "test": {"type": "XCTEST", "testPackageArn": f"{PROJECT}/upload1"}})
-    s.add_response("get_run", {"run": {"arn": RUN, "status": "RUNNING", "totalJobs": 1, "completedJobs": 0}},
-                   {"arn": RUN})
-    s.add_response("get_run", {"run": {"arn": RUN, "status": "COMPLETED", "result": "PASSED", "totalJobs": 1,
-                                       "completedJobs": 1, "counters": {"passed": 1}}}, {"arn": RUN})
-    z = _zip({"results/a.json": dumps(fixture("ok"))})
-    _stub_collect(df, {"Customer Artifacts": z})
-    http = FakeHttp({"https://s3.example/Customer Artifacts": z})
+def _plan(platform="ios", keys=("r1", "r2"), device_key="iphonexr"):
+    return {"plan_version": 1, "plan_id": "pf", "created_at": "2025-03-02T09:15:00Z", "device": device_key,
+            "platform": platform, "protocol": fixture("ok")["protocol"], "inputs": [],
+            "runs": [{"key": k, "artifact": {"name": "m", "format": "coreml" if platform == "ios" else "tflite",
+                                             "path": "artifacts/m/m.bin", "sha256": "a" * 64, "precision": "fp16",
+                                             "size_bytes": 1},
+                      "compute_units": "all" if platform == "ios" else "cpu", "delegate": None, "threads": None,
+                      "input": {"name": "x", "shape": [1, 3, 8, 8], "layout": "nchw", "dtype": "float32"},
+                      "output": {"name": "features", "dim": 8}, "fixed_input": None, "reference_sample": None}
+                     for k in keys]}
+
+
+def _files(tmp_path, platform):
+    app = tmp_path / ("OcularBench.ipa" if platform == "ios" else "app-release.apk")
+    pkg = tmp_path / ("tests.zip" if platform == "ios" else "app-androidTest.apk")
+    app.write_bytes(b"app-bytes")
+    pkg.write_bytes(b"pkg-bytes")
+    return app, pkg
+
+
+@pytest.mark.parametrize("platform,fleet,keys,expect_paths", [
+    ("ios", [XR, X, I15], ["iphonexr", "iphonex"], {"iosPaths": ["Documents/results"]}),
+    ("android", [device("Google Pixel 6a", "14", "ANDROID")], [], {
+        "androidPaths": ["/sdcard/Android/data/org.oculardeploy.bench/files/results"]}),
+])
+def test_bench_farm_declares_the_results_folder_and_collects_every_run_of_every_device(df, tmp_path, platform, fleet,
+                                                                                     keys, expect_paths):
+    """The defect: schedule_run set no customerArtifactPaths, so Device Farm pulled nothing off the devices."""
+    plan = _plan(platform)
+    sim = FarmRun(df, platform, fleet, plan=plan)
+    picked = fleet[:2] if platform == "ios" else fleet
+    app, pkg = _files(tmp_path, platform)
+    sim.stub_uploads(app.name, pkg.name)
+    sim.stub_pool(picked)
+    sim.stub_schedule(picked)
     stages = []
-    run, outs = farm.bench_farm(df, PROJECT, "ios", app, pkg, ResultStore(tmp_path / "s"), ["iphonexr"],
-                                name="bench", http=http, poll_s=0, sleep=lambda s: None,
-                                progress=lambda stage, info: stages.append((stage, info.get("status"))))
-    assert run["result"] == "PASSED" and [o.status for o in outs] == ["stored"]
-    assert http.puts == [("https://put/0", b"ipa-bytes"), ("https://put/1", b"zip-bytes")]
-    assert ("run", "RUNNING") in stages and ("run", "COMPLETED") in stages
+    run, report = farm.bench_farm(df, PROJECT, platform, app, pkg, ResultStore(tmp_path / "s"), keys,
+                                  [] if platform == "ios" else ["Pixel"], plan=plan, name="bench", http=sim.http,
+                                  poll_s=0, sleep=lambda s: None, progress=lambda st, info: stages.append((st, info)))
+    assert sim.scheduled["configuration"]["customerArtifactPaths"] == expect_paths
+    assert run["status"] == "COMPLETED" and report.complete and report.expected == 2 * len(picked)
+    assert sorted(report.found) == sorted((d["name"], k) for d in picked for k in ("r1", "r2"))
+    assert sim.http.puts == [("https://put/0", b"app-bytes"), ("https://put/1", b"pkg-bytes")]
+    assert any(st == "run" and info.get("status") == "RUNNING" for st, info in stages)
+
+
+def test_bench_farm_names_the_device_and_run_that_wrote_nothing(df, tmp_path):
+    plan = _plan()
+    sim = FarmRun(df, "ios", [XR, X], plan=plan, skip={"Apple iPhone X": {"r2"}})
+    app, pkg = _files(tmp_path, "ios")
+    sim.stub_uploads(app.name, pkg.name)
+    sim.stub_pool([XR, X])
+    sim.stub_schedule([XR, X])
+    _, report = farm.bench_farm(df, PROJECT, "ios", app, pkg, ResultStore(tmp_path / "s"), ["iphonexr", "iphonex"],
+                                plan=plan, name="bench", http=sim.http, poll_s=0, sleep=lambda s: None)
+    assert report.missing == ["Apple iPhone X: r2"] and not report.timed_out
+
+
+def test_an_iphone_6_can_never_be_in_a_pool_and_says_so(df, tmp_path):
+    app, pkg = _files(tmp_path, "ios")
+    with pytest.raises(CollectError, match=r"plan pf is for the iPhone 6: its last iOS is 12\.5\.7; Device Farm "
+                                           r"runs iOS 15 to 26 only"):
+        farm.bench_farm(df, PROJECT, "ios", app, pkg, ResultStore(tmp_path / "s"), ["iphone6"],
+                        plan=_plan(device_key="iphone6"), http=FakeHttp())
+    with pytest.raises(CollectError, match="no Device Farm pool can hold iPhone 6"):
+        farm.device_pool(df, PROJECT, "ios", ["iphone6"], [], "p")
+    assert farm.unreachable_on_farm(["all"]) == ["iPhone 6: its last iOS is 12.5.7; Device Farm runs iOS 15 to 26 only"]
+
+
+def test_a_pool_skips_the_iphone_6_and_keeps_the_rest(df, tmp_path):
+    plan = _plan()
+    sim = FarmRun(df, "ios", [XR, I15], plan=plan)
+    app, pkg = _files(tmp_path, "ios")
+    sim.stub_uploads(app.name, pkg.name)
+    sim.stub_pool([XR])
+    sim.stub_schedule([XR])
+    stages = []
+    _, report = farm.bench_farm(df, PROJECT, "ios", app, pkg, ResultStore(tmp_path / "s"), ["iphone6", "iphonexr"],
+                                plan=plan, name="bench", http=sim.http, poll_s=0, sleep=lambda s: None,
+                                progress=lambda st, info: stages.append((st, info)))
+    assert report.complete
+    assert ("pool", {"skipped": ["iPhone 6: its last iOS is 12.5.7; Device Farm runs iOS 15 to 26 only"]}) in stages
 
 
 def test_catalog_names_match_word_bounded():
@@ -146,7 +171,32 @@ def test_failed_upload_and_service_errors_are_clear(df, tmp_path):
     df.stub.add_response("get_upload", {"upload": {"arn": f"{PROJECT}/u", "status": "FAILED",
                                                       "message": "invalid ipa"}}, {"arn": f"{PROJECT}/u"})
     with pytest.raises(CollectError, match="rejected a.ipa: invalid ipa"):
-        farm.upload(df, PROJECT, app, "IOS_APP", FakeHttp({}), sleep=lambda s: None)
-    df.stub.add_client_error("list_jobs", "NotFoundException", "run not found")
-    with pytest.raises(CollectError, match="list_jobs failed.*run not found"):
-        farm.collect_farm(df, RUN, ResultStore(tmp_path / "s"), FakeHttp({}))
+        farm.upload(df, PROJECT, app, "IOS_APP", FakeHttp(), sleep=lambda s: None)
+    df.stub.add_client_error("get_run", "NotFoundException", "run not found")
+    with pytest.raises(CollectError, match="get_run failed.*run not found"):
+        farm.collect_farm(df, RUN, ResultStore(tmp_path / "s"), FakeHttp())
+
+
+def test_cli_collect_farm_exits_1_naming_the_device_without_results(df, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from toolchain.cli import app as cli
+
+    df.stub.add_response("get_run", {"run": {"arn": RUN, "status": "COMPLETED"}}, {"arn": RUN})
+    df.stub.add_response("list_jobs", {"jobs": [{"arn": JOB, "name": "Apple iPhone XR", "status": "COMPLETED",
+                                                 "device": {"arn": XR["arn"], "name": "Apple iPhone XR"}}]},
+                         {"arn": RUN})
+    df.stub.add_response("list_artifacts", {"artifacts": []}, {"arn": JOB, "type": "FILE"})
+    monkeypatch.setattr(farm, "client", lambda region: df)
+    res = CliRunner().invoke(cli, ["collect", "farm", "--run-arn", RUN, "--out", str(tmp_path / "s")])
+    assert res.exit_code == 1 and "Apple iPhone XR: no results file" in res.output, res.output
+
+
+def test_collecting_a_run_that_is_still_running_says_so(df, tmp_path):
+    df.stub.add_response("get_run", {"run": {"arn": RUN, "status": "RUNNING"}}, {"arn": RUN})
+    df.stub.add_response("list_jobs", {"jobs": [{"arn": JOB, "name": "Apple iPhone XR", "status": "RUNNING",
+                                                 "device": {"arn": XR["arn"], "name": "Apple iPhone XR"}}]},
+                         {"arn": RUN})
+    report = farm.collect_farm(df, RUN, ResultStore(tmp_path / "s"), FakeHttp(), plan=_plan())
+    assert report.missing == ["Apple iPhone XR: r1", "Apple iPhone XR: r2"] and not report.timed_out
+    assert "RUNNING" in report.problem and "collect again later" in report.problem

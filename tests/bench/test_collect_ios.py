@@ -1,185 +1,222 @@
-"""iOS collector against a fake house-arrest service (sync and async APIs) and a fake `xcrun devicectl`."""
+"""iOS collection and plan runs against fakes of pymobiledevice3 and devicectl (tests/fakes/ios.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
-import textwrap
 
 import pytest
+from typer.testing import CliRunner
 
-from tests.bench._results import dumps, fixture, result
+from tests.bench._results import Polls, dumps, fixture, result
+from tests.fakes import ios as fake
 from toolchain.bench import ios
 from toolchain.bench.schema import MAX_RESULT_BYTES
 from toolchain.bench.store import ResultStore
+from toolchain.bench.transport import RemoteFolderMissing
 from toolchain.errors import CollectError
 
 BUNDLE = "org.oculardeploy.bench"  # ios_harness PRODUCT_BUNDLE_IDENTIFIER
+UDID_XR = "00008020-000E1D6A0E10002E"
+UDID_X = "d6c2c9dd2da8def539603fe180c1e6c59b277f58"
 
 
-class FakeHouseArrest:
-    """The slice of pymobiledevice3's HouseArrestService the collector uses (sync flavour)."""
-
-    def __init__(self, files: dict[str, bytes], sizes: dict[str, int] | None = None) -> None:
-        self.files, self.sizes, self.asked, self.closed = files, sizes or {}, [], False
-
-    def listdir(self, path):
-        if path != "/Documents/results":
-            raise FileNotFoundError(path)
-        return [".", "..", *self.files]
-
-    def stat(self, path):
-        name = path.rsplit("/", 1)[-1]
-        return {"st_size": self.sizes.get(name, len(self.files[name]))}
-
-    def get_file_contents(self, path):
-        self.asked.append(path)
-        return self.files[path.rsplit("/", 1)[-1]]
-
-    def close(self):
-        self.closed = True
+@pytest.fixture
+def phone(tmp_path, monkeypatch):
+    """An iPhone XR on iOS 18 with the harness installed (file sharing on), plus fake CLIs on PATH."""
+    p = fake.IPhone.create(tmp_path / "phone", udid=UDID_XR, ios="18.3",
+                           apps={BUNDLE: {"file_sharing": True, "bundled_plan": None}})
+    fake.install_tools(tmp_path / "bin", p.root)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    return p
 
 
-class AsyncFakeHouseArrest(FakeHouseArrest):
-    """pymobiledevice3 >= 5: every call is a coroutine."""
-
-    async def listdir(self, path):
-        return FakeHouseArrest.listdir(self, path)
-
-    async def stat(self, path):
-        return FakeHouseArrest.stat(self, path)
-
-    async def get_file_contents(self, path):
-        return FakeHouseArrest.get_file_contents(self, path)
-
-    async def close(self):
-        self.closed = True
+def put(phone, name: str, data: bytes) -> None:
+    d = phone.documents(BUNDLE) / "results"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_bytes(data)
 
 
-@pytest.mark.parametrize("cls", [FakeHouseArrest, AsyncFakeHouseArrest])
-def test_house_arrest_collects_validates_and_keeps_good_files(tmp_path, cls):
-    svc = cls({"a.json": dumps(fixture("ok")), "b.json": dumps(fixture("error")), "c.json": b"{\"run_id\":",
-               "notes.txt": b"ignored"})
-    store = ResultStore(tmp_path)
-    asked = []
-
-    async def factory(bundle_id, udid):  # also exercises an async factory
-        asked.append((bundle_id, udid))
-        return svc
-
-    outs = ios.collect_ios(BUNDLE, store, udid="UDID1", via="house-arrest", service_factory=factory)
-    assert asked == [(BUNDLE, "UDID1")]
-    assert {o.source.rsplit("/", 1)[-1]: o.status for o in outs} == {"a.json": "stored", "b.json": "stored",
-                                                                      "c.json": "rejected"}
-    assert "c.json" in outs[2].message
-    assert len(store.entries()) == 2 and svc.closed
-    assert "/Documents/results/notes.txt" not in svc.asked
+def log(phone) -> list[list[str]]:
+    path = phone.root / "log"
+    return [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_unsafe_names_and_oversized_files_are_not_fetched(tmp_path):
-    svc = FakeHouseArrest({"../../x.json": b"{}", "big.json": b"{}", "ok.json": dumps(fixture("ok"))},
-                          sizes={"big.json": MAX_RESULT_BYTES + 1})
-    outs = ios.collect_ios(BUNDLE, ResultStore(tmp_path), via="house-arrest", service_factory=lambda b, u: svc)
-    assert [o.status for o in outs] == ["rejected", "rejected", "stored"]
-    assert "unsafe file name" in outs[0].message and "larger than" in outs[1].message
-    assert svc.asked == ["/Documents/results/ok.json"]
+@pytest.mark.parametrize("cls", [fake.HouseArrest, fake.AsyncHouseArrest])
+def test_house_arrest_collects_validates_and_keeps_good_files(phone, tmp_path, cls):
+    put(phone, "a.json", dumps(fixture("ok")))
+    put(phone, "b.json", dumps(fixture("error")))
+    put(phone, "c.json", b'{"run_id":')
+    put(phone, "notes.txt", b"ignored")
+    store = ResultStore(tmp_path / "s")
+    outs = ios.collect_ios(BUNDLE, store, udid=UDID_XR, via="pymobiledevice3",
+                           service_factory=fake.factory(phone.root, cls))
+    assert {c.remote.name: c.outcome.status for c in outs} == {"a.json": "stored", "b.json": "stored",
+                                                              "c.json": "rejected"}
+    assert len(store.entries()) == 2
 
 
-def test_app_that_never_ran_is_a_clear_error(tmp_path):
-    class Empty(FakeHouseArrest):
-        def listdir(self, path):
-            raise RuntimeError("AFC_E_OBJECT_NOT_FOUND")
+def test_unsafe_names_and_oversized_files_are_not_fetched(phone, tmp_path):
+    put(phone, "ok.json", dumps(fixture("ok")))
+    put(phone, "a b.json", b"{}")
+    put(phone, "big.json", b" " * (MAX_RESULT_BYTES + 1))
+    svcs = []
 
-    with pytest.raises(CollectError, match="has the app run a plan yet"):
-        ios.collect_ios(BUNDLE, ResultStore(tmp_path), via="house-arrest", service_factory=lambda b, u: Empty({}))
+    def factory(b, u):
+        svcs.append(fake.factory(phone.root)(b, u))
+        return svcs[-1]
+
+    outs = {c.remote.name: c.outcome for c in ios.collect_ios(BUNDLE, ResultStore(tmp_path / "s"), via="pymobiledevice3",
+                                                              service_factory=factory)}
+    assert outs["ok.json"].status == "stored"
+    assert "unsafe file name" in outs["a b.json"].message and "larger than" in outs["big.json"].message
+    assert svcs[0].asked == ["/Documents/results/ok.json"] and svcs[0].closed
+
+
+def test_app_that_never_ran_not_installed_and_file_sharing_off_are_clear_errors(phone, tmp_path):
+    store = ResultStore(tmp_path / "s")
+    with pytest.raises(RemoteFolderMissing, match="has the app run a plan yet"):
+        ios.collect_ios(BUNDLE, store, via="pymobiledevice3", service_factory=fake.factory(phone.root))
+    with pytest.raises(CollectError, match="not installed"):
+        ios.collect_ios("org.other", store, via="pymobiledevice3", service_factory=fake.factory(phone.root))
+    phone.state["apps"][BUNDLE]["file_sharing"] = False
+    phone.save()
+    with pytest.raises(CollectError, match="InstallationLookupFailed.*UIFileSharingEnabled"):
+        ios.collect_ios(BUNDLE, store, via="pymobiledevice3", service_factory=fake.factory(phone.root))
 
 
 def test_missing_pymobiledevice3_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pymobiledevice3", None)
     monkeypatch.setitem(sys.modules, "pymobiledevice3.lockdown", None)
     with pytest.raises(CollectError, match=r"pip install '\.\[ios\]'"):
-        ios.collect_ios(BUNDLE, ResultStore(tmp_path), via="house-arrest")
+        ios.collect_ios(BUNDLE, ResultStore(tmp_path), via="pymobiledevice3")
 
 
 def test_unknown_transfer_lists_the_known_ones(tmp_path):
-    with pytest.raises(Exception, match="devicectl, house-arrest"):
+    with pytest.raises(Exception, match="devicectl, house-arrest, pymobiledevice3"):
         ios.collect_ios(BUNDLE, ResultStore(tmp_path), via="bluetooth")
 
 
-FAKE_XCRUN = textwrap.dedent('''\
-    #!PYTHON
-    import os, shutil, sys
-    root = os.environ["FAKE_IOS_ROOT"]
-    with open(os.path.join(root, "log"), "a") as log:
-        log.write(" ".join(sys.argv[1:]) + "\\n")
-    a = sys.argv[1:]
-    if a[:4] == ["devicectl", "device", "copy", "from"]:
-        dest = a[a.index("--destination") + 1]
-        src = os.path.join(root, "device")
-        for n in os.listdir(src):
-            p = os.path.join(src, n)
-            if os.path.islink(p):
-                os.symlink(os.readlink(p), os.path.join(dest, n))
-            else:
-                shutil.copy(p, os.path.join(dest, n))
-    sys.exit(0)
-''').replace("PYTHON", sys.executable)
-
-
-def _install_fake(tmp_path, monkeypatch, name, text):
-    bindir = tmp_path / "bin"
-    bindir.mkdir(exist_ok=True)
-    exe = bindir / name
-    exe.write_text(text)
-    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-
-
-def test_devicectl_copies_then_stores_only_regular_files(tmp_path, monkeypatch):
-    root = tmp_path / "fake"
-    (root / "device").mkdir(parents=True)
-    (root / "device" / "r.json").write_bytes(dumps(fixture("ok")))
+def test_devicectl_copies_then_stores_only_regular_files(phone, tmp_path):
+    put(phone, "r.json", dumps(fixture("ok")))
     secret = tmp_path / "secret.json"
     secret.write_bytes(dumps(result("secret-run")))
-    (root / "device" / "link.json").symlink_to(secret)
-    monkeypatch.setenv("FAKE_IOS_ROOT", str(root))
-    _install_fake(tmp_path, monkeypatch, "xcrun", FAKE_XCRUN)
+    (phone.documents(BUNDLE) / "results" / "link.json").symlink_to(secret)
     store = ResultStore(tmp_path / "s")
-    outs = ios.collect_ios(BUNDLE, store, udid="U1", via="devicectl")
-    assert [o.status for o in outs] == ["stored"]
+    outs = ios.collect_ios(BUNDLE, store, udid=UDID_XR, via="devicectl")
+    assert [c.outcome.status for c in outs] == ["stored"]
     assert [e.run_id for e in store.entries()] == [fixture("ok")["run_id"]]
-    log = (root / "log").read_text()
-    assert f"--domain-type appDataContainer --domain-identifier {BUNDLE} --source Documents/results" in log
+    copy = next(a for a in log(phone) if a[:4] == ["devicectl", "device", "copy", "from"])
+    assert copy[copy.index("--domain-identifier") + 1] == BUNDLE and copy[copy.index("--source") + 1] == "Documents/results"
 
 
-def test_bench_ios_installs_launches_with_the_plan_and_collects(tmp_path, monkeypatch):
-    root = tmp_path / "fake"
-    root.mkdir()
-    monkeypatch.setenv("FAKE_IOS_ROOT", str(root))
-    _install_fake(tmp_path, monkeypatch, "pymobiledevice3", FAKE_XCRUN)  # logs its arguments, exits 0
+def test_devicectl_cannot_reach_a_device_below_ios_17_and_says_why(phone, tmp_path):
+    phone.state.update(udid=UDID_X, ios="16.7.10")
+    phone.save()
+    with pytest.raises(CollectError, match="pairingState unsupported.*iOS 17\\+ only.*--via pymobiledevice3"):
+        ios.collect_ios(BUNDLE, ResultStore(tmp_path / "s"), udid=UDID_X, via="devicectl")
+
+
+def test_via_picks_pymobiledevice3_below_ios_17_and_says_why(phone, monkeypatch):
+    """The defect: on a Mac the default was devicectl, which cannot see the iPhone 6, iPhone X or iPad Air 2."""
+    for key, last in (("iphone6", "12.5.7"), ("iphonex", "16.7"), ("ipadair2", "15.8")):
+        name, why = ios.choose_via(UDID_X, key, platform="darwin")
+        assert name == "pymobiledevice3" and last in why and "17+" in why
+        with pytest.raises(CollectError, match="--via devicectl cannot reach"):
+            ios.choose_via(UDID_X, key, via="devicectl", platform="darwin")
+    # a catalog device that can run iOS 17+: ask devicectl what the phone runs
+    assert ios.choose_via(UDID_XR, "iphonexr", platform="darwin")[0] == "devicectl"
+    phone.state["ios"] = "16.1"  # an iPhone XR never updated past 16
+    phone.save()
+    name, why = ios.choose_via(UDID_XR, "iphonexr", platform="darwin")
+    assert name == "pymobiledevice3" and "does not list it" in why
+    assert ios.choose_via(UDID_XR, "iphonexr", platform="linux") == ("pymobiledevice3",
+                                                                     "no xcrun here (devicectl needs macOS with Xcode 15+)")
+
+
+def write_ios_plan(tmp_path, keys=("r1", "r2"), plan_id="p1", device="iphonexr", created_at="2025-03-02T09:15:00Z"):
     from tests.bench.test_collect_android import write_plan
 
-    (tmp_path / "p").mkdir()
-    plan_dir = write_plan(tmp_path / "p", keys=("r1",), plan_id="p1")
+    folder = tmp_path / f"in-{plan_id}-{created_at[:10]}"
+    folder.mkdir()
+    plan_dir = write_plan(folder, keys=keys, plan_id=plan_id, platform="ios")
     plan = json.loads((plan_dir / "plan.json").read_text())
-    plan.update(platform="ios", device="iphonexr")
+    plan.update(device=device, created_at=created_at)
     for r in plan["runs"]:
-        r["artifact"]["format"], r["compute_units"] = "coreml", "all"
+        r["artifact"]["format"], r["compute_units"], r["delegate"], r["threads"] = "coreml", "all", None, None
     (plan_dir / "plan.json").write_text(json.dumps(plan))
-    app = tmp_path / "OcularBench.ipa"
-    app.write_bytes(b"ipa")
-    svc = FakeHouseArrest({})
+    return plan_dir
 
-    def factory(bundle_id, udid):
-        if "launch" in (root / "log").read_text():  # results appear once the app was launched
-            svc.files = {"p1.r1.json": dumps(result("p1.r1", plan_id="p1"))}
-        return svc
 
-    outs = ios.bench_ios(plan_dir, app, ResultStore(tmp_path / "s"), via="house-arrest", poll_s=0.01,
-                         timeout_s=5, service_factory=factory)
-    assert [o.run_id for o in outs if o.ok] == ["p1.r1"]
-    log = (root / "log").read_text().splitlines()
-    assert log[0] == f"apps install {app}"
-    assert log[1] == f"developer dvt launch {BUNDLE} -autorun YES -plan BenchPlan/plan.json"
+def _bench(phone, plan_dir, app, store, via, udid, **kw):
+    return ios.bench_ios(plan_dir, app, store, udid=udid, via=via, poll_s=0, timeout_s=kw.pop("timeout_s", 50),
+                         sleep=lambda s: None, clock=Polls(), service_factory=fake.factory(phone.root), **kw)
+
+
+@pytest.mark.parametrize("via", ["pymobiledevice3", "devicectl"])
+def test_bench_ios_installs_launches_with_a_launch_id_and_waits_for_this_launch(phone, tmp_path, via):
+    plan_dir = write_ios_plan(tmp_path)
+    app = fake.fake_app(tmp_path / "OcularBench.app", BUNDLE, plan_dir)
+    store = ResultStore(tmp_path / "s")
+    report = _bench(phone, plan_dir, app, store, via, UDID_XR, launch_id="L1")
+    assert report.complete and sorted(k for _, k in report.found) == ["r1", "r2"]
+    assert {store.get(rid)["launch_id"] for rid in report.found.values()} == {"L1"}
+    calls = [" ".join(a) for a in log(phone)]
+    if via == "pymobiledevice3":
+        assert f"apps install --udid {UDID_XR} {app}" in calls
+        assert f"developer dvt launch --udid {UDID_XR} {BUNDLE} -autorun YES -launch_id L1" in calls
+    else:
+        assert any(c.startswith("devicectl device process launch") and c.endswith(f"{BUNDLE} -autorun YES -launch_id L1")
+                   for c in calls)
+    # rerun: the first launch's files are still in Documents/results; they must not end the wait
+    again = _bench(phone, plan_dir, app, store, via, UDID_XR, launch_id="L2")
+    assert again.complete and {store.get(rid)["launch_id"] for rid in again.found.values()} == {"L2"}
+    assert sorted(again.stale) == sorted(report.found.values())
+
+
+def test_bench_ios_on_an_iphone_x_uses_pymobiledevice3_on_a_mac_too(phone, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    phone.state.update(udid=UDID_X, ios="16.7.10")
+    phone.save()
+    plan_dir = write_ios_plan(tmp_path, device="iphonex")
+    app = fake.fake_app(tmp_path / "OcularBench.app", BUNDLE, plan_dir)
+    chosen = []
+    report = _bench(phone, plan_dir, app, ResultStore(tmp_path / "s"), None, UDID_X,
+                    on_via=lambda n, w: chosen.append((n, w)))
+    assert report.complete and chosen[0][0] == "pymobiledevice3" and "16.7" in chosen[0][1]
+    assert not any(a[:2] == ["devicectl", "device"] for a in log(phone))
+
+
+def test_a_newer_documents_plan_is_run_and_reported_as_another_plan(phone, tmp_path):
+    """The app runs the newest plan it has; the report says the launch wrote another plan's results."""
+    bundled = write_ios_plan(tmp_path, plan_id="p1", created_at="2025-03-02T09:15:00Z")
+    newer = write_ios_plan(tmp_path, plan_id="p2", created_at="2025-04-01T10:00:00Z")
+    app = fake.fake_app(tmp_path / "OcularBench.app", BUNDLE, bundled)
+    import shutil
+
+    shutil.copytree(newer, phone.documents(BUNDLE) / "BenchPlan")
+    report = _bench(phone, bundled, app, ResultStore(tmp_path / "s"), "pymobiledevice3", UDID_XR, timeout_s=8,
+                    launch_id="L1")
+    assert report.timed_out and report.missing == ["r1", "r2"] and len(report.foreign) == 2
+    # an *older* plan left in Documents no longer shadows the one built into the app
+    shutil.rmtree(phone.documents(BUNDLE))
+    shutil.copytree(write_ios_plan(tmp_path, plan_id="p0", created_at="2024-01-01T00:00:00Z"),
+                    phone.documents(BUNDLE) / "BenchPlan")
+    assert _bench(phone, bundled, app, ResultStore(tmp_path / "s2"), "pymobiledevice3", UDID_XR, launch_id="L2").complete
+
+
+def test_cli_bench_ios_exits_1_naming_the_missing_runs_and_says_which_transport(phone, tmp_path, monkeypatch):
+    phone.state["skip_keys"] = ["r2"]
+    phone.save()
+    plan_dir = write_ios_plan(tmp_path)
+    app = fake.fake_app(tmp_path / "OcularBench.app", BUNDLE, plan_dir)
+    monkeypatch.setattr(ios, "HouseArrestTransport",
+                        lambda b, u, f=None, _real=ios.HouseArrestTransport: _real(b, u, fake.factory(phone.root)))
+    from toolchain.cli import app as cli
+
+    res = CliRunner().invoke(cli, ["bench", "ios", "--plan", str(plan_dir), "--app", str(app), "--udid", UDID_XR,
+                                   "--via", "pymobiledevice3", "--out", str(tmp_path / "s"), "--timeout", "0.2"])
+    assert res.exit_code == 1, res.output
+    assert "via pymobiledevice3: asked for with --via" in res.output
+    assert "no results file for 1 run(s): r2" in res.output

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.bench import harness_checks as hc
+from tests.harness import _project_checks as hc
 
 REPO = Path(__file__).resolve().parents[2]
 IOS = REPO / "ios_harness"
@@ -104,3 +104,31 @@ def test_info_plist_without_file_sharing_fails(tmp_path):
     p.write_bytes(plistlib.dumps(info))
     problems = hc.info_plist_problems(p)
     assert len(problems) == 2 and "UIFileSharingEnabled" in problems[0] and "iOS 13" in problems[1]
+
+
+def test_a_file_in_both_targets_is_caught(copy):
+    """Plan.swift compiled into the test bundle too: two distinct `BenchPlan` types at run time."""
+    # What Xcode writes when Plan.swift's target membership box is ticked for the tests too.
+    build_file = "\t\t0A0A0A0A0A0A0A0A0A0A0A0A /* Plan.swift in Sources */ = {isa = PBXBuildFile; " \
+                 "fileRef = 59330AB0E7293B7117234CEE /* Plan.swift */; };\n"
+    _edit(copy, "/* Begin PBXBuildFile section */\n", "/* Begin PBXBuildFile section */\n" + build_file)
+    _edit(copy, "\t\t\t\tCA6D6E412B2DF2EFA235EB1D /* PlanRunTests.swift in Sources */,\n",
+          "\t\t\t\tCA6D6E412B2DF2EFA235EB1D /* PlanRunTests.swift in Sources */,\n"
+          "\t\t\t\t0A0A0A0A0A0A0A0A0A0A0A0A /* Plan.swift in Sources */,\n")
+    problems = hc.pbxproj_problems(copy / "OcularBench.xcodeproj")
+    assert problems == ["OcularBench/Core/Plan.swift is compiled by both OcularBench and OcularBenchTests: "
+                        "keep it in OcularBench only"]
+
+
+def test_a_test_host_that_names_no_built_app_is_caught(copy):
+    _edit(copy, 'TEST_HOST = "$(BUILT_PRODUCTS_DIR)/OcularBench.app/OcularBench";',
+          'TEST_HOST = "$(BUILT_PRODUCTS_DIR)/Ocular.app/Ocular";')
+    problems = hc.pbxproj_problems(copy / "OcularBench.xcodeproj")
+    assert problems == ["OcularBenchTests Debug: TEST_HOST is '$(BUILT_PRODUCTS_DIR)/Ocular.app/Ocular'; "
+                        "the app target builds '$(BUILT_PRODUCTS_DIR)/OcularBench.app/OcularBench'"]
+
+
+def test_a_test_target_without_its_host_dependency_is_caught(copy):
+    _edit(copy, "\t\t\t\tE54DEBD65D8142E7785275AA /* PBXTargetDependency */,\n", "")
+    problems = hc.pbxproj_problems(copy / "OcularBench.xcodeproj")
+    assert any("does not depend on OcularBench" in p for p in problems), problems

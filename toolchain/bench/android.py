@@ -1,42 +1,54 @@
-"""Android: fetch results over ``adb`` and run a plan on a connected device.
+"""Android: the ``adb`` transport, and running a plan on a connected phone.
 
-The harness app writes one results file per run into its private files folder
-(``files/results`` under the app's data directory). ``adb exec-out run-as PKG`` reads that
-folder for a debuggable build (what ``deploy bench`` installs); for a release build the app
-also mirrors results to its external files folder, read without ``run-as``. Files are read
-into memory one by one (``cat``), so a device-side name never becomes a host path; names
-are checked before they are asked for.
+Where the harness writes (``android_harness/app``, ``HarnessSession.resultsDir``): its *external*
+files folder, ``getExternalFilesDir("results")`` = ``/storage/emulated/0/Android/data/<pkg>/files/results``,
+which adb's shell reaches as ``/sdcard/Android/data/<pkg>/files/results`` on every Android version
+the app supports — release and debug builds alike. Only when external storage is unavailable does the
+app fall back to its private ``files/results``, which adb can read only through ``run-as`` and only for
+a debuggable build. The transport lists both and merges them.
 
-Running a plan: ``adb push`` the plan folder to :data:`DEVICE_PLAN_ROOT`, start the activity
-with its ``plan.json`` as the ``plan`` extra, then collect until every run of the plan has a
-result (or the timeout passes; what arrived is kept).
+Two facts of the real tool shape the code (AOSP ``adb/client/commandline.cpp``):
+
+- ``adb exec-out CMD`` exits 0 whatever ``CMD`` returned, and the device merges the command's stderr
+  into its stdout (the ``exec:`` service runs without the shell protocol: ``Subprocess::ForkAndExec`` in
+  ``adb/daemon/shell_service.cpp`` dups stdout onto stderr). So every device command here appends
+  ``; printf '\\n__ocular_rc=%s\\n' $?`` and the exit status is read from that line, never from adb's own.
+- ``run-as PKG`` on a non-debuggable build prints ``run-as: package not debuggable: PKG`` and exits 1
+  (AOSP ``run-as/run-as.cpp``, ``main``); through exec-out that text arrives on stdout with exit 0.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from toolchain.bench.schema import MAX_RESULT_BYTES, load_plan
-from toolchain.bench.store import AddOutcome, ResultStore, is_safe_remote_name, label
+from toolchain.bench.schema import load_plan
+from toolchain.bench.store import ResultStore
+from toolchain.bench.transport import (Launch, ReadFailed, RemoteFile, RemoteFolderMissing, TooLarge, Transport,
+                                       check_launch_id, collect, new_launch_id)
+from toolchain.bench.wait import PlanReport, wait_for_plan
 from toolchain.errors import CollectError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PACKAGE = "org.oculardeploy.bench"
-DEFAULT_ACTIVITY = ".MainActivity"  # android_harness/app: MainActivity reads the "plan" extra
+DEFAULT_ACTIVITY = ".MainActivity"  # android_harness/app: MainActivity reads the "plan" and "launch_id" extras
 PLAN_EXTRA = "plan"  # a plan.json path on the device
-RESULTS_DIR = "files/results"  # relative to the app's data dir (run-as starts there)
+LAUNCH_EXTRA = "launch_id"
+PRIVATE_RESULTS = "files/results"  # relative to the app's data dir (run-as starts there)
 EXTERNAL_RESULTS = "/sdcard/Android/data/{package}/files/results"
 #: The app's external files folder: adb can write it and the app reads it without permissions
 #: (apps cannot read /data/local/tmp under SELinux).
 DEVICE_PLAN_ROOT = "/sdcard/Android/data/{package}/files/plans"
+RC_MARK = "__ocular_rc="
+_RC_LINE = re.compile(rb"\n" + re.escape(RC_MARK.encode()) + rb"(\d+)\n$")
+_PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
 
 
 @dataclass
@@ -80,6 +92,27 @@ class Adb:
             raise CollectError(f"`adb {' '.join(args)}` failed: {msg[-1] if msg else f'exit {proc.returncode}'}")
         return cp
 
+    def exec(self, command: str, limit_bytes: int | None = None) -> tuple[int | None, bytes]:
+        """Run ``command`` with ``sh -c`` on the device; (its exit status, its output with stderr merged).
+
+        The status comes from a trailer line the command prints itself, because ``adb exec-out`` exits 0
+        whatever the command returned. None: the output was cut at ``limit_bytes`` before the trailer.
+        """
+        # printf's $? is expanded before printf runs: it is the command's status, and the trailer is one
+        # known line after the output, so the output itself comes back byte for byte.
+        cp = self.run(["exec-out", f"{command}; printf '\\n{RC_MARK}%s\\n' $?"], check=False,
+                      limit_bytes=None if limit_bytes is None else limit_bytes + 64)
+        out = cp.stdout
+        m = _RC_LINE.search(out)
+        if m is None:
+            if limit_bytes is not None and len(out) > limit_bytes:
+                return None, out
+            # adb itself failed (no device, unauthorized): its error is on stderr, its exit status non-zero
+            msg = (cp.stderr or out).decode("utf-8", "replace").strip().splitlines()
+            raise CollectError(f"adb could not run `{command}` on the device: "
+                               f"{msg[-1] if msg else f'exit {cp.returncode}'}")
+        return int(m.group(1)), out[:m.start()]
+
     def devices(self) -> list[str]:
         lines = self.run(["devices"]).stdout.decode("utf-8", "replace").splitlines()
         return [ln.split()[0] for ln in lines[1:] if ln.strip().endswith("device")]
@@ -95,82 +128,130 @@ class Adb:
             raise CollectError(f"device {self.serial} is not connected; connected: {', '.join(found)}")
 
 
-def _locations(package: str) -> list[tuple[str, str, Callable[..., list[str]]]]:
-    """(description, folder, argv builder for a command there) for the private and external folders."""
-    external = EXTERNAL_RESULTS.format(package=package)
-    return [(f"run-as {package} {RESULTS_DIR}", RESULTS_DIR, lambda *cmd: ["exec-out", "run-as", package, *cmd]),
-            (external, external, lambda *cmd: ["exec-out", *cmd])]
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace").strip()
 
 
-def collect_android(package: str, store: ResultStore, adb: Adb | None = None) -> list[AddOutcome]:
-    """Copy every results file of ``package`` from the device into ``store``."""
-    adb = adb or Adb()
-    adb.require_device()
-    problems = []
-    for where, folder, argv in _locations(package):
-        listing = adb.run(argv("ls", "-1", folder), check=False)
-        if listing.returncode != 0:
-            problems.append(f"{where}: {listing.stderr.decode('utf-8', 'replace').strip() or 'not readable'}")
-            continue
-        outcomes = []
-        for name in listing.stdout.decode("utf-8", "replace").splitlines():
-            name = name.strip("\r")
-            if not name.endswith(".json"):
-                continue  # never fetched: temporary files the app writes before renaming, other files
-            source = f"adb:{package}:{folder}/{name}"
-            if not is_safe_remote_name(name):
-                outcomes.append(AddOutcome(source, "rejected", f"{label(source)}: unsafe file name, not fetched"))
+class AdbTransport(Transport):
+    """The harness's results over adb: the external files folder, and ``run-as`` for a debuggable build."""
+
+    name = "adb"
+
+    def __init__(self, package: str = DEFAULT_PACKAGE, adb: Adb | None = None,
+                 activity: str = DEFAULT_ACTIVITY) -> None:
+        if not _PACKAGE.match(package):
+            raise CollectError(f"{package!r} is not an Android package name (e.g. {DEFAULT_PACKAGE})")
+        self.package, self.activity = package, activity
+        self.adb = adb or Adb()
+        self.adb.require_device()
+        self.external = EXTERNAL_RESULTS.format(package=package)
+
+    def _locations(self) -> list[tuple[str, str, Callable[[str], str]]]:
+        """(folder, description, how to run a command there), external first: that is where the app writes."""
+        return [(self.external, self.external, lambda cmd: cmd),
+                (PRIVATE_RESULTS, f"run-as {self.package} {PRIVATE_RESULTS}",
+                 lambda cmd: f"run-as {self.package} {cmd}")]
+
+    def list(self) -> list[RemoteFile]:
+        files: list[RemoteFile] = []
+        problems: list[str] = []
+        missing_only = True
+        listed = False
+        for folder, where, wrap in self._locations():
+            rc, out = self.adb.exec(wrap(f"ls -1 {folder}"))
+            if rc != 0:
+                text = _text(out) or f"exit {rc}"
+                problems.append(f"{where}: {text}")
+                # A release build refuses run-as: that location simply does not exist for it.
+                missing_only &= "No such file or directory" in text or "package not debuggable" in text
                 continue
-            cp = adb.run(argv("cat", f"{folder}/{name}"), check=False, limit_bytes=MAX_RESULT_BYTES)
-            if len(cp.stdout) > MAX_RESULT_BYTES:
-                outcomes.append(AddOutcome(source, "rejected", f"{label(source)}: larger than {MAX_RESULT_BYTES} "
-                                                               "bytes: not a results file (left on the device)"))
-            elif cp.returncode != 0:
-                outcomes.append(AddOutcome(source, "rejected", f"{label(source)}: cannot read: "
-                                           f"{cp.stderr.decode('utf-8', 'replace').strip()}"))
-            else:
-                outcomes.append(store.add_bytes(cp.stdout, source))
-        return outcomes
-    raise CollectError(f"cannot list results of {package}: " + "; ".join(problems)
-                       + " (is the app installed, and a debuggable build?)")
+            listed = True
+            for name in _text(out).splitlines():
+                name = name.strip("\r")
+                if name:
+                    files.append(RemoteFile(name, f"adb:{self.package}:{folder}/{name}", ref=(folder, wrap)))
+        if listed:
+            return files
+        if missing_only:
+            raise RemoteFolderMissing(f"{self.package} has no results folder yet ({'; '.join(problems)}): "
+                                      "has the app run a plan?")
+        raise CollectError(f"cannot list the results of {self.package}: {'; '.join(problems)} "
+                           "(is the app installed? a release build writes only to the external folder)")
+
+    def read(self, file: RemoteFile, limit_bytes: int) -> bytes:
+        folder, wrap = file.ref
+        rc, out = self.adb.exec(wrap(f"cat {folder}/{file.name}"), limit_bytes=limit_bytes)
+        if rc is None:
+            raise TooLarge(f"more than {limit_bytes} bytes")
+        if rc != 0:
+            raise ReadFailed(_text(out) or f"cat exited {rc}")
+        return out
+
+    def write(self, local: Path, remote: str) -> str:
+        local = Path(local)
+        parent = remote.rsplit("/", 1)[0]
+        rc, out = self.adb.exec(f"rm -rf {remote} && mkdir -p {parent}")
+        if rc != 0:
+            raise CollectError(f"cannot prepare {remote} on the device: {_text(out)}")
+        self.adb.run(["push", str(local), remote])  # adb push does exit non-zero on failure (do_sync_push)
+        return remote
+
+    def install(self, app: Path) -> None:
+        app = Path(app)
+        if app.suffix != ".apk" or not app.is_file():
+            raise CollectError(f"{app} is not an .apk file")
+        cp = self.adb.run(["install", "-r", str(app)], check=False)
+        text = _text(cp.stdout + cp.stderr)
+        # Old adb versions print "Failure [...]" and still exit 0; newer ones exit 1. Trust the words.
+        if "Success" not in text:
+            raise CollectError(f"adb install {app.name} failed: {text.splitlines()[-1] if text else cp.returncode}")
+
+    def launch(self, launch: Launch) -> None:
+        extras = [f"--es {LAUNCH_EXTRA} {check_launch_id(launch.launch_id)}"]
+        if launch.plan_ref:
+            extras.insert(0, f"--es {PLAN_EXTRA} {launch.plan_ref}")
+        cmd = f"am start -W -S -n {self.package}/{self.activity} {' '.join(extras)}"
+        rc, out = self.adb.exec(cmd)
+        text = _text(out)
+        # `am start` reports a missing activity as "Error: Activity class {...} does not exist." on its output.
+        if rc != 0 or any(ln.startswith("Error") for ln in text.splitlines()):
+            raise CollectError(f"cannot start {self.package}/{self.activity}: {text or f'exit {rc}'} "
+                               "(is the harness installed? `deploy bench android --apk ...` installs it)")
+
+
+def collect_android(package: str, store: ResultStore, adb: Adb | None = None):
+    """Copy every results file of ``package`` from the device into ``store`` (list of Collected)."""
+    return collect(AdbTransport(package, adb), store)
 
 
 def bench_android(plan_dir: str | Path, store: ResultStore, package: str = DEFAULT_PACKAGE,
-                  activity: str = DEFAULT_ACTIVITY, adb: Adb | None = None, timeout_s: float = 1800.0,
-                  poll_s: float = 5.0, progress: Callable[[int, int], None] | None = None) -> list[AddOutcome]:
-    """Push a plan, start the harness with it and collect until every run reported (or time out)."""
+                  activity: str = DEFAULT_ACTIVITY, adb: Adb | None = None, apk: str | Path | None = None,
+                  launch_id: str | None = None, timeout_s: float = 1800.0, poll_s: float = 5.0,
+                  progress: Callable[[PlanReport], None] | None = None,
+                  sleep: Callable[[float], None] | None = None,
+                  clock: Callable[[], float] | None = None) -> PlanReport:
+    """Push a plan, start the harness on it with a fresh launch id, and wait for exactly that launch's runs.
+
+    Results already on the device are collected first (so nothing is lost) and count as stale.
+    Returns the report; ``report.missing`` names the runs that produced no results file in time.
+    """
+    import time
+
     plan_dir = Path(plan_dir)
     plan = load_plan(plan_dir / "plan.json")
-    adb = adb or Adb()
-    adb.require_device()
-    root = DEVICE_PLAN_ROOT.format(package=package)
-    remote = f"{root}/{plan['plan_id']}"
-    adb.run(["shell", "rm", "-rf", remote])
-    adb.run(["shell", "mkdir", "-p", root])
-    adb.run(["push", str(plan_dir), remote])
-    adb.run(["shell", "am", "start", "-W", "-S", "-n", f"{package}/{activity}", "--es", PLAN_EXTRA,
-             f"{remote}/plan.json"])
-    expected = {r["key"] for r in plan["runs"]}
-    deadline = time.monotonic() + timeout_s
-    outcomes: dict[str, AddOutcome] = {}
-    while True:
-        for o in collect_android(package, store, adb):
-            outcomes[o.source] = o
-        done = {e.run_id for e in store.entries()}
-        got = sum(1 for o in outcomes.values() if o.ok and o.run_id in done and _in_plan(store, o, plan["plan_id"]))
-        if progress:
-            progress(got, len(expected))
-        if got >= len(expected):
-            return list(outcomes.values())
-        if time.monotonic() >= deadline:
-            raise CollectError(f"plan {plan['plan_id']}: {got} of {len(expected)} results after {timeout_s:.0f} s; "
-                               f"those are kept in {store.root}. Check the app on the device, then "
-                               f"`deploy collect android --package {package}`")
-        time.sleep(poll_s)
-
-
-def _in_plan(store: ResultStore, o: AddOutcome, plan_id: str) -> bool:
+    if plan["platform"] != "android":
+        raise CollectError(f"{plan_dir} is a plan for {plan['device']} ({plan['platform']}), not Android")
+    transport = AdbTransport(package, adb, activity)
+    if apk is not None:
+        transport.install(Path(apk))
     try:
-        return store.get(o.run_id).get("plan_id") == plan_id
-    except Exception:  # noqa: BLE001 - a removed or unreadable file simply does not count
-        return False
+        collect(transport, store)  # what earlier launches left: stored, and later counted as stale
+    except CollectError as e:
+        log.info("nothing collected before launching: %s", e)  # no results folder yet, or not installed
+    remote = transport.write(plan_dir, f"{DEVICE_PLAN_ROOT.format(package=package)}/{plan['plan_id']}")
+    launch = Launch(plan["plan_id"], check_launch_id(launch_id) if launch_id else new_launch_id(),
+                    f"{remote}/plan.json")
+    transport.launch(launch)
+    return wait_for_plan(transport, plan, store, launch.launch_id, timeout_s=timeout_s, poll_s=poll_s,
+                         progress=progress, sleep=sleep or time.sleep,
+                         clock=clock or time.monotonic)

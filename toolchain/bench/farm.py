@@ -1,21 +1,25 @@
-"""AWS Device Farm: run the harness on many devices at once and fetch the results files.
+"""AWS Device Farm: run the harness on many devices at once; its artifacts are a :class:`Transport`.
 
 Flow of :func:`bench_farm` (boto3 ``devicefarm`` client, region us-west-2, the only one):
 
 1. ``create_upload`` the app (IOS_APP / ANDROID_APP) and the test package (XCTEST_TEST_PACKAGE /
-   INSTRUMENTATION_TEST_PACKAGE), PUT each file to its pre-signed URL, poll ``get_upload``
-   until SUCCEEDED.
-2. Build a device pool: ``list_devices`` for the platform, keep the devices whose name or
-   model matches a catalog device (``iPhone X`` matches "Apple iPhone X", not "iPhone XR") or a
-   ``--farm-device`` pattern, ``create_device_pool`` with an ``ARN IN [...]`` rule.
-3. ``schedule_run`` (test type XCTEST for iOS, INSTRUMENTATION for Android), poll ``get_run``
-   with a progress callback until COMPLETED.
-4. :func:`collect_farm`: for every job, ``list_artifacts(type=FILE)``; each CUSTOMER_ARTIFACT
-   zip is downloaded and every ``.json`` under a ``results`` folder in it is read in memory
-   (member names are labels only, never paths) into the store.
+   INSTRUMENTATION_TEST_PACKAGE), PUT each file to its pre-signed URL, poll ``get_upload``.
+2. A device pool: ``list_devices`` for the platform, the devices whose name or model matches a
+   catalog device (``iPhone X`` matches "Apple iPhone X", not "iPhone XR") or a ``--farm-device``
+   pattern, ``create_device_pool`` with an ``ARN IN [...]`` rule. Device Farm's iOS hosts run
+   iOS 15 to 26 (developer guide, "Hosts for custom test environments"): a catalog device whose last
+   iOS is older — the iPhone 6 (12.5.7) — can never be in a pool, and is refused saying so.
+3. ``schedule_run`` (XCTEST / INSTRUMENTATION) with ``configuration.customerArtifactPaths``: Device
+   Farm copies files off the device *only* from those paths (API reference, CustomerArtifactPaths),
+   so they name the harness's results folder: the app's ``Documents/results`` on iOS, its external
+   files folder on Android.
+4. :class:`FarmTransport` lists every job's CUSTOMER_ARTIFACT zips; each ``.json`` under a ``results``
+   folder in them is one results file of that job's device (member names are labels only, never
+   paths). :func:`~toolchain.bench.wait.wait_for_plan` polls it until the run completes and reports
+   which device/run pairs never produced a file.
 
-boto3 is an optional extra (``pip install '.[farm]'``); tests use botocore's Stubber, which
-checks every request against the real API model. HTTP transfers go through a seam.
+boto3 is an optional extra (``pip install '.[farm]'``); tests use botocore's Stubber, which checks
+every request against the real API model. HTTP transfers go through a seam (:class:`Http`).
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from toolchain.bench.schema import MAX_RESULT_BYTES
-from toolchain.bench.store import AddOutcome, ResultStore, label
+from toolchain.bench.android import EXTERNAL_RESULTS
+from toolchain.bench.ios import DEVICECTL_RESULTS
+from toolchain.bench.store import ResultStore
+from toolchain.bench.transport import ReadFailed, RemoteFile, TooLarge, Transport
+from toolchain.bench.wait import PlanReport, wait_for_plan
 from toolchain.devices import parse_devices
 from toolchain.errors import CollectError
 
@@ -40,10 +47,23 @@ log = logging.getLogger(__name__)
 
 REGION = "us-west-2"
 MAX_ARTIFACT_BYTES = 512 << 20
+#: The oldest iOS a Device Farm iOS host runs (macos_sequoia host: "iOS 15 to 26").
+FARM_MIN_IOS = 15
 PLATFORM = {"ios": {"app": "IOS_APP", "package": "XCTEST_TEST_PACKAGE", "test": "XCTEST", "farm": "IOS"},
             "android": {"app": "ANDROID_APP", "package": "INSTRUMENTATION_TEST_PACKAGE", "test": "INSTRUMENTATION",
                         "farm": "ANDROID"}}
 RUN_DONE = "COMPLETED"
+
+
+def artifact_paths(platform: str, package: str = "org.oculardeploy.bench") -> dict[str, list[str]]:
+    """``configuration.customerArtifactPaths`` for the harness: where each app writes its results.
+
+    iOS paths are inside the app's sandbox (the XCTest host is the app, so PlanRunTests writes to the
+    app's Documents/results); Android's is the external files folder HarnessSession writes to.
+    """
+    if platform == "ios":
+        return {"iosPaths": [DEVICECTL_RESULTS]}
+    return {"androidPaths": [EXTERNAL_RESULTS.format(package=package)]}
 
 
 @dataclass
@@ -112,6 +132,20 @@ def upload(df: Any, project_arn: str, path: Path, kind: str, http: Http, poll_s:
         sleep(poll_s)
 
 
+def unreachable_on_farm(catalog_keys: list[str]) -> list[str]:
+    """Catalog devices Device Farm can never provide, each with why (its iOS hosts run iOS 15-26).
+
+    >>> unreachable_on_farm(["iphone6", "iphonexr"])
+    ['iPhone 6: its last iOS is 12.5.7; Device Farm runs iOS 15 to 26 only']
+    """
+    return [f"{d.name}: its last iOS is {d.last_os}; Device Farm runs iOS {FARM_MIN_IOS} to 26 only"
+            for d in parse_devices(catalog_keys) if not _on_farm(d)]
+
+
+def _on_farm(d: Any) -> bool:
+    return d.platform != "ios" or d.last_os_major >= FARM_MIN_IOS
+
+
 def match_devices(farm_devices: list[dict], catalog_keys: list[str], patterns: list[str]) -> list[dict]:
     """Farm devices whose name/model names a catalog device (word-bounded) or contains a pattern."""
     regexes = [re.compile(rf"(?<![A-Za-z0-9]){re.escape(d.name)}(?![A-Za-z0-9])", re.I)
@@ -127,11 +161,14 @@ def match_devices(farm_devices: list[dict], catalog_keys: list[str], patterns: l
 
 def device_pool(df: Any, project_arn: str, platform: str, catalog_keys: list[str], patterns: list[str],
                 name: str, max_devices: int | None = None) -> tuple[str, list[dict]]:
+    reachable = [d for d in parse_devices(catalog_keys) if _on_farm(d)]
+    if catalog_keys and not reachable and not patterns:
+        raise CollectError("no Device Farm pool can hold " + "; ".join(unreachable_on_farm(catalog_keys)))
     devices = _pages(df.list_devices, "devices", "list_devices", filters=[
         {"attribute": "PLATFORM", "operator": "EQUALS", "values": [PLATFORM[platform]["farm"]]}])
-    picked = match_devices(devices, catalog_keys, patterns)
+    picked = match_devices(devices, [d.key for d in reachable], patterns)
     if not picked:
-        raise CollectError(f"no {platform} device on Device Farm matches {catalog_keys + patterns}; "
+        raise CollectError(f"no {platform} device on Device Farm matches {catalog_keys + list(patterns)}; "
                            f"available: {', '.join(sorted({d.get('name', '?') for d in devices})[:15]) or 'none'}")
     rule = {"attribute": "ARN", "operator": "IN", "value": json.dumps([d["arn"] for d in picked])}
     kw: dict[str, Any] = {"projectArn": project_arn, "name": name, "rules": [rule]}
@@ -141,77 +178,114 @@ def device_pool(df: Any, project_arn: str, platform: str, catalog_keys: list[str
     return pool["arn"], picked
 
 
-def wait_for_run(df: Any, run_arn: str, poll_s: float = 30.0, timeout_s: float = 4 * 3600.0,
-                 progress: Callable[[dict], None] | None = None, sleep: Callable[[float], None] = time.sleep) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        run = _call("get_run", df.get_run, arn=run_arn)["run"]
-        if progress:
-            progress(run)
-        if run["status"] == RUN_DONE:
-            return run
-        if time.monotonic() > deadline:
-            raise CollectError(f"run {run_arn} not complete after {timeout_s:.0f} s (status {run['status']}); "
-                               f"collect later with `deploy collect farm --run-arn {run_arn}`")
-        sleep(poll_s)
+class FarmTransport(Transport):
+    """A Device Farm run's customer artifacts: one group per job (device); results are zip members."""
 
+    name = "devicefarm"
 
-def _results_in_zip(data: bytes, source: str, store: ResultStore) -> list[AddOutcome]:
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as e:
-        return [AddOutcome(source, "rejected", f"{label(source)}: not a zip archive ({e})")]
-    outcomes = []
-    with zf:
-        for info in zf.infolist():
-            parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-            if info.is_dir() or not info.filename.endswith(".json") or "results" not in parts[:-1]:
-                continue
-            src = f"{source}!{info.filename}"
-            if info.file_size > MAX_RESULT_BYTES:
-                outcomes.append(AddOutcome(src, "rejected", f"{label(src)}: {info.file_size} bytes is larger than "
-                                                            f"{MAX_RESULT_BYTES}: not extracted"))
-                continue
+    def __init__(self, df: Any, run_arn: str, http: Http | None = None) -> None:
+        self.df, self.run_arn, self.http = df, run_arn, http or Http()
+        self._zips: dict[str, zipfile.ZipFile | str] = {}  # artifact arn -> zip, or why it is unusable
+        self._jobs: list[dict] | None = None
+        self.run: dict | None = None
+
+    def jobs(self) -> list[dict]:
+        self._jobs = _pages(self.df.list_jobs, "jobs", "list_jobs", arn=self.run_arn)
+        return self._jobs
+
+    @staticmethod
+    def device_of(job: dict) -> str:
+        return (job.get("device") or {}).get("name") or job.get("name") or job["arn"]
+
+    def groups(self) -> list[str | None]:
+        return [self.device_of(j) for j in (self._jobs if self._jobs is not None else self.jobs())]
+
+    def finished(self) -> bool:
+        self.run = _call("get_run", self.df.get_run, arn=self.run_arn)["run"]
+        return self.run.get("status") == RUN_DONE
+
+    def _zip(self, art: dict) -> zipfile.ZipFile | str:
+        if art["arn"] not in self._zips:
             try:
-                with zf.open(info) as fh:
-                    member = fh.read(MAX_RESULT_BYTES + 1)
-            except (zipfile.BadZipFile, OSError, EOFError) as e:
-                outcomes.append(AddOutcome(src, "rejected", f"{label(src)}: damaged zip member ({e})"))
-                continue
-            outcomes.append(store.add_bytes(member, src))
-    return outcomes
-
-
-def collect_farm(df: Any, run_arn: str, store: ResultStore, http: Http | None = None) -> list[AddOutcome]:
-    """Download every job's customer artifacts of a run and store the results files inside."""
-    http = http or Http()
-    outcomes: list[AddOutcome] = []
-    for job in _pages(df.list_jobs, "jobs", "list_jobs", arn=run_arn):
-        device = (job.get("device") or {}).get("name") or job.get("name") or job["arn"]
-        for art in _pages(df.list_artifacts, "artifacts", "list_artifacts", arn=job["arn"], type="FILE"):
-            if art.get("type") != "CUSTOMER_ARTIFACT":
-                continue
-            source = f"farm:{device}:{art.get('name', 'artifact')}.{art.get('extension', 'zip')}"
-            try:
-                data = http.get(art["url"], MAX_ARTIFACT_BYTES)
+                data = self.http.get(art["url"], MAX_ARTIFACT_BYTES)
+                self._zips[art["arn"]] = zipfile.ZipFile(io.BytesIO(data))
+            except zipfile.BadZipFile as e:
+                self._zips[art["arn"]] = f"not a zip archive ({e})"
             except Exception as e:  # noqa: BLE001 - one bad download must not lose the others
-                outcomes.append(AddOutcome(source, "rejected", f"{label(source)}: download failed ({e})"))
-                continue
-            outcomes += _results_in_zip(data, source, store)
-    return outcomes
+                return f"download failed ({e})"  # not cached: retried on the next listing
+        return self._zips[art["arn"]]
+
+    def list(self) -> list[RemoteFile]:
+        out: list[RemoteFile] = []
+        for job in self.jobs():
+            if job.get("status") not in (None, RUN_DONE):
+                continue  # artifacts appear when the job has finished
+            device = self.device_of(job)
+            for art in _pages(self.df.list_artifacts, "artifacts", "list_artifacts", arn=job["arn"], type="FILE"):
+                if art.get("type") != "CUSTOMER_ARTIFACT":
+                    continue
+                source = f"farm:{device}:{art.get('name', 'artifact')}.{art.get('extension', 'zip')}"
+                zf = self._zip(art)
+                if isinstance(zf, str):
+                    out.append(RemoteFile(f"{art['arn'].rsplit('/', 1)[-1]}.json", source, group=device, ref=zf))
+                    continue
+                for info in zf.infolist():
+                    parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+                    if info.is_dir() or not info.filename.endswith(".json") or "results" not in parts[:-1]:
+                        continue
+                    out.append(RemoteFile(PurePosixPath(parts[-1]).name, f"{source}!{info.filename}", info.file_size,
+                                          group=device, ref=(zf, info)))
+        return out
+
+    def read(self, file: RemoteFile, limit_bytes: int) -> bytes:
+        if isinstance(file.ref, str):
+            raise ReadFailed(file.ref)
+        zf, info = file.ref
+        try:
+            with zf.open(info) as fh:
+                data = fh.read(limit_bytes + 1)
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise ReadFailed(f"damaged zip member ({e})") from None
+        if len(data) > limit_bytes:
+            raise TooLarge(f"member is over {limit_bytes} bytes")
+        return data
+
+
+def collect_farm(df: Any, run_arn: str, store: ResultStore, http: Http | None = None,
+                 plan: dict | None = None) -> PlanReport:
+    """Store every results file of a run; the report names each job (and, with a plan, each run) that has none."""
+    transport = FarmTransport(df, run_arn, http)
+    report = wait_for_plan(transport, plan, store, None, timeout_s=0, poll_s=0, sleep=lambda s: None)
+    report.timed_out = False  # one look, not a wait
+    status = (transport.run or {}).get("status")
+    if status != RUN_DONE and not report.complete:
+        report.problem = f"run {run_arn} is {status}: jobs still running have no artifacts yet; collect again later"
+    return report
 
 
 def bench_farm(df: Any, project_arn: str, platform: str, app: Path, test_package: Path, store: ResultStore,
-               devices: list[str], patterns: list[str] = (), name: str = "ocular-bench",
+               devices: list[str], patterns: list[str] = (), plan: dict | None = None, name: str = "ocular-bench",
                max_devices: int | None = None, http: Http | None = None, poll_s: float = 30.0,
+               timeout_s: float = 4 * 3600.0, package: str = "org.oculardeploy.bench",
                progress: Callable[[str, dict], None] | None = None,
-               sleep: Callable[[float], None] = time.sleep) -> tuple[dict, list[AddOutcome]]:
-    """Upload, schedule on a pool built from the catalog, wait, collect. Returns (final run, outcomes)."""
+               sleep: Callable[[float], None] = time.sleep) -> tuple[dict, PlanReport]:
+    """Upload, schedule on a pool built from the catalog, wait until the run completes, collect.
+
+    Returns (the final run, the report); ``report.missing`` names every device/run without a results file.
+    """
     if platform not in PLATFORM:
         raise CollectError(f"unknown platform {platform!r}; known: {', '.join(PLATFORM)}")
+    if plan is not None:
+        never = unreachable_on_farm([plan["device"]])
+        if never:
+            raise CollectError(f"plan {plan['plan_id']} is for the " + never[0]
+                               + ": run it over USB (`deploy bench ios`), not on Device Farm")
     p = PLATFORM[platform]
     http = http or Http()
     say = progress or (lambda stage, info: None)
+    skipped = unreachable_on_farm(list(devices))
+    if skipped:
+        say("pool", {"skipped": skipped})
     say("upload", {"file": str(app)})
     app_arn = upload(df, project_arn, app, p["app"], http, sleep=sleep)
     say("upload", {"file": str(test_package)})
@@ -219,6 +293,11 @@ def bench_farm(df: Any, project_arn: str, platform: str, app: Path, test_package
     pool_arn, picked = device_pool(df, project_arn, platform, list(devices), list(patterns), f"{name}-pool", max_devices)
     say("pool", {"devices": [d.get("name") for d in picked]})
     run = _call("schedule_run", df.schedule_run, projectArn=project_arn, appArn=app_arn, devicePoolArn=pool_arn,
-                name=name, test={"type": p["test"], "testPackageArn": pkg_arn})["run"]
-    final = wait_for_run(df, run["arn"], poll_s=poll_s, progress=lambda r: say("run", r), sleep=sleep)
-    return final, collect_farm(df, run["arn"], store, http)
+                name=name, test={"type": p["test"], "testPackageArn": pkg_arn},
+                configuration={"customerArtifactPaths": artifact_paths(platform, package)})["run"]
+    say("scheduled", {"arn": run["arn"]})
+    transport = FarmTransport(df, run["arn"], http)
+    report = wait_for_plan(transport, plan, store, None, timeout_s=timeout_s, poll_s=poll_s, sleep=sleep,
+                           progress=lambda r: say("run", dict(transport.run or {}, found=len(r.found),
+                                                              expected=r.expected)))
+    return transport.run or run, report

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolchain.bench.schema import PLAN_VERSION, validate_plan
+from toolchain.bench.schema import PLAN_VERSION, default_gpu_options, validate_plan
 from toolchain.bench.timing import TimingProtocol
 from toolchain.devices import Device, get_device
 from toolchain.errors import ArtifactError, DeviceError, ManifestError, PlanError
@@ -214,6 +214,8 @@ def make_plan(req: PlanRequest, progress: MessageFn | None = None,
                 "output": {"name": man.output.name, "dim": _output_dim(man)},
                 "fixed_input": fixed_rel,
                 "reference_sample": ref.sample if ref else None,
+                # explicit, so the app never falls back on the delegate's silent defaults (recorded in results)
+                **({"gpu_options": default_gpu_options(man.precision)} if android and cu == "gpu" else {}),
             })
     plan = {
         "plan_version": PLAN_VERSION, "plan_id": plan_id,

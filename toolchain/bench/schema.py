@@ -30,6 +30,9 @@ MAX_PLAN_BYTES = 1 << 20
 #: Run ids name files in the store: plain characters, no leading dot (a hidden file would drop out of reports).
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 PLAN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+#: A plan's run key (``runs[].key``) and one launch of a plan on a device (``deploy bench ios|android``).
+RUN_KEY_PATTERN = r"^[A-Za-z0-9._-]{1,48}$"
+LAUNCH_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 #: Upper bound of every nanosecond count (about 2.8 hours): larger is a corrupt file, not a timing.
 MAX_NS = 10**13
 #: Upper bound of counts of iterations (warm-up or timed) in one run.
@@ -46,6 +49,13 @@ THERMAL_STATES = ("nominal", "fair", "serious", "critical", "unknown")
 BATTERY_STATES = ("unknown", "unplugged", "charging", "full")
 RUNTIMES = ("coreml", "litert", "onnxruntime", "pytorch")
 INPUT_SOURCES = ("image", "random")
+#: What one ``latency_ns`` sample contains (results v1 ``timed_region``, optional: older writers did not say).
+TIMED_REGIONS = {
+    "inference": "the runtime's inference call alone (the output stays in the runtime's own buffers)",
+    "inference+read_features": "one inference on an input prepared before the loop, plus reading the whole "
+                               "feature vector back into app memory as float32 (what both harness apps time)",
+}
+GPU_INFERENCE_PREFERENCES = ("fast_single_answer", "sustained_speed")
 #: Compute-unit names each runtime accepts (the runtimes not listed take any string).
 COMPUTE_UNITS = {
     "coreml": ("cpuOnly", "cpuAndGPU", "all", "cpuAndNeuralEngine"),
@@ -105,7 +115,9 @@ RESULTS_SCHEMA: dict[str, Any] = {
             "compute_units": _nullable(_STR),
             "delegate": _nullable(_STR),
             "threads": _nullable({"type": "integer", "minimum": 1}),
-        }),
+            "options": _nullable({"type": "object",
+                                  "additionalProperties": {"type": ["string", "boolean", "number"]}}),
+        }, optional=("options",)),
         "protocol": _obj({
             "warmup": _COUNT,
             "iterations": {"type": "integer", "minimum": 1, "maximum": MAX_ITERATIONS},
@@ -121,8 +133,31 @@ RESULTS_SCHEMA: dict[str, Any] = {
         "feature_sample": _nullable({"type": "array", "items": {"type": "number"}, "maxItems": FEATURE_SAMPLE_LEN}),
         "notes": _nullable({"type": "string"}),
         "extra": {"type": "object"},
-    }, optional=("notes", "extra")),
+        "launch_id": _nullable({"type": "string", "pattern": LAUNCH_ID_PATTERN}),
+        "run_key": _nullable({"type": "string", "pattern": RUN_KEY_PATTERN}),
+        "timed_region": {"enum": list(TIMED_REGIONS)},
+    }, optional=("notes", "extra", "launch_id", "run_key", "timed_region")),
 }
+
+#: LiteRT GPU delegate settings a plan asks for (GpuDelegateFactory.Options), recorded in ``runtime.options``.
+GPU_OPTIONS_SCHEMA = _obj({
+    "precision_loss_allowed": {"type": "boolean"},
+    "inference_preference": {"enum": list(GPU_INFERENCE_PREFERENCES)},
+})
+
+
+
+def default_gpu_options(precision: str | None) -> dict[str, Any]:
+    """The GPU delegate settings a plan asks for when not told otherwise (the apps use the same without a plan's).
+
+    fp16 arithmetic only for artifacts that are not fp32 (an fp32 model run in fp16 is another model), and
+    ``sustained_speed``: one delegate serves every timed run (LiteRT's default, ``fast_single_answer``, is for one).
+
+    >>> default_gpu_options("fp32"), default_gpu_options("int8")["precision_loss_allowed"]
+    ({'precision_loss_allowed': False, 'inference_preference': 'sustained_speed'}, True)
+    """
+    return {"precision_loss_allowed": precision not in (None, "fp32"), "inference_preference": "sustained_speed"}
+
 
 _TENSOR = _obj({
     "name": _STR,
@@ -146,7 +181,7 @@ PLAN_SCHEMA: dict[str, Any] = {
         "protocol": RESULTS_SCHEMA["properties"]["protocol"],
         "inputs": {"type": "array", "items": _STR},
         "runs": {"type": "array", "minItems": 1, "items": _obj({
-            "key": {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,48}$"},
+            "key": {"type": "string", "pattern": RUN_KEY_PATTERN},
             "artifact": _obj({
                 "name": _STR,
                 "format": {"enum": ["coreml", "tflite"]},
@@ -162,7 +197,8 @@ PLAN_SCHEMA: dict[str, Any] = {
             "output": _obj({"name": _STR, "dim": {"type": "integer", "minimum": 1}}),
             "fixed_input": _nullable(_STR),
             "reference_sample": _nullable({"type": "array", "items": {"type": "number"}}),
-        })},
+            "gpu_options": _nullable(GPU_OPTIONS_SCHEMA),
+        }, optional=("gpu_options",))},
         "warnings": {"type": "array", "items": {"type": "string"}},
     }, optional=("warnings",)),
 }
@@ -236,6 +272,8 @@ def _plan_semantics(p: dict[str, Any]) -> list[str]:
             path = run["artifact"][field]
             if path.startswith("/") or ".." in Path(path).parts:
                 out.append(f"runs/{i}/artifact/{field}: {path!r} must be relative to the plan folder")
+        if run.get("gpu_options") is not None and run["compute_units"] != "gpu":
+            out.append(f"runs/{i}/gpu_options: set for compute_units {run['compute_units']!r}; it applies to gpu only")
         runtime = "coreml" if run["artifact"]["format"] == "coreml" else "litert"
         if run["compute_units"] not in COMPUTE_UNITS[runtime]:
             out.append(f"runs/{i}/compute_units: {run['compute_units']!r} is not one of "

@@ -2,7 +2,8 @@
 
 Heavy imports (torch, coremltools, converters) happen inside the commands that need them,
 so ``deploy --help`` answers at once. A :class:`~toolchain.errors.ToolchainError` is printed
-as one red line (exit 2), never as a traceback.
+as one red line (exit 2), never as a traceback; so is an ``OSError`` (unwritable folder, full disk) or
+running out of memory, which are the machine's answer, not bugs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ app = typer.Typer(
 # Each module adds its commands to `app` on import; all of them import only typer/rich at top level.
 COMMAND_MODULES = [
     "model", "data", "train", "evaluate", "compress", "export",
-    "bench", "bench_plan", "bench_run", "collect", "report", "pipeline",
+    "bench", "bench_plan", "bench_run", "bench_device", "collect", "report", "pipeline",
 ]
 
 for _name in COMMAND_MODULES:
@@ -48,6 +49,18 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as e:  # the machine said no (permissions, disk full, a path through a file): not a bug
+        from toolchain.cli._common import err_console, styled
+
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        err_console.print(styled(("error:", "bold red"), f" {where}{e.strerror or e}"), soft_wrap=True)
+        sys.exit(2)
+    except MemoryError:
+        from toolchain.cli._common import err_console, styled
+
+        err_console.print(styled(("error:", "bold red"), " out of memory: lower the sizes asked for (--input-size, "
+                                 "--batch-size, --size, --subjects) or free memory"), soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

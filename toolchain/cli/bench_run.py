@@ -1,9 +1,9 @@
-"""`deploy bench host|ios|android|farm`."""
+"""`deploy bench host` (the device runs, `deploy bench ios|android|farm`, are in bench_device.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,6 @@ AllowParityFailedOpt = Annotated[bool, typer.Option(
     "--allow-parity-failed", help="Time an artifact whose export parity failed (refused otherwise; warned about).")]
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Results store folder.")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for every run of the plan.")]
 
 
 @bench_app.command("host")
@@ -63,84 +62,3 @@ def host(
                       f"{len(lat)} runs, load {r['load_ns'] / 1e6:.1f} ms -> {o.stored.path or o.stored.message}")
     if failed:
         raise typer.Exit(2)
-
-
-def _plan_progress(what: str):
-    def on(got: int, want: int) -> None:
-        console.print(f"{what}: {got}/{want} results collected")
-    return on
-
-
-@bench_app.command("ios")
-def ios(
-    plan: Annotated[Path, typer.Option("--plan", help="Plan folder from `deploy bench plan`.")],
-    app_path: Annotated[Path, typer.Option("--app", help="The harness built with this plan (.app or .ipa).")],
-    bundle_id: Annotated[str, typer.Option("--bundle-id")] = "org.oculardeploy.bench",
-    udid: Annotated[Optional[str], typer.Option(help="Device UDID.")] = None,
-    via: Annotated[Optional[str], typer.Option(help="devicectl (macOS) or house-arrest (pymobiledevice3).")] = None,
-    out: OutOpt = Path("results"),
-    timeout: TimeoutOpt = 1800.0,
-) -> None:
-    """Install the iOS harness, launch it with the plan and collect its results over USB."""
-    from toolchain.bench.ios import bench_ios
-    from toolchain.bench.store import ResultStore
-    from toolchain.cli.collect import print_outcomes
-
-    store = ResultStore(out)
-    outcomes = bench_ios(plan, app_path, store, bundle_id=bundle_id, udid=udid, via=via, timeout_s=timeout,
-                         progress=_plan_progress("iOS"))
-    print_outcomes(outcomes, store.root)
-
-
-@bench_app.command("android")
-def android(
-    plan: Annotated[Path, typer.Option("--plan", help="Plan folder from `deploy bench plan`.")],
-    package: Annotated[str, typer.Option("--package")] = "org.oculardeploy.bench",
-    activity: Annotated[str, typer.Option("--activity")] = ".MainActivity",
-    serial: Annotated[Optional[str], typer.Option(help="adb device serial.")] = None,
-    out: OutOpt = Path("results"),
-    timeout: TimeoutOpt = 1800.0,
-) -> None:
-    """Push the plan, start the Android harness with it and wait for every result (adb)."""
-    from toolchain.bench.android import Adb, bench_android
-    from toolchain.bench.store import ResultStore
-    from toolchain.cli.collect import print_outcomes
-
-    store = ResultStore(out)
-    outcomes = bench_android(plan, store, package=package, activity=activity, adb=Adb(serial=serial),
-                             timeout_s=timeout, progress=_plan_progress("Android"))
-    print_outcomes(outcomes, store.root)
-
-
-@bench_app.command("farm")
-def farm(
-    project_arn: Annotated[str, typer.Option("--project-arn", help="Device Farm project ARN.")],
-    platform: Annotated[str, typer.Option(help="ios (XCTEST) or android (INSTRUMENTATION).")],
-    app_path: Annotated[Path, typer.Option("--app", help=".ipa or .apk of the harness.")],
-    test_package: Annotated[Path, typer.Option("--test-package", help="Zipped XCTest runner or instrumentation .apk.")],
-    device: Annotated[Optional[list[str]], typer.Option("--device", help="Catalog device keys (iphonexr, ipad7, ... or all).")] = None,
-    farm_device: Annotated[Optional[list[str]], typer.Option("--farm-device", help="Also any Device Farm device whose name contains this.")] = None,
-    max_devices: Annotated[Optional[int], typer.Option(help="At most this many devices.")] = None,
-    name: Annotated[str, typer.Option(help="Run name.")] = "ocular-bench",
-    region: Annotated[str, typer.Option()] = "us-west-2",
-    out: OutOpt = Path("results"),
-) -> None:
-    """Run the harness on many devices at once on AWS Device Farm and collect the results."""
-    from toolchain.bench import farm as farm_mod
-    from toolchain.bench.store import ResultStore
-    from toolchain.cli.collect import print_outcomes
-
-    store = ResultStore(out)
-
-    def on(stage: str, info: dict) -> None:
-        if stage == "run":
-            c = info.get("counters") or {}
-            console.print(f"run {info.get('status')}: {info.get('completedJobs', 0)}/{info.get('totalJobs', '?')} jobs, "
-                          f"{c.get('passed', 0)} passed, {c.get('failed', 0) + c.get('errored', 0)} failed")
-        else:
-            console.print(f"{stage}: {info}")
-
-    run, outcomes = farm_mod.bench_farm(farm_mod.client(region), project_arn, platform, app_path, test_package, store,
-                                        device or [], farm_device or [], name=name, max_devices=max_devices, progress=on)
-    console.print(f"run {run['arn']} finished: {run.get('result')}")
-    print_outcomes(outcomes, store.root)

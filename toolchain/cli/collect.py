@@ -21,8 +21,14 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Results store folder.
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Results store folder.")]
 
 
-def print_outcomes(outcomes: list, store_root: Path) -> None:
-    """One line per file that was not simply stored; a summary; exit 1 if any file was rejected."""
+PlanOpt = Annotated[Optional[Path], typer.Option(
+    "--plan", help="The plan (folder or plan.json) whose runs are expected: exit 1 naming any run without a results file.")]
+LaunchOpt = Annotated[Optional[str], typer.Option(
+    "--launch-id", help="Count only results of this launch (what `deploy bench` printed); others are stale.")]
+
+
+def print_outcomes(outcomes: list, store_root: Path) -> bool:
+    """One line per file that was not simply stored, and a summary. True when a file was rejected or conflicted."""
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
@@ -32,8 +38,60 @@ def print_outcomes(outcomes: list, store_root: Path) -> None:
             console.print(styled((f"duplicate: {o.message}", "dim")))
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no results files found"
     console.print(f"{summary} -> {store_root}")
-    if counts.get("rejected") or counts.get("conflict"):
+    return bool(counts.get("rejected") or counts.get("conflict"))
+
+
+def print_plan_report(report) -> bool:
+    """Found/expected, stale and foreign results, and every missing run by name. True when runs are missing."""
+    exp = report.expectation
+    what = f"plan {exp.plan_id}" if exp.plan_id else "this run"
+    launch = f" (launch {exp.launch_id})" if exp.launch_id else ""
+    console.print(f"{what}{launch}: {len(report.found)} of {report.expected} expected results")
+    if report.stale:
+        console.print(styled((f"{len(report.stale)} result(s) of plan {exp.plan_id} from earlier launches stored, "
+                              "not counted", "dim")))
+    if report.foreign:
+        err_console.print(styled(("warning:", "yellow"),
+                                 f" this launch wrote results of another plan ({', '.join(report.foreign[:3])}"
+                                 f"{'...' if len(report.foreign) > 3 else ''}): the app runs a plan other than "
+                                 f"{exp.plan_id}; rebuild or re-push it with this plan"), soft_wrap=True)
+    missing = report.missing
+    if missing:
+        why = " after the timeout" if report.timed_out else ""
+        err_console.print(styled((f"missing{why}:", "red"),
+                                 f" no results file for {len(missing)} run(s): {', '.join(missing)}"), soft_wrap=True)
+        if report.problem:
+            err_console.print(styled((f"last problem: {report.problem}", "dim")), soft_wrap=True)
+    return bool(missing)
+
+
+def finish(outcomes: list, store_root: Path, report=None) -> None:
+    """Print outcomes (and the plan report); exit 1 when a file was rejected or an expected run has no file."""
+    bad = print_outcomes(outcomes, store_root)
+    if report is not None:
+        bad = print_plan_report(report) or bad
+    if bad:
         raise typer.Exit(1)
+
+
+def load_plan_arg(path: Path | None) -> dict | None:
+    from toolchain.bench.schema import load_plan
+
+    if path is None:
+        return None
+    return load_plan(path / "plan.json" if path.is_dir() else path)
+
+
+def _collect_with(transport, store, plan: Path | None, launch_id: str | None) -> None:
+    from toolchain.bench.wait import expect, match
+    from toolchain.bench.transport import collect
+
+    with transport:
+        collected = collect(transport, store)
+        groups = transport.groups()
+    plan_obj = load_plan_arg(plan)
+    report = match(expect(plan_obj, launch_id), collected, groups) if plan_obj is not None else None
+    finish([c.outcome for c in collected], store.root, report)
 
 
 @collect_app.command("dir")
@@ -54,7 +112,7 @@ def collect_dir(
             files.append(p)
         else:
             raise CollectError(f"{p}: no such file or folder")
-    print_outcomes([store.add_file(f) for f in files], store.root)
+    finish([store.add_file(f) for f in files], store.root)
 
 
 @collect_app.command("ios")
@@ -62,14 +120,19 @@ def collect_ios(
     bundle_id: Annotated[str, typer.Option("--bundle-id", help="The harness app's bundle identifier.")] = "org.oculardeploy.bench",
     out: OutOpt = Path("results"),
     udid: Annotated[Optional[str], typer.Option(help="Device UDID (default: the one connected device).")] = None,
-    via: Annotated[Optional[str], typer.Option(help="house-arrest (pymobiledevice3) or devicectl (macOS). Default: what is installed.")] = None,
+    via: Annotated[Optional[str], typer.Option(help="pymobiledevice3 (any iOS, Linux or macOS) or devicectl (macOS, iOS 17+). Default: chosen per device, and said why.")] = None,
+    plan: PlanOpt = None,
+    launch_id: LaunchOpt = None,
 ) -> None:
     """Pull Documents/results/*.json from the iOS harness over USB."""
-    from toolchain.bench.ios import collect_ios as collect
+    from toolchain.bench import ios
     from toolchain.bench.store import ResultStore
 
     store = ResultStore(out)
-    print_outcomes(collect(bundle_id, store, udid=udid, via=via), store.root)
+    plan_obj = load_plan_arg(plan)
+    name, why = ios.choose_via(udid, plan_obj["device"] if plan_obj else None, via)
+    console.print(f"via {name}: {why}")
+    _collect_with(ios.transport_for(bundle_id, udid, name), store, plan, launch_id)
 
 
 @collect_app.command("android")
@@ -77,13 +140,15 @@ def collect_android(
     package: Annotated[str, typer.Option("--package", help="The harness app's package name.")] = "org.oculardeploy.bench",
     out: OutOpt = Path("results"),
     serial: Annotated[Optional[str], typer.Option(help="adb device serial (default: the one connected device).")] = None,
+    plan: PlanOpt = None,
+    launch_id: LaunchOpt = None,
 ) -> None:
-    """Pull the Android harness's results files over adb (run-as, or the external files folder)."""
-    from toolchain.bench.android import Adb, collect_android as collect
+    """Pull the Android harness's results files over adb (its external files folder; run-as for debug builds)."""
+    from toolchain.bench.android import Adb, AdbTransport
     from toolchain.bench.store import ResultStore
 
     store = ResultStore(out)
-    print_outcomes(collect(package, store, Adb(serial=serial)), store.root)
+    _collect_with(AdbTransport(package, Adb(serial=serial)), store, plan, launch_id)
 
 
 @collect_app.command("farm")
@@ -91,13 +156,15 @@ def collect_farm(
     run_arn: Annotated[str, typer.Option("--run-arn", help="The Device Farm run to fetch.")],
     out: OutOpt = Path("results"),
     region: Annotated[str, typer.Option(help="AWS region (Device Farm lives in us-west-2).")] = "us-west-2",
+    plan: PlanOpt = None,
 ) -> None:
-    """Download a Device Farm run's customer artifacts and extract the results files."""
+    """Download a Device Farm run's customer artifacts and extract the results files (exit 1 for a job without any)."""
     from toolchain.bench import farm
     from toolchain.bench.store import ResultStore
 
     store = ResultStore(out)
-    print_outcomes(farm.collect_farm(farm.client(region), run_arn, store), store.root)
+    report = farm.collect_farm(farm.client(region), run_arn, store, plan=load_plan_arg(plan))
+    finish(report.outcomes, store.root, report)
 
 
 @results_app.command("list")

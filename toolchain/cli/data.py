@@ -27,7 +27,7 @@ def check(
     layout: LayoutOpt = None,
     subject_regex: RegexOpt = None,
     index: IndexOpt = None,
-    size: Annotated[int, typer.Option(help="Decode every image at this size to find unreadable files (pixels).")] = 32,
+    size: Annotated[int, typer.Option(help="Decode every image at this size to find unreadable files (pixels).", min=8, max=4096)] = 32,
 ) -> None:
     """Print the layout, subjects, images, sessions, eyes and unreadable files of a data set folder."""
     from toolchain.data.images import check_images
@@ -60,9 +60,9 @@ def check(
 @data_app.command("synth")
 def synth(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (per-subject layout).")],
-    subjects: Annotated[int, typer.Option(help="Number of subjects.")] = SynthConfig.subjects,
-    images_per_subject: Annotated[int, typer.Option("--images-per-subject", help="Images per subject.")] = SynthConfig.images_per_subject,
-    size: Annotated[int, typer.Option(help="Image side in pixels.")] = SynthConfig.size,
+    subjects: Annotated[int, typer.Option(help="Number of subjects.", min=1, max=100_000)] = SynthConfig.subjects,
+    images_per_subject: Annotated[int, typer.Option("--images-per-subject", help="Images per subject.", min=1, max=10_000)] = SynthConfig.images_per_subject,
+    size: Annotated[int, typer.Option(help="Image side in pixels.", min=32, max=4096)] = SynthConfig.size,
     seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same images.")] = SynthConfig.seed,
     force: ForceOpt = False,
 ) -> None:
@@ -122,9 +122,9 @@ def split(
 def sheet(
     data: Annotated[Path, typer.Argument(help="Data set folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
-    subjects: Annotated[int, typer.Option(help="Rows: the first N subjects.")] = 8,
-    per_subject: Annotated[int, typer.Option("--per-subject", help="Columns: images per subject.")] = 6,
-    tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = 96,
+    subjects: Annotated[int, typer.Option(help="Rows: the first N subjects.", min=1, max=1000)] = 8,
+    per_subject: Annotated[int, typer.Option("--per-subject", help="Columns: images per subject.", min=1, max=100)] = 6,
+    tile: Annotated[int, typer.Option(help="Tile side in pixels.", min=8, max=1024)] = 96,
     layout: LayoutOpt = None,
     subject_regex: RegexOpt = None,
     index: IndexOpt = None,

@@ -21,7 +21,7 @@ def init(
                                              "tiny_ocular), a card .toml path, or torchvision:NAME.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write.")],
     seed: Annotated[int, typer.Option(help="Seed of the random init and BatchNorm re-estimation.")] = 0,
-    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's).")] = None,
+    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's).", min=16, max=4096)] = None,
     weights: Annotated[str, typer.Option(help="random (seeded, BatchNorm re-estimated) or imagenet (torchvision's local cache only; never downloads).")] = "random",
     force: ForceOpt = False,
 ) -> None:

@@ -34,6 +34,7 @@ from toolchain.models.arch import (
     final_linear_name,
 )
 from toolchain.models.cards import Card, load_card
+from toolchain.models.meta import validate_meta
 
 BUNDLE_FORMAT = "toolchain.bundle"
 BUNDLE_VERSION = 1
@@ -165,6 +166,7 @@ def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base
                            # unstructured pruning keeps the shapes, so the non-zero count is what it bought.
                            "deployed_parameters": int(sum(p.numel() for p in model.trunk.parameters())),
                            "deployed_nonzero": int(sum(int(p.count_nonzero()) for p in model.trunk.parameters()))}
+        validate_meta(meta, f"the description of {out}")  # e.g. a card named "my model/v2": refuse, don't write
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -189,9 +191,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         raise BundleError(f"{mj} is not a toolchain bundle description (format != {BUNDLE_FORMAT!r})")
     if meta.get("format_version") != BUNDLE_VERSION:
         raise BundleError(f"{mj} has bundle format version {meta.get('format_version')}; this toolchain reads {BUNDLE_VERSION}")
-    for key in ("architecture", "input", "weights", "feature_dim"):
-        if key not in meta:
-            raise BundleError(f"{mj} lacks {key!r}; the bundle is corrupt")
+    validate_meta(meta, str(mj))
     return meta
 
 
@@ -226,6 +226,14 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
         raise BundleError(f"{wfile} does not match the architecture in model.json: {shown}")
     model.load_state_dict(state, strict=True)
     model.eval()
+    try:
+        dim = probe_feature_dim(model, int(meta["input"]["size"][0]))
+    except Exception as e:  # noqa: BLE001 - e.g. an input size the architecture cannot take
+        raise BundleError(f"{path / META_FILE}: the rebuilt model does not run at input size "
+                          f"{meta['input']['size'][0]}: {type(e).__name__}: {str(e)[:200]}") from None
+    if dim != meta["feature_dim"]:  # model.json feeds manifests and the apps: it must say what the weights do
+        raise BundleError(f"{path / META_FILE} says feature_dim {meta['feature_dim']}, but the weights produce "
+                          f"{dim}-d features; the bundle is inconsistent: re-create it")
     return Bundle(path=path, meta=meta, model=model)
 
 

@@ -12,9 +12,10 @@ final class AppDelegate: UIResponder, UIApplicationDelegate {
         window.rootViewController = controller
         window.makeKeyAndVisible()
         self.window = window
-        // `xcrun devicectl device process launch ... -autorun YES [-plan PATH]` runs the plan at once.
+        // `deploy bench ios` launches with `-autorun YES -launch_id ID [-plan PATH]` (devicectl or
+        // pymobiledevice3): run the plan at once and write the launch id into every result.
         if UserDefaults.standard.bool(forKey: "autorun") {
-            controller.startRun()
+            controller.startRun(launchId: UserDefaults.standard.string(forKey: "launch_id"))
         }
         return true
     }

@@ -3,43 +3,40 @@ import Foundation
 /// Finds a plan, runs it with Core ML and writes Documents/results/<run_id>.json for every run.
 /// Used by the Run button, by launch arguments and by the XCTest target.
 final class PlanSession {
-    /// Where a plan may be, in order: `-plan PATH` (absolute, or relative to Documents or the app
-    /// bundle), Documents/BenchPlan/plan.json (copied in over USB), the bundled BenchPlan folder.
+    /// Which plan to run: `-plan PATH` when absolute; otherwise, of the plan built into the app and the
+    /// one in Documents (`BenchPlan/plan.json`, or PATH relative to each), the newest by `created_at`,
+    /// the built-in one on a tie (`BenchPlan.newest(of:)`): an old copy in Documents no longer shadows
+    /// the plan the app was just rebuilt with.
     static func locatePlan(argument: String? = UserDefaults.standard.string(forKey: "plan"),
                            bundle: Bundle = .main) -> URL? {
         let fm = FileManager.default
         let docs = fm.urls(for: .documentDirectory, in: .userDomainMask).first
-        var candidates = [URL]()
-        if let arg = argument, !arg.isEmpty {
-            if arg.hasPrefix("/") {
-                candidates.append(URL(fileURLWithPath: arg))
-            }
-            if let d = docs {
-                candidates.append(d.appendingPathComponent(arg))
-            }
-            if let r = bundle.resourceURL {
-                candidates.append(r.appendingPathComponent(arg))
-            }
-        } else {
-            if let d = docs {
-                candidates.append(d.appendingPathComponent("BenchPlan/plan.json"))
-            }
-            if let r = bundle.resourceURL {
-                candidates.append(r.appendingPathComponent("BenchPlan/plan.json"))
-            }
+        let rel = (argument?.isEmpty == false) ? argument! : "BenchPlan/plan.json"
+        if rel.hasPrefix("/") {
+            return fm.fileExists(atPath: rel) ? URL(fileURLWithPath: rel) : nil
         }
-        return candidates.first { fm.fileExists(atPath: $0.path) }
+        var candidates = [URL]()
+        if let r = bundle.resourceURL {
+            candidates.append(r.appendingPathComponent(rel))
+        }
+        if let d = docs {
+            candidates.append(d.appendingPathComponent(rel))
+        }
+        return BenchPlan.newest(of: candidates.filter { fm.fileExists(atPath: $0.path) })
     }
 
     let planURL: URL
     let plan: BenchPlan
+    /// `-launch_id` (what `deploy bench ios` passes): written into every result of this run.
+    let launchId: String?
     private let environment: BenchEnvironment
     private let writer: ResultWriter
     private var cancelled = false
 
-    init(planURL: URL, environment: BenchEnvironment, writer: ResultWriter) throws {
+    init(planURL: URL, environment: BenchEnvironment, writer: ResultWriter, launchId: String? = nil) throws {
         self.planURL = planURL
         self.plan = try BenchPlan.load(from: planURL)
+        self.launchId = launchId
         self.environment = environment
         self.writer = writer
     }
@@ -70,6 +67,7 @@ final class PlanSession {
                     return "cancelled"
                 }
                 return env.thermalState() == "critical" ? "thermal state critical" : nil
-            })
+            },
+            launchId: launchId)
     }
 }

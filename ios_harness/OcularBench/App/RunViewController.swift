@@ -58,7 +58,8 @@ final class RunViewController: UIViewController {
     }
 
     /// Starts the plan on a background queue; each run writes its results file, also on failure.
-    func startRun() {
+    /// `launchId`: the launch's id from the launch arguments (nil when started with the button).
+    func startRun(launchId: String? = nil) {
         guard session == nil else { return }
         guard let url = PlanSession.locatePlan() else {
             describePlan()
@@ -68,7 +69,8 @@ final class RunViewController: UIViewController {
         let writer: ResultWriter
         do {
             writer = try ResultWriter.documentsResults()
-            newSession = try PlanSession(planURL: url, environment: DeviceEnvironment(), writer: writer)
+            newSession = try PlanSession(planURL: url, environment: DeviceEnvironment(), writer: writer,
+                                         launchId: launchId)
         } catch {
             statusLabel.text = "Cannot start: \(error)"
             return
@@ -80,6 +82,7 @@ final class RunViewController: UIViewController {
         queue.async { [weak self] in
             let outcome: String
             do {
+                // The runner reports at most a few times a second, between timed samples.
                 let files = try newSession.run { text, fraction in
                     DispatchQueue.main.async {
                         self?.progressLabel.text = text

@@ -68,6 +68,36 @@ struct AppInfo: Codable, Equatable {
     var build: String
 }
 
+/// A string, boolean or number: the values of results v1 `runtime.options`.
+enum JSONScalar: Codable, Equatable {
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let d = try? c.decode(Double.self) {
+            self = .number(d)
+        } else {
+            self = .string(try c.decode(String.self))
+        }
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .bool(let b):
+            try c.encode(b)
+        case .number(let d):
+            try c.encode(d)
+        case .string(let s):
+            try c.encode(s)
+        }
+    }
+}
+
 /// results v1 `runtime`.
 struct RuntimeInfo: Codable, Equatable {
     var name: String
@@ -75,9 +105,11 @@ struct RuntimeInfo: Codable, Equatable {
     var computeUnits: String?
     var delegate: String?
     var threads: Int?
+    /// Settings the app set explicitly (Android's GPU delegate); optional in v1, written only when set.
+    var options: [String: JSONScalar]?
 
     enum CodingKeys: String, CodingKey {
-        case name, version, delegate, threads
+        case name, version, delegate, threads, options
         case computeUnits = "compute_units"
     }
 
@@ -88,6 +120,7 @@ struct RuntimeInfo: Codable, Equatable {
         try c.encode(computeUnits, forKey: .computeUnits)
         try c.encode(delegate, forKey: .delegate)
         try c.encode(threads, forKey: .threads)
+        try c.encodeIfPresent(options, forKey: .options)
     }
 }
 
@@ -95,6 +128,9 @@ struct RuntimeInfo: Codable, Equatable {
 struct BenchResult: Codable, Equatable {
     static let currentSchemaVersion = 1
     static let featureSampleLength = 16
+    /// What one latency sample contains (results v1 `timed_region`): the prediction and reading every
+    /// feature back as float32 — what the Android runner times too.
+    static let timedRegionValue = "inference+read_features"
 
     var schemaVersion: Int = BenchResult.currentSchemaVersion
     var runId: String
@@ -114,9 +150,18 @@ struct BenchResult: Codable, Equatable {
     var featureDim: Int?
     var featureSample: [Double]?
     var notes: String?
+    /// The launch this run belongs to (`-launch_id`), so a collector counts only this launch's files.
+    var launchId: String?
+    /// The plan run key (`runs[].key`).
+    var runKey: String?
+    /// Optional in v1: nil only when decoded from a file that did not say.
+    var timedRegion: String?
 
     enum CodingKeys: String, CodingKey {
         case status, error, artifact, device, app, runtime, notes
+        case launchId = "launch_id"
+        case runKey = "run_key"
+        case timedRegion = "timed_region"
         case schemaVersion = "schema_version"
         case runId = "run_id"
         case createdAt = "created_at"
@@ -138,6 +183,9 @@ struct BenchResult: Codable, Equatable {
         try c.encode(error, forKey: .error)
         try c.encode(createdAt, forKey: .createdAt)
         try c.encode(planId, forKey: .planId)
+        try c.encode(launchId, forKey: .launchId)
+        try c.encode(runKey, forKey: .runKey)
+        try c.encodeIfPresent(timedRegion, forKey: .timedRegion)
         try c.encode(artifact, forKey: .artifact)
         try c.encode(device, forKey: .device)
         try c.encode(app, forKey: .app)

@@ -3,11 +3,22 @@ import Foundation
 /// The timing loop: prepare (compile/load, timed), first inference (timed, on the fixed input so
 /// `feature_sample` can be checked against PyTorch), `warmup` untimed runs, then `iterations`
 /// runs each timed alone. Every outcome, failures included, becomes a `BenchResult`.
+///
+/// One sample is `BenchResult.timedRegionValue`: `run()` and `output()` (every feature read back as
+/// float32), exactly what the Android runner times. Each iteration drains its own autorelease pool:
+/// Core ML hands back autoreleased feature providers, and a whole plan on one GCD work item would
+/// otherwise keep every one of them alive until the plan ends (1 GB on an iPhone 6). Progress is
+/// reported between samples, never inside one, at most once per `progressIntervalNs` (plus the last).
 final class BenchRunner {
-    private let clock: NanoClock
+    /// At most four progress reports a second: each one makes the app redraw on the main thread.
+    static let defaultProgressIntervalNs: UInt64 = 250_000_000
 
-    init(clock: NanoClock = MachClock()) {
+    private let clock: NanoClock
+    private let progressIntervalNs: UInt64
+
+    init(clock: NanoClock = MachClock(), progressIntervalNs: UInt64 = BenchRunner.defaultProgressIntervalNs) {
         self.clock = clock
+        self.progressIntervalNs = progressIntervalNs
     }
 
     func runOne(plan: BenchPlan,
@@ -16,7 +27,8 @@ final class BenchRunner {
                 openBackend: () throws -> InferenceBackend,
                 fixedPixels: () throws -> [Float]?,
                 progress: (Int, Int) -> Void = { _, _ in },
-                shouldStop: () -> String? = { nil }) -> BenchResult {
+                shouldStop: () -> String? = { nil },
+                launchId: String? = nil) -> BenchResult {
         let timing = plan.timing
         let thermalStart = environment.thermalState()
         let timer = PhaseTimer(clock: clock)
@@ -51,8 +63,8 @@ final class BenchRunner {
                 timed = SeededPixels.generate(count: count, seed: timing.inputSeed ?? 0)
             }
             try b.setInput(fixed ?? timed)
-            firstNs = try timeOne(b)
-            let out = try b.output()
+            let (first, out) = try timeOne(b)
+            firstNs = first
             featureDim = out.count
             if fixed != nil {
                 let head = out.prefix(BenchResult.featureSampleLength).map { Double($0) }
@@ -64,14 +76,19 @@ final class BenchRunner {
             }
             try b.setInput(timed)
             for _ in 0..<timing.warmup {
-                try b.run()
+                _ = try timeOne(b)
             }
+            var lastReport = clock.now()
             for i in 0..<timing.iterations {
                 if let reason = shouldStop() {
                     throw HarnessError.stopped("stopped after \(samples.count) of \(timing.iterations) iterations: \(reason)")
                 }
-                samples.append(try timeOne(b))
-                progress(i + 1, timing.iterations)
+                samples.append(try timeOne(b).0)
+                let now = clock.now()
+                if now - lastReport >= progressIntervalNs || i + 1 == timing.iterations {
+                    progress(i + 1, timing.iterations)
+                    lastReport = now
+                }
             }
         } catch let e as HarnessError {
             failure = e.description
@@ -105,14 +122,31 @@ final class BenchRunner {
             latencyNs: status == "error" ? [] : samples,
             featureDim: featureDim,
             featureSample: featureSample,
-            notes: notes)
+            notes: notes,
+            launchId: launchId,
+            runKey: run.key,
+            timedRegion: BenchResult.timedRegionValue)
     }
 
-    private func timeOne(_ b: InferenceBackend) throws -> UInt64 {
-        let t0 = clock.now()
-        try b.run()
-        return clock.now() - t0
+    /// One sample: the prediction and reading its features back, inside its own autorelease pool.
+    private func timeOne(_ b: InferenceBackend) throws -> (UInt64, [Float]) {
+        return try drainingAutoreleasePool {
+            let t0 = clock.now()
+            try b.run()
+            let features = try b.output()
+            return (clock.now() - t0, features)
+        }
     }
+}
+
+/// `autoreleasepool` where there is an Objective-C runtime (the devices); the body alone elsewhere
+/// (the Foundation-only core built with SwiftPM on Linux has nothing autoreleased).
+func drainingAutoreleasePool<T>(_ body: () throws -> T) rethrows -> T {
+    #if canImport(ObjectiveC)
+    return try autoreleasepool { try body() }
+    #else
+    return try body()
+    #endif
 }
 
 /// Writes `<directory>/<run_id>.json` atomically (`Data.write(.atomic)`: a temp file, then rename).
@@ -155,7 +189,8 @@ final class PlanExecutor {
                  openBackend: (PlanRun) throws -> InferenceBackend,
                  fixedPixels: (PlanRun) throws -> [Float]?,
                  progress: (Int, Int, Int) -> Void = { _, _, _ in },
-                 shouldStop: () -> String? = { nil }) throws -> [URL] {
+                 shouldStop: () -> String? = { nil },
+                 launchId: String? = nil) throws -> [URL] {
         var written = [URL]()
         for (index, run) in plan.runs.enumerated() {
             if index > 0 && plan.timing.cooldownMs > 0 {
@@ -165,7 +200,8 @@ final class PlanExecutor {
                                        openBackend: { try openBackend(run) },
                                        fixedPixels: { try fixedPixels(run) },
                                        progress: { done, total in progress(index, done, total) },
-                                       shouldStop: shouldStop)
+                                       shouldStop: shouldStop,
+                                       launchId: launchId)
             written.append(try writer.write(result))
         }
         return written

@@ -142,6 +142,40 @@ struct BenchPlan: Codable {
     }
 }
 
+extension BenchPlan {
+    /// Which of several plan files to run: the one written last (`created_at`, as `deploy bench plan`
+    /// stamps it); on a tie the earlier candidate, so list the plan built into the app first.
+    ///
+    /// A plan copied into Documents once used to win over the bundled one for good, so an app rebuilt
+    /// with a new plan kept running the old one; now the newest wins whichever folder it is in.
+    /// Unreadable candidates are passed over (the first one is returned when none can be read, so its
+    /// error is what the user sees). Example: bundled 2025-04-01, Documents 2025-03-01 -> bundled.
+    static func newest(of candidates: [URL]) -> URL? {
+        var best: (url: URL, createdAt: Date)?
+        for url in candidates {
+            guard let plan = try? BenchPlan.load(from: url) else {
+                continue
+            }
+            let when = BenchPlan.utcDate(plan.createdAt) ?? .distantPast
+            if best == nil || when > best!.createdAt {
+                best = (url, when)
+            }
+        }
+        return best?.url ?? candidates.first
+    }
+
+    /// "2025-03-02T09:15:00Z" (or with fractional seconds) as a Date; nil when it is not ISO 8601.
+    static func utcDate(_ text: String) -> Date? {
+        let plain = ISO8601DateFormatter()
+        if let d = plain.date(from: text) {
+            return d
+        }
+        let fractional = ISO8601DateFormatter()
+        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return fractional.date(from: text)
+    }
+}
+
 /// The errors the harness reports in a result's `error` field.
 enum HarnessError: Error, CustomStringConvertible {
     case badPlan(String)

@@ -80,12 +80,41 @@ final class CoreMLBackend: InferenceBackend {
         lastOutput = try model.prediction(from: provider)
     }
 
+    /// Every feature of the last prediction as float32. It is inside every timed sample (results v1
+    /// `timed_region`, as on Android), so contiguous float32/float64 outputs are copied straight from the
+    /// array's memory; other types and strided layouts go through NSNumber, slower but correct.
     func output() throws -> [Float] {
         guard let value = lastOutput?.featureValue(for: planRun.output.name), let array = value.multiArrayValue else {
             throw HarnessError.badInput("the model has no multi-array output named \(planRun.output.name)")
         }
-        // NSNumber access handles float32, float64 and float16 outputs and any strides; it runs once per run.
-        return (0..<array.count).map { array[$0].floatValue }
+        let n = array.count
+        if CoreMLBackend.isContiguous(array) {
+            switch array.dataType {
+            case .float32:
+                let src = array.dataPointer.bindMemory(to: Float.self, capacity: n)
+                return Array(UnsafeBufferPointer(start: src, count: n))
+            case .double:
+                let src = array.dataPointer.bindMemory(to: Double.self, capacity: n)
+                return UnsafeBufferPointer(start: src, count: n).map { Float($0) }
+            default:
+                break
+            }
+        }
+        return (0..<n).map { array[$0].floatValue }
+    }
+
+    /// Row-major with no padding: the last stride is 1 and each stride is the product of the dims after it.
+    static func isContiguous(_ array: MLMultiArray) -> Bool {
+        let shape = array.shape.map { $0.intValue }
+        let strides = array.strides.map { $0.intValue }
+        var expected = 1
+        for i in stride(from: shape.count - 1, through: 0, by: -1) {
+            if strides[i] != expected {
+                return false
+            }
+            expected *= shape[i]
+        }
+        return true
     }
 
     func close() {

@@ -35,8 +35,15 @@ class AndroidEnvironment(private val context: Context) : Environment {
 
     override fun thermalState(): String {
         if (Build.VERSION.SDK_INT < 29) return "unknown"
-        return THERMAL[power.currentThermalStatus] ?: "unknown"
+        return THERMAL[currentThermalStatus()] ?: "unknown"
     }
+
+    /**
+     * PowerManager.getCurrentThermalStatus() (API 29), looked up by name: Linux CI compiles the app
+     * against the API-23 android.jar (android_harness/build-apk.sh), which does not have it.
+     */
+    private fun currentThermalStatus(): Int =
+        PowerManager::class.java.getMethod("getCurrentThermalStatus").invoke(power) as Int
 
     private fun batteryState(): String {
         val sticky = context.registerReceiver(null, IntentFilter(Intent.ACTION_BATTERY_CHANGED)) ?: return "unknown"

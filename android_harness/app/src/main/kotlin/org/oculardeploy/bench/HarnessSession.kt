@@ -8,8 +8,11 @@ import org.oculardeploy.bench.core.Progress
 import org.oculardeploy.bench.core.ResultWriter
 import java.io.File
 
-/** Runs a plan with LiteRT and writes <external files>/results/<run_id>.json per run, failures included. */
-class HarnessSession(private val context: Context, planArg: String?) {
+/**
+ * Runs a plan with LiteRT and writes <external files>/results/<run_id>.json per run, failures included.
+ * [launchId] (the `launch_id` extra of `deploy bench android`) goes into every result.
+ */
+class HarnessSession(private val context: Context, planArg: String?, val launchId: String? = null) {
     private val located = PlanFolder.locate(planArg, context.assets)
     val folder: PlanFolder = located.first
     val plan: Plan = Plan.parse(folder.readText(located.second))
@@ -34,6 +37,7 @@ class HarnessSession(private val context: Context, planArg: String?) {
                     else -> null
                 }
             },
+            launchId = launchId,
         )
     }
 }

@@ -10,6 +10,7 @@ import org.tensorflow.lite.Interpreter
 import org.tensorflow.lite.TensorFlowLite
 import org.tensorflow.lite.gpu.CompatibilityList
 import org.tensorflow.lite.gpu.GpuDelegate
+import org.tensorflow.lite.gpu.GpuDelegateFactory
 import org.tensorflow.lite.nnapi.NnApiDelegate
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
@@ -19,6 +20,10 @@ import java.nio.MappedByteBuffer
  * LiteRT (TFLite): CPU through XNNPACK with the plan's thread count, the GPU delegate, or NNAPI.
  * load_ns = mapping the model file; compile_ns = building the interpreter with its delegate
  * (GPU shader compilation and NNAPI partitioning happen there) and allocating tensors.
+ *
+ * The GPU delegate's settings are set explicitly from the plan ([PlanRun.effectiveGpuOptions], recorded in
+ * the result's runtime.options): its defaults (precision loss allowed, FAST_SINGLE_ANSWER; GpuDelegateFactory.Options)
+ * would otherwise decide silently whether an fp32 model runs in fp16.
  */
 class LiteRtBackend(private val run: PlanRun, private val mapModel: () -> MappedByteBuffer) : InferenceBackend {
     override val runtimeName = "litert"
@@ -32,15 +37,23 @@ class LiteRtBackend(private val run: PlanRun, private val mapModel: () -> Mapped
     private var outputScale = 1f
     private var outputZeroPoint = 0
     private var outputCount = 0
+    private var features = FloatArray(0) // reused: output() runs inside every timed sample
 
     /** One way to build interpreter options per compute unit (a table, not a chain of ifs). */
     private val configurers: Map<String, (Interpreter.Options) -> Unit> = mapOf(
         "cpu" to { o -> o.setNumThreads(run.threads ?: 4).setUseXNNPACK(true) },
         "gpu" to { o ->
-            if (!CompatibilityList().isDelegateSupportedOnThisDevice) {
+            // CompatibilityList holds a native handle (it is Closeable): close it whatever it answers.
+            val supported = CompatibilityList().use { it.isDelegateSupportedOnThisDevice }
+            if (!supported) {
                 throw UnsupportedOperationException("the LiteRT GPU delegate does not support this device")
             }
-            o.addDelegate(GpuDelegate().also { delegate = it })
+            val g = run.effectiveGpuOptions ?: throw IllegalStateException("run ${run.key} is not a GPU run")
+            val options = GpuDelegate.Options().apply {
+                setPrecisionLossAllowed(g.precisionLossAllowed)
+                setInferencePreference(GPU_PREFERENCES.getValue(g.inferencePreference))
+            }
+            o.addDelegate(GpuDelegate(options).also { delegate = it })
         },
         "nnapi" to { o ->
             if (android.os.Build.VERSION.SDK_INT < 27) {
@@ -73,6 +86,7 @@ class LiteRtBackend(private val run: PlanRun, private val mapModel: () -> Mapped
         outputZeroPoint = outTensor.quantizationParams().zeroPoint
         outputCount = outTensor.numElements()
         output = ByteBuffer.allocateDirect(outTensor.numBytes()).order(ByteOrder.nativeOrder())
+        features = FloatArray(outputCount)
     }
 
     override fun setInput(pixels: FloatArray) {
@@ -96,16 +110,26 @@ class LiteRtBackend(private val run: PlanRun, private val mapModel: () -> Mapped
         interpreter!!.run(input, output)
     }
 
+    /** Every feature of the last run as float32, into one reused array (valid until the next run). */
     override fun output(): FloatArray {
         output.rewind()
-        return FloatArray(outputCount) {
-            when (outputType) {
-                DataType.FLOAT32 -> output.float
-                DataType.INT8 -> (output.get().toInt() - outputZeroPoint) * outputScale
-                DataType.UINT8 -> ((output.get().toInt() and 0xFF) - outputZeroPoint) * outputScale
-                else -> throw UnsupportedOperationException("output type $outputType")
+        when (outputType) {
+            DataType.FLOAT32 -> output.asFloatBuffer().get(features)
+            DataType.INT8 -> for (i in 0 until outputCount) features[i] = (output.get().toInt() - outputZeroPoint) * outputScale
+            DataType.UINT8 -> for (i in 0 until outputCount) {
+                features[i] = ((output.get().toInt() and 0xFF) - outputZeroPoint) * outputScale
             }
+            else -> throw UnsupportedOperationException("output type $outputType")
         }
+        return features
+    }
+
+    companion object {
+        /** Plan names -> GpuDelegateFactory.Options constants. */
+        private val GPU_PREFERENCES = mapOf(
+            "fast_single_answer" to GpuDelegateFactory.Options.INFERENCE_PREFERENCE_FAST_SINGLE_ANSWER,
+            "sustained_speed" to GpuDelegateFactory.Options.INFERENCE_PREFERENCE_SUSTAINED_SPEED,
+        )
     }
 
     override fun close() {

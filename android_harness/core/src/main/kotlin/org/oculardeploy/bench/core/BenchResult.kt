@@ -21,7 +21,15 @@ data class DeviceInfo(
 
 data class AppInfo(val name: String, val version: String, val build: String)
 
-data class RuntimeInfo(val name: String, val version: String, val computeUnits: String?, val delegate: String?, val threads: Int?)
+/** results v1 `runtime`; [options] are settings the app set explicitly (the GPU delegate's), written only when set. */
+data class RuntimeInfo(
+    val name: String,
+    val version: String,
+    val computeUnits: String?,
+    val delegate: String?,
+    val threads: Int?,
+    val options: Map<String, Any>? = null,
+)
 
 /** One run: raw integer nanoseconds, never statistics (those are computed in Python). */
 data class BenchResult(
@@ -44,6 +52,12 @@ data class BenchResult(
     val featureDim: Int?,
     val featureSample: List<Double>?,
     val notes: String? = null,
+    /** The launch this run belongs to (`--es launch_id`), so a collector counts only this launch's files. */
+    val launchId: String? = null,
+    /** The plan run key (`runs[].key`). */
+    val runKey: String? = null,
+    /** What one latency sample contains; null only when read from a file that did not say. */
+    val timedRegion: String? = TIMED_REGION,
 ) {
     /** The results v1 JSON object; nulls are written as JSON null (org.json drops a key put with Kotlin null). */
     fun toJson(): JSONObject {
@@ -55,6 +69,9 @@ data class BenchResult(
             .put("error", n(error))
             .put("created_at", createdAt)
             .put("plan_id", n(planId))
+            .put("launch_id", n(launchId))
+            .put("run_key", n(runKey))
+            .apply { timedRegion?.let { put("timed_region", it) } }
             .put("artifact", JSONObject()
                 .put("name", artifact.name).put("format", artifact.format).put("sha256", artifact.sha256)
                 .put("precision", n(artifact.precision))
@@ -69,7 +86,8 @@ data class BenchResult(
             .put("runtime", JSONObject()
                 .put("name", runtime.name).put("version", runtime.version)
                 .put("compute_units", n(runtime.computeUnits)).put("delegate", n(runtime.delegate))
-                .put("threads", n(runtime.threads)))
+                .put("threads", n(runtime.threads))
+                .apply { runtime.options?.let { o -> put("options", JSONObject().also { j -> o.forEach { (k, v) -> j.put(k, v) } }) } })
             .put("protocol", JSONObject()
                 .put("warmup", protocol.warmup).put("iterations", protocol.iterations)
                 .put("input_source", protocol.inputSource).put("input_seed", n(protocol.inputSeed))
@@ -86,6 +104,9 @@ data class BenchResult(
     companion object {
         const val SCHEMA_VERSION = 1
         const val FEATURE_SAMPLE_LEN = 16
+
+        /** One inference on an input set before the loop, plus reading every feature back as float32 (iOS times the same). */
+        const val TIMED_REGION = "inference+read_features"
         private val RUN_ID = Regex("^[A-Za-z0-9._-]{1,128}$")
 
         /** ISO 8601 UTC with milliseconds; SimpleDateFormat because java.time needs API 26 (minSdk is 21). */
@@ -119,7 +140,7 @@ data class BenchResult(
                 thermalStateStart = d.string("thermal_state_start"), thermalStateEnd = d.string("thermal_state_end"),
                 app = AppInfo(app.string("name"), app.string("version"), app.string("build")),
                 runtime = RuntimeInfo(rt.string("name"), rt.string("version"), rt.stringOrNull("compute_units"),
-                    rt.stringOrNull("delegate"), rt.longOrNull("threads")?.toInt()),
+                    rt.stringOrNull("delegate"), rt.longOrNull("threads")?.toInt(), rt.scalarsOrNull("options")),
                 protocol = Protocol(p.int("warmup"), p.int("iterations"), p.string("input_source"),
                     p.longOrNull("input_seed"), p.long("cooldown_ms")),
                 loadNs = r.longOrNull("load_ns"), compileNs = r.longOrNull("compile_ns"),
@@ -131,6 +152,9 @@ data class BenchResult(
                 featureDim = r.longOrNull("feature_dim")?.toInt(),
                 featureSample = r.arrayOrNull("feature_sample")?.map { (it as Number).toDouble() },
                 notes = r.stringOrNull("notes"),
+                launchId = r.stringOrNull("launch_id"),
+                runKey = r.stringOrNull("run_key"),
+                timedRegion = r.stringOrNull("timed_region"),
             )
         }
     }

@@ -20,8 +20,16 @@ private class StopRequested(val reason: String) : Exception(reason)
  * The timing loop: prepare (load/compile, timed), first inference (timed, on the fixed input so
  * `feature_sample` can be checked against PyTorch), `warmup` untimed runs, then `iterations`
  * runs each timed alone with a monotonic clock. Every outcome, failures included, is a [BenchResult].
+ *
+ * One sample is [BenchResult.TIMED_REGION]: `run()` and `output()` (every feature read back as float32),
+ * exactly what the iOS runner times. Progress is reported between samples, never inside one, and at most
+ * once per [progressIntervalNs] (plus the last sample): each report makes the app redraw on its UI thread,
+ * which competes with the next timed run.
  */
-class BenchRunner(private val clock: NanoClock = NanoClock.SYSTEM) {
+class BenchRunner(
+    private val clock: NanoClock = NanoClock.SYSTEM,
+    private val progressIntervalNs: Long = DEFAULT_PROGRESS_INTERVAL_NS,
+) {
 
     /**
      * Runs [run] of [plan] once.
@@ -38,6 +46,7 @@ class BenchRunner(private val clock: NanoClock = NanoClock.SYSTEM) {
         fixedPixels: () -> FloatArray?,
         progress: Progress = Progress { _, _, _ -> },
         shouldStop: () -> String? = { null },
+        launchId: String? = null,
     ): BenchResult {
         val proto = plan.protocol
         val thermalStart = env.thermalState()
@@ -77,8 +86,8 @@ class BenchRunner(private val clock: NanoClock = NanoClock.SYSTEM) {
                 else -> SeededPixels.generate(n, proto.inputSeed ?: 0L)
             }
             b.setInput(fixed ?: timed)
-            firstNs = timeOne(b)
-            val out = b.output()
+            val (first, out) = timeOne(b)
+            firstNs = first
             featureDim = out.size
             if (fixed != null) {
                 val head = out.take(BenchResult.FEATURE_SAMPLE_LEN).map { it.toDouble() }
@@ -86,11 +95,16 @@ class BenchRunner(private val clock: NanoClock = NanoClock.SYSTEM) {
                 if (head.all { it.isFinite() }) featureSample = head else notes = "the fixed input's features hold NaN or infinity"
             }
             b.setInput(timed)
-            repeat(proto.warmup) { b.run() }
+            repeat(proto.warmup) { b.run(); b.output() }
+            var lastReport = clock.nanoTime()
             for (i in 0 until proto.iterations) {
                 shouldStop()?.let { throw StopRequested(it) }
-                samples.add(timeOne(b))
-                progress.update(run.key, i + 1, proto.iterations)
+                samples.add(timeOne(b).first)
+                val now = clock.nanoTime()
+                if (now - lastReport >= progressIntervalNs || i + 1 == proto.iterations) {
+                    progress.update(run.key, i + 1, proto.iterations)
+                    lastReport = now
+                }
             }
         } catch (e: StopRequested) {
             error = "stopped after ${samples.size} of ${proto.iterations} iterations: ${e.reason}"
@@ -123,7 +137,8 @@ class BenchRunner(private val clock: NanoClock = NanoClock.SYSTEM) {
             thermalStateStart = thermalStart,
             thermalStateEnd = env.thermalState(),
             app = env.app,
-            runtime = RuntimeInfo(runtimeName, runtimeVersion, run.computeUnits, run.delegate, run.threads),
+            runtime = RuntimeInfo(runtimeName, runtimeVersion, run.computeUnits, run.delegate, run.threads,
+                run.effectiveGpuOptions?.toMap()),
             protocol = proto,
             loadNs = loadNs,
             compileNs = compileNs,
@@ -132,13 +147,22 @@ class BenchRunner(private val clock: NanoClock = NanoClock.SYSTEM) {
             featureDim = featureDim,
             featureSample = featureSample,
             notes = notes,
+            launchId = launchId,
+            runKey = run.key,
         )
     }
 
-    private fun timeOne(b: InferenceBackend): Long {
+    /** One sample: the inference and reading its features back (what [BenchResult.TIMED_REGION] says). */
+    private fun timeOne(b: InferenceBackend): Pair<Long, FloatArray> {
         val t0 = clock.nanoTime()
         b.run()
-        return clock.nanoTime() - t0
+        val features = b.output()
+        return (clock.nanoTime() - t0) to features
+    }
+
+    companion object {
+        /** At most four progress reports a second. */
+        const val DEFAULT_PROGRESS_INTERVAL_NS = 250_000_000L
     }
 }
 
@@ -155,9 +179,11 @@ class PlanExecutor(
         fixedPixels: (PlanRun) -> FloatArray?,
         progress: Progress = Progress { _, _, _ -> },
         shouldStop: () -> String? = { null },
+        launchId: String? = null,
     ): List<java.io.File> = plan.runs.mapIndexed { i, run ->
         if (i > 0 && plan.protocol.cooldownMs > 0) sleepMs(plan.protocol.cooldownMs)
-        val result = runner.runOne(plan, run, env, { openBackend(run) }, { fixedPixels(run) }, progress, shouldStop)
+        val result = runner.runOne(plan, run, env, { openBackend(run) }, { fixedPixels(run) }, progress, shouldStop,
+            launchId)
         writer.write(result)
     }
 }

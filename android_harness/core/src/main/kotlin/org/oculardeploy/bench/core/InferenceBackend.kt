@@ -30,7 +30,10 @@ interface InferenceBackend : AutoCloseable {
     /** One inference on the current input. */
     fun run()
 
-    /** The feature vector of the last [run]. */
+    /**
+     * The feature vector of the last [run], read back as float32. Timed with [run] (results v1 `timed_region`);
+     * a backend may return the same array every time (valid until the next [run]).
+     */
     fun output(): FloatArray
 }
 

@@ -38,6 +38,25 @@ data class ArtifactRef(
     val sizeBytes: Long?,
 )
 
+/**
+ * LiteRT GPU delegate settings (GpuDelegateFactory.Options), set explicitly so they are never silent defaults
+ * (the delegate's own: precision loss allowed, FAST_SINGLE_ANSWER) and recorded in the result's runtime.options.
+ */
+data class GpuOptions(val precisionLossAllowed: Boolean, val inferencePreference: String) {
+    fun toMap(): Map<String, Any> =
+        mapOf("precision_loss_allowed" to precisionLossAllowed, "inference_preference" to inferencePreference)
+
+    companion object {
+        val PREFERENCES = listOf("fast_single_answer", "sustained_speed")
+
+        /**
+         * What a plan without gpu_options gets: fp16 arithmetic only where the artifact is not fp32 (an fp32
+         * artifact timed in fp16 would be another model), and sustained speed: one delegate serves every timed run.
+         */
+        fun defaultFor(precision: String?) = GpuOptions(precision != null && precision != "fp32", "sustained_speed")
+    }
+}
+
 /** One artifact with one compute unit: one results file. */
 data class PlanRun(
     val key: String,
@@ -50,7 +69,12 @@ data class PlanRun(
     val outputDim: Int,
     val fixedInput: String?,
     val referenceSample: List<Double>?,
-)
+    val gpuOptions: GpuOptions? = null,
+) {
+    /** The GPU settings this run uses: the plan's, or [GpuOptions.defaultFor] the artifact; null off the GPU. */
+    val effectiveGpuOptions: GpuOptions?
+        get() = if (computeUnits == "gpu") gpuOptions ?: GpuOptions.defaultFor(artifact.precision) else null
+}
 
 /** `plan.json` as written by `deploy bench plan` (PLAN_SCHEMA in toolchain/bench/schema.py). */
 data class Plan(
@@ -121,6 +145,13 @@ data class Plan(
                     outputDim = out.int("dim"),
                     fixedInput = run.stringOrNull("fixed_input"),
                     referenceSample = run.arrayOrNull("reference_sample")?.map { (it as Number).toDouble() },
+                    gpuOptions = run.objOrNull("gpu_options")?.let { g ->
+                        val pref = g.string("inference_preference")
+                        if (pref !in GpuOptions.PREFERENCES) {
+                            throw PlanException("runs[$i].gpu_options.inference_preference must be one of ${GpuOptions.PREFERENCES}")
+                        }
+                        GpuOptions(g.boolean("precision_loss_allowed"), pref)
+                    },
                 )
             }
             if (runs.isEmpty()) throw PlanException("plan.runs is empty: nothing to run")
@@ -151,6 +182,15 @@ internal class Reader(private val o: JSONObject, private val where: String) {
     fun int(k: String): Int = long(k).toInt()
     fun longOrNull(k: String): Long? = if (!o.has(k)) null else raw(k)?.let { integral(k, it) }
     fun booleanOrNull(k: String): Boolean? = if (!o.has(k)) null else raw(k)?.let { it as? Boolean ?: wrong(k, "true, false or null") }
+    fun boolean(k: String): Boolean = booleanOrNull(k) ?: wrong(k, "true or false")
+
+    /** An object of scalars (string, boolean, number) or null, e.g. runtime.options. */
+    fun scalarsOrNull(k: String): Map<String, Any>? = if (!o.has(k)) null else raw(k)?.let { v ->
+        val obj = v as? JSONObject ?: wrong(k, "an object or null")
+        obj.keys().asSequence().sorted().associateWith { key ->
+            obj.get(key).also { if (it !is String && it !is Boolean && it !is Number) wrong("$k.$key", "a string, boolean or number") }
+        }
+    }
     fun double(k: String): Double = (raw(k) as? Number ?: wrong(k, "a number")).toDouble()
     fun obj(k: String): Reader = Reader(raw(k) as? JSONObject ?: wrong(k, "an object"), "$where.$k")
     fun objOrNull(k: String): Reader? = if (!o.has(k)) null else raw(k)?.let { Reader(it as? JSONObject ?: wrong(k, "an object"), "$where.$k") }

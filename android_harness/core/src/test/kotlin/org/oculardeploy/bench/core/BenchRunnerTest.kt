@@ -132,4 +132,48 @@ class BenchRunnerTest {
         assertEquals("nnapi", err.getJSONObject("runtime").getString("delegate"))
         assertFalse(tmp.root.list()!!.any { it.endsWith(".tmp") })
     }
+
+    @Test
+    fun aSampleIncludesReadingTheFeaturesBackAndTheResultSaysSo() {
+        val clock = FakeClock()
+        val backend = FakeBackend(clock, outputNs = 200_000L)
+        val r = runWith(backend, clock)
+        // run i takes 1 ms + i us, reading the 20 features takes 0.2 ms: both are in every sample (iOS times the same)
+        assertEquals((4..8).map { 1_200_000L + it * 1_000L }, r.latencyNs)
+        assertEquals(1_200_000L, r.firstInferenceNs)
+        assertEquals(BenchResult.TIMED_REGION, r.timedRegion)
+        assertEquals("inference+read_features", r.toJson().getString("timed_region"))
+    }
+
+    @Test
+    fun progressIsReportedAtMostFourTimesASecondAndNeverInsideASample() {
+        val clock = FakeClock()
+        val plan = Plan.parse(PlanJson.valid(warmup = 0, iterations = 20).toString())
+        val calls = mutableListOf<Pair<Int, Long>>()
+        val backend = FakeBackend(clock, runNs = { 100_000_000L }) // 100 ms a run: 2 s in all
+        BenchRunner(clock).runOne(plan, plan.runs[0], FakeEnvironment(), { backend }, { fixed },
+            progress = Progress { _, done, _ -> calls.add(done to clock.now) })
+        assertTrue("at most one report per 250 ms (+ the last): $calls", calls.size <= 2_000 / 250 + 1)
+        assertEquals(20, calls.last().first)
+        // a report happens after a sample ended: the clock has not moved since the backend returned
+        assertTrue(calls.zipWithNext().all { (a, b) -> b.second - a.second >= 250_000_000L || b.first == 20 })
+    }
+
+    @Test
+    fun launchIdRunKeyAndGpuSettingsAreWrittenIntoTheResult() {
+        val clock = FakeClock()
+        val plan = Plan.parse(PlanJson.valid(units = listOf("cpu", "gpu")).toString())
+        val cpu = BenchRunner(clock).runOne(plan, plan.runs[0], FakeEnvironment(), { FakeBackend(clock) }, { fixed },
+            launchId = "20250302T091500-3fa9c1")
+        assertEquals("20250302T091500-3fa9c1", cpu.launchId)
+        assertEquals("00-tiny-tflite-fp32-cpu", cpu.runKey)
+        assertNull("no GPU, no delegate options", cpu.runtime.options)
+        val gpu = BenchRunner(clock).runOne(plan, plan.runs[1], FakeEnvironment(), { FakeBackend(clock) }, { fixed })
+        // the plan gave no gpu_options: an fp32 artifact is run without fp16 precision loss, tuned for many runs
+        assertEquals(mapOf("precision_loss_allowed" to false, "inference_preference" to "sustained_speed"),
+            gpu.runtime.options)
+        val json = gpu.toJson()
+        assertTrue(json.isNull("launch_id"))
+        assertEquals(false, json.getJSONObject("runtime").getJSONObject("options").getBoolean("precision_loss_allowed"))
+    }
 }

@@ -23,6 +23,8 @@ class FakeBackend(
     private val failAtRun: Int? = null,
     private val failOnLoad: Boolean = false,
     private val runNs: (Int) -> Long = { 1_000_000L + it * 1_000L },
+    /** Reading the features back after a run takes this long (0: free, as the older tests assume). */
+    private val outputNs: Long = 0,
 ) : InferenceBackend {
     override val runtimeName = "litert"
     override val runtimeVersion = "fake-1.0"
@@ -48,7 +50,13 @@ class FakeBackend(
         runs++
     }
 
-    override fun output(): FloatArray = FloatArray(dim) { it * 0.5f }
+    var outputs = 0
+
+    override fun output(): FloatArray {
+        clock.advance(outputNs)
+        outputs++
+        return FloatArray(dim) { it * 0.5f }
+    }
 
     override fun close() {
         closed = true

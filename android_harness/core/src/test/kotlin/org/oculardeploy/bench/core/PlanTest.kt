@@ -63,4 +63,30 @@ class PlanTest {
         assertTrue(a.toList() != SeededPixels.generate(1000, 1).toList())
         assertTrue("values spread over 0..255", a.toSet().size > 200)
     }
+
+    @Test
+    fun gpuOptionsComeFromThePlanOrAnExplicitDefault() {
+        val o = PlanJson.valid(units = listOf("cpu", "gpu"))
+        o.getJSONArray("runs").getJSONObject(1).put("gpu_options",
+            org.json.JSONObject().put("precision_loss_allowed", true).put("inference_preference", "fast_single_answer"))
+        val p = Plan.parse(o.toString())
+        assertNull(p.runs[0].effectiveGpuOptions)
+        assertEquals(GpuOptions(true, "fast_single_answer"), p.runs[1].effectiveGpuOptions)
+        assertEquals(GpuOptions(true, "sustained_speed"), GpuOptions.defaultFor("fp16"))
+        assertEquals(GpuOptions(false, "sustained_speed"), GpuOptions.defaultFor("fp32"))
+        rejects("gpu_options.inference_preference must be one of") {
+            it.getJSONArray("runs").getJSONObject(0).put("gpu_options",
+                org.json.JSONObject().put("precision_loss_allowed", true).put("inference_preference", "fastest"))
+        }
+    }
+
+    @Test
+    fun aRestoredActivityOrAnAlreadyStartedLaunchNeverStartsASecondBenchmark() {
+        val plan = "/sdcard/Android/data/org.oculardeploy.bench/files/plans/p1/plan.json"
+        assertTrue(LaunchGuard.shouldAutoStart(false, plan, "L1", emptySet()))
+        assertTrue("started by hand, without a launch id", LaunchGuard.shouldAutoStart(false, plan, null, emptySet()))
+        assertTrue(!LaunchGuard.shouldAutoStart(true, plan, "L1", emptySet())) // dark mode, font scale, locale, rotation
+        assertTrue(!LaunchGuard.shouldAutoStart(false, plan, "L1", setOf("L1"))) // the intent re-delivered from recents
+        assertTrue(!LaunchGuard.shouldAutoStart(false, null, null, emptySet())) // opened from the launcher
+    }
 }

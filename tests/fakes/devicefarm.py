@@ -1,0 +1,141 @@
+"""AWS Device Farm as botocore's Stubber plays it: every request is checked against botocore's real
+``devicefarm`` service model (``botocore/data/devicefarm/2015-06-23/service-2.json``), every response
+shaped by it. On top, :class:`FarmRun` behaves like the service where the model cannot say:
+
+- Files come off a device only from the paths the run declared in ``configuration.customerArtifactPaths``
+  (``iosPaths`` / ``androidPaths``; API reference, CustomerArtifactPaths and ScheduleRunConfiguration):
+  a run scheduled without them has device logs but no CUSTOMER_ARTIFACT zip at all.
+- A job's artifacts exist once the job has finished; ``get_run`` moves from RUNNING to COMPLETED
+  (ExecutionStatus in the model).
+- iOS hosts run iOS 15 to 26 (developer guide, "Hosts for custom test environments"): ``list_devices``
+  never lists an older iPhone, so an iPhone 6 cannot be in a pool.
+
+The artifact zip holds each pulled folder under its declared path (the member names are only labels
+to the collector); each device's "app" writes one result per plan run (tests/fakes/harness_app.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+PROJECT = "arn:aws:devicefarm:us-west-2:123456789012:project:abc"
+RUN = "arn:aws:devicefarm:us-west-2:123456789012:run:abc/run1"
+
+APP_RESULTS = {"ios": "Documents/results",
+               "android": "/sdcard/Android/data/org.oculardeploy.bench/files/results"}
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+class FakeHttp:
+    """The pre-signed S3 transfers: PUTs recorded, GETs served from ``downloads``."""
+
+    def __init__(self, downloads: dict[str, bytes] | None = None) -> None:
+        self.downloads, self.puts = dict(downloads or {}), []
+
+    def put(self, url, data):
+        self.puts.append((url, data))
+
+    def get(self, url, limit_bytes):
+        return self.downloads[url]
+
+
+def device(name: str, os_version: str, platform: str = "IOS") -> dict:
+    key = name.replace(" ", "")[-12:]
+    return {"arn": f"arn:aws:devicefarm:us-west-2::device:{key:0>32}", "name": name, "model": name.split(" ", 1)[-1],
+            "platform": platform, "os": os_version}
+
+
+def _declares(paths: list[str], folder: str) -> bool:
+    """A declared path pulls ``folder`` when it is that folder or one of its parents."""
+    f = folder.strip("/")
+    return any(f == p.strip("/") or f.startswith(p.strip("/") + "/") for p in paths)
+
+
+@dataclass
+class FarmRun:
+    """Queues the Stubber responses of one whole run; decides the artifacts from the real schedule_run request."""
+
+    df: Any  # a botocore devicefarm client with .stub = Stubber(client), activated
+    platform: str  # "ios" | "android"
+    devices: list[dict]  # what list_devices returns (Device Farm's fleet for the platform)
+    http: FakeHttp = field(default_factory=FakeHttp)
+    plan: dict | None = None
+    skip: dict[str, set[str]] = field(default_factory=dict)  # device name -> run keys its app never writes
+    polls_before_done: int = 1
+    scheduled: dict | None = None
+
+    def stub_uploads(self, app_name: str, pkg_name: str) -> None:
+        kinds = {"ios": ("IOS_APP", "XCTEST_TEST_PACKAGE"), "android": ("ANDROID_APP", "INSTRUMENTATION_TEST_PACKAGE")}
+        for i, (name, kind) in enumerate(zip((app_name, pkg_name), kinds[self.platform])):
+            arn = f"{PROJECT}/upload{i}"
+            self.df.stub.add_response("create_upload",
+                                      {"upload": {"arn": arn, "status": "INITIALIZED", "url": f"https://put/{i}"}},
+                                      {"projectArn": PROJECT, "name": name, "type": kind,
+                                       "contentType": "application/octet-stream"})
+            self.df.stub.add_response("get_upload", {"upload": {"arn": arn, "status": "PROCESSING"}}, {"arn": arn})
+            self.df.stub.add_response("get_upload", {"upload": {"arn": arn, "status": "SUCCEEDED"}}, {"arn": arn})
+
+    def stub_pool(self, picked: list[dict], name: str = "bench") -> None:
+        self.df.stub.add_response("list_devices", {"devices": self.devices},
+                                  {"filters": [{"attribute": "PLATFORM", "operator": "EQUALS",
+                                                "values": [self.platform.upper()]}]})
+        self.df.stub.add_response("create_device_pool", {"devicePool": {"arn": f"{PROJECT}/pool"}},
+                                  {"projectArn": PROJECT, "name": f"{name}-pool",
+                                   "rules": [{"attribute": "ARN", "operator": "IN",
+                                              "value": json.dumps([d["arn"] for d in picked])}]})
+
+    def stub_schedule(self, picked: list[dict]) -> None:
+        # No expected parameters: the request is still validated against the model, and what it asked for
+        # (self.scheduled) decides, as on the real service, what comes back.
+        self.df.stub.add_response("schedule_run", {"run": {"arn": RUN, "status": "SCHEDULING"}})
+
+        def on_schedule(params, **_):
+            self.scheduled = params
+            self.stub_progress(picked, (params.get("configuration") or {}).get("customerArtifactPaths") or {})
+
+        # provide-client-params runs before the Stubber matches the request: the run's outcome is queued
+        # from what the code really asked for.
+        self.df.meta.events.register_first("provide-client-params.devicefarm.ScheduleRun", on_schedule)
+
+    def job_arn(self, i: int) -> str:
+        return f"arn:aws:devicefarm:us-west-2:123456789012:job:abc/run1/{i:05d}"
+
+    def stub_progress(self, picked: list[dict], artifact_paths: dict[str, list[str]]) -> None:
+        from tests.fakes.harness_app import results_for
+
+        s = self.df.stub
+        n = len(picked)
+        for _ in range(self.polls_before_done):
+            s.add_response("get_run", {"run": {"arn": RUN, "status": "RUNNING", "totalJobs": n, "completedJobs": 0}},
+                           {"arn": RUN})
+            s.add_response("list_jobs", {"jobs": [{"arn": self.job_arn(i), "name": d["name"], "status": "RUNNING",
+                                                   "device": {"arn": d["arn"], "name": d["name"]}}
+                                                  for i, d in enumerate(picked)]}, {"arn": RUN})
+        s.add_response("get_run", {"run": {"arn": RUN, "status": "COMPLETED", "result": "PASSED", "totalJobs": n,
+                                           "completedJobs": n, "counters": {"passed": n}}}, {"arn": RUN})
+        s.add_response("list_jobs", {"jobs": [{"arn": self.job_arn(i), "name": d["name"], "status": "COMPLETED",
+                                               "device": {"arn": d["arn"], "name": d["name"]}}
+                                              for i, d in enumerate(picked)]}, {"arn": RUN})
+        declared = artifact_paths.get("iosPaths" if self.platform == "ios" else "androidPaths") or []
+        folder = APP_RESULTS[self.platform]
+        for i, d in enumerate(picked):
+            arts = [{"arn": f"{self.job_arn(i)}/log", "name": "Device log", "type": "DEVICE_LOG", "extension": "txt",
+                     "url": f"https://s3.example/{i}/log"}]
+            if _declares(declared, folder):
+                files = results_for(self.plan, None, self.platform, self.skip.get(d["name"], set())) if self.plan else []
+                url = f"https://s3.example/{i}/customer"
+                self.http.downloads[url] = zip_bytes({f"{folder.strip('/')}/{name}": data for name, data in files})
+                arts.append({"arn": f"{self.job_arn(i)}/customer", "name": "Customer Artifacts",
+                             "type": "CUSTOMER_ARTIFACT", "extension": "zip", "url": url})
+            s.add_response("list_artifacts", {"artifacts": arts}, {"arn": self.job_arn(i), "type": "FILE"})

@@ -1,0 +1,144 @@
+"""A seeded fuzz of hostile files through the real CLI entry point (``toolchain.cli:main``).
+
+For each generated file — a results file, an artifact manifest, a bundle's model.json — placed next to good
+ones, the commands that read it must: exit 0, 1 (``collect``: some files were rejected) or 2 (a clear
+error); never raise (an escaping exception is a traceback); change no file outside their ``--out``; and keep
+every good file next to the bad one, byte for byte. Bounded and derandomized, so CI time and outcomes are
+the same on every run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.bench._results import dumps, fixture, result
+from tests.cli._cli import deploy, snapshot
+
+def fuzz(examples: int):
+    """Seeded and bounded: the same examples on every run, a fixed share of CI time."""
+    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+# Values a hostile or broken writer puts in a field: wrong types, huge and tiny numbers, markup, paths.
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.sampled_from([10**400, -1, 0, 2**63, 10**13 + 1]),
+    st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([1e308, -0.0, 5e-324]),
+    st.text(max_size=12), st.sampled_from(["[/bold]", "[b]x[/b]", "../../etc/passwd", "/abs", ".hidden", "\x00",
+                                           "é" * 3, "nan", "1e999", "fp16", "coreml", "x" * 300]),
+)
+_VALUES = st.recursive(_SCALARS, lambda kids: st.one_of(st.lists(kids, max_size=4),
+                                                        st.dictionaries(st.text(max_size=6), kids, max_size=4)),
+                       max_leaves=12)
+
+
+def _paths(obj: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj[:3]):
+            out += _paths(v, prefix + (i,))
+    return out
+
+
+def _set(obj: Any, path: tuple, value: Any) -> Any:
+    if not path:
+        return value
+    obj = copy.deepcopy(obj)
+    cur = obj
+    for p in path[:-1]:
+        cur = cur[p]
+    cur[path[-1]] = value
+    return obj
+
+
+def _drop(obj: Any, path: tuple) -> Any:
+    if not path:
+        return obj
+    obj = copy.deepcopy(obj)
+    cur = obj
+    for p in path[:-1]:
+        cur = cur[p]
+    del cur[path[-1]]
+    return obj
+
+
+@st.composite
+def hostile_json(draw, base: dict) -> bytes:
+    """``base`` with one field replaced or removed, or its text cut, nested deep, or made of raw bytes."""
+    kind = draw(st.sampled_from(["replace", "replace", "replace", "drop", "truncate", "deep", "bytes", "numbers"]))
+    if kind in ("replace", "drop"):
+        path = draw(st.sampled_from(_paths(base)))
+        obj = _set(base, path, draw(_VALUES)) if kind == "replace" else _drop(base, path)
+        return json.dumps(obj, allow_nan=True).encode()
+    text = json.dumps(base, indent=2).encode()
+    if kind == "truncate":
+        return text[: draw(st.integers(0, len(text) - 1))]
+    if kind == "deep":
+        n = draw(st.integers(60, 6000))
+        return text[:-2] + b', "x": ' + b"[" * n + b"]" * n + b"}"
+    if kind == "numbers":
+        lit = draw(st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e999", b"1" + b"0" * 500, b"7" * 5000]))
+        return text.replace(b": 1", b": " + lit, 1) if b": 1" in text else text[:-2] + b', "n": ' + lit + b"}"
+    return draw(st.binary(max_size=200))
+
+
+def _check(r, allowed=(0, 1, 2)) -> None:
+    assert r.code in allowed, (r.code, r.out[-500:], r.err[-500:])
+    assert "Traceback" not in r.err and "Traceback" not in r.out
+
+
+@fuzz(60)
+@given(data=st.data())
+def test_fuzz_results_files_through_collect_list_and_report(capsys, tmp_path_factory, data):
+    base = fixture("ok")
+    bad = data.draw(hostile_json(base))
+    root = tmp_path_factory.mktemp("fz")
+    src = root / "incoming"
+    src.mkdir()
+    (src / "a-bad.json").write_bytes(bad)
+    good_id = "good-run-not-generated-0001"  # longer than any generated text: no bad file can claim it
+    (src / "b-good.json").write_bytes(dumps(result(good_id)))
+    outside = snapshot(root)
+    r = deploy(capsys, "collect", "dir", src, "--out", root / "store")
+    _check(r)
+    assert {k: v for k, v in snapshot(root).items() if not k.startswith("store")} == outside
+    stored = sorted(p.name for p in (root / "store").glob(f"{good_id}.*.json"))
+    assert len(stored) == 1 and (root / "store" / stored[0]).read_bytes() == (src / "b-good.json").read_bytes()
+    _check(deploy(capsys, "results", "list", "--store", root / "store"), allowed=(0,))
+    rep = deploy(capsys, "report", "--results", root / "store", "--results", src, "--out", root / "report",
+                 "--no-plots")
+    _check(rep, allowed=(0,))  # the good run is always there to report
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle_dir(tmp_path_factory) -> Path:
+    from toolchain.models.bundle import init_bundle
+
+    return init_bundle("tiny_ocular", tmp_path_factory.mktemp("tb") / "bundle", seed=0)
+
+
+@fuzz(20)
+@given(data=st.data())
+def test_fuzz_model_json_through_model_info_and_export(capsys, tmp_path_factory, tiny_bundle_dir, data):
+    base = json.loads((tiny_bundle_dir / "model.json").read_text())
+    bad = data.draw(hostile_json(base))
+    root = tmp_path_factory.mktemp("fb")
+    b = root / "bundle"
+    shutil.copytree(tiny_bundle_dir, b)
+    (b / "model.json").write_bytes(bad)
+    outside = snapshot(root)
+    _check(deploy(capsys, "model", "info", b), allowed=(0, 2))
+    r = deploy(capsys, "export", b, "--target", "onnx", "--out", root / "exports", "--no-verify")
+    _check(r, allowed=(0, 2))
+    after = snapshot(root)
+    assert {k: v for k, v in after.items() if not k.startswith("exports")} == outside
