@@ -150,7 +150,7 @@ def export_rows(rows: list[dict], work: Path, p: dict) -> None:
             try:
                 (o,) = export_bundle(ExportRequest(r["bundle"], target, out / label, devices=["iphonexr"] if target == "coreml" else [],
                                                    precision=precision, compress=compress))
-                r["artifacts"][label] = {"size_bytes": o.manifest["size_bytes"], "parity": o.manifest["parity"]["status"],
+                r["artifacts"][label] = {"size_bytes": o.manifest.size_bytes, "parity": o.manifest.parity.status,
                                          "compress": compress, "folder": str(o.folder)}
             except Exception as e:  # noqa: BLE001 - a benchmark row records the failure and goes on
                 r["artifacts"][label] = {"error": f"{type(e).__name__}: {e}"[:300]}

@@ -10,7 +10,6 @@ Prints a table of conversion seconds, artifact size and parity numbers, and writ
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -39,8 +38,9 @@ QUICK = [("onnx", "fp32", {}, ""), ("tflite", "fp32", {"devices": ["android"]}, 
 
 
 def _manifest_row(m: dict) -> dict:
+    """A row from a manifest's JSON (``Manifest.to_json()``, or a manifest.json read back)."""
     p = m["parity"]
-    return {"artifact": m["name"], "precision": m["precision"], "spec_version": m.get("spec_version"),
+    return {"artifact": m["name"], "precision": m["precision"], "spec_version": (m.get("coreml") or {}).get("spec_version"),
             "size_bytes": m["size_bytes"], "convert_seconds": m["convert_seconds"], "parity": p["status"],
             "cosine_min": p["cosine_min"], "max_abs": p["max_abs"], "threshold": p.get("min_cosine_required"),
             "reference": p["reference"] or p["reason"]}
@@ -69,11 +69,11 @@ def main() -> int:
                 out = Path(tmp) / "out" / f"{model}-{len(rows)}"
                 try:
                     (o,) = export_bundle(ExportRequest(bundle, target, out, precision=precision, **extra))
-                    row.update(_manifest_row(o.manifest))
+                    row.update(_manifest_row(o.manifest.to_json()))
                 except ParityError as e:
                     # The failing artifact and its manifest stay on disk: report its numbers, not just "failed".
-                    (man,) = out.glob("*/manifest.json")
-                    row.update(_manifest_row(json.loads(man.read_text())), error=" | ".join(str(e).splitlines()[1:]))
+                    (failed,) = e.outcomes
+                    row.update(_manifest_row(failed.manifest.to_json()), error=" | ".join(str(e).splitlines()[1:]))
                 except ToolchainError as e:
                     row.update(error=" | ".join(str(e).splitlines()))
                 row["total_seconds"] = round(time.perf_counter() - t0, 2)

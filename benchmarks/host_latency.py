@@ -26,20 +26,23 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from toolchain.bench.timing import TimingProtocol  # noqa: E402  (light: the defaults the CLI shows too)
+
 
 def overhead(target, threads: int, iterations: int, rounds: int) -> dict:
-    from toolchain.bench.host import RUNTIMES, TimingProtocol, time_session
+    from toolchain import runtimes
+    from toolchain.bench.host import TimingProtocol, time_session
     from toolchain.report.stats import summarize
 
-    session = RUNTIMES.get(target.format)(target, threads)
-    bare_call = getattr(session, "bare", session.infer)
+    _, session = runtimes.open_session(target.artifact.ref, target.format, timing=True, threads=threads)
+    infer = bare_call = session.prepare(target.pixels_nchw)  # the same prepared call the runner times
     proto = TimingProtocol(warmup=0, iterations=iterations, threads=threads)
     for _ in range(max(10, iterations // 5)):
-        session.infer()
+        infer()
     runner, bare = [], []
     clock = time.perf_counter_ns
     for _ in range(rounds):
-        runner += time_session(session, proto, progress=lambda *a: None)[1]
+        runner += time_session(infer, proto, progress=lambda *a: None)[1]
         for _ in range(iterations):
             t0 = clock()
             bare_call()
@@ -55,9 +58,9 @@ def main() -> int:
     ap.add_argument("--teacher", default="resnet50_ocular")
     ap.add_argument("--students", nargs="*", default=["mobilenet_v2"])
     ap.add_argument("--input-size", type=int, default=None, help="square input (default: each card's)")
-    ap.add_argument("--iterations", type=int, default=100)
-    ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--iterations", type=int, default=TimingProtocol.iterations)
+    ap.add_argument("--warmup", type=int, default=TimingProtocol.warmup)
+    ap.add_argument("--threads", type=int, default=TimingProtocol.threads)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved runner/bare blocks for the overhead")
     ap.add_argument("--quick", action="store_true", help="tiny_ocular teacher at 64 px, 30 iterations")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON here")
@@ -68,7 +71,7 @@ def main() -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from toolchain.bench.host import TimingProtocol, resolve_target, run_target
+    from toolchain.bench.host import resolve_target, run_target
     from toolchain.export.base import ExportRequest, export_bundle
     from toolchain.models.bundle import init_bundle, load_bundle
     from toolchain.report.stats import summarize
@@ -93,7 +96,7 @@ def main() -> int:
                              "runtime": r["runtime"]["name"], "format": t.format, "median_ms": s.median_ns / 1e6,
                              "ci_ms": [s.ci_low_ns / 1e6, s.ci_high_ns / 1e6], "p90_ms": s.p90_ns / 1e6,
                              "first_inference_ms": r["first_inference_ns"] / 1e6, "load_ms": r["load_ns"] / 1e6})
-                if i == 0 and t.format in ("onnx", "tflite"):
+                if i == 0 and t.artifact is not None:  # an exported artifact, not the bundle
                     overheads.append(overhead(t, args.threads, args.iterations, args.rounds))
     tab = Table("model", "role", "params", "runtime", "median ms", "95% CI ms", "p90 ms", "first ms", "load ms",
                 title=f"Host latency ({args.threads} threads, {args.iterations} iterations)")

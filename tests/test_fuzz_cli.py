@@ -121,6 +121,39 @@ def test_fuzz_results_files_through_collect_list_and_report(capsys, tmp_path_fac
 
 
 @pytest.fixture(scope="module")
+def onnx_artifact(tmp_path_factory) -> Path:
+    from toolchain.export.base import ExportRequest, export_bundle
+    from toolchain.models.bundle import init_bundle
+
+    root = tmp_path_factory.mktemp("art")
+    bundle = init_bundle("tiny_ocular", root / "bundle", seed=0)
+    (out,) = export_bundle(ExportRequest(bundle_dir=bundle, target="onnx", out=root / "exports"))
+    return out.folder
+
+
+@fuzz(20)
+@given(data=st.data())
+def test_fuzz_manifests_through_bench_host_and_report(capsys, tmp_path_factory, onnx_artifact, data):
+    base = json.loads((onnx_artifact / "manifest.json").read_text())
+    bad = data.draw(hostile_json(base))
+    root = tmp_path_factory.mktemp("fm")
+    art = root / "exports" / onnx_artifact.name
+    shutil.copytree(onnx_artifact, art)
+    (art / "manifest.json").write_bytes(bad)
+    good = root / "exports" / "good"
+    shutil.copytree(onnx_artifact, good)
+    outside = snapshot(root)
+    r = deploy(capsys, "bench", "host", art, "--warmup", "0", "--iterations", "1", "--threads", "1",
+               "--out", root / "store")
+    _check(r, allowed=(0, 2))
+    rep = deploy(capsys, "report", "--results", root / "store", "--artifacts", root / "exports", "--out",
+                 root / "report", "--no-plots")
+    _check(rep, allowed=(0, 2))
+    after = snapshot(root)
+    assert {k: v for k, v in after.items() if not k.startswith(("store", "report"))} == outside
+
+
+@pytest.fixture(scope="module")
 def tiny_bundle_dir(tmp_path_factory) -> Path:
     from toolchain.models.bundle import init_bundle
 
@@ -142,3 +175,63 @@ def test_fuzz_model_json_through_model_info_and_export(capsys, tmp_path_factory,
     _check(r, allowed=(0, 2))
     after = snapshot(root)
     assert {k: v for k, v in after.items() if not k.startswith("exports")} == outside
+
+
+def _toml_value(v: Any) -> str | None:
+    """TOML text for a generated value (None has no TOML form: the key is left out)."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v) if not isinstance(v, float) or abs(v) < 1e300 else "1e300"
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, list):
+        items = [t for t in map(_toml_value, v) if t is not None]
+        return "[" + ", ".join(items) + "]"
+    if isinstance(v, dict):
+        items = [f"{json.dumps(str(k))} = {t}" for k, x in v.items() if (t := _toml_value(x)) is not None]
+        return "{ " + ", ".join(items) + " }"
+    raise TypeError(type(v))
+
+
+def _toml(config: dict[str, Any]) -> str:
+    lines = [f"{json.dumps(k)} = {t}" for k, v in config.items()  # top-level keys first: a broken section
+             if not (isinstance(v, dict) or (isinstance(v, list) and v and all(isinstance(x, dict) for x in v)))
+             and (t := _toml_value(v)) is not None]
+    for section, body in config.items():
+        if not (isinstance(body, dict) or (isinstance(body, list) and body and all(isinstance(x, dict) for x in body))):
+            continue
+        if isinstance(body, list):
+            for item in body:
+                lines.append(f"[[{section}]]")
+                lines += [f"{json.dumps(k)} = {t}" for k, v in item.items() if (t := _toml_value(v)) is not None]
+        else:
+            lines.append(f"[{section}]")
+            lines += [f"{json.dumps(k)} = {t}" for k, v in body.items() if (t := _toml_value(v)) is not None]
+    return "\n".join(lines) + "\n"
+
+
+@fuzz(40)
+@given(data=st.data())
+def test_fuzz_pipeline_configs_through_dry_run(capsys, tmp_path_factory, data):
+    import tomllib
+
+    from toolchain import pipeline
+
+    base = tomllib.loads((Path(pipeline.__file__).parent / "demo_quick.toml").read_text())
+    path = data.draw(st.sampled_from([p for p in _paths(base) if len(p) >= 2]))
+    kind = data.draw(st.sampled_from(["replace", "drop"]))
+    cfg = _set(base, path, data.draw(_VALUES)) if kind == "replace" else _drop(base, path)
+    root = tmp_path_factory.mktemp("fp")
+    cfg.setdefault("pipeline", {})["work_dir"] = str(root / "work")
+    try:
+        text = _toml(cfg)
+    except TypeError:
+        return
+    (root / "pipeline.toml").write_text(text)
+    before = snapshot(root)
+    r = deploy(capsys, "pipeline", "run", root / "pipeline.toml", "--dry-run")
+    _check(r, allowed=(0, 2))
+    assert snapshot(root) == before  # a dry run writes nothing

@@ -41,7 +41,23 @@ class UnsupportedLayerError(ExportError):
 
 
 class ParityError(ExportError):
-    """An exported artifact's outputs do not match PyTorch's."""
+    """An exported artifact's outputs do not match PyTorch's.
+
+    ``outcomes`` holds what this run exported (every artifact, the failed ones included), so a caller can show
+    exactly this run's artifacts without rescanning the output folder.
+    """
+
+    def __init__(self, message: str, outcomes: list | None = None) -> None:
+        super().__init__(message)
+        self.outcomes = list(outcomes or [])
+
+
+class ArtifactError(ToolchainError):
+    """An exported artifact cannot be used as asked (parity failed, wrong format for the device, bad input)."""
+
+
+class ManifestError(ArtifactError):
+    """An artifact folder's manifest is missing, malformed, or disagrees with the files beside it."""
 
 
 class SchemaError(ToolchainError):
@@ -50,6 +66,30 @@ class SchemaError(ToolchainError):
 
 class DataLayoutError(ToolchainError):
     """A data set folder does not follow the layout expected."""
+
+
+class PlanError(ToolchainError):
+    """A run plan cannot be written as asked (bad protocol, input source, output folder)."""
+
+
+class BenchError(ToolchainError):
+    """A host timing run cannot be done as asked (bad timing protocol, input that does not fit)."""
+
+
+class EvaluationError(ToolchainError):
+    """An evaluation cannot run as asked (bad batch size, a protocol without pairs, missing images)."""
+
+
+class ConfigError(ToolchainError):
+    """A configuration (stage config, pipeline.toml section) has wrong types, names or values."""
+
+
+class PipelineError(ConfigError):
+    """A pipeline file or stage selection that cannot run."""
+
+
+class UsageError(ToolchainError):
+    """Command-line arguments that do not go together."""
 
 
 class RuntimeUnavailable(ToolchainError):

@@ -40,6 +40,9 @@ class Registry(Generic[T]):
         self._items[name] = obj
 
     def get(self, name: str) -> T:
+        if not isinstance(name, str):  # e.g. a list from a config file: unhashable, and never a name
+            raise RegistryError(f"a {self.kind} name must be text, not {type(name).__name__} {str(name)[:60]}; "
+                                f"known: {', '.join(self.names()) or '(none)'}")
         try:
             return self._items[name]
         except KeyError:
@@ -51,7 +54,7 @@ class Registry(Generic[T]):
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return isinstance(name, str) and name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -72,6 +72,26 @@ def test_oversized_member_and_bad_zip_are_rejected_and_the_job_is_named(df, tmp_
     assert report.missing == ["Apple iPhone XR: no results file"]
 
 
+def test_a_corrupt_member_is_rejected_and_the_good_member_beside_it_stored(df, tmp_path):
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("Documents/results/a-bad.json", dumps(fixture("ok")))
+        zf.writestr("Documents/results/b-good.json", dumps(fixture("partial")))
+    data = bytearray(buf.getvalue())
+    start = 30 + len("Documents/results/a-bad.json")  # the first member's deflate stream
+    for i in range(start + 2, start + 12):
+        data[i] ^= 0xFF  # zlib.error on read: "invalid distance too far back" or similar
+    _stub_collect(df, {"results": bytes(data)})
+    report = farm.collect_farm(df, RUN, ResultStore(tmp_path), FakeHttp({"https://s3.example/results": bytes(data)}))
+    statuses = {o.source.rsplit("!", 1)[-1]: (o.status, o.message) for o in report.outcomes}
+    assert statuses["Documents/results/a-bad.json"][0] == "rejected"
+    assert "damaged zip member" in statuses["Documents/results/a-bad.json"][1]
+    assert statuses["Documents/results/b-good.json"][0] == "stored"
+
+
 def _plan(platform="ios", keys=("r1", "r2"), device_key="iphonexr"):
     return {"plan_version": 1, "plan_id": "pf", "created_at": "2025-03-02T09:15:00Z", "device": device_key,
             "platform": platform, "protocol": fixture("ok")["protocol"], "inputs": [],

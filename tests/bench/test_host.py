@@ -8,9 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from toolchain.bench.host import RUNTIMES, TimingProtocol, bench_host, resolve_target, run_target
+from toolchain.bench.host import TimingProtocol, bench_host, resolve_target, run_target
 from toolchain.bench.schema import load_result, validate_result
-from toolchain.errors import RuntimeUnavailable, ToolchainError
+from toolchain.errors import ArtifactError, ManifestError, RuntimeUnavailable, ToolchainError
+from toolchain.fsutil import sha256_file
+from toolchain.runtimes import RUNTIMES, get_runtime
 
 PROTO = TimingProtocol(warmup=1, iterations=5, threads=1)
 
@@ -73,7 +75,7 @@ def test_coreml_needs_macos_and_other_targets_still_run(exported, tmp_path):
     man = json.loads((exported["onnx"] / "manifest.json").read_text())
     (art / "m.mlmodel").write_bytes(b"not really")
     (art / "fixed_input.png").write_bytes((exported["onnx"] / "fixed_input.png").read_bytes())
-    man.update(format="coreml", file="m.mlmodel", name="cm")
+    man.update(format="coreml", file="m.mlmodel", name="cm", sha256=sha256_file(art / "m.mlmodel"))
     (art / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(RuntimeUnavailable, match="need macOS"):
         run_target(resolve_target(art), PROTO)
@@ -83,7 +85,11 @@ def test_coreml_needs_macos_and_other_targets_still_run(exported, tmp_path):
 
 
 def test_every_registered_runtime_is_covered():
-    assert RUNTIMES.names() == ["coreml", "onnx", "pytorch", "tflite"]
+    """Timed above: onnxruntime, litert, pytorch; Apple's Core ML by the macOS test; coreml-ref never times."""
+    assert RUNTIMES.names() == ["coreml-apple", "coreml-ref", "litert", "onnxruntime", "pytorch"]
+    timing = {n: get_runtime(n).formats for n in RUNTIMES if get_runtime(n).timing}
+    assert timing == {"coreml-apple": ("coreml",), "litert": ("tflite",), "onnxruntime": ("onnx",),
+                      "pytorch": ("pytorch",)}
 
 
 def test_not_an_artifact_is_a_clear_error(tmp_path):
@@ -97,6 +103,10 @@ def test_a_failing_runtime_still_writes_a_valid_result(exported, monkeypatch, fa
 
     class Flaky:
         runtime = {"name": "onnxruntime", "version": "x", "compute_units": "cpu", "delegate": None, "threads": 1}
+        description, output_name = "flaky", None
+
+        def prepare(self, pixels):
+            return self.infer
 
         def infer(self):
             calls["n"] += 1
@@ -105,7 +115,7 @@ def test_a_failing_runtime_still_writes_a_valid_result(exported, monkeypatch, fa
                 raise RuntimeError("device lost")
             return np.ones((1, 4), np.float32)
 
-    monkeypatch.setitem(RUNTIMES._items, "onnx", lambda target, threads: Flaky())
+    monkeypatch.setattr(type(get_runtime("onnxruntime")), "open", lambda self, model, threads=None: Flaky())
     r = run_target(resolve_target(exported["onnx"]), PROTO).result
     validate_result(r, "flaky")
     assert r["status"] == status and "device lost" in r["error"]
@@ -127,3 +137,75 @@ def test_cli_bench_host(exported, tmp_path):
     assert res.exit_code == 0, res.output
     files = list((tmp_path / "r").glob("*.json"))
     assert len(files) == 1 and len(load_result(files[0])["latency_ns"]) == 3
+
+
+# --- every artifact is checked exactly as `deploy bench plan` checks it (issue 11) ----------------
+
+
+def _copy(folder, tmp_path, name="copy"):
+    import shutil
+
+    dest = tmp_path / name
+    shutil.copytree(folder, dest)
+    return dest
+
+
+def test_tampered_bytes_are_refused_before_any_timing(exported, tmp_path):
+    """Before: the host runner timed the changed file and recorded the manifest's sha256."""
+    art = _copy(exported["onnx"], tmp_path)
+    man = json.loads((art / "manifest.json").read_text())
+    f = art / man["file"]
+    f.write_bytes(f.read_bytes() + b"\0")
+    with pytest.raises(ManifestError, match="changed after export"):
+        resolve_target(art)
+    with pytest.raises(ManifestError, match="changed after export"):
+        bench_host([art], PROTO, tmp_path / "results")
+    assert not list((tmp_path / "results").glob("*.json"))
+
+
+def test_the_recorded_sha256_is_the_measured_one(exported):
+    t = resolve_target(exported["tflite"])
+    man = json.loads((exported["tflite"] / "manifest.json").read_text())
+    assert t.sha256 == sha256_file(exported["tflite"] / man["file"])
+    assert run_target(t, PROTO).result["artifact"]["sha256"] == t.sha256
+
+
+def test_parity_failed_is_refused_unless_allowed_then_warned(exported, tmp_path):
+    """Before: a parity-failed artifact was timed without a word."""
+    art = _copy(exported["onnx"], tmp_path)
+    man = json.loads((art / "manifest.json").read_text())
+    man["parity"].update(status="failed", mismatches=["sample 0: cosine 0.2 < 0.99999"])
+    (art / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ArtifactError, match="parity with PyTorch failed"):
+        bench_host([art], PROTO, tmp_path / "r1")
+    (o,) = bench_host([art], PROTO, tmp_path / "r2", allow_parity_failed=True)
+    assert o.stored.status == "stored" and any("FAILED" in w for w in o.warnings)
+
+
+def test_a_manifest_file_outside_the_folder_is_refused(exported, tmp_path):
+    """Before: the host runner followed `file` wherever it pointed."""
+    art = _copy(exported["onnx"], tmp_path, "inner")
+    man = json.loads((art / "manifest.json").read_text())
+    outside = tmp_path / "elsewhere.onnx"
+    (art / man["file"]).rename(outside)
+    man["file"] = "../elsewhere.onnx"
+    (art / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ManifestError, match="outside"):
+        resolve_target(art)
+
+
+def test_cli_refuses_then_allows_with_a_warning(exported, tmp_path):
+    from typer.testing import CliRunner
+
+    from toolchain.cli import app
+
+    art = _copy(exported["onnx"], tmp_path)
+    man = json.loads((art / "manifest.json").read_text())
+    man["parity"].update(status="failed", mismatches=["sample 1: cosine 0.5 < 0.99999"])
+    (art / "manifest.json").write_text(json.dumps(man))
+    args = ["bench", "host", str(art), "--warmup", "0", "--iterations", "2", "--out", str(tmp_path / "r")]
+    bad = CliRunner().invoke(app, args)
+    assert bad.exit_code != 0 and isinstance(bad.exception, ArtifactError)
+    ok = CliRunner().invoke(app, [*args, "--allow-parity-failed"])
+    assert ok.exit_code == 0, ok.output
+    assert "warning" in ok.output and "FAILED" in ok.output

@@ -71,9 +71,9 @@ def test_pruned_bundles_export_with_parity(runs, tmp_path, method, target):
 
     compress = "sparse" if target == "coreml" and method == "layer-magnitude" else None
     (o,) = export_bundle(ExportRequest(runs[method], target, tmp_path, compress=compress))
-    assert o.manifest["parity"]["status"] in ("passed",), o.manifest["parity"]
+    assert o.manifest.parity.status in ("passed",), o.manifest.parity
     if compress:
-        assert o.manifest.get("compress") == "sparse" or "sparse" in o.folder.name
+        assert o.manifest.compress == "sparse" or "sparse" in o.folder.name
 
 
 def test_sparse_core_ml_storage_shrinks_a_pruned_bundle(runs, tmp_path):
@@ -82,8 +82,8 @@ def test_sparse_core_ml_storage_shrinks_a_pruned_bundle(runs, tmp_path):
     (dense,) = export_bundle(ExportRequest(runs["global-magnitude"], "coreml", tmp_path / "d", devices=["iphonexr"]))
     (sparse,) = export_bundle(ExportRequest(runs["global-magnitude"], "coreml", tmp_path / "s", devices=["iphonexr"],
                                             compress="sparse"))
-    assert sparse.manifest["parity"]["status"] == "passed"
-    assert sparse.manifest["size_bytes"] < 0.6 * dense.manifest["size_bytes"]  # 87.5 % zeros, stored sparsely
+    assert sparse.manifest.parity.status == "passed"
+    assert sparse.manifest.size_bytes < 0.6 * dense.manifest.size_bytes  # 87.5 % zeros, stored sparsely
 
 
 def test_distill_then_prune_to_distill(runs, tiny_bundle, synth_data, tmp_path):

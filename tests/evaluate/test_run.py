@@ -84,7 +84,7 @@ def test_outputs_written(evaluations):
     assert any("rule of three" in w for w in doc["metrics"]["warnings"])  # 240 impostor pairs support none
     for name in FILES.values():
         assert (b.out / name).is_file() and (b.out / name).stat().st_size > 1000
-    assert seen[-1][:2] == (24, 24) and len(seen) == 4  # batches of 7: 7, 14, 21, 24
+    assert seen[-1][1:3] == (24, 24) and len(seen) == 4  # (stage, done, total, info); batches of 7: 7, 14, 21, 24
     again = load_evaluation(b.out / METRICS_FILE)
     np.testing.assert_array_equal(again.genuine, b.genuine)
 

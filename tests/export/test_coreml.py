@@ -10,11 +10,15 @@ import torch
 
 ct = pytest.importorskip("coremltools")
 
+from toolchain import runtimes  # noqa: E402
 from toolchain.errors import DeviceError, RuntimeUnavailable  # noqa: E402
 from toolchain.export import parity  # noqa: E402
-from toolchain.export.base import ExportRequest, export_bundle, parity_inputs, run_artifact, run_parity  # noqa: E402
-from toolchain.export.coreml import CoreMLExporter  # noqa: E402
+from toolchain.export.artifact import ArtifactRef  # noqa: E402
+from toolchain.export.base import ExportRequest, export_bundle  # noqa: E402
+from toolchain.export.manifest import InputSpec, OutputSpec  # noqa: E402
+from toolchain.export.parity import parity_inputs  # noqa: E402
 from toolchain.models.bundle import init_bundle, load_bundle, save_bundle  # noqa: E402
+from toolchain.runtimes import run_artifact  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -62,10 +66,11 @@ PATHS = {  # id: (request, suffix, spec version, an op/layer that must be there)
 def test_every_path_exports_with_parity_passed(path_id, tiny, tiny_pruned, tmp_path):
     req, suffix, spec, must_have = PATHS[path_id]
     bundle = tiny_pruned if (req.get("compress") or "").startswith("sparse") else tiny
-    m = _export(bundle, tmp_path, **req).manifest
+    m = _export(bundle, tmp_path, **req).manifest.to_json()
+    c = m["coreml"]  # manifest v2: Core ML facts in their own block
     assert m["file"].endswith(suffix)
-    assert m["spec_version"] == spec
-    ops = m.get("nn_layers") or m.get("coreml_ops")
+    assert c["spec_version"] == spec
+    ops = c.get("nn_layers") or c.get("coreml_ops")
     assert must_have in ops, ops
     assert m["parity"]["status"] == "passed", m["parity"]
     assert m["parity"]["reference"].startswith("coreml_ref")
@@ -74,17 +79,17 @@ def test_every_path_exports_with_parity_passed(path_id, tiny, tiny_pruned, tmp_p
     assert m["input"]["shape"] == ([3, 32, 32] if spec == 3 else [1, 3, 32, 32])
     if spec == 3:
         assert not {"clip", "reshapeStatic", "loadConstantND"} & set(ops)
-        assert m["weights"] == "fp16" and m["min_ios"] == 12
+        assert c["weights"] == "fp16" and c["min_ios"] == 12
     if req.get("compress"):
-        assert m["min_ios"] >= 16 and m["compressed_weight_ops"]
+        assert c["min_ios"] >= 16 and c["compressed_weight_ops"]
 
 
 def test_compression_shrinks_sparse_weights(tiny_pruned, tmp_path):
-    dense = _export(tiny_pruned, tmp_path / "d", devices=["iphonexr"]).manifest["size_bytes"]
-    sparse = _export(tiny_pruned, tmp_path / "s", devices=["iphonexr"], compress="sparse").manifest["size_bytes"]
+    dense = _export(tiny_pruned, tmp_path / "d", devices=["iphonexr"]).manifest.size_bytes
+    sparse = _export(tiny_pruned, tmp_path / "s", devices=["iphonexr"], compress="sparse").manifest.size_bytes
     joint = _export(tiny_pruned, tmp_path / "j", devices=["iphonexr"], compress="sparse-palettize4").manifest
     assert sparse < 0.75 * dense
-    assert joint["size_bytes"] < sparse and joint["parity"]["min_cosine_required"] == 0.99
+    assert joint.size_bytes < sparse and joint.parity.min_cosine_required == 0.99
 
 
 @pytest.mark.parametrize("req,match", [
@@ -102,12 +107,13 @@ def test_unsupported_device_combinations_are_clear_errors(req, match, tiny, tmp_
 
 def test_perturbed_weight_fails_parity(tiny, tmp_path):
     o = _export(tiny, tmp_path, devices=["iphone6"])
-    path = o.folder / o.manifest["file"]
-    exporter = CoreMLExporter()
+    path = o.folder / o.manifest.file
+    numpy_coreml = runtimes.get_runtime("coreml-ref")
     b = load_bundle(tiny)
-    pixels = parity_inputs(b)
+    pixels = parity_inputs(b.input_size)
     ref = _reference(b, pixels)
-    good = parity.compare(ref, exporter.run(path, o.manifest, pixels)[0], min_cosine=0.999, runtime="x")
+    art = ArtifactRef.of(o.folder, o.manifest)
+    good = parity.compare(ref, numpy_coreml.open(art).features(pixels), min_cosine=0.999, runtime="x")
     assert good.status == "passed"
     spec = ct.utils.load_spec(str(path))
     conv = next(layer.convolution for layer in spec.neuralNetwork.layers if layer.WhichOneof("layer") == "convolution")
@@ -115,13 +121,14 @@ def test_perturbed_weight_fails_parity(tiny, tmp_path):
     w[np.argmax(np.abs(w))] *= -40.0  # one weight of the first conv, sign-flipped and scaled
     conv.weights.float16Value = w.tobytes()
     path.write_bytes(spec.SerializeToString())
-    feats, runtime, name = exporter.run(path, o.manifest, pixels)
-    bad = parity.compare(ref, feats, min_cosine=0.999, runtime=runtime, output_name=name)
+    session = numpy_coreml.open(art)
+    feats = session.features(pixels)
+    bad = parity.compare(ref, feats, min_cosine=0.999, runtime=session.description, output_name=session.output_name)
     assert bad.status == "failed" and bad.mismatches
 
 
 def _reference(bundle, pixels):
-    from toolchain.export.base import DeployModule
+    from toolchain.export.types import DeployModule
 
     with torch.no_grad():
         return DeployModule(bundle.model, bundle.mean, bundle.std).eval()(torch.from_numpy(pixels)).numpy()
@@ -143,25 +150,27 @@ def test_unknown_op_makes_parity_skipped_naming_it(tmp_path):
                        inputs=[ct.TensorType(name="pixels", shape=x.shape)], outputs=[ct.TensorType(name="features")],
                        minimum_deployment_target=ct.target.iOS15)
     model.save(str(tmp_path / "g.mlpackage"))
-    exporter = CoreMLExporter()
+    art = ArtifactRef(tmp_path / "g.mlpackage", "coreml", "g", InputSpec("pixels", [1, 3, 8, 8]), OutputSpec())
     with pytest.raises(RuntimeUnavailable, match="elu"):
-        exporter.run(tmp_path / "g.mlpackage", {}, x.numpy())
-    result = run_parity(exporter, tmp_path / "g.mlpackage", {}, x.numpy(), np.zeros((1, 4), np.float32), 0.99)
-    assert result.status == "skipped" and "elu" in result.reason
+        runtimes.get_runtime("coreml-ref").open(art).features(x.numpy())
+    (name, result), *_ = runtimes.parity_runs(art, x.numpy(), np.zeros((1, 4), np.float32), 0.99)
+    assert name == "coreml-ref" and result.status == "skipped" and "elu" in result.reason
 
 
 @pytest.mark.skipif(platform.system() == "Darwin", reason="on macOS Apple's runtime really runs")
 def test_apple_runtime_is_recorded_as_skipped_off_macos(tiny, tmp_path):
-    m = _export(tiny, tmp_path, devices=["iphonexr"]).manifest
-    assert m["apple_runtime"]["status"] == "skipped" and "macOS" in m["apple_runtime"]["reason"]
-    assert m["apple_compiler"]["status"] == "skipped"
+    m = _export(tiny, tmp_path, devices=["iphonexr"]).manifest.to_json()
+    apple = m["parity_by_runtime"]["coreml-apple"]  # manifest v2: every runtime's parity, by runtime
+    assert apple["status"] == "skipped" and "macOS" in apple["reason"]
+    assert m["coreml"]["apple_compiler"]["status"] == "skipped"
+    assert m["parity_by_runtime"]["coreml-ref"]["status"] == "passed"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("device,suffix,spec", [("iphone6", ".mlmodel", 3), ("iphonexr", ".mlpackage", 9)])
 def test_resnet50_ocular_exports_with_parity_passed(device, suffix, spec, tmp_path):
     bundle = init_bundle("resnet50_ocular", tmp_path / "b")
-    m = _export(bundle, tmp_path / "o", devices=[device]).manifest
-    assert m["file"].endswith(suffix) and m["spec_version"] == spec
+    m = _export(bundle, tmp_path / "o", devices=[device]).manifest.to_json()
+    assert m["file"].endswith(suffix) and m["coreml"]["spec_version"] == spec
     assert m["parity"]["status"] == "passed", m["parity"]
     assert m["parity"]["cosine_min"] >= 0.999

@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 
 from toolchain.errors import BundleError, DeviceError, ParityError, RegistryError, ToolchainError
-from toolchain.export.base import ExportRequest, export_bundle, run_artifact
+from toolchain.export.base import ExportRequest, export_bundle
 from toolchain.export.parity import smooth_random_images
+from toolchain.runtimes import run_artifact
 
-MANIFEST_KEYS = {"format", "precision", "file", "sha256", "size_bytes", "devices", "min_os", "spec_version", "input",
+# Manifest v2: format facts (Core ML's spec_version, TFLite's int8_mode, ONNX's opset) moved into the
+# format's own block, which every manifest carries (checked below as `target in m`).
+MANIFEST_KEYS = {"format", "precision", "file", "sha256", "size_bytes", "devices", "min_os", "input",
                  "output", "source_bundle_sha256", "converter_versions", "parity", "reference_features"}
 
 
@@ -18,8 +21,8 @@ MANIFEST_KEYS = {"format", "precision", "file", "sha256", "size_bytes", "devices
                                               ("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8")])
 def test_tiny_export_passes_parity(tiny_bundle, tmp_path, target, precision):
     (o,) = export_bundle(ExportRequest(tiny_bundle, target, tmp_path, precision=precision))
-    m = o.manifest
-    assert MANIFEST_KEYS <= set(m)
+    m = o.manifest.to_json()
+    assert MANIFEST_KEYS <= set(m) and target in m
     assert m["parity"]["status"] == "passed", m["parity"]
     assert m["parity"]["cosine_min"] >= {"fp32": 0.99999, "fp16": 0.999, "int8": 0.99}[precision]
     assert (o.folder / m["file"]).is_file() and (o.folder / "fixed_input.png").is_file()
@@ -34,8 +37,8 @@ def test_tiny_export_passes_parity(tiny_bundle, tmp_path, target, precision):
 
 def test_tflite_dynamic_int8_is_named_and_passes(tiny_bundle, tmp_path):
     (o,) = export_bundle(ExportRequest(tiny_bundle, "tflite", tmp_path, precision="int8", int8_mode="dynamic"))
-    assert o.folder.name.endswith("_dynamic") and o.manifest["int8_mode"] == "dynamic"
-    assert o.manifest["parity"]["status"] == "passed"
+    assert o.folder.name.endswith("_dynamic") and o.manifest.tflite.int8_mode == "dynamic"
+    assert o.manifest.parity.status == "passed"
 
 
 def test_perturbed_artifact_fails_parity(tiny_bundle, tmp_path):
@@ -44,32 +47,54 @@ def test_perturbed_artifact_fails_parity(tiny_bundle, tmp_path):
     from onnx import numpy_helper
 
     (o,) = export_bundle(ExportRequest(tiny_bundle, "onnx", tmp_path / "a"))
-    path = o.folder / o.manifest["file"]
+    path = o.folder / o.manifest.file
     model = onnx.load(str(path))
     init = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
     arr = numpy_helper.to_array(init).copy()
     arr *= -1.0
     init.CopyFrom(numpy_helper.from_array(arr, init.name))
     onnx.save(model, str(path))
-    from toolchain.export.base import get_exporter, parity_inputs, _pytorch_features, run_parity
+    from toolchain import runtimes
+    from toolchain.export.artifact import ArtifactRef
+    from toolchain.export.parity import parity_inputs, settle
     from toolchain.models.bundle import load_bundle
 
     b = load_bundle(tiny_bundle)
-    x = parity_inputs(b)
-    r = run_parity(get_exporter("onnx"), path, o.manifest, x, _pytorch_features(b, x), 0.99999)
+    x = parity_inputs(b.input_size)
+    reference = runtimes.get_runtime("pytorch").open(b).features(x)
+    r = settle(runtimes.parity_runs(ArtifactRef.of(o.folder, o.manifest), x, reference, 0.99999))
     assert r.status == "failed" and r.mismatches
 
 
 def test_parity_failure_exits_with_every_mismatch(tiny_bundle, tmp_path):
-    with pytest.raises(ParityError, match="sample 0"):
+    with pytest.raises(ParityError, match="sample 0") as err:
         export_bundle(ExportRequest(tiny_bundle, "tflite", tmp_path, precision="int8", min_cosine=0.9999999))
     man = json.loads(next(tmp_path.glob("*/manifest.json")).read_text())
     assert man["parity"]["status"] == "failed"  # recorded, never silent
+    # The error carries this run's outcomes: the failed artifact, typed.
+    (o,) = err.value.outcomes
+    assert o.manifest.parity.status == "failed" and o.folder == next(tmp_path.glob("*/manifest.json")).parent
+
+
+def test_cli_after_a_parity_failure_shows_only_this_runs_artifacts(tiny_bundle, tmp_path):
+    """Before: the CLI rescanned --out after a ParityError and listed a stale artifact as this run's."""
+    from typer.testing import CliRunner
+
+    from toolchain.cli import app
+
+    (old,) = export_bundle(ExportRequest(tiny_bundle, "onnx", tmp_path / "first"))
+    stale = tmp_path / "out" / "stale_artifact_from_yesterday"
+    shutil.copytree(old.folder, stale)
+    res = CliRunner().invoke(app, ["export", str(tiny_bundle), "--target", "tflite", "--precision", "int8",
+                                   "--min-cosine", "0.9999999", "--out", str(tmp_path / "out")])
+    assert isinstance(res.exception, ParityError), res.output
+    assert "tiny_ocular_tflite_int8_nhwc" in res.output and "failed" in res.output
+    assert "stale_artifact_from_yesterday" not in res.output and "tiny_ocular_onnx" not in res.output
 
 
 def test_no_verify_is_recorded(tiny_bundle, tmp_path):
     (o,) = export_bundle(ExportRequest(tiny_bundle, "onnx", tmp_path, verify=False))
-    assert o.manifest["parity"]["status"] == "skipped" and "--no-verify" in o.manifest["parity"]["reason"]
+    assert o.manifest.parity.status == "skipped" and "--no-verify" in o.manifest.parity.reason
 
 
 def test_bad_requests_fail_before_work(tiny_bundle, tmp_path):
@@ -108,7 +133,7 @@ def test_calibration_folder(tiny_bundle, tmp_path):
         Image.fromarray(img.transpose(1, 2, 0).astype(np.uint8)).save(cal / f"{i}.png")
     (cal / "broken.png").write_bytes(b"not a png")
     (o,) = export_bundle(ExportRequest(tiny_bundle, "tflite", tmp_path / "o", precision="int8", calibration_dir=cal))
-    assert o.manifest["parity"]["status"] == "passed"
+    assert o.manifest.parity.status == "passed"
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "a.jpg").write_bytes(b"\xff\xd8 truncated")
@@ -121,5 +146,5 @@ def test_calibration_folder(tiny_bundle, tmp_path):
 def test_resnet50_export(resnet50_bundle, tmp_path, target, precision):
     (o,) = export_bundle(ExportRequest(resnet50_bundle, target, tmp_path, precision=precision,
                                        devices=["android"] if target == "tflite" else []))
-    assert o.manifest["parity"]["status"] == "passed", o.manifest["parity"]
-    assert o.manifest["output"]["dim"] == 2048
+    assert o.manifest.parity.status == "passed", o.manifest.parity
+    assert o.manifest.output.dim == 2048

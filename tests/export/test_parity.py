@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from toolchain.export.parity import DEFAULT_MIN_COSINE, compare, cosine_per_sample, smooth_random_images
+from toolchain.export.parity import compare, cosine_per_sample, settle, skipped, smooth_random_images
+from toolchain.policy import MIN_COSINE_BY_PRECISION as DEFAULT_MIN_COSINE
 
 
 def test_cosine_hand_computed():
@@ -41,9 +42,20 @@ def test_smooth_images_are_seeded_raw_pixels():
 
 
 def test_thresholds_by_precision_and_compression():
-    from toolchain.export.parity import default_min_cosine
+    from toolchain.policy import min_cosine as default_min_cosine
 
     assert default_min_cosine("fp32") == 0.99999 and default_min_cosine("fp16") == 0.999
     assert default_min_cosine("fp16", "sparse") == 0.999  # exact zeros stored sparsely: lossless
     for bits in (4, 6, 8):  # every k-means palette is lossy, judged like int8
         assert default_min_cosine("fp16", f"palettize{bits}") == 0.99
+
+
+def test_a_failure_on_any_runtime_fails_the_artifact():
+    """The Apple runtime's result is read: a second runtime failing fails the artifact, naming it."""
+    ref = np.random.default_rng(0).normal(size=(2, 8))
+    good = compare(ref, ref.copy(), min_cosine=0.999, runtime="coreml_ref")
+    bad = compare(ref, -ref, min_cosine=0.999, runtime="Core ML 15")
+    assert settle([("coreml-ref", good), ("coreml-apple", skipped("needs macOS"))]).status == "passed"
+    r = settle([("coreml-ref", good), ("coreml-apple", bad)])
+    assert r.status == "failed" and r.reference == "coreml_ref" and r.cosine_min == good.cosine_min
+    assert all(m.startswith("coreml-apple: sample") for m in r.mismatches) and len(r.mismatches) == 2

@@ -47,7 +47,9 @@ def _write(path: Path, obj) -> None:
 
 
 def _manifest(name, sha, bundle_sha, bundle_name, fmt="onnx", precision="fp32", size=1000):
+    # input/output: every manifest has them; the report reads manifests through toolchain.export.manifest.read
     return {"name": name, "format": fmt, "precision": precision, "file": f"{name}.bin", "sha256": sha,
+            "input": {"name": "pixels", "shape": [1, 3, 4, 4]}, "output": {"name": "features", "dim": len(REF)},
             "size_bytes": size, "source_bundle_sha256": bundle_sha,
             "source_bundle": {"name": bundle_name, "sha256": bundle_sha},
             "reference_features": {"input": "fixed_input.png", "sample": REF}}
@@ -146,6 +148,32 @@ def test_checks_flag_numerics_thermal_iterations_unknown_artifact_and_status(sce
     assert flags[partial]["numerics"] == "skipped"  # random input, not the fixed image
     assert flags[error]["status"] == "fail"
     assert sorted(CHECKS.names()) == sorted(flags["host-teacher"])  # every registered check ran
+
+
+@pytest.mark.parametrize("compress,cos_target,level", [("palettize6", 0.995, "ok"), (None, 0.995, "fail"),
+                                                      ("sparse", 0.995, "fail")])
+def test_numerics_floor_is_the_export_parity_rule(tmp_path, compress, cos_target, level):
+    """A palettized fp16 artifact passed export at 0.99: the device check judges it at 0.99 too, not at fp16's
+    0.999 (before: every fp16 artifact was judged at 0.999). Sparse storage is lossless: fp16's floor stays."""
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=16)
+    noise = rng.normal(size=16)
+    noise -= noise @ ref / (ref @ ref) * ref  # orthogonal to ref: cosine = 1 / sqrt(1 + t^2 |n|^2 / |r|^2)
+    t = np.sqrt(1 / cos_target ** 2 - 1) * np.linalg.norm(ref) / np.linalg.norm(noise)
+    sample = ref + t * noise
+    run = copy.deepcopy(_fixture("ok"))  # an iPhone XR Core ML run of the palettized artifact
+    run.update(run_id="xr-palette", feature_sample=[float(v) for v in sample], feature_dim=16)
+    run["protocol"]["input_source"] = "image"
+    run["artifact"].update(sha256=ONNX_T, precision="fp16")
+    _write(tmp_path / "res" / "r.json", run)
+    man = _manifest("teacher_coreml_palette", ONNX_T, TEACHER, "teacher", "coreml", "fp16")
+    man["reference_features"]["sample"] = [float(v) for v in ref]
+    man["compress"] = compress
+    _write(tmp_path / "art" / "p" / "manifest.json", man)
+    rep = build_report([tmp_path / "res"], [tmp_path / "art"])
+    (flag,) = [f for f in rep.runs[0].flags if f.check == "numerics"]
+    assert flag.level == level, flag.message
+    assert f"cosine {cos_target:.6f}" in flag.message
 
 
 def test_write_report_outputs_and_self_contained_html(scene):

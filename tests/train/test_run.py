@@ -41,7 +41,7 @@ def test_torchrun_two_cpu_processes(synth_tiny, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "toolchain.train", "tiny_ocular", "--data", str(synth_tiny), "--out", str(out), *ARGS]
+           "-m", "toolchain.cli", "train", "tiny_ocular", "--data", str(synth_tiny), "--out", str(out), *ARGS]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     meta = json.loads((out / "bundle" / "model.json").read_text())

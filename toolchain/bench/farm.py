@@ -31,6 +31,7 @@ import re
 import time
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
@@ -244,8 +245,10 @@ class FarmTransport(Transport):
         try:
             with zf.open(info) as fh:
                 data = fh.read(limit_bytes + 1)
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise ReadFailed(f"damaged zip member ({e})") from None
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError) as e:
+            # zlib.error: corrupt deflate data; NotImplementedError: an unknown compression method;
+            # RuntimeError: an encrypted member. Each is one damaged file, not the end of the collection.
+            raise ReadFailed(f"damaged zip member ({type(e).__name__}: {e})") from None
         if len(data) > limit_bytes:
             raise TooLarge(f"member is over {limit_bytes} bytes")
         return data

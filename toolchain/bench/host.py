@@ -6,14 +6,11 @@ monotonic nanosecond clock (``latency_ns``), ``cooldown_ms`` of sleep between ti
 The input is the artifact's fixed input (``fixed_input.png``, the image whose PyTorch features
 the manifest keeps), so the result's ``feature_sample`` can be checked against the reference.
 
-Runtimes are a registry keyed by artifact format; each builds a :class:`Session` that keeps
-the interpreter open and does exactly one inference per ``infer()`` call:
-
-- ``onnx``: ONNX Runtime, CPU provider, ``intra_op_num_threads = threads``.
-- ``tflite``: LiteRT (``ai_edge_litert``) interpreter, default XNNPACK delegate, ``num_threads``.
-  Int8 inputs/outputs use the export driver's (de)quantisation.
-- ``pytorch``: a model bundle in eager mode (the export driver's ``DeployModule``: raw pixels in).
-- ``coreml``: coremltools' runtime, macOS only; elsewhere :class:`RuntimeUnavailable`.
+Artifacts are opened with :func:`toolchain.export.artifact.open_artifact`, exactly as ``deploy bench plan``
+opens them: the bytes must match the manifest's sha256 (the result records the sha256 measured), a
+parity-failed artifact is refused unless ``allow_parity_failed`` (then warned about), and the manifest's file
+must lie inside the artifact folder. The runtime is the runtime layer's (``toolchain.runtimes``): the best one
+here whose latencies mean something (ONNX Runtime, LiteRT, PyTorch eager for bundles, Apple's Core ML on macOS).
 """
 
 from __future__ import annotations
@@ -26,66 +23,40 @@ import re
 import secrets
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import numpy as np
 
 from toolchain import __version__
-from toolchain.errors import RuntimeUnavailable, ToolchainError
-from toolchain.registry import Registry
+from toolchain.bench.timing import TimingProtocol
+from toolchain.errors import BenchError, ManifestError, RuntimeUnavailable
+from toolchain.export.artifact import ArtifactFolder
+from toolchain.policy import FEATURE_SAMPLE_LEN, FIXED_INPUT_SEED
+from toolchain.progress import ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
 
-FEATURE_SAMPLE_LEN = 16
-#: Seed of the export driver's fixed input (``toolchain.export.base.PARITY_SEED``), used for bundles.
-FIXED_INPUT_SEED = 1234
-
-#: progress(phase, done, total); phase is "load", "warmup" or "timed".
-ProgressFn = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class TimingProtocol:
-    """The timing protocol (same fields as the apps' run plans)."""
-
-    warmup: int = 10
-    iterations: int = 100
-    threads: int = 2
-    cooldown_ms: int = 0
-
-    def __post_init__(self) -> None:
-        if self.warmup < 0 or self.iterations < 1 or self.threads < 1 or self.cooldown_ms < 0:
-            raise ToolchainError(f"bad protocol {self}: need warmup >= 0, iterations >= 1, threads >= 1, cooldown >= 0")
+__all__ = ["TimingProtocol", "Target", "resolve_target", "run_target", "time_session", "bench_host", "HostRun",
+           "HostOutcome", "host_device"]
 
 
 @dataclass
 class Target:
-    """What to time: an exported artifact folder (manifest.json) or a model bundle (model.json)."""
+    """What to time: a checked artifact folder (manifest.json) or a model bundle (model.json)."""
 
     path: Path
     name: str
-    format: str  # onnx | tflite | coreml | pytorch
-    sha256: str
+    format: str  # an artifact format, or "pytorch" for a bundle
+    sha256: str  # of the bytes that will run (measured for artifacts)
     precision: str | None
     pixels_nchw: np.ndarray  # (1, 3, H, W) float32, raw 0..255
     input_source: str  # "image" | "random"
     input_seed: int | None = None
-    manifest: dict[str, Any] | None = None
+    artifact: ArtifactFolder | None = None
     size_bytes: int | None = None
-
-
-class Session(Protocol):
-    runtime: dict[str, Any]  # results v1 "runtime" block
-
-    def infer(self) -> np.ndarray:
-        """One feature extraction of the prepared input; returns float32 features (1, D)."""
-        ...
-
-
-#: artifact format -> factory(target, threads) -> Session. The factory's duration is ``load_ns``.
-RUNTIMES: Registry[Callable[[Target, int], Session]] = Registry("host runtime")
+    warnings: list[str] = field(default_factory=list)
 
 
 def _load_png(path: Path, shape_hw: tuple[int, int]) -> np.ndarray:
@@ -94,23 +65,40 @@ def _load_png(path: Path, shape_hw: tuple[int, int]) -> np.ndarray:
     with Image.open(path) as im:
         arr = np.asarray(im.convert("RGB"), dtype=np.float32)
     if arr.shape[:2] != shape_hw:
-        raise ToolchainError(f"{path} is {arr.shape[1]}x{arr.shape[0]} but the artifact takes {shape_hw[1]}x{shape_hw[0]}")
+        raise BenchError(f"{path} is {arr.shape[1]}x{arr.shape[0]} but the artifact takes {shape_hw[1]}x{shape_hw[0]}")
     return np.ascontiguousarray(arr.transpose(2, 0, 1)[None])
 
 
-def _input_hw(man: dict[str, Any]) -> tuple[int, int]:
-    shape = [s for s in man["input"]["shape"]]
+def _input_hw(art: ArtifactFolder) -> tuple[int, int]:
+    shape = list(art.manifest.input.shape)
     if len(shape) == 3:  # Core ML iOS 12 drops the batch dimension
         shape = [1, *shape]
-    if man["input"].get("layout", "nchw") == "nhwc":
-        return int(shape[1]), int(shape[2])
-    return int(shape[2]), int(shape[3])
+    try:
+        dims = [int(v) for v in shape[1:]]
+    except (TypeError, ValueError):
+        raise ManifestError(f"{art.name}: input shape {shape} has no fixed image size; re-export it") from None
+    if len(dims) != 3:
+        raise ManifestError(f"{art.name}: input shape {shape} is not an image (N, C, H, W / N, H, W, C)")
+    return (dims[0], dims[1]) if art.manifest.input.layout == "nhwc" else (dims[1], dims[2])
 
 
-def resolve_target(path: str | Path) -> Target:
-    """An artifact folder (or a file inside one) or a bundle folder -> :class:`Target`."""
+def _fixed_input(art: ArtifactFolder) -> Path | None:
+    """The fixed input image the manifest names, if it is a file inside the artifact folder."""
+    ref = art.manifest.reference_features.input if art.manifest.reference_features else None
+    if not ref:
+        return None
+    path = (art.folder / ref).resolve()
+    if art.folder.resolve() not in path.parents:
+        raise ManifestError(f"{art.folder}: the fixed input {ref!r} resolves outside the artifact folder: refused")
+    return path if path.is_file() else None
+
+
+def resolve_target(path: str | Path, *, allow_parity_failed: bool = False) -> Target:
+    """An artifact folder (or a file inside one) or a bundle folder -> :class:`Target`, checked."""
     from toolchain.export import manifest as manifest_mod
-    from toolchain.export.parity import smooth_random_images
+    from toolchain.export.artifact import open_artifact
+    from toolchain.export.parity import fixed_input
+    from toolchain.runtimes.pytorch import BUNDLE_FORMAT
 
     path = Path(path)
     folder = path.parent if path.is_file() else path
@@ -119,129 +107,24 @@ def resolve_target(path: str | Path) -> Target:
 
         meta = read_meta(folder)
         size = int(meta["input"]["size"][0])
-        return Target(folder, meta["name"], "pytorch", meta["weights"]["sha256"], "fp32",
-                      smooth_random_images(1, size, FIXED_INPUT_SEED), "random", FIXED_INPUT_SEED,
-                      size_bytes=meta["weights"].get("size_bytes"))
+        return Target(folder, meta["name"], BUNDLE_FORMAT, meta["weights"]["sha256"], "fp32",
+                      fixed_input(size), "random", FIXED_INPUT_SEED, size_bytes=meta["weights"].get("size_bytes"))
     if not (folder / manifest_mod.MANIFEST_FILE).is_file():
-        raise ToolchainError(f"{path} is neither an exported artifact folder (manifest.json) nor a model bundle "
-                             "(model.json); see `deploy export` / `deploy model init`")
-    man = manifest_mod.read(folder)
-    hw = _input_hw(man)
-    ref = (man.get("reference_features") or {}).get("input")
-    if ref and (folder / ref).is_file():
-        pixels, source, seed = _load_png(folder / ref, hw), "image", None
+        raise ManifestError(f"{path} is neither an exported artifact folder (manifest.json) nor a model bundle "
+                            "(model.json); see `deploy export` / `deploy model init`")
+    art = open_artifact(folder, allow_parity_failed=allow_parity_failed)
+    hw = _input_hw(art)
+    png = _fixed_input(art)
+    if png is not None:
+        pixels, source, seed = _load_png(png, hw), "image", None
     else:
         log.warning("%s has no fixed input image; timing a seeded random image", folder)
         if hw[0] != hw[1]:
-            raise ToolchainError(f"{folder}: no fixed input image and a non-square input {hw}")
-        pixels, source, seed = smooth_random_images(1, hw[0], FIXED_INPUT_SEED), "random", FIXED_INPUT_SEED
-    return Target(folder, man["name"], man["format"], man["sha256"], man.get("precision"), pixels, source, seed, man,
-                  man.get("size_bytes"))
-
-
-def _layout_input(target: Target) -> np.ndarray:
-    layout = (target.manifest or {}).get("input", {}).get("layout", "nchw")
-    x = target.pixels_nchw if layout == "nchw" else target.pixels_nchw.transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
-@RUNTIMES.register("onnx")
-def _onnx_session(target: Target, threads: int) -> Session:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(target.path / target.manifest["file"]), opts, providers=["CPUExecutionProvider"])
-    feed = {sess.get_inputs()[0].name: _layout_input(target)}
-    out = [sess.get_outputs()[0].name]
-
-    class _S:
-        bare = staticmethod(lambda: sess.run(out, feed))  # the runtime call alone (overhead benchmark)
-        runtime = {"name": "onnxruntime", "version": ort.__version__, "compute_units": "cpu",
-                   "delegate": "CPUExecutionProvider", "threads": threads}
-
-        def infer(self) -> np.ndarray:
-            return sess.run(out, feed)[0]
-
-    return _S()
-
-
-@RUNTIMES.register("tflite")
-def _tflite_session(target: Target, threads: int) -> Session:
-    from ai_edge_litert.interpreter import Interpreter
-
-    from toolchain.export.manifest import package_version
-    from toolchain.export.tflite import dequantize_output, quantize_input
-
-    it = Interpreter(model_path=str(target.path / target.manifest["file"]), num_threads=threads)
-    it.allocate_tensors()
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    x = quantize_input(_layout_input(target), i)
-    if tuple(x.shape) != tuple(i["shape"]):
-        raise ToolchainError(f"{target.path}: input {tuple(x.shape)} does not fit the model's {tuple(i['shape'])}")
-
-    class _S:
-        runtime = {"name": "litert", "version": package_version("ai-edge-litert"), "compute_units": "cpu",
-                   "delegate": "XNNPACK", "threads": threads}
-
-        def infer(self) -> np.ndarray:
-            it.set_tensor(i["index"], x)
-            it.invoke()
-            return dequantize_output(it.get_tensor(o["index"]), o)
-
-    return _S()
-
-
-@RUNTIMES.register("pytorch")
-def _pytorch_session(target: Target, threads: int) -> Session:
-    import torch
-
-    from toolchain.export.base import DeployModule
-    from toolchain.models.bundle import load_bundle
-
-    torch.set_num_threads(threads)
-    b = load_bundle(target.path)
-    mod = DeployModule(b.model, b.mean, b.std, "nchw").eval()
-    x = torch.from_numpy(target.pixels_nchw)
-
-    class _S:
-        runtime = {"name": "pytorch", "version": torch.__version__, "compute_units": "cpu",
-                   "delegate": "eager", "threads": threads}
-
-        def infer(self) -> np.ndarray:
-            with torch.inference_mode():
-                return mod(x).numpy()
-
-    return _S()
-
-
-@RUNTIMES.register("coreml")
-def _coreml_session(target: Target, threads: int) -> Session:
-    if sys.platform != "darwin":
-        raise RuntimeUnavailable(f"{target.name}: Core ML artifacts need macOS to run (Apple's runtime); on this "
-                                 f"{platform.system()} host time its ONNX or TFLite export, or run the iOS harness")
-    try:
-        import coremltools as ct
-    except ImportError as e:
-        raise RuntimeUnavailable(f"coremltools is not importable: {e}") from None
-    # macOS-only path: not exercised in Linux CI (see tests marked `macos`).
-    m = ct.models.MLModel(str(target.path / target.manifest["file"]), compute_units=ct.ComputeUnit.CPU_ONLY)
-    name = target.manifest["input"]["name"]
-    x = _layout_input(target)
-    if len(target.manifest["input"]["shape"]) == 3:
-        x = x[0]
-    out_name = target.manifest["output"].get("name", "features")
-
-    class _S:
-        runtime = {"name": "coreml", "version": ct.__version__, "compute_units": "cpuOnly",
-                   "delegate": None, "threads": None}
-
-        def infer(self) -> np.ndarray:
-            return np.asarray(m.predict({name: x})[out_name], dtype=np.float32).reshape(1, -1)
-
-    return _S()
+            raise BenchError(f"{folder}: no fixed input image and a non-square input {hw}")
+        pixels, source, seed = fixed_input(hw[0]), "random", FIXED_INPUT_SEED
+    man = art.manifest
+    return Target(art.folder, art.name, man.format, art.sha256, man.precision, pixels, source, seed, art,
+                  man.size_bytes, list(art.warnings))
 
 
 def _cpu_model() -> str | None:
@@ -278,25 +161,26 @@ class HostRun:
     wall_ns: int = 0
 
 
-def time_session(session: Session, protocol: TimingProtocol, progress: ProgressFn | None = None,
+def time_session(infer: Callable[[], np.ndarray], protocol: TimingProtocol, progress: ProgressFn | None = None,
                  ) -> tuple[int, list[int], np.ndarray, BaseException | None]:
-    """The timed loop: first inference, warmup, timed iterations -> (first_ns, latency_ns, features, error)."""
+    """The timed loop over one prepared inference (``Session.prepare``): first inference, warmup, timed
+    iterations -> (first_ns, latency_ns, features, error)."""
     clock = time.perf_counter_ns
-    say = progress or (lambda *a: None)
+    say = progress or no_progress
     t0 = clock()
-    feats = session.infer()
+    feats = infer()
     first_ns = clock() - t0
     for k in range(protocol.warmup):
-        session.infer()
-        say("warmup", k + 1, protocol.warmup)
+        infer()
+        say("warmup", k + 1, protocol.warmup, {})
     latency: list[int] = []
     pause_s = protocol.cooldown_ms / 1000.0
     try:
         for k in range(protocol.iterations):
             t0 = clock()
-            session.infer()
+            infer()
             latency.append(clock() - t0)
-            say("timed", k + 1, protocol.iterations)
+            say("timed", k + 1, protocol.iterations, {})
             if pause_s:
                 time.sleep(pause_s)
     except (Exception, KeyboardInterrupt) as e:  # a failed run still writes what it measured
@@ -306,20 +190,26 @@ def time_session(session: Session, protocol: TimingProtocol, progress: ProgressF
 
 def run_target(target: Target, protocol: TimingProtocol, progress: ProgressFn | None = None,
                plan_id: str | None = None) -> HostRun:
-    """Load and time one target; returns a results v1 object (status ok, partial or error)."""
-    factory = RUNTIMES.get(target.format)
-    say = progress or (lambda *a: None)
+    """Load and time one target; returns a results v1 object (status ok, partial or error).
+
+    Raises RuntimeUnavailable (no run happened) when no runtime here can time it.
+    """
+    from toolchain import runtimes
+
+    say = progress or no_progress
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     start = time.perf_counter_ns()
-    say("load", 0, 1)
+    say("load", 0, 1, {})
+    model: Any = target.artifact.ref if target.artifact is not None else target.path
     t0 = time.perf_counter_ns()
-    session = factory(target, protocol.threads)  # RuntimeUnavailable propagates: no run happened
+    _, session = runtimes.open_session(model, target.format, timing=True, threads=protocol.threads)
+    infer = session.prepare(target.pixels_nchw)
     load_ns = time.perf_counter_ns() - t0
-    say("load", 1, 1)
+    say("load", 1, 1, {})
     error: str | None = None
     first_ns, latency, feats, exc = None, [], None, None
     try:
-        first_ns, latency, feats, exc = time_session(session, protocol, progress)
+        first_ns, latency, feats, exc = time_session(infer, protocol, progress)
     except Exception as e:  # noqa: BLE001 - the first inference itself failed
         exc = e
     if exc is not None:
@@ -361,21 +251,27 @@ class HostOutcome:
     stored: Any = None  # toolchain.bench.store.AddOutcome
     error: str | None = None
 
+    @property
+    def warnings(self) -> list[str]:
+        return self.target.warnings
+
 
 def bench_host(paths: list[str | Path], protocol: TimingProtocol, store_dir: str | Path,
-               progress: Callable[[str, str, int, int], None] | None = None) -> list[HostOutcome]:
+               progress: ProgressFn | None = None, *, allow_parity_failed: bool = False) -> list[HostOutcome]:
     """Time each target and add its result to the results store at ``store_dir``.
 
-    Bad paths fail before any timing. A target whose runtime is unavailable here (Core ML off
-    macOS) is reported in its outcome's ``error`` and the others still run.
+    Bad paths, tampered artifacts and parity-failed ones (unless ``allow_parity_failed``) fail before any
+    timing. A target whose runtime is unavailable here (Core ML off macOS) is reported in its outcome's
+    ``error`` and the others still run. ``progress`` gets ``info = {"target": name}``.
     """
     from toolchain.bench.store import ResultStore
 
-    targets = [resolve_target(p) for p in paths]
+    targets = [resolve_target(p, allow_parity_failed=allow_parity_failed) for p in paths]
     store = ResultStore(store_dir)
     out = []
     for t in targets:
-        cb = (lambda ph, d, n, _n=t.name: progress(_n, ph, d, n)) if progress else None
+        cb = ((lambda ph, d, n, info, _n=t.name: progress(ph, d, n, {**info, "target": _n}))
+              if progress else None)
         try:
             run = run_target(t, protocol, cb)
         except RuntimeUnavailable as e:

@@ -1,7 +1,9 @@
 """Run plans: which artifacts a harness app runs, how, and the folder the app bundles.
 
-``make_plan`` checks every artifact against the device catalog (format, Core ML spec
-version, minimum OS, parity), then writes one self-contained folder::
+``make_plan`` opens every artifact with :func:`toolchain.export.artifact.open_artifact` (the one check
+``bench host`` and ``evaluate`` use too: sha256 of the bytes, parity status, the file inside its folder), asks
+its format plugin whether the device's harness runs it (format, Core ML spec version, minimum OS), then writes
+one self-contained folder::
 
     DIR/plan.json                      what to run (validated against PLAN_SCHEMA)
     DIR/artifacts/<name>/<file>        the artifact (.mlmodel, .mlpackage, .tflite) and its manifest.json
@@ -20,12 +22,16 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from toolchain.bench.schema import PLAN_VERSION, default_gpu_options, validate_plan
-from toolchain.devices import COREML_SPEC_FOR_IOS, Device, get_device
-from toolchain.errors import DeviceError, ToolchainError
+from toolchain.bench.timing import TimingProtocol
+from toolchain.devices import Device, get_device
+from toolchain.errors import ArtifactError, DeviceError, ManifestError, PlanError
+from toolchain.export.artifact import ArtifactFolder, open_artifact
+from toolchain.export.manifest import MANIFEST_FILE, Manifest
 from toolchain.fsutil import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir, sha256_file
+from toolchain.progress import MessageFn
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +49,6 @@ COMPUTE_UNIT_ALIASES: dict[str, dict[str, str]] = {
 ANDROID_DELEGATE = {"cpu": "xnnpack", "gpu": "gpu", "nnapi": "nnapi"}
 DEFAULT_ANDROID_THREADS = 4
 DEFAULT_COMPUTE_UNIT = {"ios": "all", "android": "cpu"}
-#: The format each platform's harness app runs.
-APP_FORMAT = {"ios": "coreml", "android": "tflite"}
 
 
 @dataclass
@@ -55,28 +59,15 @@ class PlanRequest:
     device: str
     out: Path
     compute_units: list[str] | None = None  # None: all (iOS), cpu (Android)
-    warmup: int = 10
-    iterations: int = 100
+    warmup: int = TimingProtocol.warmup
+    iterations: int = TimingProtocol.iterations
     input_source: str = "image"
     input_seed: int | None = None
-    cooldown_ms: int = 0
+    cooldown_ms: int = TimingProtocol.cooldown_ms
     threads: int | None = None
     plan_id: str | None = None
+    allow_parity_failed: bool = False
     force: bool = False  # replace --out even when it is not a plan folder
-
-
-@dataclass
-class Artifact:
-    folder: Path
-    manifest: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return str(self.manifest.get("name") or self.folder.name)
-
-    @property
-    def file(self) -> Path:
-        return self.folder / self.manifest["file"]
 
 
 def resolve_compute_units(device: Device, names: list[str]) -> list[str]:
@@ -99,65 +90,41 @@ def resolve_compute_units(device: Device, names: list[str]) -> list[str]:
     return out
 
 
-def check_artifact(art: Artifact, device: Device) -> list[str]:
-    """Refuse an artifact the device cannot or should not run; return warnings for the rest."""
+def check_artifact(art: ArtifactFolder, device: Device) -> list[str]:
+    """Refuse an artifact the device's harness cannot run; return warnings for the rest.
+
+    Parity and the sha256 were checked when the folder was opened (:func:`load_artifact`).
+    """
+    from toolchain.export.formats import app_format, get_format
+
     man, name = art.manifest, art.name
-    fmt = man.get("format")
-    want = APP_FORMAT[device.platform]
-    if fmt != want:
-        raise DeviceError(f"{name} is a {fmt} artifact; the {device.platform} harness runs {want} "
-                          f"(export it with `deploy export --target {want} --device {device.key}`)")
-    parity = man.get("parity") or {}
-    status = parity.get("status")
-    if status == "failed":
-        raise ToolchainError(f"{name}: parity with PyTorch failed at export ({'; '.join(parity.get('mismatches', []))}"
-                             "); timing a wrong model is pointless: fix the export first")
-    warnings = []
-    if status != "passed":
-        warnings.append(f"{name}: parity {status or 'unknown'} ({parity.get('reason', 'no reason given')})")
-    if fmt == "coreml":
-        max_spec = COREML_SPEC_FOR_IOS[min(device.last_os_major, max(COREML_SPEC_FOR_IOS))]
-        spec = man.get("spec_version")
-        if spec is None:
-            raise ToolchainError(f"{name}: manifest has no spec_version; re-export it")
-        if int(spec) > max_spec:
-            raise DeviceError(f"{name} is Core ML spec {spec}, but {device.name} runs iOS {device.last_os} "
-                              f"(spec <= {max_spec}); export with --device {device.key}")
-        min_ios = man.get("min_ios")
-        if min_ios is not None and int(min_ios) > device.last_os_major:
-            raise DeviceError(f"{name} needs iOS {min_ios}; {device.name} stops at iOS {device.last_os}")
-    devices = man.get("devices") or []
-    if devices and device.key not in devices:
-        warnings.append(f"{name} was exported for {', '.join(devices)}, not {device.key}")
+    want = app_format(device.platform)
+    if man.format != want.name:
+        raise DeviceError(f"{name} is a {man.format} artifact; the {device.platform} harness runs {want.name} "
+                          f"(export it with `deploy export --target {want.name} --device {device.key}`)")
+    warnings = list(art.warnings) + get_format(man.format).check_device(man, device)
+    if man.devices and device.key not in man.devices:
+        warnings.append(f"{name} was exported for {', '.join(man.devices)}, not {device.key}")
     return warnings
 
 
-def load_artifact(folder: Path) -> Artifact:
-    from toolchain.export import manifest as manifest_mod
-
-    man = manifest_mod.read(folder)
-    folder = Path(folder)
-    if folder.is_file():
-        folder = folder.parent
-    art = Artifact(folder, man)
-    got = sha256_file(art.file)
-    if got != man["sha256"]:
-        raise ToolchainError(f"{art.file}: sha256 {got[:12]}... differs from its manifest "
-                             f"({man['sha256'][:12]}...): the file changed after export; re-export it")
-    return art
+def load_artifact(folder: Path, allow_parity_failed: bool = False) -> ArtifactFolder:
+    """An artifact folder, opened and checked (sha256, parity, containment) as everywhere else."""
+    return open_artifact(folder, allow_parity_failed=allow_parity_failed)
 
 
-def _tensor(man: dict[str, Any]) -> dict[str, Any]:
-    inp = man["input"]
-    shape = [int(v) for v in inp.get("shape", [])]
-    layout = str(inp.get("layout", "nchw")).lower()
+def _tensor(man: Manifest) -> dict[str, Any]:
+    inp = man.input
+    try:
+        shape = [int(v) for v in inp.shape]
+    except (TypeError, ValueError):
+        raise ManifestError(f"{man.name}: input shape {inp.shape} is not fixed; the apps need a fixed shape") from None
+    layout = str(inp.layout).lower()
     if len(shape) == 3 and layout == "nchw":
         layout = "chw"  # iOS 12 NeuralNetwork models drop the batch axis
-    out = {"name": inp.get("name", "input"), "shape": shape, "layout": layout,
-           "dtype": str(inp.get("dtype", "float32"))}
-    if inp.get("quantization"):
-        q = inp["quantization"]
-        out["quantization"] = {"scale": float(q["scale"]), "zero_point": int(q["zero_point"])}
+    out = {"name": inp.name, "shape": shape, "layout": layout, "dtype": str(inp.dtype)}
+    if inp.quantization is not None:
+        out["quantization"] = {"scale": float(inp.quantization.scale), "zero_point": int(inp.quantization.zero_point)}
     return out
 
 
@@ -182,11 +149,17 @@ def _check_out(out: Path, force: bool = False) -> None:
     check_output_dir(out, "plan", force)
 
 
+def _output_dim(man: Manifest) -> int:
+    if man.output.dim is None:
+        raise ManifestError(f"{man.name}: manifest output has no dim; re-export it")
+    return int(man.output.dim)
+
+
 def _key(i: int, name: str, cu: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", f"{i:02d}-{name[:24]}-{cu}")
 
 
-def make_plan(req: PlanRequest, progress: Callable[[str], None] | None = None,
+def make_plan(req: PlanRequest, progress: MessageFn | None = None,
               now: _dt.datetime | None = None) -> tuple[Path, dict[str, Any]]:
     """Check the artifacts for ``req.device`` and write the plan folder ``req.out``; return (plan path, plan)."""
     say = progress or log.info
@@ -195,50 +168,54 @@ def make_plan(req: PlanRequest, progress: Callable[[str], None] | None = None,
     if device.platform == "ios" and req.threads is not None:
         raise DeviceError("--threads applies to LiteRT on Android; Core ML chooses its own threads")
     if req.input_source not in ("image", "random"):
-        raise ToolchainError(f"--input {req.input_source!r}: choose image or random")
+        raise PlanError(f"--input {req.input_source!r}: choose image or random")
     if not req.artifact_dirs:
-        raise ToolchainError("give at least one artifact folder (from `deploy export`)")
+        raise PlanError("give at least one artifact folder (from `deploy export`)")
     out = Path(req.out)
     _check_out(out, req.force)
     now = now or _dt.datetime.now(_dt.timezone.utc)
     plan_id = req.plan_id or f"{device.key}-{now:%Y%m%dT%H%M%S}"
-    arts = [load_artifact(Path(d)) for d in req.artifact_dirs]
+    arts = [load_artifact(Path(d), req.allow_parity_failed) for d in req.artifact_dirs]
     names = [a.folder.name for a in arts]
     if len(set(names)) != len(names):
-        raise ToolchainError(f"two artifact folders share a name (each becomes artifacts/<name>): {', '.join(names)}")
+        raise PlanError(f"two artifact folders share a name (each becomes artifacts/<name>): {', '.join(names)}")
     warnings = [w for a in arts for w in check_artifact(a, device)]
     runs, inputs, copies = [], {}, []
     for a in arts:
-        tensor = _tensor(a.manifest)
-        fixed = (a.manifest.get("reference_features") or {}).get("input")
+        man = a.manifest
+        tensor = _tensor(man)
+        ref = man.reference_features
+        fixed = ref.input if ref else None
         fixed_rel = None
-        if fixed and (a.folder / fixed).is_file():
-            src = a.folder / fixed
+        src = (a.folder / fixed).resolve() if fixed else None
+        if src is not None and a.folder.resolve() not in src.parents:
+            raise ManifestError(f"{a.folder}: the fixed input {fixed!r} resolves outside the artifact folder: refused")
+        if src is not None and src.is_file():
             hw, size = _input_hw(tensor), _image_size(src)
             if hw is not None and (size[1], size[0]) != hw:
-                raise ToolchainError(f"{src} is {size[0]}x{size[1]} but {a.name} takes {hw[1]}x{hw[0]} inputs")
+                raise ArtifactError(f"{src} is {size[0]}x{size[1]} but {a.name} takes {hw[1]}x{hw[0]} inputs")
             fixed_rel = f"inputs/fixed_{sha256_file(src)[:8]}.png"
             inputs[fixed_rel] = src
         elif req.input_source == "image":
-            raise ToolchainError(f"{a.name} has no fixed input image in its folder; use --input random or re-export")
+            raise PlanError(f"{a.name} has no fixed input image in its folder; use --input random or re-export")
         copies.append(a)
         for cu in units:
             android = device.platform == "android"
             runs.append({
                 "key": _key(len(runs), a.name, cu),
-                "artifact": {"name": a.name, "format": a.manifest["format"],
-                             "path": f"artifacts/{a.folder.name}/{a.manifest['file']}",
-                             "sha256": a.manifest["sha256"], "precision": a.manifest.get("precision"),
-                             "size_bytes": a.manifest.get("size_bytes")},
+                "artifact": {"name": a.name, "format": man.format,
+                             "path": f"artifacts/{a.folder.name}/{man.file}",
+                             "sha256": a.sha256, "precision": man.precision,
+                             "size_bytes": man.size_bytes},
                 "compute_units": cu,
                 "delegate": ANDROID_DELEGATE[cu] if android else None,
                 "threads": (req.threads or DEFAULT_ANDROID_THREADS) if android and cu == "cpu" else None,
                 "input": tensor,
-                "output": {"name": a.manifest["output"].get("name", "features"), "dim": int(a.manifest["output"]["dim"])},
+                "output": {"name": man.output.name, "dim": _output_dim(man)},
                 "fixed_input": fixed_rel,
-                "reference_sample": (a.manifest.get("reference_features") or {}).get("sample"),
+                "reference_sample": ref.sample if ref else None,
                 # explicit, so the app never falls back on the delegate's silent defaults (recorded in results)
-                **({"gpu_options": default_gpu_options(a.manifest.get("precision"))} if android and cu == "gpu" else {}),
+                **({"gpu_options": default_gpu_options(man.precision)} if android and cu == "gpu" else {}),
             })
     plan = {
         "plan_version": PLAN_VERSION, "plan_id": plan_id,
@@ -261,7 +238,7 @@ def make_plan(req: PlanRequest, progress: Callable[[str], None] | None = None,
                 shutil.copytree(a.file, dest / a.file.name)
             else:
                 shutil.copy2(a.file, dest / a.file.name)
-            shutil.copy2(a.folder / "manifest.json", dest / "manifest.json")
+            shutil.copy2(a.folder / MANIFEST_FILE, dest / MANIFEST_FILE)
         for rel, src in inputs.items():
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, work / rel)

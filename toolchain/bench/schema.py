@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from toolchain.errors import SchemaError
+from toolchain.policy import FEATURE_SAMPLE_LEN  # noqa: F401  (one home; the schema's maxItems)
 
 SCHEMA_VERSION = 1
 PLAN_VERSION = 1
 #: A results file is a few KB (10 000 samples ~ 100 KB); anything far larger is not one.
 MAX_RESULT_BYTES = 8 << 20
 MAX_PLAN_BYTES = 1 << 20
-FEATURE_SAMPLE_LEN = 16
 
 #: Run ids name files in the store: plain characters, no leading dot (a hidden file would drop out of reports).
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"

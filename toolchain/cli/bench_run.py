@@ -7,8 +7,12 @@ from typing import Annotated
 
 import typer
 
+from toolchain.bench.timing import TimingProtocol
 from toolchain.cli._common import console, err_console, progress, styled
 from toolchain.cli.bench import bench_app
+
+AllowParityFailedOpt = Annotated[bool, typer.Option(
+    "--allow-parity-failed", help="Time an artifact whose export parity failed (refused otherwise; warned about).")]
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Results store folder.")]
 
@@ -16,27 +20,36 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Results store folder.
 @bench_app.command("host")
 def host(
     targets: Annotated[list[Path], typer.Argument(help="Exported artifact folders (manifest.json) and/or model bundles (model.json).")],
-    warmup: Annotated[int, typer.Option(help="Untimed runs after the first inference.")] = 10,
-    iterations: Annotated[int, typer.Option(help="Timed runs.")] = 100,
-    threads: Annotated[int, typer.Option(help="Runtime threads (ONNX Runtime intra-op, LiteRT num_threads, torch).")] = 2,
-    cooldown_ms: Annotated[int, typer.Option("--cooldown-ms", help="Pause between timed runs (ms).")] = 0,
+    warmup: Annotated[int, typer.Option(help="Untimed runs after the first inference.")] = TimingProtocol.warmup,
+    iterations: Annotated[int, typer.Option(help="Timed runs.")] = TimingProtocol.iterations,
+    threads: Annotated[int, typer.Option(help="Runtime threads (ONNX Runtime intra-op, LiteRT num_threads, torch).")] = TimingProtocol.threads,
+    cooldown_ms: Annotated[int, typer.Option("--cooldown-ms", help="Pause between timed runs (ms).")] = TimingProtocol.cooldown_ms,
+    allow_parity_failed: AllowParityFailedOpt = False,
     out: OutOpt = Path("results"),
 ) -> None:
-    """Time feature extraction on this computer (ONNX Runtime, LiteRT, PyTorch eager; Core ML on macOS)."""
-    from toolchain.bench.host import TimingProtocol, bench_host
+    """Time feature extraction on this computer (ONNX Runtime, LiteRT, PyTorch eager; Core ML on macOS).
+
+    Each artifact is checked as `deploy bench plan` checks it: its bytes against the manifest's sha256, its
+    export parity, its file inside its folder.
+    """
+    from toolchain.bench.host import bench_host
 
     proto = TimingProtocol(warmup, iterations, threads, cooldown_ms)
     with progress() as bar:
         tasks: dict[str, int] = {}
 
-        def on(name: str, phase: str, done: int, total: int) -> None:
+        def on(phase: str, done: int, total: int, info) -> None:
+            name = info["target"]
             if name not in tasks:
                 tasks[name] = bar.add_task(name, total=1 + warmup + iterations, status="")
-            step = {"load": 0, "warmup": 1, "timed": 1 + warmup}[phase] + (done if phase != "load" else done)
+            step = {"load": 0, "warmup": 1, "timed": 1 + warmup}[phase] + done
             bar.update(tasks[name], completed=step, status=phase)
 
-        outcomes = bench_host(targets, proto, out, progress=on)
+        outcomes = bench_host(targets, proto, out, progress=on, allow_parity_failed=allow_parity_failed)
     failed = 0
+    for o in outcomes:
+        for w in o.warnings:
+            err_console.print(styled(("warning:", "yellow"), f" {w}"), soft_wrap=True)
     for o in outcomes:
         if o.error:
             failed += 1

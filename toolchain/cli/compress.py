@@ -10,6 +10,8 @@ import typer
 
 from toolchain.cli import app
 from toolchain.cli._common import ForceOpt, console, epoch_reporter, progress
+from toolchain.train.config import FINETUNE_LR
+from toolchain.train.config import TrainConfig as _T
 
 UNSTRUCTURED = ("global-magnitude", "layer-magnitude", "global-gradient", "layer-gradient", "random")
 STRUCTURED = ("channel", "depth", "width-multiplier")
@@ -22,10 +24,9 @@ def _data_spec(data: Optional[Path], layout, subject_regex, index, splits, split
 
 
 def _train_cfg(epochs: int, batch_size: int, lr: float, seed: int, device: str, augment: str, head: str):
-    from toolchain.train.loop import TrainConfig
+    from toolchain.train.config import finetune_config  # the short-run warm-up policy's one home
 
-    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, augment=augment,
-                       head=head, warmup_epochs=0.0 if epochs < 3 else 1.0) if epochs > 0 else None
+    return finetune_config(epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, augment=augment, head=head)
 
 
 def _run_with_bar(fn, *args, show: bool = True, **kwargs):
@@ -76,12 +77,12 @@ def prune_command(
     remove_blocks: Annotated[Optional[list[str]], typer.Option("--remove-block", help="depth: block to remove, e.g. layer3.5; repeatable.")] = None,
     multiplier: Annotated[float, typer.Option(help="width-multiplier: fraction of channels kept (0..1].")] = 0.5,
     calibration_batches: Annotated[int, typer.Option("--calibration-batches", help="Batches for gradient/Taylor scores.", min=1)] = 4,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
-    lr: Annotated[float, typer.Option(help="Fine-tuning peak learning rate.")] = 0.01,
-    head: Annotated[str, typer.Option(help="Training head: softmax, arcface or cosface.")] = "softmax",
-    augment: Annotated[str, typer.Option(help="ocular, ocular-hflip or none.")] = "ocular",
-    seed: Annotated[int, typer.Option(help="Seed of random scores and fine-tuning.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = _T.batch_size,
+    lr: Annotated[float, typer.Option(help="Fine-tuning peak learning rate.")] = FINETUNE_LR,
+    head: Annotated[str, typer.Option(help="Training head: softmax, arcface or cosface.")] = _T.head,
+    augment: Annotated[str, typer.Option(help="ocular, ocular-hflip or none.")] = _T.augment,
+    seed: Annotated[int, typer.Option(help="Seed of random scores and fine-tuning.")] = _T.seed,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = _T.device,
     layout: Annotated[Optional[str], typer.Option(help="Data layout (default: detected).")] = None,
     subject_regex: Annotated[Optional[str], typer.Option("--subject-regex")] = None,
     index: Annotated[Optional[Path], typer.Option("--index")] = None,
@@ -138,13 +139,13 @@ def distill_command(
                                                                           "(default 1 - alpha with hinton, else 1).")] = None,
     student_width: Annotated[Optional[float], typer.Option("--student-width", help="Card student: width multiplier.")] = None,
     student_keep_per_stage: Annotated[Optional[int], typer.Option("--student-keep-per-stage", help="Card student: blocks per stage.")] = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
-    lr: Annotated[float, typer.Option()] = 0.05,
-    head: Annotated[str, typer.Option(help="Student training head: softmax, arcface or cosface.")] = "softmax",
-    augment: Annotated[str, typer.Option()] = "ocular",
-    seed: Annotated[int, typer.Option()] = 0,
-    device: Annotated[str, typer.Option()] = "auto",
+    epochs: Annotated[int, typer.Option(min=1)] = _T.epochs,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = _T.batch_size,
+    lr: Annotated[float, typer.Option()] = _T.lr,
+    head: Annotated[str, typer.Option(help="Student training head: softmax, arcface or cosface.")] = _T.head,
+    augment: Annotated[str, typer.Option()] = _T.augment,
+    seed: Annotated[int, typer.Option()] = _T.seed,
+    device: Annotated[str, typer.Option()] = _T.device,
     layout: Annotated[Optional[str], typer.Option()] = None,
     subject_regex: Annotated[Optional[str], typer.Option("--subject-regex")] = None,
     index: Annotated[Optional[Path], typer.Option("--index")] = None,

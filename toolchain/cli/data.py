@@ -9,6 +9,7 @@ import typer
 
 from toolchain.cli import app
 from toolchain.cli._common import ForceOpt, console, progress, styled
+from toolchain.data.config import SplitConfig, SynthConfig
 
 data_app = typer.Typer(help="Data sets: check a folder, generate the synthetic set, write subject-disjoint splits "
                             "and verification protocols.", no_args_is_help=True)
@@ -59,10 +60,10 @@ def check(
 @data_app.command("synth")
 def synth(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (per-subject layout).")],
-    subjects: Annotated[int, typer.Option(help="Number of subjects.", min=1, max=100_000)] = 100,
-    images_per_subject: Annotated[int, typer.Option("--images-per-subject", help="Images per subject.", min=1, max=10_000)] = 12,
-    size: Annotated[int, typer.Option(help="Image side in pixels.", min=32, max=4096)] = 224,
-    seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same images.")] = 0,
+    subjects: Annotated[int, typer.Option(help="Number of subjects.", min=1, max=100_000)] = SynthConfig.subjects,
+    images_per_subject: Annotated[int, typer.Option("--images-per-subject", help="Images per subject.", min=1, max=10_000)] = SynthConfig.images_per_subject,
+    size: Annotated[int, typer.Option(help="Image side in pixels.", min=32, max=4096)] = SynthConfig.size,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same images.")] = SynthConfig.seed,
     force: ForceOpt = False,
 ) -> None:
     """Generate the synthetic periocular data set (deterministic per seed)."""
@@ -84,10 +85,11 @@ def synth(
 def split(
     data: Annotated[Path, typer.Argument(help="Data set folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for splits.json, protocol-val.json, protocol-test.json.")],
-    seed: Annotated[int, typer.Option(help="Seed of the subject assignment and the impostor sample.")] = 0,
-    fractions: Annotated[str, typer.Option(help="train,val,test shares of subjects.")] = "0.7,0.1,0.2",
+    seed: Annotated[int, typer.Option(help="Seed of the subject assignment and the impostor sample.")] = SplitConfig.seed,
+    fractions: Annotated[str, typer.Option(help="train,val,test shares of subjects.")] = ",".join(
+        f"{f:g}" for f in SplitConfig.fractions),
     max_impostors: Annotated[int, typer.Option("--max-impostors", help="Most impostor pairs per protocol "
-                                               "(all of them when fewer; else a seeded sample).")] = 200_000,
+                                               "(all of them when fewer; else a seeded sample).")] = SplitConfig.max_impostors,
     layout: LayoutOpt = None,
     subject_regex: RegexOpt = None,
     index: IndexOpt = None,

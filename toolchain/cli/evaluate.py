@@ -28,9 +28,11 @@ def evaluate(
                                                                      "Default: 1e-2, 1e-3, 1e-4.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="PyTorch CPU threads (default: PyTorch's).")] = None,
     force: ForceOpt = False,
+    allow_parity_failed: Annotated[bool, typer.Option(
+        "--allow-parity-failed", help="Evaluate an artifact whose export parity failed (refused otherwise).")] = False,
 ) -> None:
     """Measure verification accuracy (EER, TAR at FAR, AUC, d') of a model, before or after export."""
-    from toolchain.errors import ToolchainError
+    from toolchain.errors import UsageError
     from toolchain.evaluate import run
     from toolchain.evaluate.metrics import DEFAULT_FARS
 
@@ -43,27 +45,31 @@ def evaluate(
         with progress() as bar:
             tasks: list[Any] = []
 
-            def tick(done: int, total: int, what: str) -> None:
+            def tick(stage: str, done: int, total: int, info) -> None:
                 if not tasks or done <= bar.tasks[-1].completed:  # counts only grow within one model
                     tasks.append(bar.add_task(f"features ({len(tasks) + 1})", total=total, status=""))
-                bar.update(tasks[-1], completed=done, total=total, status=what)
+                bar.update(tasks[-1], completed=done, total=total, status=stage)
 
             result = run.compare(models, out, data, protocol, batch_size, fars,
-                                 progress=lambda m: console.print(m), extract_progress=tick, force=force)
+                                 progress=lambda m: console.print(m), extract_progress=tick, force=force,
+                                 allow_parity_failed=allow_parity_failed)
         _print_compare(result.summary)
         console.print(f"wrote {out / 'compare_roc.png'}, {out / 'compare_det.png'}, {out / 'compare.json'}")
         return
     if len(models) != 1:
-        raise ToolchainError(f"give one MODEL (got {len(models)}); to overlay several, add --compare")
+        raise UsageError(f"give one MODEL (got {len(models)}); to overlay several, add --compare")
     if data is None or protocol is None:
-        raise ToolchainError("--data and --protocol are required to evaluate a model")
+        raise UsageError("--data and --protocol are required to evaluate a model")
     with progress() as bar:
         task = bar.add_task(f"features of {models[0].name}", total=None, status="")
 
-        def tick(done: int, total: int, what: str) -> None:
-            bar.update(task, completed=done, total=total, status=what)
+        def tick(stage: str, done: int, total: int, info) -> None:
+            bar.update(task, completed=done, total=total, status=stage)
 
-        ev = run.evaluate_model(models[0], data, protocol, out, batch_size, fars, progress=tick, force=force)
+        ev = run.evaluate_model(models[0], data, protocol, out, batch_size, fars, progress=tick, force=force,
+                                allow_parity_failed=allow_parity_failed)
+    for w in ev.document["model"].get("warnings", []):
+        console.print(styled(("warning:", "yellow"), f" {w}"))
     _print_metrics(ev.document)
     console.print(f"wrote {ev.out / run.METRICS_FILE} and plots in {ev.out}")
 

@@ -10,26 +10,30 @@ from rich.text import Text
 
 from toolchain.cli import app
 from toolchain.cli._common import ForceOpt, console, err_console, styled
+from toolchain.policy import LOSSY_COMPRESSION_MIN_COSINE, MIN_COSINE_BY_PRECISION
+
+_MIN_COSINE_HELP = ("Parity threshold per sample (default, toolchain.policy: "
+                    + ", ".join(f"{k} {v}" for k, v in MIN_COSINE_BY_PRECISION.items())
+                    + f"; k-means palettes {min(LOSSY_COMPRESSION_MIN_COSINE.values())}).")
 
 
 def parity_table(outcomes, title: str = "Exports"):
     """One row per artifact: what it is, where it runs, its size and its parity numbers."""
     from rich.table import Table
 
+    from toolchain.export.formats import get_format
+
     t = Table(title=title, title_justify="left")
     for col in ("artifact", "format", "precision", "devices", "size MB", "parity", "cosine min", "max abs", "checked with"):
         t.add_column(col, justify="right" if col in ("size MB", "cosine min", "max abs") else "left")
     for o in outcomes:
-        m, p = o.manifest, o.manifest["parity"]
-        fmt = m["format"]
-        if fmt == "coreml":
-            fmt = f"coreml {'NN' if m['coreml_format'] == 'neuralnetwork' else 'MLProgram'} spec {m['spec_version']}"
-        colour = {"passed": "green", "failed": "red", "skipped": "yellow"}[p["status"]]
-        t.add_row(m["name"], fmt, m["precision"], ",".join(m["devices"]) or "-", f"{m['size_bytes'] / 1e6:.1f}",
-                  Text(p["status"], style=colour),
-                  "-" if p["cosine_min"] is None else f"{p['cosine_min']:.6f}",
-                  "-" if p["max_abs"] is None else f"{p['max_abs']:.2e}",
-                  p["reference"] or (p["reason"] or ""))
+        m, p = o.manifest, o.manifest.parity
+        colour = {"passed": "green", "failed": "red", "skipped": "yellow"}[p.status]
+        t.add_row(m.name, get_format(m.format).label(m), m.precision, ",".join(m.devices) or "-",
+                  f"{(m.size_bytes or 0) / 1e6:.1f}", Text(p.status, style=colour),
+                  "-" if p.cosine_min is None else f"{p.cosine_min:.6f}",
+                  "-" if p.max_abs is None else f"{p.max_abs:.2e}",
+                  p.reference or (p.reason or ""))
     return t
 
 
@@ -47,7 +51,7 @@ def export(
         help="Core ML weight compression: sparse (exact zeros, lossless), palettize4/6/8 (iOS 16+); "
              "sparse-palettize4/6/8: both at once, for pruned models (iOS 18+).")] = None,
     int8: Annotated[str, typer.Option("--int8", help="TFLite int8 kind: static (calibrated activations) or dynamic (dynamic range).")] = "static",
-    min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help="Parity threshold per sample (default: fp32 0.99999, fp16 0.999, int8 0.99).")] = None,
+    min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help=_MIN_COSINE_HELP)] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the parity check (recorded as skipped in the manifest).")] = False,
     force: ForceOpt = False,
 ) -> None:
@@ -55,7 +59,7 @@ def export(
 
     Example: deploy export b --target coreml --device iphone6 --out exports
     """
-    from toolchain.errors import ParityError, ToolchainError
+    from toolchain.errors import ParityError
     from toolchain.export.base import ExportRequest, export_bundle
 
     outcomes = []
@@ -70,25 +74,16 @@ def export(
                 err_console.log(msg)
             try:
                 outcomes += export_bundle(req, progress=say)
-            except ParityError as e:
+            except ParityError as e:  # this run's artifacts, the failed ones included (nothing else in --out)
                 failure = e
-            except ToolchainError:
-                raise
-    from toolchain.export import manifest as man
-
-    if failure is not None:  # show what was written, then fail
-        for d in sorted(out.iterdir()):
-            if (d / man.MANIFEST_FILE).is_file() and all(o.folder != d for o in outcomes):
-                from toolchain.export.base import ExportOutcome
-
-                outcomes.append(ExportOutcome(d, man.read(d)))
+                outcomes += e.outcomes
     for o in outcomes:
         for r in o.reasons:
-            console.print(f"  {o.manifest['name']}: {r}")
+            console.print(f"  {o.manifest.name}: {r}")
     console.print(parity_table(outcomes))
     for o in outcomes:
-        if o.manifest["parity"]["status"] == "skipped":
-            console.print(styled(("parity skipped", "yellow"), f" for {o.manifest['name']}: {o.manifest['parity']['reason']}"))
+        if o.manifest.parity.status == "skipped":
+            console.print(styled(("parity skipped", "yellow"), f" for {o.manifest.name}: {o.manifest.parity.reason}"))
     console.print(f"artifacts and manifests in {out}")
     if failure is not None:
         raise failure

@@ -30,11 +30,12 @@ def _status_table(reports):
     return t
 
 
-def _run(config: dict, dry_run: bool, only: list[str] | None, force: list[str] | None, ci: bool) -> list:
+def _run(config, dry_run: bool, only: list[str] | None, force: list[str] | None, ci: bool) -> list:
+    """Run a validated :class:`~toolchain.pipeline.config.PipelineConfig`."""
     from toolchain.pipeline.engine import run
     from toolchain.pipeline.stages import build_stages
 
-    work = Path(config["pipeline"]["work_dir"])
+    work = Path(config.pipeline.work_dir)
 
     def say(msg: str) -> None:
         err_console.log(msg)
@@ -74,7 +75,10 @@ def run_cmd(
     force: Annotated[Optional[list[str]], typer.Option("--force", help="Rerun this stage kind or name even if done (repeatable).")] = None,
     ci: Annotated[bool, typer.Option("--ci", help="Print a machine-readable JSON summary on stdout; exit 1 on any parity failure.")] = False,
 ) -> None:
-    """Run the pipeline: every stage is keyed by a hash of its config and inputs, so reruns skip what is done."""
+    """Run the pipeline: every stage is keyed by a hash of its config and inputs, so reruns skip what is done.
+
+    The whole file is validated first (types, names, values), --dry-run included: every problem in one error.
+    """
     from toolchain.pipeline.config import load
 
     reports = _run(load(file), dry_run, only, force, ci)
@@ -98,8 +102,8 @@ def demo(
     from toolchain.pipeline.config import parse
 
     name = "demo_quick.toml" if quick else "demo.toml"
-    cfg = parse(tomllib.loads((resources.files("toolchain.pipeline") / name).read_text()))
-    cfg["pipeline"]["work_dir"] = str((work or Path(cfg["pipeline"]["work_dir"])).resolve())
+    cfg = parse(tomllib.loads((resources.files("toolchain.pipeline") / name).read_text()), source=name)
+    cfg.pipeline.work_dir = str((work or Path(cfg.pipeline.work_dir)).resolve())
     reports = _run(cfg, False, None, force, False)
     report = next(r for r in reports if r.kind == "report")
     md = report.path / "report" / "report.md"

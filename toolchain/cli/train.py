@@ -1,4 +1,4 @@
-"""`deploy train` (also `torchrun --nproc-per-node N -m toolchain.train ...`)."""
+"""`deploy train` (also `torchrun --nproc-per-node N -m toolchain.cli train ...`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 
 from toolchain.cli import app
 from toolchain.cli._common import ForceOpt, console, epoch_reporter, progress
+from toolchain.train.config import TrainConfig as _T
 
 
 def train_command(
@@ -16,22 +17,22 @@ def train_command(
                                               "torchvision:NAME, or a bundle folder to fine-tune.")],
     data: Annotated[Path, typer.Option("--data", help="Data set folder (any layout; see deploy data check).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: bundle/, checkpoints, splits, protocols.")],
-    epochs: Annotated[int, typer.Option(help="Passes over the training split.", min=1)] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step (per process).", min=1)] = 32,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.", min=0.0)] = 0.05,
-    optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = "sgd",
-    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 5e-4,
-    warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", help="Linear warm-up, then cosine.", min=0.0)] = 1.0,
-    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
-    head: Annotated[str, typer.Option(help="softmax, arcface (additive angular margin) or cosface.")] = "softmax",
-    margin: Annotated[float, typer.Option(help="Margin of arcface (radians) / cosface.")] = 0.5,
-    scale: Annotated[float, typer.Option(help="Logit scale of margin heads.")] = 30.0,
-    augment: Annotated[str, typer.Option(help="ocular (no flip), ocular-hflip or none.")] = "ocular",
-    seed: Annotated[int, typer.Option(help="Seed of weights init, data order and augmentation.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    amp: Annotated[str, typer.Option(help="Mixed precision: auto (with CUDA), on, off.")] = "auto",
-    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.", min=0, max=256)] = 0,
-    max_bad_fraction: Annotated[float, typer.Option("--max-bad-fraction", help="Unreadable images tolerated (0..1).", min=0.0, max=1.0)] = 0.01,
+    epochs: Annotated[int, typer.Option(help="Passes over the training split.", min=1)] = _T.epochs,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step (per process).", min=1)] = _T.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.", min=0.0)] = _T.lr,
+    optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = _T.optimizer,
+    weight_decay: Annotated[float, typer.Option("--weight-decay")] = _T.weight_decay,
+    warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", help="Linear warm-up, then cosine.", min=0.0)] = _T.warmup_epochs,
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = _T.label_smoothing,
+    head: Annotated[str, typer.Option(help="softmax, arcface (additive angular margin) or cosface.")] = _T.head,
+    margin: Annotated[float, typer.Option(help="Margin of arcface (radians) / cosface.")] = _T.margin,
+    scale: Annotated[float, typer.Option(help="Logit scale of margin heads.")] = _T.scale,
+    augment: Annotated[str, typer.Option(help="ocular (no flip), ocular-hflip or none.")] = _T.augment,
+    seed: Annotated[int, typer.Option(help="Seed of weights init, data order and augmentation.")] = _T.seed,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = _T.device,
+    amp: Annotated[str, typer.Option(help="Mixed precision: auto (with CUDA), on, off.")] = _T.amp,
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.", min=0, max=256)] = _T.num_workers,
+    max_bad_fraction: Annotated[float, typer.Option("--max-bad-fraction", help="Unreadable images tolerated (0..1).", min=0.0, max=1.0)] = _T.max_bad_fraction,
     input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input pixels (card default).", min=16, max=4096)] = None,
     weights: Annotated[str, typer.Option(help="Start from random or imagenet weights (cards only; never downloads).")] = "random",
     layout: Annotated[Optional[str], typer.Option(help="Data layout (default: detected).")] = None,
@@ -45,7 +46,7 @@ def train_command(
 ) -> None:
     """Train by subject classification; validate by verification EER; write OUT/bundle."""
     from toolchain.train import distributed as D
-    from toolchain.train.loop import TrainConfig
+    from toolchain.train.config import TrainConfig
     from toolchain.train.run import train
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,

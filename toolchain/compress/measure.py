@@ -128,10 +128,9 @@ def artifact_sizes(outcomes: list[Any]) -> dict[str, dict[str, Any]]:
 
     out = {}
     for o in outcomes:
-        m = o.manifest
-        out[o.folder.name] = {"format": m.get("format"), "precision": m.get("precision"),
-                              "size_bytes": size_bytes(o.folder / m["file"]),
-                              "parity": m.get("parity", {}).get("status")}
+        m = o.manifest  # toolchain.export.manifest.Manifest
+        out[o.folder.name] = {"format": m.format, "precision": m.precision,
+                              "size_bytes": size_bytes(o.folder / m.file), "parity": m.parity.status}
     return out
 
 
@@ -142,10 +141,11 @@ def measure_artifacts(bundle_dir: str | Path, targets: list[str], out: str | Pat
     ``compress`` applies to Core ML only (``sparse`` stores the zeros of a pruned bundle losslessly).
     """
     from toolchain.export.base import ExportRequest, export_bundle
+    from toolchain.export.formats import get_format
 
     sizes: dict[str, dict[str, Any]] = {}
     for target in targets:
         req = ExportRequest(bundle_dir=Path(bundle_dir), target=target, out=Path(out) / target, devices=devices or [],
-                            compress=compress if target == "coreml" else None)
+                            compress=compress if get_format(target).weight_compression else None)
         sizes.update(artifact_sizes(export_bundle(req)))
     return sizes

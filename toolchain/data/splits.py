@@ -30,6 +30,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from toolchain import jsonio
+from toolchain.data.config import SplitConfig
 from toolchain.data.layouts import Dataset, Sample
 from toolchain.errors import DataError
 from toolchain.fsutil import atomic_write_json, claim_output_dir
@@ -38,8 +39,8 @@ SPLITS = ("train", "val", "test")
 PROTOCOL_FORMAT = "toolchain.protocol"
 SPLITS_FORMAT = "toolchain.splits"
 FORMAT_VERSION = 1
-DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
-DEFAULT_MAX_IMPOSTORS = 200_000
+DEFAULT_FRACTIONS = SplitConfig.fractions  # one home: toolchain.data.config (CLI, pipeline, library)
+DEFAULT_MAX_IMPOSTORS = SplitConfig.max_impostors
 #: A protocol of 200 000 impostor pairs over ~10 000 images is a few MB.
 MAX_PROTOCOL_BYTES = 256 << 20
 

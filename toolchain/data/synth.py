@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from toolchain.data.config import SynthConfig
 from toolchain.errors import DataError
 from toolchain.fsutil import atomic_dir
 
@@ -236,14 +237,6 @@ def render(subject: Subject, rng: np.random.Generator, size: int) -> np.ndarray:
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-@dataclass(frozen=True)
-class SynthConfig:
-    subjects: int = 100
-    images_per_subject: int = 12
-    size: int = 224
-    seed: int = 0
-
-
 def subject_name(i: int) -> str:
     return f"subject_{i:04d}"
 
@@ -256,8 +249,9 @@ def image_rng(seed: int, subject: int, image: int) -> np.random.Generator:
     return np.random.default_rng([seed, _IMAGE_STREAM, subject, image])
 
 
-def generate(out: str | Path, subjects: int = 100, images_per_subject: int = 12, size: int = 224, seed: int = 0,
-             progress: Callable[[int, int], None] | None = None, force: bool = False) -> Path:
+def generate(out: str | Path, subjects: int = SynthConfig.subjects, images_per_subject: int = SynthConfig.images_per_subject,
+             size: int = SynthConfig.size, seed: int = SynthConfig.seed, progress: Callable[[int, int], None] | None = None,
+             force: bool = False) -> Path:
     """Write a synthetic periocular data set in the ``per-subject`` layout; returns ``out``.
 
     Args:

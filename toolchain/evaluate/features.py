@@ -1,27 +1,27 @@
 """Feature extraction from a model bundle or an exported artifact, and cosine scoring of pairs.
 
 Both kinds of model take the same input: raw RGB pixels 0..255 (float32, NCHW) at the model's
-own input size. A bundle runs in PyTorch through :class:`toolchain.export.base.DeployModule`
-(the very module every artifact was converted from, normalisation included); an artifact
-runs through :func:`toolchain.export.base.run_artifact` (ONNX Runtime, LiteRT, or the numpy
-Core ML executor). So the same images give comparable features before and after export.
+own input size. Both run through the runtime layer (``toolchain.runtimes``), the same sessions that check
+export parity: a bundle in PyTorch (:class:`toolchain.export.types.DeployModule`, the very module every
+artifact was converted from, normalisation included), an artifact folder, opened and checked by
+:func:`toolchain.export.artifact.open_artifact`, on its format's best runtime here (ONNX Runtime, LiteRT, or
+the numpy Core ML executor). So the same images give comparable features before and after export.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from toolchain.errors import ToolchainError
+from toolchain.errors import EvaluationError, ManifestError
+from toolchain.progress import ProgressFn
 from toolchain.registry import Registry
 
-
-#: progress(done, total, what)
-ProgressFn = Callable[[int, int, str], None]
+__all__ = ["ProgressFn", "FeatureExtractor", "open_model", "extract_features", "cosine_similarity", "score_pairs",
+           "save_scores", "load_scores", "artifact_input_size", "model_kind", "MODEL_KINDS"]
 
 
 @dataclass
@@ -34,15 +34,15 @@ class FeatureExtractor:
     input_size: int
     sha256: str
     info: dict[str, Any] = field(default_factory=dict)  # format, precision, source bundle...
-    runtime: str = ""  # filled in by the first extract()
-    _run: Callable[[np.ndarray], tuple[np.ndarray, str]] | None = None
+    runtime: str = ""  # what runs it, e.g. "onnxruntime 1.23.2"
+    _run: Callable[[np.ndarray], np.ndarray] | None = None  # the runtime session's features()
 
     def extract(self, pixels_nchw: np.ndarray) -> np.ndarray:
         if pixels_nchw.ndim != 4 or pixels_nchw.shape[1:] != (3, self.input_size, self.input_size):
-            raise ToolchainError(f"{self.name} takes (N, 3, {self.input_size}, {self.input_size}) pixels, "
-                                 f"got {tuple(pixels_nchw.shape)}")
+            raise EvaluationError(f"{self.name} takes (N, 3, {self.input_size}, {self.input_size}) pixels, "
+                                  f"got {tuple(pixels_nchw.shape)}")
         assert self._run is not None
-        feats, self.runtime = self._run(np.ascontiguousarray(pixels_nchw, dtype=np.float32))
+        feats = self._run(np.ascontiguousarray(pixels_nchw, dtype=np.float32))
         return np.asarray(feats, dtype=np.float32).reshape(len(pixels_nchw), -1)
 
     def describe(self) -> dict[str, Any]:
@@ -50,59 +50,58 @@ class FeatureExtractor:
                 "sha256": self.sha256, "runtime": self.runtime, **self.info}
 
 
-def load_bundle_model(path: Path) -> FeatureExtractor:
-    """A bundle as a feature model: PyTorch, eval mode, no autograd."""
-    import torch
-
-    from toolchain.export.base import DeployModule
+def load_bundle_model(path: Path, allow_parity_failed: bool = False) -> FeatureExtractor:
+    """A bundle as a feature model: PyTorch, eval mode, no autograd (``allow_parity_failed`` does not apply)."""
+    from toolchain import runtimes
     from toolchain.models.bundle import load_bundle
+    from toolchain.runtimes.pytorch import BUNDLE_FORMAT
 
     b = load_bundle(path)
-    module = DeployModule(b.model, b.mean, b.std, "nchw").eval()
-    runtime = f"pytorch {torch.__version__}"
-
-    def run(pixels: np.ndarray) -> tuple[np.ndarray, str]:
-        with torch.inference_mode():
-            return module(torch.from_numpy(pixels)).numpy(), runtime
-
+    _, session = runtimes.open_session(b, BUNDLE_FORMAT)
     return FeatureExtractor("bundle", Path(path), b.name, b.input_size, b.sha256,
-                        {"format": "pytorch", "precision": "fp32", "feature_dim": b.feature_dim}, runtime, run)
+                            {"format": BUNDLE_FORMAT, "precision": "fp32", "feature_dim": b.feature_dim},
+                            session.description, session.features)
 
 
-def artifact_input_size(manifest: dict[str, Any]) -> int:
-    """Square input size from a manifest's input shape and layout (NCHW or NHWC, batch optional)."""
-    inp = manifest.get("input", {})
+def artifact_input_size(manifest: Any) -> int:
+    """Square input size from a manifest's input shape and layout (NCHW or NHWC, batch optional).
+
+    ``manifest``: a :class:`~toolchain.export.manifest.Manifest` or its JSON form.
+    """
+    inp = manifest.get("input", {}) if isinstance(manifest, dict) else {
+        "shape": manifest.input.shape, "layout": manifest.input.layout}
     dims = [d for d in inp.get("shape", []) if isinstance(d, int)]
     layout = inp.get("layout", "nchw")
     if len(dims) < 3:
-        raise ToolchainError(f"manifest input shape {inp.get('shape')!r} does not give the image size; re-export the artifact")
+        raise ManifestError(f"manifest input shape {inp.get('shape')!r} does not give the image size; re-export the artifact")
     h, w = (dims[-3], dims[-2]) if layout == "nhwc" else (dims[-2], dims[-1])
     if h != w:
-        raise ToolchainError(f"artifact input is {h}x{w}; evaluation supports square inputs only")
+        raise EvaluationError(f"artifact input is {h}x{w}; evaluation supports square inputs only")
     return int(h)
 
 
-def load_artifact_model(path: Path) -> FeatureExtractor:
-    """An exported artifact folder as a feature model (runs through its format's runtime)."""
-    from toolchain.export import manifest as manifest_mod
-    from toolchain.export.base import run_artifact
+def load_artifact_model(path: Path, allow_parity_failed: bool = False) -> FeatureExtractor:
+    """An exported artifact folder as a feature model: checked (sha256, parity, containment), then opened on
+    its format's best runtime here."""
+    from toolchain import runtimes
+    from toolchain.export.artifact import open_artifact
 
-    man = manifest_mod.read(path)
-
-    def run(pixels: np.ndarray) -> tuple[np.ndarray, str]:
-        return run_artifact(path, pixels)
-
-    info = {"format": man["format"], "precision": man.get("precision"),
-            "feature_dim": man.get("output", {}).get("dim"),
-            "source_bundle_sha256": man.get("source_bundle_sha256")}
-    return FeatureExtractor("artifact", Path(path), man.get("name", Path(path).name), artifact_input_size(man),
-                        man["sha256"], info, "", run)
+    art = open_artifact(path, allow_parity_failed=allow_parity_failed)
+    man = art.manifest
+    size = artifact_input_size(man)
+    _, session = runtimes.open_session(art.ref, man.format)
+    info: dict[str, Any] = {"format": man.format, "precision": man.precision, "feature_dim": man.output.dim,
+                            "source_bundle_sha256": man.source_bundle_sha256}
+    if art.warnings:
+        info["warnings"] = list(art.warnings)
+    return FeatureExtractor("artifact", Path(path), art.name, size, art.sha256, info, session.description,
+                            session.features)
 
 
 @dataclass(frozen=True)
 class ModelKind:
     marker: str  # the file that identifies such a folder
-    load: Callable[[Path], FeatureExtractor]
+    load: Callable[..., FeatureExtractor]  # (folder, allow_parity_failed=False)
 
 
 #: what ``deploy evaluate MODEL`` accepts
@@ -118,15 +117,18 @@ def model_kind(path: str | Path) -> str:
         if (path / MODEL_KINDS.get(kind).marker).is_file():
             return kind
     markers = ", ".join(f"{MODEL_KINDS.get(k).marker} ({k})" for k in MODEL_KINDS)
-    raise ToolchainError(f"{path} is neither a model bundle nor an exported artifact folder: expected one of {markers}")
+    raise EvaluationError(f"{path} is neither a model bundle nor an exported artifact folder: expected one of {markers}")
 
 
-def open_model(path: str | Path) -> FeatureExtractor:
-    """Load a bundle folder or an artifact folder as a :class:`FeatureExtractor`."""
+def open_model(path: str | Path, allow_parity_failed: bool = False) -> FeatureExtractor:
+    """Load a bundle folder or an artifact folder as a :class:`FeatureExtractor`.
+
+    ``allow_parity_failed``: evaluate an artifact whose export parity failed (with a warning in its info).
+    """
     path = Path(path)
     if not path.is_dir():
-        raise ToolchainError(f"model {path} is not a folder (give a bundle folder or an exported artifact folder)")
-    return MODEL_KINDS.get(model_kind(path)).load(path)
+        raise EvaluationError(f"model {path} is not a folder (give a bundle folder or an exported artifact folder)")
+    return MODEL_KINDS.get(model_kind(path)).load(path, allow_parity_failed=allow_parity_failed)
 
 
 def extract_features(model: FeatureExtractor, paths: Sequence[str | Path], batch_size: int = 32,
@@ -139,7 +141,7 @@ def extract_features(model: FeatureExtractor, paths: Sequence[str | Path], batch
     from toolchain.data.images import load_image
 
     if batch_size < 1:
-        raise ToolchainError(f"batch size must be at least 1, got {batch_size}")
+        raise EvaluationError(f"batch size must be at least 1, got {batch_size}")
     out: list[np.ndarray] = []
     total = len(paths)
     for start in range(0, total, batch_size):
@@ -147,9 +149,9 @@ def extract_features(model: FeatureExtractor, paths: Sequence[str | Path], batch
         pixels = np.stack([load_image(p, model.input_size) for p in chunk]).transpose(0, 3, 1, 2).astype(np.float32)
         out.append(model.extract(pixels))
         if progress:
-            progress(min(start + batch_size, total), total, "images")
+            progress("images", min(start + batch_size, total), total, {})
     if not out:
-        raise ToolchainError("no images to extract features from")
+        raise EvaluationError("no images to extract features from")
     return np.concatenate(out)
 
 
@@ -199,11 +201,13 @@ def load_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             return np.asarray(z["genuine"]), np.asarray(z["impostor"])
     except (OSError, KeyError, ValueError) as e:
-        raise ToolchainError(f"{path} is not a scores file with 'genuine' and 'impostor' arrays ({e})") from None
+        raise EvaluationError(f"{path} is not a scores file with 'genuine' and 'impostor' arrays ({e})") from None
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    import json
+
     try:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ToolchainError(f"cannot read {path} ({e})") from None
+        raise EvaluationError(f"cannot read {path} ({e})") from None

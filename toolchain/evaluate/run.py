@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from toolchain import __version__
-from toolchain.errors import ToolchainError
+from toolchain.errors import EvaluationError
 from toolchain.evaluate import features as F
 from toolchain.evaluate import plots
 from toolchain.evaluate.metrics import DEFAULT_FARS, compute_metrics
@@ -58,10 +58,10 @@ def read_pairs(protocol: str | Path, data_dir: str | Path) -> Pairs:
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise ToolchainError(f"--data {data_dir} is not a folder")
+        raise EvaluationError(f"--data {data_dir} is not a folder")
     proto = load_protocol(protocol, root=data_dir)
     if len(proto.genuine) == 0 or len(proto.impostor) == 0:
-        raise ToolchainError(f"protocol {protocol} has {len(proto.genuine)} genuine and {len(proto.impostor)} "
+        raise EvaluationError(f"protocol {protocol} has {len(proto.genuine)} genuine and {len(proto.impostor)} "
                              "impostor pairs; evaluation needs both")
     a = np.concatenate([proto.genuine[:, 0], proto.impostor[:, 0]])
     b = np.concatenate([proto.genuine[:, 1], proto.impostor[:, 1]])
@@ -70,7 +70,7 @@ def read_pairs(protocol: str | Path, data_dir: str | Path) -> Pairs:
     images = [paths[k] for k in used]
     missing = [p for p in images if not p.is_file()]
     if missing:
-        raise ToolchainError(f"{len(missing)} of {len(images)} images named by {protocol} are missing under {data_dir}, "
+        raise EvaluationError(f"{len(missing)} of {len(images)} images named by {protocol} are missing under {data_dir}, "
                              f"e.g. {missing[0]}: is --data the folder the protocol was made for?")
     labels = np.r_[np.ones(len(proto.genuine), bool), np.zeros(len(proto.impostor), bool)]
     return Pairs(images, inverse[:len(a)].astype(np.int64), inverse[len(a):].astype(np.int64), labels)
@@ -94,13 +94,15 @@ class Evaluation:
 
 def evaluate_model(model_path: str | Path, data_dir: str | Path, protocol: str | Path, out: str | Path,
                    batch_size: int = 32, fars: Sequence[float] = DEFAULT_FARS,
-                   progress: F.ProgressFn | None = None, plot: bool = True, force: bool = False) -> Evaluation:
+                   progress: F.ProgressFn | None = None, plot: bool = True, force: bool = False,
+                   allow_parity_failed: bool = False) -> Evaluation:
     """Extract features for every image a protocol names, score its pairs, write metrics and plots.
 
-    ``out`` must be new, empty or an earlier evaluation (``force``: any folder).
+    ``out`` must be new, empty or an earlier evaluation (``force``: any folder). ``allow_parity_failed``:
+    evaluate an artifact whose export parity failed (recorded in its warnings).
     """
     out = claim_output_dir(out, "evaluation", force)
-    model = F.open_model(model_path)
+    model = F.open_model(model_path, allow_parity_failed=allow_parity_failed)
     pairs = read_pairs(protocol, data_dir)
     t0 = time.perf_counter()
     feats = F.extract_features(model, pairs.images, batch_size=batch_size, progress=progress)
@@ -145,10 +147,10 @@ def load_evaluation(path: str | Path) -> Evaluation:
     folder = path.parent if path.is_file() else path
     doc = F.read_json(folder / METRICS_FILE)
     if doc.get("format") != EVAL_FORMAT:
-        raise ToolchainError(f"{folder / METRICS_FILE} is not a `deploy evaluate` result (format != {EVAL_FORMAT!r})")
+        raise EvaluationError(f"{folder / METRICS_FILE} is not a `deploy evaluate` result (format != {EVAL_FORMAT!r})")
     scores = folder / doc.get("files", {}).get("scores", SCORES_FILE)
     if not scores.is_file():
-        raise ToolchainError(f"{scores} is missing: re-run `deploy evaluate` for {folder}")
+        raise EvaluationError(f"{scores} is missing: re-run `deploy evaluate` for {folder}")
     g, i = F.load_scores(scores)
     return Evaluation(folder, doc, g, i)
 
@@ -172,14 +174,15 @@ class Comparison:
 def compare(items: Sequence[str | Path], out: str | Path, data_dir: str | Path | None = None,
             protocol: str | Path | None = None, batch_size: int = 32, fars: Sequence[float] = DEFAULT_FARS,
             progress: Callable[[str], None] | None = None,
-            extract_progress: F.ProgressFn | None = None, force: bool = False) -> Comparison:
+            extract_progress: F.ProgressFn | None = None, force: bool = False,
+            allow_parity_failed: bool = False) -> Comparison:
     """Overlay several models on one ROC and one DET.
 
     Each item is a finished evaluation (folder or metrics.json), reused as is, or a bundle /
     artifact folder, evaluated now on ``data_dir`` + ``protocol`` into ``out/<name>/``.
     """
     if len(items) < 2:
-        raise ToolchainError("--compare needs at least two models or evaluation folders")
+        raise EvaluationError("--compare needs at least two models or evaluation folders")
     out = claim_output_dir(out, "comparison", force)
     say = progress or (lambda m: log.info(m))
     evals: list[Evaluation] = []
@@ -191,14 +194,15 @@ def compare(items: Sequence[str | Path], out: str | Path, data_dir: str | Path |
             continue
         F.model_kind(item)  # a clear error for a folder that is neither, before any work
         if data_dir is None or protocol is None:
-            raise ToolchainError(f"{item} is a model, not a finished evaluation: give --data and --protocol to evaluate it")
+            raise EvaluationError(f"{item} is a model, not a finished evaluation: give --data and --protocol to evaluate it")
         name, k = _slug(item.resolve().name), 2
         while name in used:
             name, k = f"{_slug(item.resolve().name)}_{k}", k + 1
         used.add(name)
         sub = out / name
         say(f"{item}: evaluating into {sub}")
-        evals.append(evaluate_model(item, data_dir, protocol, sub, batch_size, fars, extract_progress, force=force))
+        evals.append(evaluate_model(item, data_dir, protocol, sub, batch_size, fars, extract_progress, force=force,
+                                    allow_parity_failed=allow_parity_failed))
     labels = _unique_labels(evals)
     curves = [plots.Scores(lab, e.genuine, e.impostor) for lab, e in zip(labels, evals)]
     plots.plot_roc(curves, out / "compare_roc.png", fars)

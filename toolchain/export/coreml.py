@@ -1,4 +1,5 @@
-"""Core ML export through coremltools 9, checked with the numpy executor in ``coreml_ref``.
+"""The Core ML format plugin: export through coremltools 9 (run: ``runtimes/coreml_ref`` everywhere, Apple's
+runtime on macOS).
 
 * iOS 15+: ML Program (``.mlpackage``), fp16 compute by default, fp32 on request; int8
   weights (``linear_quantize_weights``) and ``--compress`` sparse / palettize4/6/8 through
@@ -9,9 +10,9 @@
   NeuralNetwork fp16 means fp16 *weights* (``quantize_weights(nbits=16)``, a spec-2 feature).
 
 Input ``pixels``: float32 MultiArray of raw RGB 0..255, (1, 3, H, W) or (3, H, W) for spec 3
-(normalisation is baked in); output ``features``. Parity runs the saved file with
-``coreml_ref``; Apple's own ``predict`` (and ``coremlcompiler``) only run on macOS and are
-recorded in the manifest as such, or as skipped with the reason.
+(normalisation is baked in); output ``features``. Parity runs the saved file on every Core ML runtime
+(``toolchain.runtimes``): the numpy executor here, Apple's own ``predict`` too on macOS (recorded as
+skipped with the reason elsewhere); Apple's compiler (``coremlcompiler``) likewise.
 """
 
 from __future__ import annotations
@@ -25,24 +26,50 @@ import subprocess
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import torch
 
-from toolchain.devices import COMPRESSED_WEIGHTS_IOS, compressed_weights_ios
-from toolchain.errors import DeviceError, ExportError, RuntimeUnavailable, ToolchainError
-from toolchain.export import coreml_ref, parity
-from toolchain.export.base import ExportJob, parity_inputs
+from toolchain.devices import Device
+from toolchain.errors import DeviceError, ExportError, ManifestError
+from toolchain.export import coreml_ref
 from toolchain.export.coreml_spec3 import lower_to_spec3
-from toolchain.export.manifest import package_version
+from toolchain.export.formats import ArtifactFormat, ExportChoice
+from toolchain.export.manifest import CoreMLDetails, InputSpec, OutputSpec, ToolCheck, package_version
+from toolchain.policy import COMPRESSED_WEIGHTS_IOS, COREML_SPEC_FOR_IOS, JOINT_COMPRESSION_IOS, MAX_IOS, MIN_IOS
+from toolchain.progress import MessageFn
 from toolchain.registry import Registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from toolchain.export.manifest import Manifest
+    from toolchain.export.types import Description, ExportJob
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "features"
-SPEC_FOR_IOS = {13: 4, 14: 5, 15: 6, 16: 7, 17: 8, 18: 9}
+
+
+def compressed_weights_ios(compress: str | None, precision: str | None = None) -> int | None:
+    """The oldest iOS that can load these weights, or None when plain fp16/fp32 weights need nothing newer.
+
+    >>> compressed_weights_ios("sparse"), compressed_weights_ios("sparse-palettize4"), compressed_weights_ios(None)
+    (16, 18, None)
+    """
+    if compress is not None and compress.startswith("sparse-palettize"):
+        return JOINT_COMPRESSION_IOS
+    if compress is not None or precision == "int8":
+        return COMPRESSED_WEIGHTS_IOS
+    return None
+
+
+def coreml_format_for(min_ios: int) -> tuple[str, int]:
+    """Core ML format and spec version for a minimum iOS: 15+ ML Program, 13-14 NeuralNetwork, 12 spec 3."""
+    if not MIN_IOS <= min_ios <= MAX_IOS:
+        raise DeviceError(f"--min-ios {min_ios} is outside what can be exported ({MIN_IOS}..{MAX_IOS})")
+    fmt = "mlprogram" if min_ios >= 15 else "neuralnetwork"
+    return fmt, COREML_SPEC_FOR_IOS[min_ios]
+
 
 #: --compress name -> function(ML Program model) -> compressed model (coremltools.optimize.coreml)
 COMPRESSORS: Registry[Callable[[Any], Any]] = Registry("Core ML weight compression")
@@ -98,7 +125,7 @@ def _int8_weights(model: Any) -> Any:
     return cto.linear_quantize_weights(model, cto.OptimizationConfig(global_config=cfg))
 
 
-def program_ios(job: ExportJob) -> int:
+def program_ios(job: "ExportJob") -> int:
     """The iOS an ML Program must target: the choice's, raised to 16 for int8/compressed weights (18 for joint
     sparse + palette).
 
@@ -111,12 +138,14 @@ def program_ios(job: ExportJob) -> int:
     why = f"--compress {job.compress}" if job.compress else "int8 weights"
     for d in job.devices:
         if d.last_os_major < needs:
-            raise DeviceError(f"{why} needs Core ML compressed weights (iOS {needs}+, spec {SPEC_FOR_IOS[needs]}); "
+            raise DeviceError(f"{why} needs Core ML compressed weights (iOS {needs}+, spec {COREML_SPEC_FOR_IOS[needs]}); "
                               f"{d.name} stops at iOS {d.last_os}: drop it or export without {why}")
     return needs
 
 
-def _trace(job: ExportJob) -> torch.jit.ScriptModule:
+def _trace(job: "ExportJob") -> Any:
+    import torch
+
     with torch.no_grad():
         return torch.jit.trace(job.deploy_module("nchw"), job.example_input("nchw"))
 
@@ -129,7 +158,7 @@ def _quiet() -> contextlib.AbstractContextManager:
     return stack
 
 
-def _convert(job: ExportJob, convert_to: str, ios: int, precision: str | None = None) -> Any:
+def _convert(job: "ExportJob", convert_to: str, ios: int, precision: str | None = None) -> Any:
     import coremltools as ct
 
     from toolchain.export import coreml_ops
@@ -155,17 +184,93 @@ def fp16_weights(spec: Any) -> Any:
     return q.get_spec() if hasattr(q, "get_spec") else q
 
 
-class CoreMLExporter:
-    target = "coreml"
-    suffix = ".mlpackage"  # ".mlmodel" for NeuralNetwork choices
+class CoreMLExporter(ArtifactFormat):
+    name = "coreml"
+    display = "Core ML"
+    suffix = ".mlpackage"  # ".mlmodel" for NeuralNetwork choices (:meth:`suffix_for`)
+    platforms = ("ios",)
+    app_platform = "ios"
+    weight_compression = True
+    default_precision = "fp16"
 
-    def convert(self, job: ExportJob, work: Path, progress: Callable[[str], None]) -> Path:
+    def refuse_device(self, device: Device) -> str | None:
+        if device.platform != "ios":
+            return f"Core ML runs on Apple devices only; {device.name} needs --target tflite or onnx"
+        return None
+
+    def decide(self, device: Device | None, precision: str, layout: str, min_ios: int | None,
+               compress: str | None, reasons: list[str]) -> ExportChoice:
+        """Minimum iOS, ML Program or NeuralNetwork, and the spec version, for ``device`` (see the module doc).
+
+        >>> from toolchain.devices import get_device
+        >>> from toolchain.export.formats import choose
+        >>> c = choose("coreml", get_device("iphone6"))
+        >>> (c.coreml_format, c.spec_version, c.min_ios, c.precision)
+        ('neuralnetwork', 3, 12, 'fp16')
+        >>> choose("coreml", get_device("iphonexr")).spec_version
+        9
+        """
+        if layout != "nchw":
+            raise DeviceError("Core ML exports take NCHW input (the model's native layout); drop --layout nhwc")
+        needs = compressed_weights_ios(compress, precision)  # compressed/int8 weights are constexpr ops (spec 7, or 9)
+        if min_ios is None:
+            if device is None:
+                min_ios = needs or 15
+                reasons.append(f"no device given: iOS {min_ios}, the oldest OS with "
+                               + (f"these compressed weights (spec {COREML_SPEC_FOR_IOS[needs]})" if needs
+                                  else "ML Programs (spec 6)"))
+            else:
+                min_ios = min(device.last_os_major, MAX_IOS)
+                reasons.append(f"{device.name} runs up to iOS {device.last_os}: targeting iOS {min_ios}")
+        if needs and min_ios < needs:
+            what = f"--compress {compress}" if compress else "int8 Core ML"
+            where = device.name if device is not None and device.last_os_major < needs else f"iOS {min_ios}"
+            raise DeviceError(f"{what} needs iOS {needs}+ (ML Program, spec {COREML_SPEC_FOR_IOS[needs]}); "
+                              f"{where} cannot run it. Use fp16/fp32 without --compress for this device, "
+                              f"or --min-ios {needs} on newer devices")
+        if device is not None and min_ios > device.last_os_major:
+            raise DeviceError(f"--min-ios {min_ios} is newer than {device.name} can run (iOS {device.last_os})")
+        fmt, spec = coreml_format_for(min_ios)
+        reasons.append(f"iOS {min_ios} -> {'ML Program' if fmt == 'mlprogram' else 'NeuralNetwork'} spec {spec}")
+        if min_ios == 12:
+            reasons.append("iOS 12: converted as NeuralNetwork spec 4, then lowered to spec 3 (checked layer by layer)")
+        return ExportChoice(self.name, precision, layout, min_ios, fmt, spec, tuple(reasons))
+
+    def name_parts(self, choice: ExportChoice) -> list[str]:
+        return [f"ios{choice.min_ios}"]
+
+    def min_os(self, choice: ExportChoice) -> str | None:
+        return f"iOS {choice.min_ios}" if choice.min_ios else None
+
+    def suffix_for(self, choice: ExportChoice) -> str:
+        return ".mlmodel" if choice.coreml_format == "neuralnetwork" else ".mlpackage"
+
+    def check_device(self, manifest: "Manifest", device: Device) -> list[str]:
+        """Refuse a model whose spec version or minimum iOS is newer than ``device`` runs."""
+        name, d = manifest.name, manifest.coreml
+        if d is None:
+            raise ManifestError(f"{name}: manifest has no spec_version; re-export it")
+        max_spec = COREML_SPEC_FOR_IOS[min(device.last_os_major, MAX_IOS)]
+        if int(d.spec_version) > max_spec:
+            raise DeviceError(f"{name} is Core ML spec {d.spec_version}, but {device.name} runs iOS {device.last_os} "
+                              f"(spec <= {max_spec}); export with --device {device.key}")
+        if int(d.min_ios) > device.last_os_major:
+            raise DeviceError(f"{name} needs iOS {d.min_ios}; {device.name} stops at iOS {device.last_os}")
+        return []
+
+    def label(self, manifest: "Manifest") -> str:
+        d = manifest.coreml
+        if d is None:
+            return self.name
+        return f"{self.name} {'NN' if d.coreml_format == 'neuralnetwork' else 'MLProgram'} spec {d.spec_version}"
+
+    def convert(self, job: "ExportJob", work: Path, progress: MessageFn) -> Path:
         c = job.choice
         if c.coreml_format == "neuralnetwork":
             return self._convert_neuralnetwork(job, work, progress)
         ios = program_ios(job)
         if ios != c.min_ios:
-            progress(f"{job.artifact_name}: targeting iOS {ios} (spec {SPEC_FOR_IOS[ios]}) for compressed weights")
+            progress(f"{job.artifact_name}: targeting iOS {ios} (spec {COREML_SPEC_FOR_IOS[ios]}) for compressed weights")
         # int8 = int8 weights; activations stay fp16 (what Core ML computes in on GPU/ANE)
         model = _convert(job, "mlprogram", ios, "fp32" if c.precision == "fp32" else "fp16")
         with _quiet():
@@ -179,7 +284,7 @@ class CoreMLExporter:
         model.save(str(out))
         return out
 
-    def _convert_neuralnetwork(self, job: ExportJob, work: Path, progress: Callable[[str], None]) -> Path:
+    def _convert_neuralnetwork(self, job: "ExportJob", work: Path, progress: MessageFn) -> Path:
         from toolchain.fsutil import atomic_write_bytes
 
         c = job.choice
@@ -209,22 +314,18 @@ class CoreMLExporter:
         atomic_write_bytes(out, spec.SerializeToString())
         return out
 
-    def describe(self, job: ExportJob, artifact: Path) -> dict[str, Any]:
+    def describe(self, job: "ExportJob", artifact: Path) -> "Description":
+        from toolchain.export.types import Description
+
         spec, summary = self._summary(artifact)
         inp, out = spec.description.input[0], spec.description.output[0]
-        ios = next((i for i, s in SPEC_FOR_IOS.items() if s == spec.specificationVersion), 12)
-        desc: dict[str, Any] = {
-            "input": {"name": inp.name, "shape": [int(s) for s in inp.type.multiArrayType.shape],
-                      "dtype": _array_dtype(inp), "type": "MLMultiArray"},
-            "output": {"name": out.name, "dtype": _array_dtype(out),
-                       "shape": [int(s) for s in out.type.multiArrayType.shape]},
-            "spec_version": int(spec.specificationVersion),
-            "min_ios": ios, "min_os": f"iOS {ios}",
-            **summary,
-        }
-        desc["apple_runtime"] = self._apple_parity(job, artifact).to_json()
-        desc["apple_compiler"] = _apple_compile(artifact)
-        return desc
+        ios = next((i for i, s in COREML_SPEC_FOR_IOS.items() if s == spec.specificationVersion), MIN_IOS)
+        details = CoreMLDetails(spec_version=int(spec.specificationVersion), min_ios=ios,
+                                apple_compiler=_apple_compile(artifact), **summary)
+        return Description(
+            InputSpec(inp.name, [int(s) for s in inp.type.multiArrayType.shape], _array_dtype(inp), type="MLMultiArray"),
+            OutputSpec(out.name, dtype=_array_dtype(out), shape=[int(s) for s in out.type.multiArrayType.shape]),
+            details, min_os=f"iOS {ios}")
 
     def _summary(self, artifact: Path) -> tuple[Any, dict[str, Any]]:
         if artifact.suffix == ".mlpackage":
@@ -249,56 +350,6 @@ class CoreMLExporter:
                       "weights": "fp16" if half else "fp32",
                       "compute_precision": "device-chosen (fp32 on CPU, fp16 on GPU)"}
 
-    def run(self, artifact: Path, manifest: dict[str, Any], pixels_nchw: np.ndarray) -> tuple[np.ndarray, str, str | None]:
-        """Features from the numpy reference executor (the saved file, read back)."""
-        artifact = Path(artifact)
-        try:
-            if artifact.suffix == ".mlpackage":
-                spec, prog = coreml_ref.load_mlpackage_program(artifact)
-                runner = lambda feeds: coreml_ref.run_mil(prog, feeds)  # noqa: E731
-                what = "ML Program"
-            else:
-                import coremltools as ct
-
-                spec = ct.utils.load_spec(str(artifact))
-                runner = lambda feeds: coreml_ref.run_neuralnetwork(spec, feeds)  # noqa: E731
-                what = "NeuralNetwork"
-            inp, out = spec.description.input[0], spec.description.output[0].name
-            shape = [int(s) for s in inp.type.multiArrayType.shape]
-            if list(pixels_nchw.shape[1:]) != shape[-3:]:
-                raise ToolchainError(f"{artifact.name} takes pixels of shape {shape}, got {list(pixels_nchw.shape[1:])}")
-            feats = []
-            for x in np.asarray(pixels_nchw, np.float32):
-                y = runner({inp.name: x if len(shape) == 3 else x[None]})[out]
-                feats.append(np.asarray(y, np.float32).reshape(-1))
-        except coreml_ref.UnknownOpError as e:
-            raise RuntimeUnavailable(f"the numpy Core ML executor cannot run it: {e}") from None
-        runtime = f"coreml_ref (numpy {what} executor, spec {spec.specificationVersion}, coremltools {package_version('coremltools')})"
-        return np.stack(feats), runtime, out
-
-    def _apple_parity(self, job: ExportJob, artifact: Path) -> parity.ParityResult:
-        """Apple's own Core ML prediction against PyTorch (macOS only; otherwise skipped with why)."""
-        if platform.system() != "Darwin":
-            return parity.skipped(f"Core ML prediction needs macOS; this is {platform.system()} "
-                                  "(parity was computed with the numpy executor instead)")
-        try:
-            import coremltools as ct
-
-            model = ct.models.MLModel(str(artifact))
-            spec = model.get_spec()
-            name = spec.description.input[0].name
-            rank = len(spec.description.input[0].type.multiArrayType.shape)
-            pixels = parity_inputs(job.bundle)
-            with torch.no_grad():
-                ref = job.deploy_module("nchw")(torch.from_numpy(pixels)).numpy()
-            got = np.stack([np.asarray(model.predict({name: x if rank == 3 else x[None]})[OUTPUT_NAME]).reshape(-1)
-                            for x in pixels])
-        except Exception as e:  # noqa: BLE001 - any runtime failure is recorded, not hidden
-            return parity.ParityResult("failed", "Core ML (macOS)", reason=f"{type(e).__name__}: {e}",
-                                       mismatches=[f"prediction failed: {e}"])
-        return parity.compare(ref, got, min_cosine=parity.DEFAULT_MIN_COSINE[job.choice.precision],
-                              runtime=f"Core ML {platform.mac_ver()[0]} (coremltools predict)")
-
     def versions(self) -> dict[str, str]:
         return {"coremltools": package_version("coremltools"), "numpy": package_version("numpy")}
 
@@ -310,13 +361,13 @@ def _array_dtype(feature: Any) -> str:
     return FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(code).lower() if code else "unspecified"
 
 
-def _apple_compile(artifact: Path) -> dict[str, Any]:
+def _apple_compile(artifact: Path) -> ToolCheck:
     """Apple's compiler is the real check that a (lowered) model loads; only on a Mac with Xcode."""
     xcrun = shutil.which("xcrun")
     if platform.system() != "Darwin" or xcrun is None:
-        return {"status": "skipped", "reason": "xcrun coremlcompiler needs macOS with Xcode; not validated by Apple's compiler"}
+        return ToolCheck("skipped", reason="xcrun coremlcompiler needs macOS with Xcode; not validated by Apple's compiler")
     with tempfile.TemporaryDirectory() as tmp:
         r = subprocess.run([xcrun, "coremlcompiler", "compile", str(artifact), tmp], capture_output=True, text=True)
     if r.returncode != 0:
         raise ExportError(f"xcrun coremlcompiler rejected {artifact.name}: {(r.stderr or r.stdout).strip()[-500:]}")
-    return {"status": "passed", "tool": "xcrun coremlcompiler compile"}
+    return ToolCheck("passed", tool="xcrun coremlcompiler compile")

@@ -1,63 +1,61 @@
-"""ONNX export through torch.onnx, checked with onnx.checker, run with ONNX Runtime.
+"""The ONNX format plugin: export through torch.onnx, checked with onnx.checker (run: ``runtimes/onnxruntime``).
 
 fp32: the exported graph as is (opset recorded). fp16: the module in half precision
 with float32 input/output casts at the edges.
 int8: static QDQ quantisation (per-channel weights) calibrated on the job's images.
+ONNX is a host format here: no harness app runs it (``app_platform`` None).
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from toolchain.errors import RuntimeUnavailable
-from toolchain.export.base import ExportJob
-from toolchain.export.manifest import package_version
+from toolchain.export.formats import ArtifactFormat
+from toolchain.export.manifest import InputSpec, OnnxDetails, OutputSpec, package_version
+from toolchain.progress import MessageFn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from toolchain.export.types import Description, ExportJob
 
 OPSET = 18
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "features"
 
 
-class _Half(torch.nn.Module):
+def _half(module: Any) -> Any:
     """fp16 weights and activations inside, float32 input and output (what the apps pass)."""
+    import torch
 
-    def __init__(self, module: torch.nn.Module) -> None:
-        super().__init__()
-        self.module = copy.deepcopy(module).half()
+    class Half(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.module = copy.deepcopy(inner).half()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x.half()).float()
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.module(x.half()).float()
 
-
-@functools.lru_cache(maxsize=4)
-def _session(path: str, mtime_ns: int, size: int):
-    """An ONNX Runtime session, cached per file version (evaluation calls run once per batch)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    return Half(module)
 
 
-class OnnxExporter:
-    target = "onnx"
+class OnnxExporter(ArtifactFormat):
+    name = "onnx"
+    display = "ONNX"
     suffix = ".onnx"
 
-    def convert(self, job: ExportJob, work: Path, progress: Callable[[str], None]) -> Path:
+    def convert(self, job: "ExportJob", work: Path, progress: MessageFn) -> Path:
         import onnx
+        import torch
 
         out = work / f"{job.artifact_name}{self.suffix}"
         fp32 = out if job.choice.precision != "int8" else work / "fp32.onnx.tmp"
         module = job.deploy_module()
         if job.choice.precision == "fp16":
-            module = _Half(module)
+            module = _half(module)
         # The dynamo exporter (opset 18+); a dynamic batch axis so evaluation can batch.
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         torch.onnx.export(module, (job.example_input(),), str(fp32), dynamo=True, opset_version=OPSET,
@@ -88,29 +86,17 @@ class OnnxExporter:
         onnx.checker.check_model(str(out), full_check=True)
         return out
 
-    def describe(self, job: ExportJob, artifact: Path) -> dict[str, Any]:
+    def describe(self, job: "ExportJob", artifact: Path) -> "Description":
         import onnx
+
+        from toolchain.export.types import Description
 
         m = onnx.load(str(artifact), load_external_data=False)
         opset = max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=None)
-        shape = job.input_shape()
+        shape: list[int | str] = list(job.input_shape())
         shape[0] = "batch"
-        return {"input": {"name": m.graph.input[0].name, "shape": shape, "dtype": "float32"},
-                "output": {"name": m.graph.output[0].name}, "opset": opset}
-
-    def run(self, artifact: Path, manifest: dict[str, Any], pixels_nchw: np.ndarray) -> tuple[np.ndarray, str, str | None]:
-        try:
-            import onnxruntime as ort
-        except ImportError as e:  # pragma: no cover - a core dependency
-            raise RuntimeUnavailable(f"onnxruntime is not importable: {e}") from None
-        st = Path(artifact).stat()
-        sess = _session(str(artifact), st.st_mtime_ns, st.st_size)
-        x = pixels_nchw if manifest["input"].get("layout", "nchw") == "nchw" else pixels_nchw.transpose(0, 2, 3, 1)
-        name = sess.get_inputs()[0].name
-        out = sess.get_outputs()[0].name
-        feats = np.concatenate([sess.run([out], {name: np.ascontiguousarray(x[i:i + 1], np.float32)})[0]
-                                for i in range(len(x))])
-        return feats, f"onnxruntime {ort.__version__}", out
+        return Description(InputSpec(m.graph.input[0].name, shape, "float32"), OutputSpec(m.graph.output[0].name),
+                           OnnxDetails(opset))
 
     def versions(self) -> dict[str, str]:
         return {"onnx": package_version("onnx"), "onnxruntime": package_version("onnxruntime"),

@@ -1,8 +1,9 @@
-"""The ONE comparison of an exported artifact's outputs with PyTorch's.
+"""The ONE comparison of an exported artifact's outputs with PyTorch's, and the images it is made on.
 
-Every exporter runs its artifact on the same fixed inputs as the PyTorch bundle and hands
-the outputs here. Names, then shapes, then values are compared; every mismatch is collected
-into one report (and one :class:`~toolchain.errors.ParityError` when it failed).
+Every runtime that can run an artifact (``toolchain.runtimes``) runs it on the same seeded inputs as the
+PyTorch bundle and hands the outputs here. Names, then shapes, then values are compared; every mismatch is
+collected into one report (and one :class:`~toolchain.errors.ParityError` when it failed). Thresholds, seeds
+and sample counts are numeric policy: :mod:`toolchain.policy`.
 """
 
 from __future__ import annotations
@@ -13,17 +14,10 @@ from typing import Any
 
 import numpy as np
 
-#: Default minimum per-sample cosine similarity by precision.
-DEFAULT_MIN_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.99}
-#: Lossy weight compression (k-means palettes of any width) is judged like int8; sparse storage of exact zeros
-#: is lossless and keeps the precision's threshold. 8-bit palettes measured cos 0.9986 on MobileNetV2 (benchmarks/export.py).
-LOSSY_COMPRESSION_MIN_COSINE = {f"{kind}{bits}": 0.99 for kind in ("palettize", "sparse-palettize") for bits in (4, 6, 8)}
+from toolchain.errors import DataError
+from toolchain.policy import CALIBRATION_SAMPLES, CALIBRATION_SEED, FIXED_INPUT_SEED, PARITY_SAMPLES
+
 OUTPUT_NAME = "features"
-
-
-def default_min_cosine(precision: str, compress: str | None = None) -> float:
-    """The parity threshold for an export: the lower of the precision's and the compression's."""
-    return min(DEFAULT_MIN_COSINE[precision], LOSSY_COMPRESSION_MIN_COSINE.get(compress or "", 1.0))
 
 
 @dataclass
@@ -43,6 +37,24 @@ class ParityResult:
 
 def skipped(reason: str, reference: str | None = None) -> ParityResult:
     return ParityResult(status="skipped", reference=reference, reason=reason)
+
+
+def settle(runs: list[tuple[str, ParityResult]]) -> ParityResult:
+    """The artifact's parity from every runtime's: the primary (first) one's numbers, failed if any failed.
+
+    >>> ok, bad = ParityResult("passed", "a"), ParityResult("failed", "b", mismatches=["sample 0: cosine 0.5 < 0.99"])
+    >>> r = settle([("a", ok), ("b", bad)])
+    >>> r.status, r.reference, r.mismatches
+    ('failed', 'a', ['b: sample 0: cosine 0.5 < 0.99'])
+    """
+    if not runs:
+        return skipped("no runtime checked it")
+    primary = runs[0][1]
+    others = [(n, r) for n, r in runs[1:] if r.status == "failed"]
+    if not others:
+        return primary
+    extra = [f"{n}: {m}" for n, r in others for m in (r.mismatches or [r.reason or "failed"])]
+    return ParityResult(**{**primary.to_json(), "status": "failed", "mismatches": [*primary.mismatches, *extra]})
 
 
 def cosine_per_sample(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -109,15 +121,30 @@ def smooth_random_images(n: int, size: int, seed: int) -> np.ndarray:
     return np.clip(np.round(img * 255.0), 0, 255).astype(np.float32)
 
 
+def parity_inputs(size: int) -> np.ndarray:
+    """The images every parity check runs: ``PARITY_SAMPLES`` seeded smooth images (raw pixels NCHW)."""
+    return smooth_random_images(PARITY_SAMPLES, size, FIXED_INPUT_SEED)
+
+
+def fixed_input(size: int) -> np.ndarray:
+    """The fixed input (1, 3, size, size) whose PyTorch features a manifest keeps (``fixed_input.png``)."""
+    return smooth_random_images(1, size, FIXED_INPUT_SEED)
+
+
+def calibration_images(size: int, folder: str | Path | None = None) -> np.ndarray:
+    """int8 calibration / palettization images: from ``folder`` when given, else seeded smooth images."""
+    if folder is not None:
+        return load_images(folder, CALIBRATION_SAMPLES, size)
+    return smooth_random_images(CALIBRATION_SAMPLES, size, CALIBRATION_SEED)
+
+
 def load_images(folder: str | Path, n: int, size: int) -> np.ndarray:
     """Up to ``n`` images from a folder (recursively), resized to ``size``, raw pixels NCHW float32."""
     from PIL import Image, UnidentifiedImageError
 
-    from toolchain.errors import ToolchainError
-
     folder = Path(folder)
     if not folder.is_dir():
-        raise ToolchainError(f"--calibration {folder} is not a folder of images")
+        raise DataError(f"--calibration {folder} is not a folder of images")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
     out = []
     for p in files:
@@ -129,5 +156,5 @@ def load_images(folder: str | Path, n: int, size: int) -> np.ndarray:
         if len(out) >= n:
             break
     if not out:
-        raise ToolchainError(f"--calibration {folder} holds no readable images (.png/.jpg)")
+        raise DataError(f"--calibration {folder} holds no readable images (.png/.jpg)")
     return np.stack(out).transpose(0, 3, 1, 2).copy()

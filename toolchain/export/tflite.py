@@ -1,4 +1,4 @@
-"""TFLite export through litert-torch, run with the LiteRT interpreter (ai-edge-litert).
+"""The TFLite format plugin: export through litert-torch (run: ``runtimes/litert``, the LiteRT interpreter).
 
 - fp32: ``litert_torch.convert`` of the deploy module.
 - fp16: fp16 weights (ai-edge-quantizer's float casting), float32 compute and I/O.
@@ -7,22 +7,26 @@
 - int8 dynamic (``--int8 dynamic``): PT2E dynamic-range; int8 weights, activations
   quantised on the fly.
 NHWC input by default (what Android camera pipelines hand over); ``--layout nchw`` keeps NCHW.
+The Android harness runs TFLite; on iOS it would need the LiteRT iOS runtime, which the harness does not use.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from toolchain.errors import RuntimeUnavailable
-from toolchain.export.base import ExportJob
-from toolchain.export.manifest import package_version
+from toolchain.devices import Device
+from toolchain.export.formats import ArtifactFormat, ExportChoice
+from toolchain.export.manifest import InputSpec, OutputSpec, Quantization, TFLiteDetails, package_version
+from toolchain.progress import MessageFn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from toolchain.export.types import Description, ExportJob
+
 
 def _quiet() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -32,13 +36,26 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-class TFLiteExporter:
-    target = "tflite"
+class TFLiteExporter(ArtifactFormat):
+    name = "tflite"
+    display = "TFLite"
     suffix = ".tflite"
+    app_platform = "android"
+    default_layout = "nhwc"
+    min_os_text = "Android 5.0 (API 21)"
 
-    def convert(self, job: ExportJob, work: Path, progress: Callable[[str], None]) -> Path:
+    def device_note(self, device: Device) -> str | None:
+        if device.platform != self.app_platform:
+            return f"TFLite on {device.name} needs the LiteRT iOS runtime; the harness app uses Core ML"
+        return None
+
+    def name_parts(self, choice: ExportChoice) -> list[str]:
+        return [choice.layout]  # TFLite names always say the layout: NHWC is the default, NCHW on request
+
+    def convert(self, job: "ExportJob", work: Path, progress: MessageFn) -> Path:
         _quiet()
         import litert_torch
+        import torch
 
         out = work / f"{job.artifact_name}{self.suffix}"
         module = job.deploy_module()
@@ -73,66 +90,24 @@ class TFLiteExporter:
             q.quantize().export_model(str(out), overwrite=True)
         return out
 
-    def describe(self, job: ExportJob, artifact: Path) -> dict[str, Any]:
-        it = _interpreter(artifact, threads=1)
-        i, o = it.get_input_details()[0], it.get_output_details()[0]
-        inp: dict[str, Any] = {"name": i["name"], "shape": [int(v) for v in i["shape"]],
-                               "dtype": np.dtype(i["dtype"]).name}
-        if i["quantization"] != (0.0, 0):
-            inp["quantization"] = {"scale": float(i["quantization"][0]), "zero_point": int(i["quantization"][1])}
-        out: dict[str, Any] = {"name": o["name"], "dtype": np.dtype(o["dtype"]).name}
-        if o["quantization"] != (0.0, 0):
-            out["quantization"] = {"scale": float(o["quantization"][0]), "zero_point": int(o["quantization"][1])}
-        extra = {"int8_mode": job.int8_mode} if job.choice.precision == "int8" else {}
-        return {"input": inp, "output": out, **extra}
+    def describe(self, job: "ExportJob", artifact: Path) -> "Description":
+        from ai_edge_litert.interpreter import Interpreter
 
-    def run(self, artifact: Path, manifest: dict[str, Any], pixels_nchw: np.ndarray) -> tuple[np.ndarray, str, str | None]:
-        it = _interpreter(artifact, threads=2)
+        from toolchain.export.types import Description
+
+        it = Interpreter(model_path=str(artifact), num_threads=1)
+        it.allocate_tensors()
         i, o = it.get_input_details()[0], it.get_output_details()[0]
-        layout = manifest["input"].get("layout", "nhwc" if len(i["shape"]) == 4 and i["shape"][-1] == 3 else "nchw")
-        x = pixels_nchw if layout == "nchw" else pixels_nchw.transpose(0, 2, 3, 1)
-        feats = []
-        for k in range(len(x)):
-            it.set_tensor(i["index"], quantize_input(np.ascontiguousarray(x[k:k + 1]), i))
-            it.invoke()
-            feats.append(dequantize_output(it.get_tensor(o["index"]), o))
-        # The converter names outputs generically (e.g. "output_0"); the manifest's contract is "features".
-        return np.concatenate(feats), f"LiteRT {package_version('ai-edge-litert')}", None
+        inp = InputSpec(i["name"], [int(v) for v in i["shape"]], np.dtype(i["dtype"]).name,
+                        quantization=_quantization(i))
+        out = OutputSpec(o["name"], dtype=np.dtype(o["dtype"]).name, quantization=_quantization(o))
+        return Description(inp, out, TFLiteDetails(job.int8_mode if job.choice.precision == "int8" else None))
 
     def versions(self) -> dict[str, str]:
         return {"litert-torch": package_version("litert-torch"), "ai-edge-litert": package_version("ai-edge-litert"),
                 "ai-edge-quantizer": package_version("ai-edge-quantizer")}
 
 
-def _interpreter(path: Path, threads: int):
-    """A ready interpreter; cached per file version, so evaluation batches don't reload the model."""
-    st = Path(path).stat()
-    return _cached_interpreter(str(path), st.st_mtime_ns, st.st_size, threads)
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_interpreter(path: str, mtime_ns: int, size: int, threads: int):
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as e:  # pragma: no cover - a core dependency
-        raise RuntimeUnavailable(f"ai-edge-litert is not importable: {e}") from None
-    it = Interpreter(model_path=str(path), num_threads=threads)
-    it.allocate_tensors()
-    return it
-
-
-def quantize_input(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    """Float input -> the tensor's dtype (int8/uint8 use its scale and zero point)."""
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return x.astype(dtype)
+def _quantization(detail: dict[str, Any]) -> Quantization | None:
     scale, zero = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
-
-
-def dequantize_output(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    if np.dtype(detail["dtype"]).kind == "f":
-        return y.astype(np.float32)
-    scale, zero = detail["quantization"]
-    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+    return None if (scale, zero) == (0.0, 0) else Quantization(float(scale), int(zero))

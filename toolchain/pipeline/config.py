@@ -1,103 +1,277 @@
-"""`pipeline.toml`: validated into plain dicts, with clear errors naming the key.
+"""`pipeline.toml` as validated dataclasses: every problem of a file in one error, before any stage runs.
+
+Each section is a dataclass whose defaults are read from the library's own config dataclasses
+(:class:`toolchain.train.config.TrainConfig`, :class:`toolchain.data.config.SplitConfig` /
+:class:`~toolchain.data.config.SynthConfig`, :class:`toolchain.bench.timing.TimingProtocol`, the device
+catalog and the format plugins), so ``deploy train`` / ``data split`` / ``bench host``, the pipeline and the
+benchmarks cannot drift apart. :func:`parse` checks types, names (unknown keys, methods, devices, formats,
+losses) and values (negative ratios, zero epochs) of the whole file and raises one
+:class:`~toolchain.errors.PipelineError` listing them all; ``--dry-run`` goes through it too.
 
 See ``examples/pipeline.toml`` for a commented example of every section.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from toolchain.pipeline.engine import PipelineError
+from toolchain import typed
+from toolchain.bench.timing import TimingProtocol
+from toolchain.data.config import SplitConfig, SynthConfig
+from toolchain.devices import CATALOG, get_device
+from toolchain.errors import PipelineError, ToolchainError
+from toolchain.pipeline.recipes import Recipe, names_problems as _names, recipes
+from toolchain.train.config import TrainConfig
 
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "pipeline": {"work_dir": "runs/pipeline", "seed": 0},
-    "data": {"path": None, "layout": None, "subject_regex": None, "index_csv": None,
-             "fractions": [0.7, 0.1, 0.2], "max_impostors": 20000, "synth": None},
-    "teacher": {"model": "resnet50_ocular", "input_size": None, "epochs": 10, "batch_size": 32, "lr": 0.05,
-                "optimizer": "sgd", "weight_decay": 5e-4, "weights": "random"},
-    "evaluate": {"artifacts": ["tflite"]},
-    "export": {"targets": ["coreml", "tflite", "onnx"], "devices": ["all"], "precisions": [None]},
-    "bench": {"warmup": 10, "iterations": 100, "threads": 2, "formats": ["onnx", "tflite", "pytorch"]},
-    "plan": {"devices": ["iphone6", "iphonex", "iphonexr", "ipadair2", "ipad7", "android"], "warmup": 10,
-             "iterations": 100, "compute_units": None},
-    "report": {},
-}
-SYNTH_DEFAULTS = {"subjects": 100, "images_per_subject": 12, "size": 224}
-RECIPE_KEYS = {"name", "prune", "structured", "distill", "finetune_epochs", "from"}
+_MIN0 = {"minimum": 0}
+_MIN1 = {"minimum": 1}
 
 
-def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
-    given = raw.get(name, {})
+@dataclass
+class PipelineSection:
+    """Where stage outputs go (relative to the file) and the seed every stage derives its own from."""
+
+    work_dir: str = "runs/pipeline"
+    seed: int = field(default=0, metadata=_MIN0)
+
+
+@dataclass
+class SynthSection:
+    """A synthetic data set instead of a path (``deploy data synth``'s options)."""
+
+    subjects: int = field(default=SynthConfig.subjects, metadata={"minimum": 2})
+    images_per_subject: int = field(default=SynthConfig.images_per_subject, metadata={"minimum": 2})
+    size: int = field(default=SynthConfig.size, metadata={"minimum": 32})
+    seed: int | None = None  # default: [pipeline] seed
+
+
+@dataclass
+class DataSection:
+    """The data set (``path`` or ``synth``) and its splits (``deploy data split``'s options)."""
+
+    path: str | None = None
+    layout: str | None = None
+    subject_regex: str | None = None
+    index_csv: str | None = None
+    fractions: list[float] = field(default_factory=lambda: list(SplitConfig.fractions))
+    max_impostors: int = field(default=SplitConfig.max_impostors, metadata=_MIN1)
+    synth: SynthSection | None = None
+
+
+@dataclass
+class TeacherSection:
+    """The teacher: a card trained ``epochs`` (``deploy train``'s defaults), or a bundle taken as is (epochs 0)."""
+
+    model: str = "resnet50_ocular"
+    input_size: int | None = field(default=None, metadata={"minimum": 8})
+    epochs: int = field(default=TrainConfig.epochs, metadata=_MIN0)
+    batch_size: int = field(default=TrainConfig.batch_size, metadata=_MIN1)
+    lr: float = field(default=TrainConfig.lr, metadata={"exclusive_minimum": 0})
+    optimizer: str = TrainConfig.optimizer
+    weight_decay: float = field(default=TrainConfig.weight_decay, metadata=_MIN0)
+    weights: Literal["random", "imagenet"] = "random"
+
+
+@dataclass
+class EvaluateSection:
+    """Which exported formats are evaluated too (accuracy after conversion and quantisation)."""
+
+    artifacts: list[str] = field(default_factory=lambda: _default_evaluated())
+
+
+@dataclass
+class ExportSection:
+    targets: list[str] = field(default_factory=lambda: _format_names())
+    devices: list[str] = field(default_factory=lambda: ["all"])
+    precisions: list[str | None] = field(default_factory=lambda: [None])  # None: each target's own default
+
+
+@dataclass
+class BenchSection:
+    """Host timings (``deploy bench host``'s protocol)."""
+
+    warmup: int = field(default=TimingProtocol.warmup, metadata=_MIN0)
+    iterations: int = field(default=TimingProtocol.iterations, metadata=_MIN1)
+    threads: int = field(default=TimingProtocol.threads, metadata=_MIN1)
+    formats: list[str] = field(default_factory=lambda: _default_timed())
+
+
+@dataclass
+class PlanSection:
+    """Run plans for the harness apps (``deploy bench plan``), one per device."""
+
+    devices: list[str] = field(default_factory=lambda: list(CATALOG))
+    warmup: int = field(default=TimingProtocol.warmup, metadata=_MIN0)
+    iterations: int = field(default=TimingProtocol.iterations, metadata=_MIN1)
+    compute_units: list[str] | None = None
+
+
+@dataclass
+class ReportSection:
+    pass
+
+
+@dataclass
+class PipelineConfig:
+    """A whole pipeline.toml, validated. ``data`` is None when the teacher is a bundle used without data."""
+
+    pipeline: PipelineSection
+    data: DataSection | None
+    teacher: TeacherSection
+    compress: list[Recipe]
+    evaluate: EvaluateSection
+    export: ExportSection
+    bench: BenchSection
+    plan: PlanSection
+    report: ReportSection
+
+
+SECTIONS: dict[str, type] = {"pipeline": PipelineSection, "data": DataSection, "teacher": TeacherSection,
+                             "evaluate": EvaluateSection, "export": ExportSection, "bench": BenchSection,
+                             "plan": PlanSection, "report": ReportSection}
+
+
+def _format_names() -> list[str]:
+    from toolchain.export.formats import format_names
+
+    return format_names()
+
+
+def _default_evaluated() -> list[str]:
+    """The Android app's format: the one whose accuracy after quantisation matters and that runs on any host."""
+    from toolchain.export.formats import app_format
+
+    return [app_format("android").name]
+
+
+def _default_timed() -> list[str]:
+    """Every format this host can time, and the bundles themselves (PyTorch eager)."""
+    from toolchain import runtimes
+    from toolchain.runtimes.pytorch import BUNDLE_FORMAT
+
+    here = [f for f in _format_names() if any(r.unavailable() is None for r in runtimes.runtimes_for(f, timing=True))]
+    return [*here, BUNDLE_FORMAT]
+
+
+# --- checks of names and values (types are typed.problems') ------------------------------------
+
+
+def _section(name: str, given: Any, problems: list[str]) -> Any:
+    cls = SECTIONS[name]
+    if given is None:
+        given = {}
     if not isinstance(given, dict):
-        raise PipelineError(f"[{name}] must be a table")
-    unknown = set(given) - set(DEFAULTS[name])
+        problems.append(f"[{name}] must be a table")
+        return cls()
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(given) - known)
     if unknown:
-        raise PipelineError(f"[{name}] has unknown keys {sorted(unknown)}; known: {sorted(DEFAULTS[name])}")
-    return {**DEFAULTS[name], **given}
+        problems.append(f"[{name}] has unknown keys {unknown}; known: {sorted(known)}")
+    data = {k: v for k, v in given.items() if k in known}
+    found = typed.problems(cls, data)
+    problems += [f"[{name}] {p}" for p in found]
+    if found:
+        ok = {k: v for k, v in data.items() if not any(p.startswith(f"{k}:") or p.startswith(f"{k}.") for p in found)}
+        return _safe(cls, ok)
+    return typed.build(cls, data)
 
 
-def parse(raw: dict[str, Any], base: Path = Path(".")) -> dict[str, Any]:
-    unknown = set(raw) - set(DEFAULTS) - {"compress"}
+def _safe(cls: type, data: dict[str, Any]) -> Any:
+    """``cls`` from the keys that passed (so later checks can go on), defaults for the rest."""
+    try:
+        return typed.build(cls, data)
+    except ToolchainError:
+        return cls()
+
+
+def _devices(values: list[str], where: str, problems: list[str], allow_all: bool) -> None:
+    for v in values:
+        for key in (k.strip() for k in str(v).split(",") if k.strip()):
+            if allow_all and key.lower() == "all":
+                continue
+            try:
+                get_device(key)
+            except ToolchainError as e:
+                problems.append(f"{where}: {e}")
+
+
+def _checks(cfg: PipelineConfig, raw: dict[str, Any], base: Path, problems: list[str]) -> None:
+    from toolchain.data.layouts import LAYOUTS
+    from toolchain.export.formats import PRECISIONS
+    from toolchain.runtimes.pytorch import BUNDLE_FORMAT
+    from toolchain.train.config import OPTIMIZERS
+
+    d, t = cfg.data, cfg.teacher
+    if d is not None:
+        if d.layout is not None and d.layout not in LAYOUTS:
+            problems.append(f"[data] unknown layout {d.layout!r}; known: {', '.join(LAYOUTS.names())}")
+        if len(d.fractions) != 3 or any(not 0 <= f <= 1 for f in d.fractions) or abs(sum(d.fractions) - 1) > 1e-6:
+            problems.append(f"[data] fractions {d.fractions} must be three shares in [0, 1] that sum to 1")
+    if t.optimizer not in OPTIMIZERS:
+        problems.append(f"[teacher] unknown optimizer {t.optimizer!r}; known: {', '.join(OPTIMIZERS.names())}")
+    if t.epochs == 0 and not (base / t.model).joinpath("model.json").is_file() \
+            and not Path(t.model).joinpath("model.json").is_file():
+        problems.append(f"[teacher] epochs = 0 means: use the bundle {t.model!r} as is; no model.json there")
+    formats = _format_names()
+    _names(cfg.export.targets, formats, "export target", "[export] targets", problems)
+    _names(cfg.evaluate.artifacts, formats, "artifact format", "[evaluate] artifacts", problems)
+    _names(cfg.bench.formats, [*formats, BUNDLE_FORMAT], "format", "[bench] formats", problems)
+    _names([p for p in cfg.export.precisions if p is not None], list(PRECISIONS), "precision", "[export] precisions",
+           problems)
+    _devices(cfg.export.devices, "[export] devices", problems, allow_all=True)
+    _devices(cfg.plan.devices, "[plan] devices", problems, allow_all=False)
+
+
+def parse(raw: dict[str, Any], base: Path = Path("."), source: str = "pipeline config") -> PipelineConfig:
+    """Validate a parsed pipeline.toml (paths relative to ``base``); one PipelineError lists every problem."""
+    problems: list[str] = []
+    unknown = set(raw) - set(SECTIONS) - {"compress"}
     if unknown:
-        raise PipelineError(f"unknown sections {sorted(unknown)}; known: {sorted([*DEFAULTS, 'compress'])}")
-    cfg = {name: _section(raw, name) for name in DEFAULTS}
-    data = cfg["data"]
-    if data["path"] is not None and data["synth"] is not None:
-        raise PipelineError("[data] takes one of path = \"DIR\" (your data set) or synth = {...} (synthetic), not both")
-    if data["path"] is None and data["synth"] is None:
+        problems.append(f"unknown sections {sorted(unknown)}; known: {sorted([*SECTIONS, 'compress'])}")
+    sections = {name: _section(name, raw.get(name), problems) for name in SECTIONS}
+    compress = recipes(raw.get("compress"), problems)
+    data: DataSection | None = sections["data"]
+    teacher: TeacherSection = sections["teacher"]
+    evaluate: EvaluateSection = sections["evaluate"]
+    if data.path is not None and data.synth is not None:
+        problems.append("[data] takes one of path = \"DIR\" (your data set) or synth = {...} (synthetic), not both")
+    if data.path is None and data.synth is None:
         # No data: only a checkpoint can be exported, benchmarked and reported (e.g. CI exports).
-        if cfg["teacher"]["epochs"] or raw.get("compress"):
-            raise PipelineError("[data] needs path = \"DIR\" or synth = {...}: training and compression need data "
-                                "(without data, set [teacher] epochs = 0 and model = a bundle folder)")
-        cfg["data"] = None
-        cfg["evaluate"]["artifacts"] = []
-    elif data["synth"] is not None:
-        bad = set(data["synth"]) - set(SYNTH_DEFAULTS) - {"seed"}
-        if bad:
-            raise PipelineError(f"[data] synth has unknown keys {sorted(bad)}; known: {sorted(SYNTH_DEFAULTS)}")
-        data["synth"] = {**SYNTH_DEFAULTS, "seed": cfg["pipeline"]["seed"], **data["synth"]}
+        if teacher.epochs or raw.get("compress"):
+            problems.append("[data] needs path = \"DIR\" or synth = {...}: training and compression need data "
+                            "(without data, set [teacher] epochs = 0 and model = a bundle folder)")
+        data = None
+        evaluate = EvaluateSection(artifacts=[])
+    elif data.synth is not None:
+        if data.synth.seed is None:
+            data.synth.seed = sections["pipeline"].seed
     else:
-        p = Path(data["path"])
-        data["path"] = str(p if p.is_absolute() else (base / p).resolve())
-    recipes = raw.get("compress", [])
-    if not isinstance(recipes, list):
-        raise PipelineError("[[compress]] must be an array of tables (one per recipe)")
-    names = set()
-    for r in recipes:
-        if "name" not in r:
-            raise PipelineError(f"a [[compress]] recipe lacks name: {r}")
-        if r["name"] in names or r["name"] == "teacher":
-            raise PipelineError(f"[[compress]] name {r['name']!r} is used twice (or is 'teacher')")
-        names.add(r["name"])
-        bad = set(r) - RECIPE_KEYS
-        if bad:
-            raise PipelineError(f"[[compress]] {r['name']!r} has unknown keys {sorted(bad)}; known: {sorted(RECIPE_KEYS)}")
-        if not ({"prune", "structured", "distill"} & set(r)):
-            raise PipelineError(f"[[compress]] {r['name']!r} needs prune, structured and/or distill")
-        if "from" in r and r["from"] not in names - {r["name"]} and r["from"] != "teacher":
-            raise PipelineError(f"[[compress]] {r['name']!r} starts from {r['from']!r}, which is not an earlier recipe")
-    cfg["compress"] = recipes
-    t = cfg["teacher"]
-    if t["epochs"] == 0 and not (base / t["model"]).joinpath("model.json").is_file() \
-            and not Path(t["model"]).joinpath("model.json").is_file():
-        raise PipelineError(f"[teacher] epochs = 0 means: use the bundle {t['model']!r} as is; no model.json there")
-    if t["epochs"] == 0:
-        m = Path(t["model"])
-        t["model"] = str(m if m.is_absolute() or m.joinpath("model.json").is_file() else (base / m).resolve())
+        p = Path(data.path)
+        data.path = str(p if p.is_absolute() else (base / p).resolve())
+    cfg = PipelineConfig(sections["pipeline"], data, teacher, compress, evaluate, sections["export"],
+                         sections["bench"], sections["plan"], sections["report"])
+    _checks(cfg, raw, base, problems)
+    if problems:
+        raise PipelineError(typed.problem_text(source, problems))
+    if teacher.epochs == 0:
+        m = Path(teacher.model)
+        teacher.model = str(m if m.is_absolute() or m.joinpath("model.json").is_file() else (base / m).resolve())
     return cfg
 
 
-def load(path: str | Path) -> dict[str, Any]:
+def load(path: str | Path) -> PipelineConfig:
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"pipeline file {path} does not exist (see examples/pipeline.toml)")
     try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise PipelineError(f"{path} is not valid TOML: {e}") from None
-    cfg = parse(raw, base=path.parent)
-    wd = Path(cfg["pipeline"]["work_dir"])
-    cfg["pipeline"]["work_dir"] = str(wd if wd.is_absolute() else (path.parent / wd).resolve())
+    cfg = parse(raw, base=path.parent, source=str(path))
+    wd = Path(cfg.pipeline.work_dir)
+    cfg.pipeline.work_dir = str(wd if wd.is_absolute() else (path.parent / wd).resolve())
     return cfg

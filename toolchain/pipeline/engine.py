@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from toolchain import jsonio
-from toolchain.errors import ToolchainError
+from toolchain.errors import PipelineError, ToolchainError
 from toolchain.fsutil import atomic_dir, claim_output_dir, clean_stale_temps
 
 STAGE_FILE = "stage.json"
@@ -31,8 +31,7 @@ STAGE_FILE = "stage.json"
 KINDS = ("data", "train", "compress", "evaluate", "export", "bench", "plan", "report")
 
 
-class PipelineError(ToolchainError):
-    """A pipeline file or stage selection that cannot run."""
+__all__ = ["PipelineError", "Stage", "Context", "Done", "StageReport", "run", "resolve", "key_of", "KINDS"]
 
 
 def key_of(kind: str, config: dict[str, Any], dep_keys: list[str]) -> str:

@@ -1,18 +1,23 @@
-"""Turn a validated pipeline config into stages, each calling the library (never the CLI).
+"""Turn a validated pipeline config (:class:`toolchain.pipeline.config.PipelineConfig`) into stages, each
+calling the library (never the CLI).
 
 Stage kinds, in order: data -> train -> compress -> evaluate -> export -> bench -> plan -> report.
 Every stage writes only into its own (temporary until done) folder and records paths
-relative to it, so outputs stay valid after the final rename.
+relative to it, so outputs stay valid after the final rename. A stage's config holds the versions of the
+toolchain and of every converter/runtime it uses, so an upgrade re-runs what the new versions would change.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
+from toolchain import __version__, typed
+from toolchain.export import manifest
+from toolchain.pipeline.config import PipelineConfig
 from toolchain.pipeline.engine import Context, PipelineError, Stage
+from toolchain.runtimes.pytorch import BUNDLE_FORMAT
 
 BUNDLE = "bundle"
 DATA_IMAGES = "images"
@@ -60,10 +65,18 @@ def run_data(ctx: Context) -> dict[str, Any]:
 
 
 def _train_cfg(c: dict[str, Any], seed: int):
-    from toolchain.train.loop import TrainConfig
+    from toolchain.train.config import TrainConfig
 
     return TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], optimizer=c["optimizer"],
                        weight_decay=c["weight_decay"], seed=seed)
+
+
+def _finetune_cfg(c: dict[str, Any], epochs: int, seed: int):
+    """A prune fine-tune's config: the teacher's settings, the short-run warm-up policy of ``deploy prune``."""
+    from toolchain.train.config import finetune_config
+
+    return finetune_config(epochs, batch_size=c["batch_size"], lr=c["lr"], optimizer=c["optimizer"],
+                           weight_decay=c["weight_decay"], seed=seed)
 
 
 def _epoch_log(ctx: Context, what: str):
@@ -111,7 +124,7 @@ def run_compress(ctx: Context) -> dict[str, Any]:
     if c.get("prune"):
         p = dict(c["prune"])
         epochs = int(c.get("finetune_epochs", 0))
-        cfg = _train_cfg({**c["train"], "epochs": epochs}, c["seed"]) if epochs else None
+        cfg = _finetune_cfg(c["train"], epochs, c["seed"])
         out = ctx.out / "pruned"
         res = C.prune_unstructured(current, out, p.pop("method"), float(p.pop("ratio")),
                                    data=spec if epochs else None, cfg=cfg, seed=c["seed"],
@@ -120,7 +133,7 @@ def run_compress(ctx: Context) -> dict[str, Any]:
     if c.get("structured"):
         s = dict(c["structured"])
         epochs = int(c.get("finetune_epochs", 0))
-        cfg = _train_cfg({**c["train"], "epochs": epochs}, c["seed"]) if epochs else None
+        cfg = _finetune_cfg(c["train"], epochs, c["seed"])
         out = ctx.out / "structured"
         res = C.prune_structured(current, out, data=spec if epochs else None, cfg=cfg,
                                  progress=_epoch_log(ctx, "structured fine-tune"), **s)
@@ -128,8 +141,9 @@ def run_compress(ctx: Context) -> dict[str, Any]:
     if c.get("distill"):
         d = dict(c["distill"])
         student = d.pop("student", None) or str(current)
-        losses, ce_weight = parse_losses(d.pop("losses", None), alpha=d.pop("alpha", 0.9),
-                                         temperature=d.pop("temperature", 4.0), ce_weight=d.pop("ce_weight", None))
+        # parse_losses' own defaults (alpha, temperature) unless the recipe sets them: one home for each
+        losses, ce_weight = parse_losses(d.pop("losses", None), **{k: d.pop(k) for k in ("alpha", "temperature",
+                                                                                        "ce_weight") if k in d})
         cfg = _train_cfg({**c["train"], **{k: d.pop(k) for k in ("epochs", "lr", "batch_size", "optimizer", "weight_decay") if k in d}},
                          c["seed"])
         out = ctx.out / "distilled"
@@ -146,8 +160,7 @@ def run_evaluate(ctx: Context) -> dict[str, Any]:
     data = ctx.inputs["data"]
     model = ctx.inputs[ctx.config["model_stage"]]
     targets = [model.path / BUNDLE] if ctx.config["what"] == "bundle" else [
-        p for p in sorted(model.path.iterdir()) if (p / "manifest.json").is_file()
-        and json.loads((p / "manifest.json").read_text())["format"] in ctx.config["formats"]]
+        p for p in _artifact_dirs([model]) if manifest.read(p).format in ctx.config["formats"]]
     out = {}
     for t in targets:
         name = "bundle" if t.name == BUNDLE else t.name
@@ -167,14 +180,14 @@ def run_export(ctx: Context) -> dict[str, Any]:
             for o in export_bundle(ExportRequest(model.path / BUNDLE, target, ctx.out, devices=c["devices"],
                                                  precision=precision), progress=ctx.progress):
                 m = o.manifest
-                rows.append({"artifact": o.folder.name, "format": m["format"], "precision": m["precision"],
-                             "devices": m["devices"], "size_bytes": m["size_bytes"], "parity": m["parity"]["status"],
-                             "cosine_min": m["parity"]["cosine_min"]})
+                rows.append({"artifact": o.folder.name, "format": m.format, "precision": m.precision,
+                             "devices": m.devices, "size_bytes": m.size_bytes, "parity": m.parity.status,
+                             "cosine_min": m.parity.cosine_min})
     return {"artifacts": rows}
 
 
 def _artifact_dirs(exports: list) -> list[Path]:
-    return [p for d in exports for p in sorted(d.path.iterdir()) if (p / "manifest.json").is_file()]
+    return [p for d in exports for p in sorted(d.path.iterdir()) if (p / manifest.MANIFEST_FILE).is_file()]
 
 
 def run_bench(ctx: Context) -> dict[str, Any]:
@@ -183,9 +196,8 @@ def run_bench(ctx: Context) -> dict[str, Any]:
     c = ctx.config
     exports = [d for d in ctx.inputs.values() if d.kind == "export"]
     models = [d for d in ctx.inputs.values() if d.kind in ("train", "compress")]
-    paths: list[Path] = [p for p in _artifact_dirs(exports)
-                         if json.loads((p / "manifest.json").read_text())["format"] in c["formats"]]
-    if "pytorch" in c["formats"]:
+    paths: list[Path] = [p for p in _artifact_dirs(exports) if manifest.read(p).format in c["formats"]]
+    if BUNDLE_FORMAT in c["formats"]:
         paths += [d.path / BUNDLE for d in models]
     outcomes = bench_host(paths, TimingProtocol(c["warmup"], c["iterations"], c["threads"]), ctx.out / "results")
     return {"runs": sum(1 for o in outcomes if o.error is None),
@@ -195,15 +207,14 @@ def run_bench(ctx: Context) -> dict[str, Any]:
 def run_plan(ctx: Context) -> dict[str, Any]:
     from toolchain.bench.plan import PlanRequest, make_plan
     from toolchain.devices import get_device
+    from toolchain.export.formats import app_format
 
     c = ctx.config
     written = {}
     for key in c["devices"]:
-        dev = get_device(key)
-        fmt = "coreml" if dev.platform == "ios" else "tflite"
+        fmt = app_format(get_device(key).platform).name
         arts = [p for p in _artifact_dirs(list(ctx.inputs.values()))
-                if (m := json.loads((p / "manifest.json").read_text()))["format"] == fmt and key in m["devices"]
-                and m["parity"]["status"] != "failed"]
+                if (m := manifest.read(p)).format == fmt and key in m.devices and m.parity.status != "failed"]
         if not arts:
             continue
         make_plan(PlanRequest(artifact_dirs=arts, device=key, out=ctx.out / key, warmup=c["warmup"],
@@ -227,43 +238,67 @@ def run_report(ctx: Context) -> dict[str, Any]:
 # --- config -> stages ------------------------------------------------------------------------
 
 
-def build_stages(cfg: dict[str, Any]) -> list[Stage]:
-    seed = cfg["pipeline"]["seed"]
-    d = cfg["data"]
-    t = cfg["teacher"]
+def _versions(*packages: str) -> dict[str, str]:
+    """The toolchain's and these packages' versions: part of a stage's key, so an upgrade re-runs the stage."""
+    from toolchain.export.manifest import package_version
+
+    return {"toolchain": __version__, **{p: package_version(p) for p in packages}}
+
+
+#: What evaluating or timing artifacts runs on (the runtime layer's packages).
+RUNTIME_PACKAGES = ("torch", "onnxruntime", "ai-edge-litert", "coremltools")
+
+
+def build_stages(cfg: PipelineConfig) -> list[Stage]:
+    from toolchain.export.formats import converter_versions
+
+    seed = cfg.pipeline.seed
+    d, t = cfg.data, cfg.teacher
+    teacher = typed.to_data(t)
     stages = []
     if d is not None:
-        data_cfg = {**d, "seed": seed}
-        if d["path"] is not None:
-            data_cfg["content"] = _listing_hash(Path(d["path"]))
+        data_cfg = {**typed.to_data(d), "seed": seed, "versions": _versions("numpy", "pillow")}
+        if d.path is not None:
+            data_cfg["content"] = _listing_hash(Path(d.path))
         stages.append(Stage("data", "data", data_cfg, run_data))
-    if t["epochs"] == 0:
+    if t.epochs == 0:
         from toolchain.models.bundle import read_meta
 
         # Keyed by the checkpoint's weights hash: a new checkpoint re-runs everything downstream.
-        stages.append(Stage("teacher", "train", {"model": t["model"], "sha256": read_meta(t["model"])["weights"]["sha256"]},
+        stages.append(Stage("teacher", "train", {"model": t.model, "sha256": read_meta(t.model)["weights"]["sha256"]},
                             run_import))
     else:
-        stages.append(Stage("teacher", "train", {**t, "seed": seed}, run_train, deps=["data"]))
+        stages.append(Stage("teacher", "train", {**teacher, "seed": seed, "versions": _versions("torch", "torchvision")},
+                            run_train, deps=["data"]))
     models = ["teacher"]
-    for r in cfg["compress"]:
-        src = r.get("from", "teacher")
+    for r in cfg.compress:
+        src = r.source
         deps = ["data", "teacher"] + ([src] if src != "teacher" else [])
-        stages.append(Stage(r["name"], "compress", {**r, "seed": seed, "train": {**t}}, run_compress, deps=deps))
-        models.append(r["name"])
+        stages.append(Stage(r.name, "compress", {**r.stage_config(), "seed": seed, "train": dict(teacher),
+                                                 "versions": _versions("torch", "torchvision", "torch-pruning")},
+                            run_compress, deps=deps))
+        models.append(r.name)
+    export_cfg = {**typed.to_data(cfg.export),
+                  "versions": {**_versions("torch"), **converter_versions(cfg.export.targets)}}
+    evaluate_versions = _versions(*RUNTIME_PACKAGES)
     exports = []
     for m in models:
         if d is not None:
-            stages.append(Stage(f"eval-{m}", "evaluate", {"model_stage": m, "what": "bundle"}, run_evaluate,
+            stages.append(Stage(f"eval-{m}", "evaluate", {"model_stage": m, "what": "bundle",
+                                                          "versions": _versions("torch")}, run_evaluate,
                                 deps=["data", m]))
-        stages.append(Stage(f"export-{m}", "export", dict(cfg["export"]), run_export, deps=[m]))
+        stages.append(Stage(f"export-{m}", "export", dict(export_cfg), run_export, deps=[m]))
         exports.append(f"export-{m}")
-        if cfg["evaluate"]["artifacts"]:
+        if cfg.evaluate.artifacts:
             stages.append(Stage(f"eval-{m}-artifacts", "evaluate",
                                 {"model_stage": f"export-{m}", "what": "artifacts",
-                                 "formats": cfg["evaluate"]["artifacts"]}, run_evaluate, deps=["data", f"export-{m}"]))
-    stages.append(Stage("bench-host", "bench", dict(cfg["bench"]), run_bench, deps=[*exports, *models]))
-    stages.append(Stage("plans", "plan", dict(cfg["plan"]), run_plan, deps=exports))
+                                 "formats": list(cfg.evaluate.artifacts), "versions": evaluate_versions},
+                                run_evaluate, deps=["data", f"export-{m}"]))
+    stages.append(Stage("bench-host", "bench", {**typed.to_data(cfg.bench), "versions": evaluate_versions}, run_bench,
+                        deps=[*exports, *models]))
+    stages.append(Stage("plans", "plan", {**typed.to_data(cfg.plan), "versions": _versions()}, run_plan,
+                        deps=exports))
     evals = [s.name for s in stages if s.kind == "evaluate"]
-    stages.append(Stage("report", "report", {}, run_report, deps=["bench-host", *exports, *models, *evals]))
+    stages.append(Stage("report", "report", {"versions": _versions()}, run_report,
+                        deps=["bench-host", *exports, *models, *evals]))
     return stages

@@ -12,78 +12,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from toolchain.bench.store import load_results_dirs
 from toolchain.errors import ToolchainError
 from toolchain.fsutil import atomic_dir
-from toolchain.report.catalog import Catalog, Metrics
-from toolchain.report.checks import DEFAULT_MIN_ITERATIONS, CheckContext, Flag, run_checks
-from toolchain.report.stats import Summary, summarize
+from toolchain.report.catalog import Catalog
+from toolchain.report.checks import DEFAULT_MIN_ITERATIONS, CheckContext, run_checks
+from toolchain.report.model import Cell, Report, RunView, Variant
+from toolchain.report.stats import summarize
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunView:
-    result: dict[str, Any]
-    device: str
-    row: str
-    variant: str
-    summary: Summary | None
-    flags: list[Flag]
-
-    @property
-    def run_id(self) -> str:
-        return self.result["run_id"]
-
-
-@dataclass
-class Cell:
-    row: str
-    variant: str
-    runs: list[RunView]
-    summary: Summary | None
-
-
-@dataclass
-class Variant:
-    label: str
-    bundle_sha256: str | None
-    bundle_name: str | None
-    precision: str | None
-    parameters: int | None = None
-    nonzero_parameters: int | None = None
-    bundle_size_bytes: int | None = None
-    compression: float | None = None
-    metrics: Metrics | None = None
-    artifact_sizes: dict[str, int] = field(default_factory=dict)  # format -> size_bytes
-
-    @property
-    def eer(self) -> float | None:
-        return self.metrics.eer if self.metrics else None
-
-
-@dataclass
-class Report:
-    runs: list[RunView]
-    rows: list[str]
-    variants: list[Variant]
-    cells: dict[tuple[str, str], Cell]
-    catalog: Catalog
-    problems: list[str]
-    created_at: str
-    min_iterations: int
-
-    @property
-    def far_keys(self) -> list[str]:
-        keys = {k for v in self.variants if v.metrics for k in v.metrics.tar_at_far}
-        return sorted(keys, key=lambda k: float(k), reverse=True)
-
-    def variant(self, label: str) -> Variant:
-        return next(v for v in self.variants if v.label == label)
 
 
 def device_label(r: dict[str, Any]) -> str:

@@ -82,11 +82,16 @@ class Catalog:
     def discover(cls, artifacts: Iterable[str | Path] = (), bundles: Iterable[str | Path] = (),
                  metrics: Iterable[str | Path] = ()) -> "Catalog":
         cat = cls()
+        from toolchain.errors import ManifestError
+        from toolchain.export import manifest as manifest_mod
+
         for f in _files(artifacts, "manifest.json", cat.problems):
-            man = _read_json(f if f.name == "manifest.json" else f, cat.problems)
-            if isinstance(man, dict) and isinstance(man.get("sha256"), str) and "format" in man:
-                man = {**man, "_folder": str(f.parent)}
-                cat.manifests[man["sha256"]] = man
+            try:  # the one manifest reader (validated, version 1 migrated); the artifact file need not be here
+                man = manifest_mod.read(f, require_file=False).to_json()
+            except ManifestError as e:
+                cat.problems.append(f"{e} (skipped)")
+                continue
+            cat.manifests[man["sha256"]] = {**man, "_folder": str(f.parent)}
         for f in _files(bundles, "model.json", cat.problems):
             meta = _read_json(f, cat.problems)
             sha = _dig(meta, "weights.sha256")

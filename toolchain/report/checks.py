@@ -1,8 +1,9 @@
 """Checks the report flags for each run, registered by name so each one is tested.
 
 - ``numerics``: the run's ``feature_sample`` against the PyTorch reference features of the same
-  fixed input kept in the artifact's manifest (cosine and max-abs over the sample; the
-  per-precision cosine floor is the export parity's).
+  fixed input kept in the artifact's manifest (cosine and max-abs over the sample; the cosine
+  floor is the export parity's, :func:`toolchain.policy.min_cosine` of the artifact's precision
+  and weight compression).
 - ``thermal``: the thermal state changed during the run, or the run started hot.
 - ``iterations``: fewer timed samples than the report's minimum.
 - ``artifact``: the artifact's sha256 matches no manifest (or bundle) given to the report.
@@ -18,14 +19,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from toolchain.policy import FIXED_INPUT_SEED, min_cosine
 from toolchain.registry import Registry
 from toolchain.report.catalog import Catalog
 
-#: The export parity's cosine floors (``toolchain.export.parity.DEFAULT_MIN_COSINE``).
-MIN_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.99}
 DEFAULT_MIN_ITERATIONS = 30
-#: Seed of the export driver's fixed input: a host run of a bundle with this seed used the same pixels.
-FIXED_INPUT_SEED = 1234
 HOT = ("serious", "critical")
 
 
@@ -77,10 +75,13 @@ def check_numerics(r: dict[str, Any], ctx: CheckContext) -> Flag:
     if not np.all(np.isfinite(b)):
         return Flag("numerics", "fail", "non-finite values in the device's features")
     cos, max_abs = cosine(a, b), float(np.max(np.abs(a - b)))
-    floor = MIN_COSINE.get(r["artifact"].get("precision") or "fp32", MIN_COSINE["fp32"])
+    precision = r["artifact"].get("precision") or "fp32"
+    compress = (ctx.catalog.manifest_for(r) or {}).get("compress")
+    floor = min_cosine(precision, compress)
     text = f"first {n} features vs PyTorch ({where}): cosine {cos:.6f}, max abs {max_abs:.3g}"
-    if cos < floor:
-        return Flag("numerics", "fail", f"{text} < {floor} required for {r['artifact'].get('precision') or 'fp32'}")
+    if not cos >= floor:  # a NaN cosine fails too
+        what = precision + (f" with {compress} weights" if compress else "")
+        return Flag("numerics", "fail", f"{text} < {floor} required for {what}")
     return Flag("numerics", "ok", text)
 
 

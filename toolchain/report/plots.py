@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from toolchain.report.stats import pareto_front
 
 if TYPE_CHECKING:  # pragma: no cover
-    from toolchain.report.build import Report
+    from toolchain.report.model import Report
 
 MAX_BOXES = 40
 

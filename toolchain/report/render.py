@@ -1,4 +1,4 @@
-"""Render a :class:`~toolchain.report.build.Report` as Markdown, a self-contained HTML page, CSV and JSON.
+"""Render a :class:`~toolchain.report.model.Report` as Markdown, a self-contained HTML page, CSV and JSON.
 
 The same table builders feed every format, so the Markdown, HTML and CSV never disagree.
 Milliseconds in tables are formatted from the nanosecond statistics; CSVs keep full precision.
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from toolchain.fsutil import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from toolchain.report.build import Report
+    from toolchain.report.model import Report
     from toolchain.report.stats import Summary
 
 Table = tuple[list[str], list[list[str]]]

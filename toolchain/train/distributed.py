@@ -1,6 +1,6 @@
 """Multi-process training with torchrun: rank, world size, device, process group.
 
-``torchrun --nproc-per-node N -m toolchain.train ...`` sets ``RANK``, ``WORLD_SIZE`` and
+``torchrun --nproc-per-node N -m toolchain.cli train ...`` sets ``RANK``, ``WORLD_SIZE`` and
 ``LOCAL_RANK``; :func:`init` joins the group (NCCL with CUDA, gloo on CPU). Without those
 variables everything runs as a single process (rank 0 of 1).
 """

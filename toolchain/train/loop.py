@@ -49,9 +49,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -63,64 +63,19 @@ from toolchain.data.splits import Protocol
 from toolchain.errors import CheckpointError, DataError, ToolchainError
 from toolchain.fsutil import atomic_write_bytes, ensure_writable_dir
 from toolchain.models.arch import FeatureModel, probe_feature_dim
-from toolchain.registry import Registry
+from toolchain.progress import ProgressFn  # noqa: F401  (the one progress type, re-exported for callers)
 from toolchain.train import checkpoint as ckpt
 from toolchain.train import distributed as D
+from toolchain.train.config import OPTIMIZERS, TrainConfig  # noqa: F401  (their light home: the CLI shows defaults)
 from toolchain.train.heads import HEADS, MARGIN_HEADS
 from toolchain.train.validate import ValSet, validation_eer
 
 log = logging.getLogger(__name__)
 
-#: progress(stage, done, total, info): stage "train" (info: epoch, loss, accuracy, lr) or "val"
-ProgressFn = Callable[[str, int, int, dict[str, Any]], None]
+#: progress(stage, done, total, info): stage "train" (info: epoch, loss, accuracy, lr) or "val" (toolchain.progress)
 BEST_FILE = "best.safetensors"
 
 
-@dataclass
-class TrainConfig:
-    """Training settings. Units: ``lr`` per step; epochs count passes over the training split."""
-
-    epochs: int = 10
-    batch_size: int = 32  # per process
-    lr: float = 0.05
-    optimizer: str = "sgd"  # a name in OPTIMIZERS: sgd (momentum 0.9, Nesterov) | adamw
-    momentum: float = 0.9
-    weight_decay: float = 5e-4  # not applied to biases and normalisation weights
-    warmup_epochs: float = 1.0
-    min_lr_fraction: float = 0.0  # the cosine ends at lr * this
-    label_smoothing: float = 0.1
-    head: str = "softmax"  # a name in toolchain.train.heads.HEADS: softmax | arcface | cosface
-    margin: float = 0.5  # radians for arcface, cosine units for cosface
-    scale: float = 30.0  # logit scale of margin heads
-    augment: str = "ocular"  # a name in toolchain.data.augment.AUGMENTATIONS
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    amp: str = "auto"  # auto (on with CUDA) | on | off
-    num_workers: int = 0
-    max_bad_fraction: float = 0.01
-    grad_clip_norm: float | None = None
-    eval_batch_size: int = 64
-
-    #: settings that may change between an interrupted run and its --resume
-    RESUMABLE_CHANGES = ("epochs", "device", "num_workers", "eval_batch_size", "amp")
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ToolchainError(f"epochs and batch size must be at least 1 (got {self.epochs}, {self.batch_size})")
-        if not self.lr > 0:
-            raise ToolchainError(f"learning rate must be positive, got {self.lr}")
-        HEADS.get(self.head)
-        OPTIMIZERS.get(self.optimizer)
-        if self.amp not in ("auto", "on", "off"):
-            raise ToolchainError(f"amp must be auto, on or off, got {self.amp!r}")
-
-    def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-OPTIMIZERS: Registry[Callable[[list[dict[str, Any]], TrainConfig], torch.optim.Optimizer]] = Registry("optimizer")
-OPTIMIZERS.add("sgd", lambda groups, cfg: torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True))
-OPTIMIZERS.add("adamw", lambda groups, cfg: torch.optim.AdamW(groups, lr=cfg.lr))
 
 
 class Hooks:

@@ -1,0 +1,13 @@
+"""The worked examples in the docstrings of the policy, validation and runtime modules hold."""
+
+import doctest
+import importlib
+
+import pytest
+
+
+@pytest.mark.parametrize("module", ["toolchain.policy", "toolchain.typed", "toolchain.progress",
+                                    "toolchain.export.parity", "toolchain.export.coreml", "toolchain.runtimes.litert"])
+def test_docstring_examples_hold(module):
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

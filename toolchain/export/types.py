@@ -1,0 +1,106 @@
+"""What an export is made of: the module every artifact computes, one conversion's job, and the converter protocol.
+
+:class:`DeployModule` is built in two places only: :meth:`ExportJob.deploy_module` (what converters trace) and
+the ``pytorch`` runtime (``toolchain/runtimes/pytorch.py``: parity's reference, evaluation of bundles and host
+timing of bundles), so what is converted and what it is compared with are the same module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from toolchain.progress import MessageFn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from toolchain.devices import Device
+    from toolchain.export.formats import ExportChoice
+    from toolchain.export.manifest import InputSpec, OutputSpec
+    from toolchain.models.bundle import Bundle
+
+
+class DeployModule(nn.Module):
+    """What every artifact computes: raw RGB pixels (0..255, float) -> features.
+
+    Normalisation is baked in as one per-channel multiply-add, ``x * (1/(255*std)) + (-mean/std)``,
+    so the apps pass raw pixels. With ``layout="nhwc"`` the input is (N, H, W, 3).
+    """
+
+    def __init__(self, model: nn.Module, mean: list[float], std: list[float], layout: str = "nchw") -> None:
+        super().__init__()
+        self.model = model
+        self.layout = layout
+        m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * s))
+        self.register_buffer("bias", -m / s)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layout == "nhwc":
+            x = x.permute(0, 3, 1, 2)
+        return self.model(x * self.scale + self.bias)
+
+
+@dataclass
+class ExportJob:
+    """Everything one conversion needs."""
+
+    bundle: "Bundle"
+    choice: "ExportChoice"
+    devices: list["Device"]
+    artifact_name: str
+    calibration: np.ndarray  # raw pixels, NCHW float32: int8 calibration / Core ML palettization data
+    compress: str | None = None
+    int8_mode: str = "static"  # TFLite int8: "static" (calibrated activations) or "dynamic" (dynamic range)
+
+    @property
+    def size(self) -> int:
+        return self.bundle.input_size
+
+    def deploy_module(self, layout: str | None = None) -> DeployModule:
+        return DeployModule(self.bundle.model, self.bundle.mean, self.bundle.std, layout or self.choice.layout).eval()
+
+    def input_shape(self, layout: str | None = None, batch: int = 1) -> list[int]:
+        s = self.size
+        return [batch, s, s, 3] if (layout or self.choice.layout) == "nhwc" else [batch, 3, s, s]
+
+    def example_input(self, layout: str | None = None) -> torch.Tensor:
+        x = torch.from_numpy(self.calibration[:1].copy())
+        return x.permute(0, 2, 3, 1).contiguous() if (layout or self.choice.layout) == "nhwc" else x
+
+
+@dataclass
+class Description:
+    """What a converter reads back from the artifact it wrote (the manifest's format-specific facts).
+
+    ``input``/``output`` carry what the file says (names, shapes, dtypes, quantisation); the driver adds the
+    layout, normalisation and feature dimension. ``details`` is the format's typed manifest block
+    (:class:`~toolchain.export.manifest.CoreMLDetails`, ...). ``min_os`` overrides the format's default
+    when the file itself needs a newer OS (Core ML compressed weights).
+    """
+
+    input: "InputSpec"
+    output: "OutputSpec"
+    details: Any = None
+    min_os: str | None = None
+
+
+class Exporter(Protocol):
+    """The converter half of a format plugin (the facts half is :class:`~toolchain.export.formats.ArtifactFormat`)."""
+
+    name: str
+
+    def convert(self, job: ExportJob, work: Path, progress: MessageFn) -> Path:
+        """Write the artifact into ``work``; return its path."""
+        ...
+
+    def describe(self, job: ExportJob, artifact: Path) -> Description: ...
+
+    def versions(self) -> dict[str, str]:
+        """Converter package versions, for the manifest and the pipeline's stage keys."""
+        ...

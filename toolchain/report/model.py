@@ -1,0 +1,74 @@
+"""What a report is made of: runs, cells, model variants and the report itself (no logic that builds them).
+
+``report/build.py`` fills these; ``report/render.py`` and ``report/plots.py`` read them. Keeping the types
+here lets both sides import them without importing each other (the import graph stays acyclic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolchain.report.catalog import Catalog, Metrics
+from toolchain.report.checks import Flag
+from toolchain.report.stats import Summary
+
+
+@dataclass
+class RunView:
+    result: dict[str, Any]
+    device: str
+    row: str
+    variant: str
+    summary: Summary | None
+    flags: list[Flag]
+
+    @property
+    def run_id(self) -> str:
+        return self.result["run_id"]
+
+
+@dataclass
+class Cell:
+    row: str
+    variant: str
+    runs: list[RunView]
+    summary: Summary | None
+
+
+@dataclass
+class Variant:
+    label: str
+    bundle_sha256: str | None
+    bundle_name: str | None
+    precision: str | None
+    parameters: int | None = None
+    nonzero_parameters: int | None = None
+    bundle_size_bytes: int | None = None
+    compression: float | None = None
+    metrics: Metrics | None = None
+    artifact_sizes: dict[str, int] = field(default_factory=dict)  # format -> size_bytes
+
+    @property
+    def eer(self) -> float | None:
+        return self.metrics.eer if self.metrics else None
+
+
+@dataclass
+class Report:
+    runs: list[RunView]
+    rows: list[str]
+    variants: list[Variant]
+    cells: dict[tuple[str, str], Cell]
+    catalog: Catalog
+    problems: list[str]
+    created_at: str
+    min_iterations: int
+
+    @property
+    def far_keys(self) -> list[str]:
+        keys = {k for v in self.variants if v.metrics for k in v.metrics.tar_at_far}
+        return sorted(keys, key=lambda k: float(k), reverse=True)
+
+    def variant(self, label: str) -> Variant:
+        return next(v for v in self.variants if v.label == label)

@@ -1,0 +1,94 @@
+"""The training loop's settings, in a module that imports nothing heavy: ``deploy train`` / ``prune`` /
+``distill`` show these defaults in ``--help``, the pipeline's ``[teacher]`` section and the benchmarks build
+the same dataclass, so every default has one home.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable
+
+from toolchain.errors import ConfigError
+from toolchain.registry import Registry
+
+#: Fine-tunes shorter than this many epochs get no learning-rate warm-up (a 1-epoch warm-up would be most
+#: of the run); longer ones keep :attr:`TrainConfig.warmup_epochs`.
+SHORT_RUN_EPOCHS = 3
+#: Peak learning rate of ``deploy prune``'s fine-tune (a pruned network starts near a minimum).
+FINETUNE_LR = 0.01
+
+
+@dataclass
+class TrainConfig:
+    """Training settings. Units: ``lr`` per step; epochs count passes over the training split."""
+
+    epochs: int = 10
+    batch_size: int = 32  # per process
+    lr: float = 0.05
+    optimizer: str = "sgd"  # a name in OPTIMIZERS: sgd (momentum 0.9, Nesterov) | adamw
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # not applied to biases and normalisation weights
+    warmup_epochs: float = 1.0
+    min_lr_fraction: float = 0.0  # the cosine ends at lr * this
+    label_smoothing: float = 0.1
+    head: str = "softmax"  # a name in toolchain.train.heads.HEADS: softmax | arcface | cosface
+    margin: float = 0.5  # radians for arcface, cosine units for cosface
+    scale: float = 30.0  # logit scale of margin heads
+    augment: str = "ocular"  # a name in toolchain.data.augment.AUGMENTATIONS
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: str = "auto"  # auto (on with CUDA) | on | off
+    num_workers: int = 0
+    max_bad_fraction: float = 0.01
+    grad_clip_norm: float | None = None
+    eval_batch_size: int = 64
+
+    #: settings that may change between an interrupted run and its --resume
+    RESUMABLE_CHANGES = ("epochs", "device", "num_workers", "eval_batch_size", "amp")
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError(f"epochs and batch size must be at least 1 (got {self.epochs}, {self.batch_size})")
+        if not self.lr > 0:
+            raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        from toolchain.train.heads import HEADS  # torch: imported when a config is made, not at import
+
+        HEADS.get(self.head)
+        OPTIMIZERS.get(self.optimizer)
+        if self.amp not in ("auto", "on", "off"):
+            raise ConfigError(f"amp must be auto, on or off, got {self.amp!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _sgd(groups: list[dict[str, Any]], cfg: TrainConfig) -> Any:
+    import torch
+
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+
+
+def _adamw(groups: list[dict[str, Any]], cfg: TrainConfig) -> Any:
+    import torch
+
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+#: optimizer name -> factory(parameter groups, config) -> torch.optim.Optimizer
+OPTIMIZERS: Registry[Callable[[list[dict[str, Any]], TrainConfig], Any]] = Registry("optimizer")
+OPTIMIZERS.add("sgd", _sgd)
+OPTIMIZERS.add("adamw", _adamw)
+
+
+def finetune_config(epochs: int, **settings: Any) -> TrainConfig | None:
+    """The config of a fine-tune (pruning, distillation) of ``epochs``: None for 0 epochs; no warm-up under 3.
+
+    The one home of the short-run warm-up policy (the CLI and the pipeline both use it).
+
+    >>> finetune_config(0) is None, finetune_config(2).warmup_epochs, finetune_config(5, lr=0.01).warmup_epochs
+    (True, 0.0, 1.0)
+    """
+    if epochs <= 0:
+        return None
+    cfg = TrainConfig(epochs=epochs, **settings)
+    return replace(cfg, warmup_epochs=0.0) if epochs < SHORT_RUN_EPOCHS and "warmup_epochs" not in settings else cfg
