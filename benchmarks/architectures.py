@@ -81,9 +81,9 @@ def _evaluate(folder: Path) -> dict:
     from PIL import Image
 
     from toolchain.export import manifest as man
-    from toolchain.export.base import run_artifact
+    from toolchain.runtimes import run_artifact
 
-    m = man.read(folder)
+    m = man.read(folder).to_json()
     ref = np.asarray(m["reference_features"]["sample"], np.float32)
     png = folder / m["reference_features"]["input"]
     pixels = np.asarray(Image.open(png).convert("RGB"), np.float32).transpose(2, 0, 1)[None]
@@ -153,10 +153,10 @@ def run_one(label: str, size: int, seed: int = 0, coreml_precision: str = "fp32"
                 folder = None
                 try:
                     (o,) = export_bundle(ExportRequest(bundle, target, out, devices=group, precision=precision))
-                    folder, m = o.folder, o.manifest
+                    folder, m = o.folder, o.manifest.to_json()
                 except ParityError as e:
                     folder = next(out.glob("*/manifest.json")).parent
-                    m = read_manifest(folder)
+                    m = read_manifest(folder).to_json()
                     cell["reason"] = _first_line(e) + " " + " | ".join(str(e).splitlines()[1:])[:300]
                 except ToolchainError as e:
                     m = None
@@ -168,7 +168,7 @@ def run_one(label: str, size: int, seed: int = 0, coreml_precision: str = "fp32"
                 if m is not None:
                     p = m["parity"]
                     cell.update(status=p["status"], artifact=m["name"], precision=m["precision"],
-                                spec_version=m.get("spec_version"), size_bytes=m["size_bytes"],
+                                spec_version=(m.get("coreml") or {}).get("spec_version"), size_bytes=m["size_bytes"],
                                 convert_seconds=m["convert_seconds"], cosine_min=p["cosine_min"],
                                 max_abs=p["max_abs"], reference=p["reference"])
                     if p["status"] == "skipped":

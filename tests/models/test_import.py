@@ -54,7 +54,7 @@ def _export_all(bundle_dir, out, targets=("onnx", "coreml")):
     for target in targets:
         devices = {"onnx": [], "coreml": ["all"], "tflite": ["android"]}[target]
         for o in export_bundle(ExportRequest(bundle_dir, target, out, devices=devices)):
-            statuses[o.manifest["name"]] = o.manifest["parity"]["status"]
+            statuses[o.manifest.name] = o.manifest.parity.status
     return statuses
 
 
