@@ -124,6 +124,10 @@ class CompressionError(ToolchainError):
     """A pruning or distillation request that cannot be met (ratio out of reach, nothing to prune, bad student)."""
 
 
+class ImportModelError(BundleError):
+    """A checkpoint or model file cannot be imported as a bundle (needs a full pickle, keys do not match...)."""
+
+
 class OutputFolderError(ToolchainError):
     """An output path that may not be written: a file, or a folder this tool did not write (``--force`` replaces it)."""
 

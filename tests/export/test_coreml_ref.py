@@ -45,6 +45,22 @@ def test_pool2d_kernel_matches_torch(kind, ceil, exclude):
     np.testing.assert_allclose(got, ref.numpy(), rtol=1e-6, atol=1e-6)
 
 
+def test_include_last_pixel_is_ceil_mode():
+    """NeuralNetwork includeLastPixel padding = PyTorch ceil_mode, for odd and even sizes, with padding."""
+    for n, k, s, p in [(7, 3, 2, 0), (6, 3, 2, 0), (8, 3, 2, 1), (5, 2, 2, 0)]:
+        x = torch.randn(1, 2, n, n, generator=torch.Generator().manual_seed(n))
+        ref = nn.functional.max_pool2d(x, k, s, p, ceil_mode=True)
+        pads = coreml_ref.include_last_pixel_pads((n, n), (k, k), (s, s), (p, p))
+        got = coreml_ref.pool2d(x.numpy(), "max", (k, k), (s, s), pads)
+        np.testing.assert_allclose(got, ref.numpy(), rtol=1e-6)
+        for include_pad in (True, False):  # the ceil cells never count; the padding counts when asked
+            ref = nn.functional.avg_pool2d(x, k, s, p, ceil_mode=True, count_include_pad=include_pad)
+            got = coreml_ref.pool2d(x.numpy(), "avg", (k, k), (s, s), (p, p, p, p), exclude_padding=not include_pad,
+                                    ceil_mode=True)
+            np.testing.assert_allclose(got, ref.numpy(), rtol=1e-5, atol=1e-6)
+    assert coreml_ref.concat([np.array([1, 2]), np.array([3, 4])], 0, interleave=True).tolist() == [1, 3, 2, 4]
+
+
 def test_same_padding_and_bit_unpacking_worked_examples():
     assert coreml_ref.same_padding((4, 4), (3, 3), (2, 2)) == (0, 1, 0, 1)
     assert coreml_ref.same_padding((4, 4), (3, 3), (2, 2), top_left_heavy=True) == (1, 0, 1, 0)
@@ -116,10 +132,64 @@ OPS = {
     "mul_add_consts": lambda: _Lambda(lambda x: x * torch.tensor([0.5, 2.0, -1.0]).view(1, 3, 1, 1) + 0.25),
     "squeeze_excite": _SE,
     "concat": _Concat,
+    # what the torchvision/timm zoo adds (benchmarks/architectures.py):
+    "max_pool_ceil": lambda: nn.MaxPool2d(3, 2, ceil_mode=True),  # SqueezeNet: NN includeLastPixel padding
+    "avg_pool_ceil_pad": lambda: nn.AvgPool2d(3, 2, padding=1, ceil_mode=True),
+    "sigmoid": lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.Sigmoid()),
+    "silu": lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.SiLU()),
+    "channel_shuffle": lambda: _Shuffle(),  # ShuffleNet: coremltools fuses it into an interleaved concat
+    "spatial_mean": lambda: _Lambda(lambda x: x.mean((2, 3))),  # MNASNet's head: reduce_mean / reduceMean
 }
 
 
-def _convert(module: nn.Module, fmt: str, path):
+class _Shuffle(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = torch.cat([self.a(x), self.b(x)], 1)
+        n, c, h, w = y.shape
+        return y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+#: ops whose NeuralNetwork form needs iOS 14 (spec 5): the interleaved concatND
+NN_IOS14 = {"channel_shuffle"}
+
+
+class _LayerNorm2d(nn.Module):
+    """ConvNeXt's channels-last LayerNorm: permute, layer_norm over C, permute back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(3)
+        with torch.no_grad():
+            self.ln.weight.uniform_(0.5, 1.5)
+            self.ln.bias.uniform_(-0.5, 0.5)
+
+    def forward(self, x):
+        return self.ln(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+#: ML Program only (their NeuralNetwork layers are spec 4+ kinds the executor leaves to UnknownOpError)
+MIL_OPS_ONLY = {
+    "chunk_split": lambda: _Lambda(lambda x: torch.cat(list(reversed(x.chunk(3, dim=1))), 1)),
+    "gelu": lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.GELU()),
+    "gelu_tanh": lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.GELU(approximate="tanh")),
+    "layer_norm_channels_last": _LayerNorm2d,
+    "softmax": lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.Softmax(dim=1)),
+}
+
+
+@pytest.mark.parametrize("op", sorted(MIL_OPS_ONLY))
+def test_executor_matches_torch_ml_program_ops(op, tmp_path):
+    torch.manual_seed(0)
+    path, x, ref = _convert(MIL_OPS_ONLY[op](), "mlprogram", tmp_path)
+    got = coreml_ref.run_artifact(path, {"x": x})[0]["y"]
+    np.testing.assert_allclose(got.reshape(ref.shape), ref, rtol=1e-4, atol=1e-4)
+
+
+def _convert(module: nn.Module, fmt: str, path, nn_ios: int = 13):
     module = _Net(module).eval()
     x = torch.rand(1, 3, SIZE, SIZE) * 4 - 2
     with torch.no_grad():
@@ -128,7 +198,8 @@ def _convert(module: nn.Module, fmt: str, path):
     kwargs = {"compute_precision": ct.precision.FLOAT32} if fmt == "mlprogram" else {}
     model = ct.convert(traced, convert_to=fmt, inputs=[ct.TensorType(name="x", shape=x.shape)],
                        outputs=[ct.TensorType(name="y")],
-                       minimum_deployment_target=ct.target.iOS15 if fmt == "mlprogram" else ct.target.iOS13, **kwargs)
+                       minimum_deployment_target=ct.target.iOS15 if fmt == "mlprogram" else getattr(ct.target, f"iOS{nn_ios}"),
+                       **kwargs)
     out = path / ("m.mlpackage" if fmt == "mlprogram" else "m.mlmodel")
     model.save(str(out))
     return out, x.numpy(), ref
@@ -137,8 +208,11 @@ def _convert(module: nn.Module, fmt: str, path):
 @pytest.mark.parametrize("fmt", ["neuralnetwork", "mlprogram"])
 @pytest.mark.parametrize("op", sorted(OPS))
 def test_executor_matches_torch_op_by_op(op, fmt, tmp_path):
+    from toolchain.export import coreml_ops
+
+    coreml_ops.register()  # the channel shuffle traces aten::Int
     torch.manual_seed(0)
-    path, x, ref = _convert(OPS[op](), fmt, tmp_path)
+    path, x, ref = _convert(OPS[op](), fmt, tmp_path, 14 if op in NN_IOS14 else 13)
     outs, runtime = coreml_ref.run_artifact(path, {"x": x})
     got = outs["y"]
     assert ("ML Program" in runtime) == (fmt == "mlprogram")
@@ -200,8 +274,8 @@ def test_constexpr_weights_decode_like_coremltools(kind, ios, tmp_path):
 
 
 def test_unknown_op_is_named(tmp_path):
-    path, x, _ = _convert(nn.Sequential(nn.Conv2d(3, 4, 1), nn.GELU()), "mlprogram", tmp_path)
-    with pytest.raises(coreml_ref.UnknownOpError, match="gelu"):
+    path, x, _ = _convert(nn.Sequential(nn.Conv2d(3, 4, 1), nn.ELU()), "mlprogram", tmp_path)
+    with pytest.raises(coreml_ref.UnknownOpError, match="elu"):
         coreml_ref.run_artifact(path, {"x": x})
 
 

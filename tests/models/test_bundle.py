@@ -84,8 +84,10 @@ def test_unknown_card_lists_the_known_ones():
         load_card("resnet51")
     with pytest.raises(CardError, match="torchvision"):
         build_model({"source": "torchvision", "name": "not_a_net"})
-    with pytest.raises(CardError, match="no Linear classifier"):  # SqueezeNet classifies with a conv
-        build_model({"source": "torchvision", "name": "squeezenet1_0"})
+    # SqueezeNet classifies with a conv: its features are the global-pooled last map (issue 13; was refused)
+    m = build_model({"source": "torchvision", "name": "squeezenet1_0"}).eval()
+    with torch.no_grad():
+        assert m(torch.zeros(1, 3, 64, 64)).shape == (1, 512)
 
 
 def test_imagenet_weights_never_download(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.cli import app
-from toolchain.cli._common import ForceOpt, console
+from toolchain.cli._common import ForceOpt, console, err_console, styled
 
 model_app = typer.Typer(help="Create and inspect model bundles (model.safetensors + model.json).", no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -18,7 +18,7 @@ app.add_typer(model_app, name="model")
 @model_app.command("init")
 def init(
     card: Annotated[str, typer.Argument(help="Model card (resnet50_ocular, mobilenet_v2, mobilenet_v3_small, resnet18, "
-                                             "tiny_ocular), a card .toml path, or torchvision:NAME.")],
+                                             "tiny_ocular), a card .toml path, torchvision:NAME or timm:NAME.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write.")],
     seed: Annotated[int, typer.Option(help="Seed of the random init and BatchNorm re-estimation.")] = 0,
     input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's).", min=16, max=4096)] = None,
@@ -32,6 +32,66 @@ def init(
     b = load_bundle(path)
     console.print(f"wrote bundle {path}: {b.name}, {b.meta['weights']['num_parameters']:,} parameters, "
                   f"feature dim {b.feature_dim}, input {b.input_size}x{b.input_size}, sha256 {b.sha256[:12]}")
+
+
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("true", "yes", "1", "on"):
+        return True
+    if v in ("false", "no", "0", "off"):
+        return False
+    raise typer.BadParameter(f"expected true or false, not {value!r}")
+
+
+@model_app.command("import")
+def import_(
+    checkpoint: Annotated[Path, typer.Argument(help="Weights (.safetensors; .pth/.pt/.ckpt read with weights_only=True), "
+                                                   ".onnx, a TorchScript archive or a torch.export .pt2.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write.")],
+    arch: Annotated[Optional[str], typer.Option(help="Architecture of a weights file: a card (resnet50_ocular, ...), "
+                                                      "torchvision:NAME, timm:NAME or a card .toml. For graph files: "
+                                                      "optional, gives the input size and normalisation.")] = None,
+    key: Annotated[Optional[str], typer.Option(help="Where the state dict is inside the checkpoint (e.g. ema, "
+                                                     "state_dict_ema, or a.b for nested dicts). Default: found.")] = None,
+    head_name: Annotated[Optional[str], typer.Option("--head-name", help="The classifier module (ONNX: node) to drop; "
+                                                     "'none' keeps everything (the output is the feature). Default: found.")] = None,
+    feature_layer: Annotated[Optional[str], typer.Option("--feature-layer", help="Take features from this module's "
+                                                          "output (ONNX: value), global-average-pooled.")] = None,
+    strict: Annotated[str, typer.Option(help="false: load the keys that match and list the rest instead of failing.")] = "true",
+    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's or the file's).", min=16, max=4096)] = None,
+    name: Annotated[Optional[str], typer.Option(help="Bundle name (default: the card's or the file's).")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Import a model trained elsewhere as a bundle, and check its features against the original.
+
+    Example: deploy model import run42/best.ckpt --arch resnet50_ocular --out teacher
+    """
+    from toolchain.models.importer import ImportRequest, import_model
+
+    req = ImportRequest(source=checkpoint, out=out, arch=arch, key=key, head_name=head_name,
+                        feature_layer=feature_layer, strict=_bool(strict), input_size=input_size, name=name,
+                        force=force)
+    with err_console.status(f"importing {checkpoint}...") as status:
+        def say(msg: str) -> None:
+            status.update(msg)
+            err_console.log(msg)
+        res = import_model(req, progress=say)
+    rec = res.record
+    v = rec["verification"]
+    head = rec.get("head") or {}
+    console.print(styled("wrote bundle ", (str(res.path), "bold"),
+                         f": {res.meta['name']}, feature dim {res.meta['feature_dim']}, input {res.meta['input']['size'][0]} px"
+                         + (" (graph-only: exports and evaluates; cannot be pruned)"
+                            if res.meta["architecture"].get("graph_only") else "")))
+    if head.get("num_classes"):
+        console.print(f"  classifier {head.get('module') or head.get('node')}: {head['num_classes']} classes, "
+                      "dropped from the deployed trunk")
+    if rec.get("prefix_stripped"):
+        console.print(f"  stripped key prefix {rec['prefix_stripped']!r}")
+    if rec.get("problems"):
+        console.print(styled("  ", ("--strict false", "yellow"), f": {rec['problems']}"))
+    console.print(f"  verified against {v['against']}: cosine min {v['cosine_min']:.7f}, max abs {v['max_abs']:.2e} "
+                  f"on {v['samples']} seeded inputs; source sha256 {rec['source_sha256'][:12]}")
 
 
 @model_app.command("info")
@@ -76,4 +136,5 @@ def cards() -> None:
     for name in builtin_card_names():
         c = load_card(name)
         console.print(f"{name:<20} {c.description}")
-    console.print("Also: any torchvision classification model as torchvision:NAME, or a card .toml path.")
+    console.print("Also: any torchvision classification model as torchvision:NAME, any timm model as timm:NAME "
+                  "(pip install 'toolchain[timm]'), or a card .toml path.")

@@ -26,6 +26,7 @@ from toolchain.errors import CompressionError
 from toolchain.fsutil import claim_output_dir
 from toolchain.models.arch import probe_feature_dim, recalibrate_batchnorm
 from toolchain.models.bundle import Bundle, derive_meta, load_bundle, save_bundle
+from toolchain.models.graph import require_rebuildable
 from toolchain.train.loop import FitResult, Hooks, ProgressFn, TrainConfig, fit
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
     epochs = cfg.epochs if cfg else 0
     _needs_data(epochs, m.score == "gradient", data, f"--method {method}")
     parent = load_bundle(bundle_dir)
+    require_rebuildable(parent.meta, "pruning")
     model = parent.model
     prepared = None
     batches: list = []
@@ -212,6 +214,7 @@ def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = No
     needs_batches = width is not None and width.importance == "taylor"
     _needs_data(epochs, needs_batches, data, "structured pruning")
     parent = load_bundle(bundle_dir)
+    require_rebuildable(parent.meta, "width/depth pruning")
     size = parent.input_size
     model = parent.model
     before = count_parameters(model)[0]

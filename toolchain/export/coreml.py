@@ -161,6 +161,9 @@ def _quiet() -> contextlib.AbstractContextManager:
 def _convert(job: "ExportJob", convert_to: str, ios: int, precision: str | None = None) -> Any:
     import coremltools as ct
 
+    from toolchain.export import coreml_ops
+
+    coreml_ops.register()  # NumPy 2.4-safe aten::Int / aten::Bool (coreml_ops explains)
     kwargs: dict[str, Any] = {}
     if convert_to == "mlprogram":
         kwargs["compute_precision"] = ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16
@@ -290,7 +293,13 @@ class CoreMLExporter(ArtifactFormat):
             where = ", ".join(d.name for d in job.devices) or f"iOS {c.min_ios}"
             raise DeviceError(f"--compress {job.compress} needs an ML Program (iOS {COMPRESSED_WEIGHTS_IOS}+); "
                               f"{where} gets a NeuralNetwork model. Drop --compress, or use --min-ios 16 on newer devices")
-        model = _convert(job, "neuralnetwork", max(int(c.min_ios), 13))
+        try:
+            model = _convert(job, "neuralnetwork", max(int(c.min_ios), 13))
+        except ValueError as e:  # e.g. ShuffleNet: coremltools fuses its channel shuffle into a spec-5 concat
+            if c.spec_version != 3 or "available from version 5" not in str(e):
+                raise
+            # iOS 14 content is fine here: the spec-3 lowering rewrites, or refuses by name, every newer layer.
+            model = _convert(job, "neuralnetwork", 14)
         spec = model.get_spec()
         if c.spec_version == 3:
             progress(f"{job.artifact_name}: lowering NeuralNetwork spec {spec.specificationVersion} -> 3 (iOS 12)")

@@ -76,23 +76,36 @@ def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, stride: tuple[
 
 def pool2d(x: np.ndarray, kind: str, kernel: tuple[int, ...], stride: tuple[int, ...],
            pads: tuple[int, int, int, int], exclude_padding: bool = True, ceil_mode: bool = False) -> np.ndarray:
-    """Max or average pooling; padded cells never win a max and, with ``exclude_padding``, never count."""
+    """Max or average pooling, PyTorch's semantics; ``pads`` = (top, bottom, left, right).
+
+    Padded cells never win a max and, with ``exclude_padding``, never count in an average. ``ceil_mode``
+    adds cells at the end so a partial last window still gives an output (one that starts inside the input
+    or the start padding, as PyTorch and NeuralNetwork ``includeLastPixel`` define it); those cells never
+    count, even when the padding does.
+    """
     pt, pb, pl, pr = pads
     (kh, kw), (sh, sw) = kernel, stride
-    if ceil_mode:  # extra cells at the end so a partial last window still produces an output
-        h, w = x.shape[2] + pt + pb, x.shape[3] + pl + pr
-        pb += (-(h - kh) % sh) if h > kh else 0
-        pr += (-(w - kw) % sw) if w > kw else 0
+    eb = er = 0
+    if ceil_mode:
+        eb = include_last_pixel_pads(x.shape[2:3], (kh,), (sh,), (pt,))[1] - pb if pt == pb else 0
+        er = include_last_pixel_pads(x.shape[3:4], (kw,), (sw,), (pl,))[1] - pr if pl == pr else 0
+        if pt != pb or pl != pr:  # asymmetric: the general rule for the bottom/right end
+            h, w = x.shape[2] + pt + pb, x.shape[3] + pl + pr
+            eb, er = ((-(h - kh) % sh) if h > kh else 0), ((-(w - kw) % sw) if w > kw else 0)
+        eb, er = max(eb, 0), max(er, 0)
     fill = -np.inf if kind == "max" else 0.0
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb + eb), (pl, pr + er)), constant_values=fill)
     win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
     if kind == "max":
         return win.max(axis=(4, 5)).astype(np.float32)
     total = win.sum(axis=(4, 5))
+    counted = np.ones((1, 1) + x.shape[2:], np.float32)
     if not exclude_padding:
-        return (total / (kh * kw)).astype(np.float32)
-    ones = np.pad(np.ones((1, 1) + x.shape[2:], np.float32), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    count = sliding_window_view(ones, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw].sum(axis=(4, 5))
+        counted = np.pad(counted, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=1.0)
+        counted = np.pad(counted, ((0, 0), (0, 0), (0, eb), (0, er)))
+    else:
+        counted = np.pad(counted, ((0, 0), (0, 0), (pt, pb + eb), (pl, pr + er)))
+    count = sliding_window_view(counted, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw].sum(axis=(4, 5))
     return (total / count).astype(np.float32)
 
 
@@ -114,9 +127,22 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
 
 
 def concat(values: list[np.ndarray], axis: int, interleave: bool = False) -> np.ndarray:
-    if interleave:
-        raise UnknownOpError("concat with interleave=True")
-    return np.concatenate([np.asarray(v) for v in values], axis=axis)
+    """``np.concatenate``; with ``interleave`` the slices alternate (a0, b0, a1, b1, ...), as ShuffleNet's
+    channel shuffle is lowered by coremltools.
+
+    >>> concat([np.array([1, 2]), np.array([3, 4])], 0, interleave=True).tolist()
+    [1, 3, 2, 4]
+    """
+    values = [np.asarray(v) for v in values]
+    if not interleave:
+        return np.concatenate(values, axis=axis)
+    axis = axis % values[0].ndim
+    if len({v.shape for v in values}) != 1:
+        raise UnknownOpError("concat with interleave=True over inputs of different shapes")
+    stacked = np.stack(values, axis=axis + 1)
+    shape = list(values[0].shape)
+    shape[axis] *= len(values)
+    return stacked.reshape(shape)
 
 
 def channel_shape(p: np.ndarray, x: np.ndarray) -> tuple[int, ...]:
@@ -238,9 +264,60 @@ def _nn_pooling(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
         return x.max(axis=(2, 3), keepdims=True) if kind == "max" else x.mean(axis=(2, 3), keepdims=True)
     kernel, stride = tuple(p.kernelSize), tuple(p.stride)
     if p.WhichOneof("PoolingPaddingType") == "includeLastPixel":
-        raise UnknownOpError("pooling padding 'includeLastPixel'")
+        a = tuple(p.includeLastPixel.paddingAmounts) or (0, 0)
+        return pool2d(x, kind, kernel, stride, (a[0], a[0], a[1], a[1]), exclude_padding=p.avgPoolExcludePadding,
+                      ceil_mode=True)
     pads = _nn_padding(p, x, kernel, stride)
     return pool2d(x, kind, kernel, stride, pads, exclude_padding=p.avgPoolExcludePadding)
+
+
+def include_last_pixel_pads(hw: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+                            amounts: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of NeuralNetwork.proto's ``includeLastPixel`` pooling (PyTorch ceil_mode).
+
+    ``out = ceil((n + 2p - k) / s) + 1``, one less when p > 0 and the last window would start at or past
+    ``n + p``; the start is padded by p, the end by whatever the last window needs.
+
+    >>> include_last_pixel_pads((6, 6), (3, 3), (2, 2), (0, 0))   # 6 -> 3 outputs, last window needs 1 more
+    (0, 1, 0, 1)
+    """
+    out: list[int] = []
+    for n, k, s, p in zip(hw, kernel, stride, amounts):
+        o = -(-(n + 2 * p - k) // s) + 1
+        if p > 0 and (o - 1) * s >= n + p:
+            o -= 1
+        out += [p, max((o - 1) * s + k - n - p, 0)]
+    return tuple(out)  # type: ignore[return-value]  # (start, end) per axis
+
+
+@NN_LAYERS.register("concatND")
+def _nn_concat_nd(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 4/5 ``concatND`` (``interleave`` is spec 5: ShuffleNet's channel shuffle)."""
+    return concat(xs, int(layer.concatND.axis), bool(layer.concatND.interleave))
+
+
+@NN_LAYERS.register("splitND")
+def _nn_split_nd(layer: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
+    p = layer.splitND
+    if len(p.splitSizes):
+        return np.split(xs[0], np.cumsum(list(p.splitSizes))[:-1], axis=int(p.axis))
+    return np.split(xs[0], int(p.numSplits), axis=int(p.axis))
+
+
+@NN_LAYERS.register("split")
+def _nn_split(layer: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Spec 1: ``nOutputs`` equal parts along the channel axis."""
+    return np.split(xs[0], int(layer.split.nOutputs), axis=1)
+
+
+@NN_LAYERS.register("reduceMean")
+def _nn_reduce_mean(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 4 ``reduceMean``; spatial means keep rank 4 ((N, C, 1, 1)) so later layers see one layout."""
+    p = layer.reduceMean
+    if p.reduceAll:
+        return np.asarray(xs[0].mean(), np.float32).reshape(1, 1, 1, 1)
+    axes = tuple(int(a) % xs[0].ndim for a in p.axes)
+    return xs[0].mean(axis=axes, keepdims=True).astype(np.float32)
 
 
 @NN_LAYERS.register("add")
@@ -319,11 +396,13 @@ def _nn_softmax(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def run_neuralnetwork(spec: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_neuralnetwork(spec: Any, inputs: dict[str, np.ndarray], blobs: dict[str, np.ndarray] | None = None
+                      ) -> dict[str, np.ndarray]:
     """Run a NeuralNetwork spec on one sample (a blob per input name). Returns every model output.
 
     A spec-3 (rank-5 mapped) input of shape (C, H, W) gets a batch axis, so every blob here
-    is (N, C, H, W) or 2-D after a reshape.
+    is (N, C, H, W) or 2-D after a reshape. ``blobs``, when given, receives every intermediate blob
+    (the spec-3 lowering reads channel counts from it).
     """
     if spec.WhichOneof("Type") != "neuralNetwork":
         raise UnknownOpError(f"model type {spec.WhichOneof('Type')!r} (only plain neuralNetwork)")
@@ -336,7 +415,11 @@ def run_neuralnetwork(spec: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.
         if kind not in NN_LAYERS:
             raise UnknownOpError(f"NeuralNetwork layer {kind!r} (layer {layer.name!r})")
         out = NN_LAYERS.get(kind)(layer, [env[name] for name in layer.input])
-        env[layer.output[0]] = np.asarray(out, np.float32)
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        for name, val in zip(layer.output, outs):
+            env[name] = np.asarray(val, np.float32)
+    if blobs is not None:
+        blobs.update(env)
     return {d.name: env[d.name] for d in spec.description.output}
 
 
@@ -383,6 +466,53 @@ def _axes(axes: Any) -> tuple[int, ...] | None:
 MIL_OPS.add("reduce_mean", lambda x, axes=None, keep_dims=False: _f32(x).mean(axis=_axes(axes), keepdims=bool(keep_dims)))
 MIL_OPS.add("reduce_sum", lambda x, axes=None, keep_dims=False: _f32(x).sum(axis=_axes(axes), keepdims=bool(keep_dims)))
 MIL_OPS.add("reduce_max", lambda x, axes=None, keep_dims=False: _f32(x).max(axis=_axes(axes), keepdims=bool(keep_dims)))
+
+
+@MIL_OPS.register("split")
+def _mil_split(x: np.ndarray, axis: int, num_splits: Any = None, split_sizes: Any = None) -> list[np.ndarray]:
+    x = np.asarray(x)
+    if split_sizes is not None:
+        return np.split(x, np.cumsum([int(v) for v in np.atleast_1d(split_sizes)])[:-1], axis=int(axis))
+    return np.split(x, int(num_splits), axis=int(axis))
+
+
+MIL_OPS.add("transpose", lambda x, perm: np.transpose(np.asarray(x), [int(p) for p in np.asarray(perm)]))
+
+
+@MIL_OPS.register("softmax")
+def _mil_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    x = _f32(x)
+    e = np.exp(x - x.max(axis=int(axis), keepdims=True))
+    return e / e.sum(axis=int(axis), keepdims=True)
+
+
+@MIL_OPS.register("gelu")
+def _mil_gelu(x: np.ndarray, mode: str = "EXACT") -> np.ndarray:
+    """GELU: EXACT ``x * Phi(x)`` (erf), or the tanh / sigmoid approximations MIL defines."""
+    x = _f32(x)
+    if str(mode) == "EXACT":
+        from scipy.special import erf
+
+        return (0.5 * x * (1 + erf(x / np.sqrt(2)))).astype(np.float32)
+    if str(mode) == "TANH_APPROXIMATION":
+        return (0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))).astype(np.float32)
+    if str(mode) == "SIGMOID_APPROXIMATION":
+        return (x / (1 + np.exp(-1.702 * x))).astype(np.float32)
+    raise UnknownOpError(f"gelu mode {mode!r}")
+
+
+@MIL_OPS.register("layer_norm")
+def _mil_layer_norm(x: np.ndarray, axes: Any, gamma: Any = None, beta: Any = None, epsilon: float = 1e-5) -> np.ndarray:
+    x = _f32(x)
+    ax = tuple(int(a) for a in np.atleast_1d(axes))
+    mean = x.mean(axis=ax, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=ax, keepdims=True)
+    y = (x - mean) / np.sqrt(var + float(epsilon))
+    if gamma is not None:
+        y = y * _f32(gamma)
+    if beta is not None:
+        y = y + _f32(beta)
+    return y.astype(np.float32)
 
 
 @MIL_OPS.register("matmul")

@@ -78,8 +78,100 @@ def _rewrite_clip(layer: Any) -> list[Any]:
     return [first, second, third]
 
 
+def _rewrite_reduce_mean(layer: Any) -> list[Any]:
+    """``reduceMean`` over (H, W) of a rank-4 blob -> global average ``pooling`` (the spec-3 layer).
+
+    With the rank-5 mapping both give the per-channel mean as a (C, 1, 1) blob; ``keepDims`` only changes
+    the rank a spec-4 model records, which spec 3 does not have.
+    """
+    from coremltools.proto import NeuralNetwork_pb2 as pb
+
+    p = layer.reduceMean
+    rank = layer.inputTensor[0].rank if len(layer.inputTensor) else 4
+    axes = sorted(int(a) % 4 for a in p.axes)
+    if p.reduceAll or axes != [2, 3] or rank != 4:
+        raise UnsupportedLayerError(
+            f"layer {layer.name!r}: reduceMean over axes {list(p.axes)} has no spec-3 equivalent "
+            "(only the spatial mean, a global average pool, is lowered); export for iOS 13+ instead")
+    new = pb.NeuralNetworkLayer(name=layer.name, input=list(layer.input), output=list(layer.output))
+    new.pooling.type = pb.PoolingLayerParams.AVERAGE
+    new.pooling.globalPooling = True
+    new.pooling.valid.SetInParent()
+    return [new]
+
+
+def _rewrite_copy(layer: Any) -> list[Any]:
+    """``copy`` (spec 4; DenseNet's concatenation inputs) -> the identity ``linear`` activation (alpha 1, beta 0)."""
+    from coremltools.proto import NeuralNetwork_pb2 as pb
+
+    new = pb.NeuralNetworkLayer(name=layer.name, input=list(layer.input), output=list(layer.output))
+    new.activation.linear.alpha, new.activation.linear.beta = 1.0, 0.0
+    return [new]
+
+
+def _rewrite_split_nd(layer: Any) -> list[Any]:
+    """``splitND`` into equal parts along the channel axis -> the spec-1 ``split`` layer."""
+    from coremltools.proto import NeuralNetwork_pb2 as pb
+
+    p = layer.splitND
+    rank = layer.inputTensor[0].rank if len(layer.inputTensor) else 4
+    if int(p.axis) % rank != 1 or rank != 4 or len(p.splitSizes):
+        raise UnsupportedLayerError(f"layer {layer.name!r}: splitND (axis {p.axis}, sizes {list(p.splitSizes)}) has "
+                                    "no spec-3 equivalent (only equal channel splits); export for iOS 13+ instead")
+    new = pb.NeuralNetworkLayer(name=layer.name, input=list(layer.input), output=list(layer.output))
+    new.split.nOutputs = len(layer.output)
+    return [new]
+
+
+def _rewrite_concat_nd(layer: Any, shapes: dict[str, tuple[int, ...]]) -> list[Any]:
+    """``concatND`` along channels -> spec-1 ``concat``; with ``interleave`` (ShuffleNet's channel shuffle,
+    spec 5) a 1x1 ``convolution`` whose weights are the shuffle's permutation follows (0/1 weights: exact).
+
+    Interleaving K inputs of C channels puts input i's channel j at j*K + i; after a plain concat it sits
+    at i*C + j, so W[j*K + i, i*C + j] = 1. E.g. K = 2, C = 2: [a0 a1 b0 b1] -> [a0 b0 a1 b1].
+    """
+    import numpy as np
+    from coremltools.proto import NeuralNetwork_pb2 as pb
+
+    p = layer.concatND
+    rank = layer.inputTensor[0].rank if len(layer.inputTensor) else 4
+    if int(p.axis) % rank != 1 or rank != 4:
+        raise UnsupportedLayerError(f"layer {layer.name!r}: concatND along axis {p.axis} has no spec-3 equivalent "
+                                    "(only channel concatenation); export for iOS 13+ instead")
+    if not p.interleave:
+        new = pb.NeuralNetworkLayer(name=layer.name, input=list(layer.input), output=list(layer.output))
+        new.concat.sequenceConcat = False
+        return [new]
+    chans = [shapes[name][1] for name in layer.input] if all(n in shapes for n in layer.input) else []
+    if not chans or len(set(chans)) != 1:
+        raise UnsupportedLayerError(f"layer {layer.name!r}: interleaved concatND of inputs with channels {chans or '?'} "
+                                    "cannot be lowered to spec 3; export for iOS 13+ instead")
+    k, c = len(chans), chans[0]
+    w = np.zeros((k * c, k * c), np.float32)
+    for i in range(k):
+        for j in range(c):
+            w[j * k + i, i * c + j] = 1.0
+    mid = f"{layer.name}__spec3_concat"
+    cat = pb.NeuralNetworkLayer(name=f"{layer.name}__concat", input=list(layer.input), output=[mid])
+    cat.concat.sequenceConcat = False
+    conv = pb.NeuralNetworkLayer(name=layer.name, input=[mid], output=list(layer.output))
+    cp = conv.convolution
+    cp.outputChannels, cp.kernelChannels, cp.nGroups = k * c, k * c, 1
+    cp.kernelSize.extend([1, 1])
+    cp.stride.extend([1, 1])
+    cp.dilationFactor.extend([1, 1])
+    cp.valid.SetInParent()
+    cp.hasBias = False
+    cp.weights.floatValue.extend(w.reshape(-1).tolist())
+    return [cat, conv]
+
+
+#: spec-4 layer kinds whose rewrite needs the blobs' shapes (from a numpy run of the spec on zeros)
+SHAPED_REWRITES = {"concatND": _rewrite_concat_nd}
+
 #: spec-4 layer kind -> rewrite into spec-3 layers
-REWRITES = {"reshapeStatic": _rewrite_reshape, "clip": _rewrite_clip}
+REWRITES = {"reshapeStatic": _rewrite_reshape, "clip": _rewrite_clip, "reduceMean": _rewrite_reduce_mean,
+            "copy": _rewrite_copy, "splitND": _rewrite_split_nd}
 
 
 def check_spec3(spec: Any) -> None:
@@ -98,6 +190,21 @@ def check_spec3(spec: Any) -> None:
             + ". Export for iOS 13+ (--min-ios 13) or change the architecture.")
 
 
+def _blob_shapes(spec: Any) -> dict[str, tuple[int, ...]]:
+    """Every blob's shape, from a numpy run of the (spec-4/5) network on zeros; {} when it cannot run."""
+    import numpy as np
+
+    from toolchain.export import coreml_ref
+
+    feeds = {d.name: np.zeros([int(v) for v in d.type.multiArrayType.shape], np.float32) for d in spec.description.input}
+    blobs: dict[str, Any] = {}
+    try:
+        coreml_ref.run_neuralnetwork(spec, feeds, blobs)
+    except coreml_ref.UnknownOpError:
+        return {}
+    return {k: tuple(v.shape) for k, v in blobs.items()}
+
+
 def lower_to_spec3(spec: Any, feature_dim: int) -> dict[str, Any]:
     """Rewrite a spec-4 NeuralNetwork ``spec`` in place to spec 3. Returns what was rewritten.
 
@@ -110,10 +217,16 @@ def lower_to_spec3(spec: Any, feature_dim: int) -> dict[str, Any]:
     nn = spec.neuralNetwork
     rewritten: Counter[str] = Counter()
     layers = []
+    shapes: dict[str, tuple[int, ...]] = {}
+    if any(layer.WhichOneof("layer") in SHAPED_REWRITES for layer in nn.layers):
+        shapes = _blob_shapes(spec)
     for layer in nn.layers:
         kind = layer.WhichOneof("layer")
         if kind in REWRITES:
             layers += REWRITES[kind](layer)
+            rewritten[kind] += 1
+        elif kind in SHAPED_REWRITES:
+            layers += SHAPED_REWRITES[kind](layer, shapes)
             rewritten[kind] += 1
         else:
             layers.append(layer)

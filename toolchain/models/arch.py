@@ -67,19 +67,64 @@ class TinyResNet(nn.Module):
 LOCAL_ARCHS.add("tiny_resnet", TinyResNet)
 
 
-def _base_network(source: str, name: str) -> nn.Module:
-    if source == "toolchain":
-        return LOCAL_ARCHS.get(name)()
-    if source == "torchvision":
-        import torchvision
+#: source -> build(name, kwargs): the network with its classifier, random weights, never downloading.
+ARCH_SOURCES: Registry[Callable[[str, dict[str, Any]], nn.Module]] = Registry("architecture source")
 
-        if name not in torchvision.models.list_models(module=torchvision.models):
-            raise CardError(
-                f"unknown torchvision classification architecture {name!r}; "
-                "see torchvision.models.list_models(module=torchvision.models)"
-            )
-        return torchvision.models.get_model(name, weights=None)
-    raise CardError(f"unknown architecture source {source!r}; known: torchvision, toolchain")
+
+@ARCH_SOURCES.register("toolchain")
+def _toolchain_network(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    return LOCAL_ARCHS.get(name)(**kwargs)
+
+
+@ARCH_SOURCES.register("torchvision")
+def _torchvision_network(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    import torchvision
+
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        raise CardError(
+            f"unknown torchvision classification architecture {name!r}; "
+            "see torchvision.models.list_models(module=torchvision.models)"
+        )
+    import warnings
+
+    with warnings.catch_warnings():  # GoogLeNet/Inception warn that their default init will change
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return torchvision.models.get_model(name, weights=None, **kwargs)
+
+
+@ARCH_SOURCES.register("timm")
+def _timm_network(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    try:
+        import timm
+    except ImportError:
+        raise CardError(f"timm:{name} needs the timm package: pip install 'toolchain[timm]'") from None
+    if not timm.is_model(name):
+        raise CardError(f"unknown timm architecture {name!r}; see timm.list_models()")
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
+#: Constructor arguments new bundles use: GoogLeNet and Inception v3 train auxiliary classifiers that no
+#: deployed trunk runs; an imported checkpoint's auxiliary weights are dropped (and listed) instead.
+DEFAULT_KWARGS: dict[tuple[str, str], dict[str, Any]] = {
+    ("torchvision", "googlenet"): {"aux_logits": False},
+    ("torchvision", "inception_v3"): {"aux_logits": False},
+}
+
+
+def default_kwargs(source: str, name: str) -> dict[str, Any]:
+    return dict(DEFAULT_KWARGS.get((source, name), {}))
+
+
+def _base_network(source: str, name: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """The architecture with its classifier, as its library builds it (random weights)."""
+    if source not in ARCH_SOURCES:
+        from toolchain.models import graph
+
+        if source in graph.GRAPH_SOURCES:
+            raise CardError(f"a {source} bundle is a fixed graph: it has no architecture to rebuild")
+        raise CardError(f"unknown architecture source {source!r}; known: {', '.join(ARCH_SOURCES.names())}")
+    return ARCH_SOURCES.get(source)(name, dict(kwargs or {}))
 
 
 def _get(root: nn.Module, path: str) -> nn.Module:
@@ -153,9 +198,13 @@ class FeatureModel(nn.Module):
 
 
 def build_trunk(arch: dict[str, Any]) -> nn.Module:
-    """Base network, final Linear -> Identity, then recorded widths and removed blocks."""
-    net = _base_network(arch.get("source", "torchvision"), arch["name"])
-    _set(net, final_linear_name(net), nn.Identity())
+    """Base network, feature head (``arch["head"]``, default: final Linear -> Identity), recorded widths,
+    removed blocks, then (``head.kind == "layer"``) the cut at the feature layer."""
+    from toolchain.models import feature_head
+
+    net = _base_network(arch.get("source", "torchvision"), arch["name"], arch.get("kwargs"))
+    head = arch.get("head") or feature_head.default_head(net, arch.get("source", "torchvision"))
+    feature_head.apply_head(net, head)
     for name, shape in (arch.get("layer_shapes") or {}).items():
         try:
             old = _get(net, name)
@@ -168,7 +217,7 @@ def build_trunk(arch: dict[str, Any]) -> nn.Module:
         except AttributeError:
             raise CardError(f"model.json removes block {name!r}, which {arch['name']} does not have") from None
         _set(net, name, nn.Identity())
-    return net
+    return feature_head.cut(net, head, arch.get("source", "torchvision"))
 
 
 def build_model(arch: dict[str, Any], feature_dim: int | None = None) -> FeatureModel:
@@ -177,6 +226,19 @@ def build_model(arch: dict[str, Any], feature_dim: int | None = None) -> Feature
     if num_classes and feature_dim is None:
         raise CardError("a classification head needs the feature dimension")
     return FeatureModel(trunk, num_classes, feature_dim)
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> Any:
+    """``model.load_state_dict(state)`` for a plain dict of tensors (safetensors has no ``_metadata``).
+
+    Some modules read a version from the state dict's metadata (torchvision's MNASNet refuses
+    ``version=None``); the freshly built model's own metadata is the right one for its layout.
+    """
+    from collections import OrderedDict
+
+    full = OrderedDict(state)
+    full._metadata = getattr(model.state_dict(), "_metadata", None)  # type: ignore[attr-defined]
+    return model.load_state_dict(full, strict=strict)
 
 
 @torch.no_grad()

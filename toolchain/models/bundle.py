@@ -26,13 +26,14 @@ from toolchain.models.arch import (
     FeatureModel,
     build_model,
     changed_shapes,
+    default_kwargs,
     layer_shapes,
+    load_state,
     probe_feature_dim,
     recalibrate_batchnorm,
     _base_network,
-    _set,
-    final_linear_name,
 )
+from toolchain.models import feature_head
 from toolchain.models.cards import Card, load_card
 from toolchain.models.meta import validate_meta
 
@@ -100,20 +101,40 @@ def _imagenet_state(arch_name: str) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path} is not a readable torchvision checkpoint ({e}); delete it and fetch it again") from None
 
 
+def card_architecture(card: Card) -> dict[str, Any]:
+    """The ``architecture`` dict of a new bundle: source, name, constructor kwargs and the feature head,
+    all explicit, so model.json says how the trunk was made."""
+    source = card.architecture.get("source", "torchvision")
+    name = card.architecture["name"]
+    kwargs = {**default_kwargs(source, name), **dict(card.architecture.get("kwargs") or {})}
+    head = card.architecture.get("head")
+    if head is None:
+        head = feature_head.default_head(_base_network(source, name, kwargs), source)
+    return {"source": source, "name": name, "kwargs": kwargs, "head": dict(head),
+            "layer_shapes": {}, "removed_blocks": [], "num_classes": None}
+
+
+def _trunk_from(net: torch.nn.Module, arch: dict[str, Any]) -> torch.nn.Module:
+    """A loaded base network turned into the trunk ``arch`` describes (head applied, graph cut)."""
+    feature_head.apply_head(net, arch["head"])
+    return feature_head.cut(net, arch["head"], arch["source"])
+
+
 def new_model(card: Card, seed: int = 0, input_size: int | None = None, weights: str = "random") -> tuple[FeatureModel, dict[str, Any]]:
     """Build a card's model with seeded random (BN-recalibrated) or ImageNet weights, plus its model.json."""
     size = int(input_size or card.input_size)
     if size < 16:
         raise BundleError(f"--input-size {size} is too small (at least 16 pixels)")
+    arch = card_architecture(card)
     torch.manual_seed(seed)
-    arch = {"source": card.architecture.get("source", "torchvision"), "name": card.architecture["name"],
-            "layer_shapes": {}, "removed_blocks": [], "num_classes": None}
     if weights == "imagenet":
         if arch["source"] != "torchvision":
             raise WeightsError(f"--weights imagenet needs a torchvision architecture, not {arch['name']}")
-        net = _base_network("torchvision", arch["name"])
-        net.load_state_dict(_imagenet_state(arch["name"]))
-        _set(net, final_linear_name(net), torch.nn.Identity())
+        net = _base_network("torchvision", arch["name"], arch["kwargs"])
+        missing = load_state(net, _imagenet_state(arch["name"]), strict=False).missing_keys
+        if missing:  # unexpected keys are the auxiliary classifiers a no-aux trunk leaves out
+            raise WeightsError(f"torchvision's {arch['name']} weights lack {', '.join(missing[:5])}: delete the cached file and fetch it again")
+        net = _trunk_from(net, arch)
         model = FeatureModel(net)
     elif weights == "random":
         model = build_model(arch)
@@ -123,22 +144,28 @@ def new_model(card: Card, seed: int = 0, input_size: int | None = None, weights:
         recalibrate_batchnorm(model, size, seed=seed)
     model.eval()
     dim = probe_feature_dim(model, size)
-    meta = {
+    meta = bundle_meta(card.name, card.description, arch, dim, size, card.mean, card.std,
+                       init={"weights": weights, "seed": seed, "bn_recalibrated": weights == "random"})
+    meta["card"] = card.name
+    return model, meta
+
+
+def bundle_meta(name: str, description: str, arch: dict[str, Any], feature_dim: int, size: int,
+                mean: Any, std: Any, **provenance: Any) -> dict[str, Any]:
+    """A new bundle's model.json (without ``weights``, which :func:`save_bundle` fills in)."""
+    return {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_VERSION,
-        "name": card.name,
-        "card": card.name,
-        "description": card.description,
+        "name": name,
+        "description": description,
         "architecture": arch,
-        "feature_dim": dim,
+        "feature_dim": int(feature_dim),
         "input": {"size": [size, size], "channels": 3, "color": "rgb", "layout": "nchw",
-                  "mean": list(card.mean), "std": list(card.std),
+                  "mean": [float(v) for v in mean], "std": [float(v) for v in std],
                   "note": "pixels scaled to [0, 1], then (x - mean) / std"},
-        "provenance": {"created": _now(), "toolchain_version": __version__,
-                       "init": {"weights": weights, "seed": seed, "bn_recalibrated": weights == "random"},
-                       "parent_sha256": None, "recipe": None, "training": None, "metrics": None},
+        "provenance": {"created": _now(), "toolchain_version": __version__, "init": None,
+                       "parent_sha256": None, "recipe": None, "training": None, "metrics": None, **provenance},
     }
-    return model, meta
 
 
 def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base_arch: dict[str, Any] | None = None,
@@ -149,6 +176,9 @@ def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base
     :func:`toolchain.fsutil.check_output_dir`). The architecture's ``layer_shapes`` are recomputed from the model against the unpruned
     base, so a width-pruned network records exactly the widths that rebuild it.
     """
+    from toolchain.models.graph import require_rebuildable
+
+    require_rebuildable(meta, "saving new weights (pruning, fine-tuning, distilling into it)")
     meta = copy.deepcopy(meta)
     arch = meta["architecture"]
     base = build_model({**arch, "layer_shapes": {}, "removed_blocks": arch.get("removed_blocks", []), "num_classes": None})
@@ -173,6 +203,23 @@ def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base
 
 #: model.json is a few KB (layer widths of a pruned ResNet50 included); far larger is not one.
 MAX_META_BYTES = 4 << 20
+
+
+def save_graph_bundle(graph_file: str | Path, meta: dict[str, Any], out: str | Path, force: bool = False) -> Path:
+    """Write a graph-only bundle: the program file as is (under the source's file name) + model.json
+    (``out`` replaced on the same terms as :func:`save_bundle`)."""
+    from toolchain.models.graph import GRAPH_SOURCES
+
+    meta = copy.deepcopy(meta)
+    name = GRAPH_SOURCES.get(meta["architecture"]["source"]).file
+    data = Path(graph_file).read_bytes()
+    with atomic_dir(Path(out), "bundle", force) as tmp:
+        (tmp / name).write_bytes(data)
+        meta["weights"] = {"file": name, "sha256": sha256_file(tmp / name), "size_bytes": len(data),
+                           "graph_only": True, **meta.get("weights", {})}
+        validate_meta(meta, f"the description of {out}")
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return Path(out)
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -208,6 +255,12 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
                           "truncated or replaced; re-create or re-copy the bundle")
     if verify_hash and sha256_file(wfile) != meta["weights"]["sha256"]:
         raise BundleError(f"{wfile} does not match the sha256 in model.json: the weights were modified or corrupted")
+    from toolchain.models import graph
+
+    if graph.is_graph_only(meta["architecture"]):
+        model = FeatureModel(graph.build_graph_trunk(meta["architecture"], wfile, int(meta["input"]["size"][0])))
+        model.eval()
+        return Bundle(path=path, meta=meta, model=model)
     try:
         state = load_file(str(wfile))
     except (SafetensorError, OSError, ValueError) as e:
@@ -224,7 +277,7 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
     if problems:
         shown = "; ".join(problems[:8]) + (f"; ... {len(problems) - 8} more" if len(problems) > 8 else "")
         raise BundleError(f"{wfile} does not match the architecture in model.json: {shown}")
-    model.load_state_dict(state, strict=True)
+    load_state(model, state, strict=True)
     model.eval()
     try:
         dim = probe_feature_dim(model, int(meta["input"]["size"][0]))

@@ -2,7 +2,11 @@
 
 A card is named by its file stem in ``toolchain/models/cards/`` (``resnet50_ocular``), given
 as a path to a ``.toml`` file, or written ``torchvision:NAME`` for any torchvision
-classification architecture (its classifier becomes the feature head).
+classification architecture or ``timm:NAME`` for any timm one (its classifier becomes the feature head;
+timm is an optional extra: ``pip install 'toolchain[timm]'``).
+
+A card's ``[architecture]`` may give constructor ``kwargs`` and a ``head`` (see
+:mod:`toolchain.models.feature_head`); ``[features] layer = "NAME"`` takes the features from that module.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 
 from toolchain.errors import CardError
 
+#: ``SOURCE:NAME`` card prefixes -> an example name
+LIBRARY_SOURCES = {"torchvision": "torchvision:efficientnet_b0", "timm": "timm:mobilenetv3_small_100"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -40,6 +46,9 @@ def _from_toml(data: dict[str, Any], where: str) -> Card:
     try:
         arch = dict(data["architecture"])
         arch.setdefault("source", "torchvision")
+        layer = data.get("features", {}).get("layer")
+        if layer:
+            arch["head"] = {"kind": "layer", "module": str(layer)}
         inp = data.get("input", {})
         return Card(
             name=str(data["name"]),
@@ -56,12 +65,13 @@ def _from_toml(data: dict[str, Any], where: str) -> Card:
 
 def load_card(name_or_path: str) -> Card:
     """Resolve a built-in card name, a ``.toml`` path, or ``torchvision:NAME``."""
-    if name_or_path.startswith("torchvision:"):
-        arch = name_or_path.split(":", 1)[1]
+    source, sep, arch = name_or_path.partition(":")
+    if sep and source in LIBRARY_SOURCES:
         if not arch:
-            raise CardError("torchvision:NAME needs an architecture name, e.g. torchvision:efficientnet_b0")
-        return Card(name=arch, architecture={"source": "torchvision", "name": arch},
-                    description=f"torchvision {arch}, classifier replaced by the feature head")
+            raise CardError(f"{source}:NAME needs an architecture name, e.g. {LIBRARY_SOURCES[source]}")
+        return Card(name=arch if source == "torchvision" else f"{source}_{arch}",
+                    architecture={"source": source, "name": arch},
+                    description=f"{source} {arch}, classifier replaced by the feature head")
     path = Path(name_or_path)
     if path.suffix == ".toml":
         if not path.is_file():
@@ -74,7 +84,7 @@ def load_card(name_or_path: str) -> Card:
     if name_or_path not in names:
         raise CardError(
             f"unknown model card {name_or_path!r}; built-in cards: {', '.join(names)}; "
-            "or pass a .toml path, or torchvision:NAME"
+            "or pass a .toml path, torchvision:NAME or timm:NAME"
         )
     text = (resources.files("toolchain.models") / "cards" / f"{name_or_path}.toml").read_text()
     return _from_toml(tomllib.loads(text), name_or_path)

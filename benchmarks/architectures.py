@@ -1,0 +1,289 @@
+#!/usr/bin/env python
+"""Architecture matrix: every torchvision classification family and the timm students, through every target.
+
+For each model: a bundle (seeded random weights, BatchNorm statistics re-estimated) -> export for ONNX,
+Core ML on each of the five Apple devices (iPhone 6: NeuralNetwork spec 3; iPhone X: ML Program iOS 16;
+iPhone XR and iPad 7: iOS 18; iPad Air 2: iOS 15) and TFLite fp32/fp16/int8 -> parity against PyTorch ->
+evaluation (the artifact run again through ``run_artifact``, the path ``deploy evaluate ARTIFACT`` uses,
+on the fixed input, against the manifest's reference features). Each cell is passed, failed (parity ran
+and missed its threshold) or skipped/refused with the one-line reason the toolchain gave.
+
+Each model runs in its own process (a converter that crashes takes one model down, not the matrix), and
+finished models are kept in the JSON, so an interrupted run resumes where it stopped.
+
+    .venv/bin/python benchmarks/architectures.py --size 64                 # the README table
+    .venv/bin/python benchmarks/architectures.py --models resnet18,squeezenet1_1 --size 64
+    .venv/bin/python benchmarks/architectures.py --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: label -> (card, minimum input size in pixels). A minimum is the size where the network's own pooling
+#: is what it is at 224 (VGG/AlexNet's adaptive pool is an identity at 224 only; ViT's position
+#: embedding and Swin's windows are built for 224; Inception v3 needs 75+).
+MODELS: dict[str, tuple[str, int]] = {
+    "resnet18": ("torchvision:resnet18", 0),
+    "resnet50": ("resnet50_ocular", 0),
+    "resnext50_32x4d": ("torchvision:resnext50_32x4d", 0),
+    "wide_resnet50_2": ("torchvision:wide_resnet50_2", 0),
+    "mobilenet_v2": ("torchvision:mobilenet_v2", 0),
+    "mobilenet_v3_small": ("torchvision:mobilenet_v3_small", 0),
+    "mobilenet_v3_large": ("torchvision:mobilenet_v3_large", 0),
+    "shufflenet_v2_x0_5": ("torchvision:shufflenet_v2_x0_5", 0),
+    "squeezenet1_0": ("torchvision:squeezenet1_0", 0),
+    "squeezenet1_1": ("torchvision:squeezenet1_1", 0),
+    "mnasnet0_5": ("torchvision:mnasnet0_5", 0),
+    "regnet_x_400mf": ("torchvision:regnet_x_400mf", 0),
+    "regnet_y_400mf": ("torchvision:regnet_y_400mf", 0),
+    "efficientnet_b0": ("torchvision:efficientnet_b0", 0),
+    "efficientnet_v2_s": ("torchvision:efficientnet_v2_s", 0),
+    "densenet121": ("torchvision:densenet121", 0),
+    "googlenet": ("torchvision:googlenet", 0),
+    "inception_v3": ("torchvision:inception_v3", 96),
+    "convnext_tiny": ("torchvision:convnext_tiny", 0),
+    "vgg11_bn": ("torchvision:vgg11_bn", 224),
+    "alexnet": ("torchvision:alexnet", 224),
+    "vit_b_16": ("torchvision:vit_b_16", 224),
+    "swin_t": ("torchvision:swin_t", 224),
+    "timm:resnet18": ("timm:resnet18", 0),
+    "timm:resnet50": ("timm:resnet50", 0),
+    "timm:mobilenetv2_100": ("timm:mobilenetv2_100", 0),
+    "timm:mobilenetv3_small_100": ("timm:mobilenetv3_small_100", 0),
+    "timm:mobilenetv3_large_100": ("timm:mobilenetv3_large_100", 0),
+    "timm:efficientnet_b0": ("timm:efficientnet_b0", 0),
+}
+APPLE = ["iphone6", "iphonex", "iphonexr", "ipadair2", "ipad7"]
+#: (target, precision, devices) per export request; Core ML devices that share an artifact share one export.
+REQUESTS = [("onnx", "fp32", []), ("coreml", "fp32", APPLE),
+            ("tflite", "fp32", ["android"]), ("tflite", "fp16", ["android"]), ("tflite", "int8", ["android"])]
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:300]
+
+
+def _evaluate(folder: Path) -> dict:
+    """The artifact through the evaluation path, on the fixed input; cosine against the manifest's reference."""
+    import numpy as np
+    from PIL import Image
+
+    from toolchain.export import manifest as man
+    from toolchain.runtimes import run_artifact
+
+    m = man.read(folder).to_json()
+    ref = np.asarray(m["reference_features"]["sample"], np.float32)
+    png = folder / m["reference_features"]["input"]
+    pixels = np.asarray(Image.open(png).convert("RGB"), np.float32).transpose(2, 0, 1)[None]
+    feats, runtime = run_artifact(folder, pixels)
+    got = feats[0][: len(ref)]
+    cos = float(np.dot(got, ref) / (np.linalg.norm(got) * np.linalg.norm(ref) + 1e-12))
+    return {"evaluate_runtime": runtime, "evaluate_cosine16": round(cos, 6)}
+
+
+def torch_fp16_cosine(bundle_dir: Path) -> float:
+    """PyTorch's own fp16 against its fp32 on the parity images: how well these weights survive fp16 at all.
+
+    Random-init deep nets can be ill-conditioned (EfficientNet-B0 here: ~0.85), so an fp16 artifact of them
+    fails parity whatever the converter does; that is why the matrix checks Core ML at fp32.
+    """
+    import copy
+
+    import torch
+
+    from toolchain.export.parity import smooth_random_images
+    from toolchain.models.bundle import load_bundle
+
+    b = load_bundle(bundle_dir)
+    m = b.model.eval()
+    x = torch.from_numpy(smooth_random_images(4, b.input_size, 1234)) / 255
+    x = (x - torch.tensor(b.mean).view(1, 3, 1, 1)) / torch.tensor(b.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        y = m(x)
+        yh = copy.deepcopy(m).half()(x.half()).float()
+    return round(float(torch.nn.functional.cosine_similarity(y, yh).min()), 6)
+
+
+def run_one(label: str, size: int, seed: int = 0, coreml_precision: str = "fp32") -> list[dict]:
+    """Every cell of one model (in this process)."""
+    from toolchain.devices import parse_devices
+    from toolchain.errors import ParityError, ToolchainError
+    from toolchain.export.base import ExportRequest, export_bundle, plan_choices
+    from toolchain.export.manifest import read as read_manifest
+    from toolchain.models.bundle import init_bundle, load_bundle
+
+    card, min_size = MODELS[label]
+    size = max(size, min_size)
+    cells: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        try:
+            bundle = init_bundle(card, Path(tmp) / "bundle", seed=seed, input_size=size)
+            meta = load_bundle(bundle).meta
+        except ToolchainError as e:
+            return [{"model": label, "target": t, "device": d, "status": "error", "reason": f"init: {_first_line(e)}"}
+                    for t, _, devs in REQUESTS for d in (devs or ["host"])]
+        base = {"model": label, "input_size": size, "parameters": meta["weights"]["num_parameters"],
+                "feature_dim": meta["feature_dim"], "init_seconds": round(time.perf_counter() - t0, 2)}
+        try:
+            base["torch_fp16_cosine"] = torch_fp16_cosine(bundle)
+        except Exception as e:  # noqa: BLE001 - informational only
+            base["torch_fp16_cosine"] = f"n/a ({type(e).__name__})"
+        for target, precision, devices in REQUESTS:
+            if target == "coreml":
+                precision = coreml_precision
+            groups = [[d.key for d in g] for _, g in plan_choices(ExportRequest(bundle, target, Path(tmp), devices))] \
+                if devices else [[]]
+            for group in groups:
+                out = Path(tmp) / f"out-{len(cells)}"
+                cell = {**base, "target": target, "precision": precision}
+                t1 = time.perf_counter()
+                folder = None
+                try:
+                    (o,) = export_bundle(ExportRequest(bundle, target, out, devices=group, precision=precision))
+                    folder, m = o.folder, o.manifest.to_json()
+                except ParityError as e:
+                    folder = next(out.glob("*/manifest.json")).parent
+                    m = read_manifest(folder).to_json()
+                    cell["reason"] = _first_line(e) + " " + " | ".join(str(e).splitlines()[1:])[:300]
+                except ToolchainError as e:
+                    m = None
+                    cell.update(status="error", reason=_first_line(e))
+                except Exception as e:  # noqa: BLE001 - a traceback here is a toolchain bug: record it as one
+                    m = None
+                    cell.update(status="error", reason=f"BUG {type(e).__name__}: {_first_line(e)}")
+                cell["total_seconds"] = round(time.perf_counter() - t1, 2)
+                if m is not None:
+                    p = m["parity"]
+                    cell.update(status=p["status"], artifact=m["name"], precision=m["precision"],
+                                spec_version=(m.get("coreml") or {}).get("spec_version"), size_bytes=m["size_bytes"],
+                                convert_seconds=m["convert_seconds"], cosine_min=p["cosine_min"],
+                                max_abs=p["max_abs"], reference=p["reference"])
+                    if p["status"] == "skipped":
+                        cell["reason"] = p["reason"]
+                    try:
+                        cell.update(_evaluate(folder))
+                    except Exception as e:  # noqa: BLE001
+                        cell.update(status="error", reason=f"evaluate: {type(e).__name__}: {_first_line(e)}")
+                for d in group or ["host"]:
+                    cells.append({**cell, "device": d})
+                    print(json.dumps({k: cell.get(k) for k in ("model", "target", "status", "cosine_min", "reason")}
+                                     | {"device": d}), flush=True)
+    return cells
+
+
+def _table(cells: list[dict], size: int) -> str:
+    """The Markdown matrix: one row per model, one column per target x device."""
+    cols = [("onnx", "fp32", "host")] + [("coreml", None, d) for d in APPLE] + \
+        [("tflite", p, "android") for p in ("fp32", "fp16", "int8")]
+    head = ["model", "params M", "torch fp16 cos"] + [f"{t} {d}" if t == "coreml" else f"{t} {p}" for t, p, d in cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by = {}
+    for c in cells:
+        key = (c["target"], None if c["target"] == "coreml" else c.get("precision"), c["device"])
+        by[(c["model"], key)] = c
+    notes: list[str] = []
+    for model in dict.fromkeys(c["model"] for c in cells):
+        row = [model]
+        any_cell = next(c for c in cells if c["model"] == model)
+        row.append(f"{any_cell.get('parameters', 0) / 1e6:.1f}" if any_cell.get("parameters") else "-")
+        fp16 = any_cell.get("torch_fp16_cosine")
+        row.append(f"{fp16:.4f}" if isinstance(fp16, float) else "-")
+        for t, p, d in cols:
+            c = by.get((model, (t, p, d)))
+            if c is None:
+                row.append("–")
+                continue
+            if c["status"] == "passed":
+                row.append(f"✓ {c['cosine_min']:.4f}")
+            else:
+                notes.append(f"{model} / {t} {p or ''} {d}: {c['status']} — {c.get('reason', '')}")
+                row.append(f"**{c['status']}** [{len(notes)}]")
+        lines.append("| " + " | ".join(row) + " |")
+    passed = sum(c["status"] == "passed" for c in cells)
+    lines.append("")
+    lines.append(f"{passed}/{len(cells)} cells passed ({100 * passed / max(len(cells), 1):.1f} %), input {size} px "
+                 "(larger where a model needs it: see the JSON).")
+    lines += [f"{i}. {n}" for i, n in enumerate(notes, 1)]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated labels (see --list)")
+    ap.add_argument("--size", type=int, default=64, help="input pixels (each model's minimum still applies)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/architectures.json")
+    ap.add_argument("--fresh", action="store_true", help="ignore models already in --out")
+    ap.add_argument("--coreml-precision", default="fp32", choices=["fp32", "fp16"],
+                    help="Core ML cells' precision (fp32: converter correctness, see torch_fp16_cosine)")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one model, print JSON cells
+    args = ap.parse_args()
+    if args.list:
+        for k, (card, s) in MODELS.items():
+            print(f"{k:28} {card:34} min {s or '-'} px")
+        return 0
+    if args.one:
+        print("CELLS " + json.dumps(run_one(args.one, args.size, coreml_precision=args.coreml_precision)), flush=True)
+        return 0
+
+    from toolchain.fsutil import atomic_write_json
+
+    done: dict = {}
+    if args.out.is_file() and not args.fresh:
+        prev = json.loads(args.out.read_text())
+        if prev.get("size") == args.size and prev.get("coreml_precision", "fp32") == args.coreml_precision:
+            done = {c["model"]: [] for c in prev["cells"]}
+            for c in prev["cells"]:
+                done[c["model"]].append(c)
+    cells: list[dict] = []
+    labels = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in labels if m not in MODELS]
+    if unknown:
+        print(f"unknown models {unknown}; see --list", file=sys.stderr)
+        return 2
+    for label in labels:
+        if label in done:
+            cells += done[label]
+            continue
+        t0 = time.perf_counter()
+        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        r = subprocess.run([sys.executable, __file__, "--one", label, "--size", str(args.size),
+                            "--coreml-precision", args.coreml_precision], capture_output=True,
+                           text=True, env=env)
+        line = next((ln for ln in r.stdout.splitlines() if ln.startswith("CELLS ")), None)
+        if line is None:
+            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+            new = [{"model": label, "target": t, "precision": p, "device": d, "status": "error",
+                    "reason": f"BUG: process exited {r.returncode}: {tail[0][:300]}"}
+                   for t, p, devs in REQUESTS for d in (devs or ["host"])]
+        else:
+            new = json.loads(line[6:])
+        cells += new
+        print(f"{label}: {sum(c['status'] == 'passed' for c in new)}/{len(new)} passed in "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        atomic_write_json(args.out, {"size": args.size, "coreml_precision": args.coreml_precision, "host": platform.machine(), "python": sys.version.split()[0],
+                                     "cells": [*cells, *(c for m, cs in done.items() if m not in labels for c in cs)]})
+    table = _table(cells, args.size)
+    print(table)
+    atomic_write_json(args.out, {"size": args.size, "coreml_precision": args.coreml_precision, "host": platform.machine(), "python": sys.version.split()[0],
+                                 "cells": [*cells, *(c for m, cs in done.items() if m not in labels for c in cs)],
+                                 "table_markdown": table})
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

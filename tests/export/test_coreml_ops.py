@@ -1,0 +1,56 @@
+"""The coremltools op overrides: `x.view(x.size(0), -1)` converts under NumPy 2.4 (apple/coremltools#2633)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+ct = pytest.importorskip("coremltools")
+
+from toolchain.export import coreml_ops, coreml_ref  # noqa: E402
+
+
+class _ViewFlatten(nn.Module):
+    """The classic flatten: traced, x.size(0) becomes aten::size -> aten::Int on a 1-element constant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4 * 6 * 6, 5)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.fc(y.view(y.size(0), -1))
+
+
+def test_scalar_worked_example():
+    assert coreml_ops.scalar(np.array([8]), int) == 8 and coreml_ops.scalar(np.array(0.0), bool) is False
+    with pytest.raises(ValueError):
+        coreml_ops.scalar(np.array([1, 2]), int)
+
+
+@pytest.mark.parametrize("fmt", ["mlprogram", "neuralnetwork"])
+def test_view_size_flatten_converts_and_matches(tmp_path, fmt):
+    torch.manual_seed(0)
+    m = _ViewFlatten().eval()
+    x = torch.rand(1, 3, 8, 8)
+    traced = torch.jit.trace(m, x)
+    assert "aten::Int" in str(traced.graph) or "aten::size" in str(traced.graph)
+    coreml_ops.register()
+    coreml_ops.register()  # idempotent
+    model = ct.convert(traced, convert_to=fmt, inputs=[ct.TensorType(name="x", shape=x.shape)],
+                       outputs=[ct.TensorType(name="y")],
+                       minimum_deployment_target=ct.target.iOS15 if fmt == "mlprogram" else ct.target.iOS13,
+                       **({"compute_precision": ct.precision.FLOAT32} if fmt == "mlprogram" else {}))
+    path = tmp_path / ("m.mlpackage" if fmt == "mlprogram" else "m.mlmodel")
+    model.save(str(path))
+    got = coreml_ref.run_artifact(path, {"x": x.numpy()})[0]["y"]
+    with torch.no_grad():
+        np.testing.assert_allclose(got.reshape(1, -1), m(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_numpy_still_refuses_what_the_override_works_around():
+    """If this starts passing, NumPy relaxed again and the override is merely harmless."""
+    with pytest.raises(TypeError):
+        int(np.array([3]))

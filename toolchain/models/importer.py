@@ -1,0 +1,459 @@
+"""``deploy model import``: a model trained elsewhere -> a bundle, verified feature for feature.
+
+Kinds of file, chosen by registry from the file (``IMPORTERS``):
+
+* weights (``.safetensors``; ``.pth``/``.pt``/``.ckpt``/``.bin`` read with ``weights_only=True``) with
+  ``--arch`` (a card, ``torchvision:NAME``, ``timm:NAME`` or a card ``.toml``): a normal bundle that can be
+  pruned, distilled, exported;
+* ``.onnx`` (converted by onnx2torch, :mod:`onnx_import`), TorchScript archives and ``torch.export``
+  programs (``.pt2``): graph-only bundles (:mod:`graph`).
+
+Weights go through: find the state dict in its wrapper (:mod:`checkpoint`), strip the wrapper prefix,
+find the classifier head (``--head-name``, else the final Linear when its width differs from the feature
+dimension), compare every key and shape with the architecture (all problems in one error; ``--strict
+false`` loads what matches), load, then **verify**: the bundle, read back from disk, must give the
+checkpoint model's own features (the input of its classifier, taken with a hook on the full network) on
+seeded images. The verification numbers and the source file's sha256 go into ``model.json``.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from toolchain import __version__
+from toolchain.errors import ImportModelError, ToolchainError
+from toolchain.fsutil import sha256_file
+from toolchain.models import feature_head
+from toolchain.models.arch import FeatureModel, _base_network, build_model, default_kwargs, load_state, probe_feature_dim
+from toolchain.models.bundle import bundle_meta, load_bundle, save_bundle, save_graph_bundle
+from toolchain.models.cards import IMAGENET_MEAN, IMAGENET_STD, Card, load_card
+from toolchain.models.checkpoint import PICKLE_SUFFIXES, read_checkpoint, strip_prefix
+from toolchain.registry import Registry
+
+VERIFY_SAMPLES = 4
+VERIFY_SEED = 4321
+#: An imported bundle computes the same operations on the same weights: anything short of this is a bug.
+VERIFY_MIN_COSINE = 0.99999
+MAX_LISTED = 400
+
+
+@dataclass
+class ImportRequest:
+    """What ``deploy model import`` asks for."""
+
+    source: Path
+    out: Path
+    arch: str | None = None  # card / torchvision:NAME / timm:NAME / .toml (required for weights)
+    key: str | None = None
+    head_name: str | None = None  # a module (weights) or node (ONNX) name; "none": the output is the feature
+    feature_layer: str | None = None  # a module (weights) or value (ONNX) name
+    strict: bool = True
+    input_size: int | None = None
+    name: str | None = None
+    force: bool = False  # replace an existing --out that is not a bundle
+
+    def __post_init__(self) -> None:
+        self.source, self.out = Path(self.source), Path(self.out)
+
+
+@dataclass
+class ImportResult:
+    path: Path
+    meta: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return self.meta["provenance"]["import"]
+
+
+Progress = Callable[[str], None]
+IMPORTERS: Registry[Callable[[ImportRequest, Progress], ImportResult]] = Registry("model file kind")
+
+
+def file_kind(path: Path) -> str:
+    """``weights``, ``onnx``, ``torchscript`` or ``torch_export``, from the suffix and (zip) contents."""
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix == ".pt2":
+        return "torch_export"
+    if suffix in PICKLE_SUFFIXES and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:  # TorchScript archives hold code/ and constants.pkl
+            if any(n.endswith("/constants.pkl") or "/code/__torch__" in n for n in zf.namelist()):
+                return "torchscript"
+    if suffix in PICKLE_SUFFIXES or suffix == ".safetensors":
+        return "weights"
+    raise ImportModelError(f"{path.name}: unknown model file type {suffix!r}; import .safetensors, .pth/.pt/.ckpt "
+                           "(a state dict), .onnx, a TorchScript archive or a torch.export .pt2")
+
+
+def import_model(req: ImportRequest, progress: Progress | None = None) -> ImportResult:
+    """Import ``req.source`` as a bundle in ``req.out``. Raises ImportModelError with what to do."""
+    from toolchain.fsutil import check_output_dir
+
+    src = Path(req.source)
+    if not src.is_file():
+        raise ImportModelError(f"{src} does not exist")
+    check_output_dir(req.out, "bundle", req.force, "--out")  # before minutes of work, not after
+    return IMPORTERS.get(file_kind(src))(req, progress or (lambda msg: None))
+
+
+# ---------------------------------------------------------------- verification inputs and numbers
+
+def seeded_images(n: int, size: int, seed: int = VERIFY_SEED) -> torch.Tensor:
+    """Normalised-space smooth noise (N, 3, size, size): random but image-like (2x up-sampled)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, max(size // 2, 1), max(size // 2, 1), generator=g)
+    return nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def compare(reference: np.ndarray, got: np.ndarray) -> dict[str, Any]:
+    """Per-sample cosine (min) and max-abs difference of two (N, D) feature arrays."""
+    ref, got = np.asarray(reference, np.float64), np.asarray(got, np.float64)
+    if ref.shape != got.shape:
+        return {"status": "failed", "reason": f"shape {list(got.shape)} vs {list(ref.shape)}"}
+    cos = [float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30)) for a, b in zip(ref, got)]
+    out = {"samples": len(ref), "cosine_min": min(cos), "max_abs": float(np.abs(ref - got).max()),
+           "reference_max_abs": float(np.abs(ref).max())}
+    out["status"] = "passed" if out["cosine_min"] >= VERIFY_MIN_COSINE else "failed"
+    return out
+
+
+# ---------------------------------------------------------------- weights + architecture
+
+def _head_for(full: nn.Module, card: Card, req: ImportRequest, tensors: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """(head dict, what was found) for the checkpoint against the full network."""
+    source = card.architecture.get("source", "torchvision")
+    if req.feature_layer:
+        feature_head._module(full, req.feature_layer, "--feature-layer")
+        return {"kind": "layer", "module": req.feature_layer}, {"rule": "--feature-layer"}
+    if req.head_name == "none":
+        return {"kind": "none"}, {"rule": "--head-name none: the network's output is the feature"}
+    auto = card.architecture.get("head") or feature_head.default_head(full, source)
+    if req.head_name:
+        mod = feature_head._module(full, req.head_name, "--head-name")
+        kind = auto["kind"] if req.head_name == auto.get("module") else "drop"
+        return {"kind": kind, "module": req.head_name}, {"rule": "--head-name", "type": type(mod).__name__}
+    if auto["kind"] == "drop" and isinstance(full.get_submodule(auto["module"]), nn.Linear):
+        w = tensors.get(f"{auto['module']}.weight")
+        dim = card.feature_dim or full.get_submodule(auto["module"]).in_features
+        if w is not None and w.ndim == 2 and int(w.shape[0]) == int(dim):
+            return {"kind": "none"}, {"rule": f"final Linear {auto['module']} outputs {dim} = the feature "
+                                              "dimension: kept as part of the trunk (an embedding layer)"}
+        return auto, {"rule": f"final Linear {auto['module']} (out-features differ from the feature dimension {dim})"}
+    return auto, {"rule": f"default head of {card.architecture['name']} ({auto['kind']} {auto.get('module')})"}
+
+
+def _fit_module(full: nn.Module, name: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Re-create a Linear/Conv head with the checkpoint's shape (e.g. 550 classes) so the full network loads it."""
+    mod = full.get_submodule(name)
+    w = tensors.get(f"{name}.weight")
+    if w is None and not isinstance(mod, nn.Sequential):
+        return
+    if isinstance(mod, nn.Linear) and w.ndim == 2 and tuple(w.shape) != tuple(mod.weight.shape):
+        feature_head._replace(full, name, nn.Linear(int(w.shape[1]), int(w.shape[0]), f"{name}.bias" in tensors))
+    elif isinstance(mod, nn.Sequential):
+        for child, _ in mod.named_children():
+            _fit_module(full, f"{name}.{child}", tensors)
+    elif isinstance(mod, nn.Conv2d) and w.ndim == 4 and tuple(w.shape) != tuple(mod.weight.shape):
+        feature_head._replace(full, name, nn.Conv2d(int(w.shape[1]) * mod.groups, int(w.shape[0]), mod.kernel_size,
+                                                    mod.stride, mod.padding, mod.dilation, mod.groups,
+                                                    f"{name}.bias" in tensors))
+
+
+def _num_classes(full: nn.Module, head: dict) -> int | None:
+    if head.get("kind") not in ("drop", "pool"):
+        return None
+    mod = full.get_submodule(head["module"])
+    layers = [m for m in mod.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not layers:
+        return None
+    last = layers[-1]
+    return int(last.out_features if isinstance(last, nn.Linear) else last.out_channels)
+
+
+class _Capture:
+    """The checkpoint model's features: the head module's input (drop), pooled (pool), or a layer's output."""
+
+    def __init__(self, full: nn.Module, head: dict) -> None:
+        self.value: torch.Tensor | None = None
+        kind = head.get("kind")
+        if kind in ("drop", "pool"):
+            self.handle = full.get_submodule(head["module"]).register_forward_pre_hook(self._pre)
+        elif kind == "layer":
+            self.handle = full.get_submodule(head["module"]).register_forward_hook(self._post)
+        else:
+            self.handle = full.register_forward_hook(self._post)
+
+    def _pre(self, module: nn.Module, args: tuple) -> None:
+        self.value = args[0]
+
+    def _post(self, module: nn.Module, args: tuple, out: Any) -> None:
+        self.value = out
+
+    def features(self) -> torch.Tensor:
+        assert self.value is not None
+        return feature_head.global_pool(self.value)
+
+
+def _problems(expected: dict[str, tuple], got: dict[str, torch.Tensor], dropped: set[str],
+              outside: list[str]) -> dict[str, list[str]]:
+    missing = sorted(k for k in expected if k not in got)
+    unexpected = sorted([k for k in got if k not in expected and k not in dropped] + outside)
+    mismatched = sorted(f"{k}: checkpoint {list(got[k].shape)} vs architecture {list(expected[k])}"
+                        for k in expected if k in got and tuple(got[k].shape) != tuple(expected[k]))
+    return {"missing": missing, "unexpected": unexpected, "shape_mismatched": mismatched}
+
+
+def _problem_text(problems: dict[str, list[str]]) -> str:
+    parts = []
+    for kind, keys in problems.items():
+        if keys:
+            shown = keys[:MAX_LISTED]
+            more = f" ... and {len(keys) - MAX_LISTED} more" if len(keys) > MAX_LISTED else ""
+            parts.append(f"{len(keys)} {kind.replace('_', '-')}: " + ", ".join(shown) + more)
+    return "; ".join(parts)
+
+
+@IMPORTERS.register("weights")
+def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
+    if not req.arch:
+        raise ImportModelError(f"{req.source.name} holds weights only: say which architecture with --arch "
+                               "(a card such as resnet50_ocular, torchvision:NAME, timm:NAME or a card .toml)")
+    card = load_card(req.arch)
+    source = card.architecture.get("source", "torchvision")
+    name = card.architecture["name"]
+    user_kwargs = dict(card.architecture.get("kwargs") or {})
+    ckpt = read_checkpoint(req.source, req.key)
+    say(f"read {len(ckpt.tensors)} tensors" + (f" from {ckpt.wrapper_key!r}" if ckpt.wrapper_key else ""))
+    # The checkpoint model: the library's own network (auxiliary classifiers included), fitted to the file.
+    full = _base_network(source, name, user_kwargs)
+    tensors, prefix, outside = strip_prefix(ckpt.tensors, full.state_dict().keys())
+    head, found = _head_for(full, card, req, tensors)
+    if head.get("kind") in ("drop", "pool"):
+        _fit_module(full, head["module"], tensors)
+    num_classes = _num_classes(full, head)
+    arch = {"source": source, "name": name, "kwargs": {**default_kwargs(source, name), **user_kwargs},
+            "head": head, "layer_shapes": {}, "removed_blocks": [], "num_classes": None}
+    if head["kind"] == "none":  # a kept final layer may have its own width (an embedding): adopt the file's
+        for mod_name, mod in full.named_modules():
+            w = tensors.get(f"{mod_name}.weight")
+            if isinstance(mod, nn.Linear) and w is not None and w.ndim == 2 and tuple(w.shape) != tuple(mod.weight.shape):
+                feature_head._replace(full, mod_name, nn.Linear(int(w.shape[1]), int(w.shape[0]), mod.bias is not None))
+                arch["layer_shapes"][mod_name] = {"in": int(w.shape[1]), "out": int(w.shape[0])}
+    trunk_model = build_model(arch)
+    trunk_keys = {k[len("trunk."):]: tuple(v.shape) for k, v in trunk_model.state_dict().items()}
+    full_keys = {k: tuple(v.shape) for k, v in full.state_dict().items()}
+    dropped = {k for k in tensors if k in full_keys and k not in trunk_keys}
+    problems = _problems(trunk_keys, tensors, dropped, outside)
+    text = _problem_text(problems)
+    if text and req.strict:
+        raise ImportModelError(f"{req.source.name} does not match {source}:{name} ({found['rule']}): {text}. "
+                               "Check --arch; pick the weights with --key, the classifier with --head-name; or "
+                               "--strict false to load what matches")
+    if text:
+        say(f"--strict false: {text}")
+    usable = {k: v for k, v in tensors.items() if k in trunk_keys and tuple(v.shape) == trunk_keys[k]}
+    load_state(trunk_model.trunk, usable, strict=False)
+    # The checkpoint model gets the same tensors (plus its head), so both sides agree even under --strict false.
+    ref_state = {**{k: v for k, v in trunk_model.trunk.state_dict().items() if k in full_keys},
+                 **{k: v for k, v in tensors.items() if k in full_keys and tuple(v.shape) == full_keys[k]}}
+    load_state(full, ref_state, strict=False)
+    head_weights = None
+    if head["kind"] == "drop" and isinstance(full.get_submodule(head["module"]), nn.Linear):
+        lin = full.get_submodule(head["module"])
+        if f"{head['module']}.weight" in tensors:
+            head_weights = lin
+    full.eval()
+    trunk_model.eval()
+    size = int(req.input_size or card.input_size)
+    dim = probe_feature_dim(trunk_model, size)
+    model: FeatureModel = trunk_model
+    if head_weights is not None and head_weights.in_features == dim:
+        # Kept for training (fine-tuning, KD logits); the deployed trunk never runs it.
+        model = FeatureModel(trunk_model.trunk, head_weights.out_features, dim)
+        model.head.load_state_dict(head_weights.state_dict())
+        arch["num_classes"] = head_weights.out_features
+        model.eval()
+    record = {
+        "source_file": req.source.name, "source_sha256": sha256_file(req.source), "kind": "weights",
+        "arch": req.arch, "wrapper_key": ckpt.wrapper_key, "other_wrapper_keys": ckpt.candidates,
+        "prefix_stripped": prefix or None, "strict": req.strict,
+        "head": {**head, "found_by": found["rule"], "num_classes": num_classes,
+                 "kept_as_training_head": arch["num_classes"] is not None},
+        "dropped_tensors": len(dropped), "dropped_modules": sorted({k.rsplit(".", 1)[0] for k in dropped})[:40],
+        "problems": problems if text else None,
+    }
+    x = seeded_images(VERIFY_SAMPLES, size)
+    cap = _Capture(full, head)
+    with torch.no_grad():
+        full(x)
+        ref = cap.features().numpy()
+        got = model(x).numpy()
+    cap.handle.remove()
+    check = compare(ref, got)
+    if check["status"] != "passed":
+        raise ImportModelError(f"import check failed: the bundle's features differ from the checkpoint model's "
+                               f"({check}); this is a toolchain bug for {source}:{name}, please report it")
+    meta = bundle_meta(req.name or card.name, card.description or f"imported from {req.source.name}", arch, dim,
+                       size, card.mean, card.std, init=None, imported=True)
+    meta["card"] = card.name
+    say(f"features verified: cosine {check['cosine_min']:.7f}, max-abs {check['max_abs']:.2e}")
+    return _save_and_reverify(model, meta, record, check, req, x, got)
+
+
+def _save_and_reverify(model: FeatureModel, meta: dict, record: dict, check: dict, req: ImportRequest,
+                       x: torch.Tensor, got: np.ndarray, graph_file: Path | None = None) -> ImportResult:
+    import shutil
+
+    record["verification"] = {**check, "seed": VERIFY_SEED, "inputs": "seeded smooth noise in normalised space",
+                              "against": record.get("verified_against", "the checkpoint model (PyTorch)")}
+    meta["provenance"]["import"] = record
+    meta["provenance"]["toolchain_version"] = __version__
+    if graph_file is not None:  # what save_bundle records for weights, for `deploy model info` and reports
+        params = list(model.trunk.parameters()) + [b for b in model.trunk.buffers() if b.is_floating_point()]
+        n = int(sum(p.numel() for p in model.trunk.parameters()))
+        meta["weights"] = {"num_parameters": n, "deployed_parameters": n,
+                           "deployed_nonzero": int(sum(int(p.count_nonzero()) for p in model.trunk.parameters())),
+                           "num_tensors": len(params)}
+    path = (save_graph_bundle(graph_file, meta, req.out, force=req.force) if graph_file is not None
+            else save_bundle(model, meta, req.out, force=req.force))
+    b = load_bundle(path)
+    with torch.no_grad():
+        again = b.model(x).numpy()
+    if not np.allclose(again, got, rtol=1e-5, atol=1e-6):
+        shutil.rmtree(path, ignore_errors=True)
+        raise ImportModelError("the bundle read back from disk does not reproduce the imported features; "
+                               "nothing was kept (a toolchain bug, please report it)")
+    return ImportResult(path, b.meta)
+
+
+# ---------------------------------------------------------------- graph-only files
+
+def _preprocessing(req: ImportRequest, default_size: int | None) -> tuple[str, str, int, Any, Any]:
+    card = load_card(req.arch) if req.arch else None
+    size = req.input_size or default_size or (card.input_size if card else None)
+    if not size:
+        raise ImportModelError(f"{req.source.name} does not say its input size: give --input-size")
+    name = req.name or (card.name if card else req.source.stem)
+    mean = card.mean if card else IMAGENET_MEAN
+    std = card.std if card else IMAGENET_STD
+    return name, (card.description if card else ""), int(size), mean, std
+
+
+@IMPORTERS.register("onnx")
+def import_onnx(req: ImportRequest, say: Progress) -> ImportResult:
+    from toolchain.models import onnx_import
+
+    model_proto = onnx_import.load(req.source)
+    shape = onnx_import.input_shape(model_proto)
+    if len(shape) != 4 or (shape[1] not in (None, 3)):
+        raise ImportModelError(f"{req.source.name} takes input of shape {shape}; a feature extractor takes (N, 3, H, W)")
+    if shape[2] and shape[3] and shape[2] != shape[3]:
+        raise ImportModelError(f"{req.source.name} takes {shape[2]}x{shape[3]} images; only square inputs are supported")
+    name, desc, size, mean, std = _preprocessing(req, shape[2])
+    head = onnx_import.find_head(model_proto, req.head_name, req.feature_layer)
+    say(f"ONNX classifier: {head.head_node or 'none'}; features from {head.feature_value or 'the graph output'}")
+    arch = {"source": "onnx", "name": req.source.stem, "feature_value": head.feature_value,
+            "head": {"node": head.head_node, "num_classes": head.num_classes}, "graph_only": True}
+    import tempfile
+
+    from toolchain.models.graph import build_graph_trunk
+
+    # The bundle keeps one self-contained file: external data (torch's exporter writes NAME.onnx.data) inlined.
+    tmpdir = tempfile.TemporaryDirectory()
+    graph_file = Path(tmpdir.name) / "model.onnx"
+    try:
+        import onnx
+
+        onnx.save(model_proto, str(graph_file), save_as_external_data=False)
+    except ValueError as e:
+        raise ImportModelError(f"{req.source.name} is too large for one ONNX file ({e}); not supported") from None
+    trunk = build_graph_trunk(arch, graph_file, size)
+    model = FeatureModel(trunk).eval()
+    x = seeded_images(VERIFY_SAMPLES, size)
+    with torch.no_grad():
+        got = model(x).numpy()
+    ref, runtime = onnx_import.ort_features(req.source, head.feature_value, x.numpy())
+    check = compare(ref, got)
+    if check["status"] != "passed":
+        raise ImportModelError(f"onnx2torch's conversion of {req.source.name} does not match ONNX Runtime "
+                               f"(cosine {check.get('cosine_min')}); not imported")
+    record = {"source_file": req.source.name, "source_sha256": sha256_file(req.source), "kind": "onnx",
+              "converter": f"onnx2torch {_version('onnx2torch')}", "head": arch["head"],
+              "verified_against": f"{runtime} on the original file"}
+    meta = bundle_meta(name, desc or f"imported from {req.source.name}", arch, got.shape[1], size, mean, std,
+                       init=None, imported=True)
+    say(f"parity against {runtime}: cosine {check['cosine_min']:.7f}")
+    try:
+        return _save_and_reverify(model, meta, record, check, req, x, got, graph_file=graph_file)
+    finally:
+        tmpdir.cleanup()
+
+
+def _import_program(source: str) -> Callable[[ImportRequest, Progress], ImportResult]:
+    def run(req: ImportRequest, say: Progress) -> ImportResult:
+        from toolchain.models.graph import GRAPH_SOURCES, build_graph_trunk
+
+        if req.head_name not in (None, "none") or req.feature_layer:
+            raise ImportModelError(f"a {GRAPH_SOURCES.get(source).what} is a fixed graph: --head-name and "
+                                   "--feature-layer cannot cut it; save a program that returns the features")
+        from toolchain.models.graph import pt2_input_size
+
+        name, desc, size, mean, std = _preprocessing(req, pt2_input_size(req.source) if source == "torch_export" else None)
+        arch = {"source": source, "name": req.source.stem, "graph_only": True, "head": {"kind": "none"}}
+        trunk = build_graph_trunk(arch, req.source, size)
+        model = FeatureModel(trunk).eval()
+        x = seeded_images(VERIFY_SAMPLES, size)
+        ref = _reference_program(source, req.source, x)
+        with torch.no_grad():
+            got = model(x).numpy()
+        check = compare(ref, got)
+        if check["status"] != "passed":
+            raise ImportModelError(f"{req.source.name}: the converted program differs from the original "
+                                   f"(cosine {check.get('cosine_min')}); not imported")
+        if got.ndim != 2:
+            raise ImportModelError(f"{req.source.name} returns shape {list(got.shape)}; a feature extractor returns (N, D)")
+        record = {"source_file": req.source.name, "source_sha256": sha256_file(req.source), "kind": source,
+                  "verified_against": f"the original {GRAPH_SOURCES.get(source).what} run by torch"}
+        meta = bundle_meta(name, desc or f"imported from {req.source.name}", arch, got.shape[1], size, mean, std,
+                           init=None, imported=True)
+        return _save_and_reverify(model, meta, record, check, req, x, got, graph_file=req.source)
+    return run
+
+
+def _reference_program(source: str, path: Path, x: torch.Tensor) -> np.ndarray:
+    """The original program, run as torch loads it (one sample at a time: programs are often batch-1)."""
+    from toolchain.models import graph
+
+    if source == "torchscript":
+        prog = torch.jit.load(str(path), map_location="cpu").eval()
+    else:
+        graph.check_pt2(path)
+        prog = torch.export.load(str(path)).module()
+    with torch.no_grad():
+        return np.concatenate([prog(x[i:i + 1]).numpy() for i in range(len(x))])
+
+
+IMPORTERS.add("torchscript", _import_program("torchscript"))
+IMPORTERS.add("torch_export", _import_program("torch_export"))
+
+
+def _version(pkg: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+__all__ = ["ImportRequest", "ImportResult", "import_model", "IMPORTERS", "ToolchainError"]
