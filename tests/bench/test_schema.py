@@ -39,6 +39,21 @@ def test_committed_json_schema_is_up_to_date():
     assert schema._main(["--check"]) == 0
 
 
+def test_committed_json_schema_is_valid_under_its_meta_schema():
+    """A user's ``jsonschema.validate(x, schema)`` first checks the schema itself (issue 16: "$id" with a fragment
+    made every call raise SchemaError); the shared fixtures validate with the plain library too."""
+    import jsonschema
+
+    doc = json.loads(schema.DOC_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(doc)
+    jsonschema.Draft202012Validator.check_schema(schema.PLAN_SCHEMA)
+    assert "#" not in doc["$id"] and doc["$anchor"] == "result-v1"
+    for name in ("ok", "error", "partial"):
+        jsonschema.validate(fixture(name), doc)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**fixture("ok"), "schema_version": 2}, doc)
+
+
 def _broken(mutate) -> dict:
     r = copy.deepcopy(fixture("ok"))
     mutate(r)

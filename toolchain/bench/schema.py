@@ -80,7 +80,10 @@ _STR = {"type": "string", "minLength": 1}
 
 RESULTS_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "https://github.com/ocular-deploy/toolchain/docs/results-schema.json#result-v1",
+    # "$id" is an absolute URI without a fragment (JSON Schema 2020-12, section 8.2.1); the
+    # plain-name fragment goes in "$anchor" so the document passes its own meta-schema.
+    "$id": "https://github.com/ocular-deploy/toolchain/docs/results-schema.json",
+    "$anchor": "result-v1",
     "title": "Benchmark result v1: one run of one artifact on one device",
     **_obj({
         "schema_version": {"const": SCHEMA_VERSION},
@@ -170,7 +173,7 @@ _TENSOR = _obj({
 
 PLAN_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "https://github.com/ocular-deploy/toolchain/docs/results-schema.json#plan-v1",
+    "$anchor": "plan-v1",
     "title": "Run plan v1: what a harness app runs (written by `deploy bench plan`)",
     **_obj({
         "plan_version": {"const": PLAN_VERSION},
