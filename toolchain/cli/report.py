@@ -32,6 +32,7 @@ def report(
     files = write_report(rep, out, plots=plots, force=force)
     flagged = sum(1 for vw in rep.runs if any(f.level in ("warn", "fail") for f in vw.flags))
     for p in rep.problems:
-        err_console.print(styled(("not used:", "yellow"), f" {p.splitlines()[0]}"), soft_wrap=True)
+        # the whole reason: a schema error's first line only says how many problems follow
+        err_console.print(styled(("not used:", "yellow"), f" {p}"), soft_wrap=True)
     console.print(f"report of {len(rep.runs)} runs ({len(rep.rows)} device · runtime rows, {len(rep.variants)} variants, "
                   f"{flagged} runs flagged): {out / 'report.md'}, {out / 'report.html'} and {len(files) - 2} more files")

@@ -137,8 +137,14 @@ def markdown(rep: "Report", figures: dict[str, dict[str, Any]]) -> str:
         else:
             out += [f"### {f['title']}", "", f"![{f['title']}]({f['png']})", "", f"[SVG]({f['svg']})", ""]
     if rep.problems:
-        out += ["", "## Files not used", ""] + [f"- {p.splitlines()[0]}" for p in rep.problems]
+        out += ["", "## Files not used", ""] + [_md_problem(p) for p in rep.problems]
     return "\n".join(out) + "\n"
+
+
+def _md_problem(problem: str) -> str:
+    """One list item per file, its reason's later lines (one per schema problem) as a nested list."""
+    head, *rest = [line.strip() for line in problem.strip().splitlines() if line.strip()] or [""]
+    return "\n".join([f"- {head}"] + [f"  - {line}" for line in rest])
 
 
 CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:1400px}
@@ -183,7 +189,8 @@ def html_page(rep: "Report", figures: dict[str, dict[str, Any]], folder: Path) -
         svg = svg[svg.index("<svg"):]  # drop the XML prolog and DOCTYPE to inline it
         parts.append(f"<figure>{svg}<figcaption>{html.escape(f['title'])}</figcaption></figure>")
     if rep.problems:
-        parts.append("<h2>Files not used</h2><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in rep.problems)
+        parts.append("<h2>Files not used</h2><ul>" + "".join(
+            f"<li style=\"white-space:pre-wrap\">{html.escape(p.strip())}</li>" for p in rep.problems)
                      + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
