@@ -32,6 +32,9 @@ def train_command(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = _T.device,
     amp: Annotated[str, typer.Option(help="Mixed precision: auto (with CUDA), on, off.")] = _T.amp,
     workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.", min=0, max=256)] = _T.num_workers,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: PyTorch's default, the machine's cores). "
+                                         "Same seed + same threads on the same machine = bit-identical weights.",
+                                         min=0, max=1024)] = _T.threads,
     max_bad_fraction: Annotated[float, typer.Option("--max-bad-fraction", help="Unreadable images tolerated (0..1).", min=0.0, max=1.0)] = _T.max_bad_fraction,
     input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input pixels (card default).", min=16, max=4096)] = None,
     weights: Annotated[str, typer.Option(help="Start from random or imagenet weights (cards only; never downloads).")] = "random",
@@ -52,7 +55,7 @@ def train_command(
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                       warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, head=head, margin=margin,
                       scale=scale, augment=augment, seed=seed, device=device, amp=amp, num_workers=workers,
-                      max_bad_fraction=max_bad_fraction)
+                      threads=threads, max_bad_fraction=max_bad_fraction)
     main = D.info().is_main
     try:
         with progress() as bar:

@@ -73,6 +73,7 @@ class TeacherSection:
     lr: float = field(default=TrainConfig.lr, metadata={"exclusive_minimum": 0})
     optimizer: str = TrainConfig.optimizer
     weight_decay: float = field(default=TrainConfig.weight_decay, metadata=_MIN0)
+    threads: int = field(default=TrainConfig.threads, metadata=_MIN0)  # also the fine-tunes'; see train/repro.py
     weights: Literal["random", "imagenet"] = "random"
 
 

@@ -68,7 +68,7 @@ def _train_cfg(c: dict[str, Any], seed: int):
     from toolchain.train.config import TrainConfig
 
     return TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], optimizer=c["optimizer"],
-                       weight_decay=c["weight_decay"], seed=seed)
+                       weight_decay=c["weight_decay"], threads=c.get("threads", 0), seed=seed)
 
 
 def _finetune_cfg(c: dict[str, Any], epochs: int, seed: int):
@@ -76,7 +76,7 @@ def _finetune_cfg(c: dict[str, Any], epochs: int, seed: int):
     from toolchain.train.config import finetune_config
 
     return finetune_config(epochs, batch_size=c["batch_size"], lr=c["lr"], optimizer=c["optimizer"],
-                           weight_decay=c["weight_decay"], seed=seed)
+                           weight_decay=c["weight_decay"], threads=c.get("threads", 0), seed=seed)
 
 
 def _epoch_log(ctx: Context, what: str):

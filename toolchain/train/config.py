@@ -39,12 +39,13 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "auto"  # auto (on with CUDA) | on | off
     num_workers: int = 0
+    threads: int = 0  # CPU threads of the run; 0: PyTorch's default (the machine's cores). Recorded; see train/repro.py
     max_bad_fraction: float = 0.01
     grad_clip_norm: float | None = None
     eval_batch_size: int = 64
 
     #: settings that may change between an interrupted run and its --resume
-    RESUMABLE_CHANGES = ("epochs", "device", "num_workers", "eval_batch_size", "amp")
+    RESUMABLE_CHANGES = ("epochs", "device", "num_workers", "eval_batch_size", "amp", "threads")
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -55,6 +56,8 @@ class TrainConfig:
 
         HEADS.get(self.head)
         OPTIMIZERS.get(self.optimizer)
+        if self.threads < 0 or self.num_workers < 0:
+            raise ConfigError(f"threads and workers must be 0 or more (got {self.threads}, {self.num_workers})")
         if self.amp not in ("auto", "on", "off"):
             raise ConfigError(f"amp must be auto, on or off, got {self.amp!r}")
 

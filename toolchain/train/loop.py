@@ -66,6 +66,7 @@ from toolchain.models.arch import FeatureModel, probe_feature_dim
 from toolchain.progress import ProgressFn  # noqa: F401  (the one progress type, re-exported for callers)
 from toolchain.train import checkpoint as ckpt
 from toolchain.train import distributed as D
+from toolchain.train import repro
 from toolchain.train.config import OPTIMIZERS, TrainConfig  # noqa: F401  (their light home: the CLI shows defaults)
 from toolchain.train.heads import HEADS, MARGIN_HEADS
 from toolchain.train.validate import ValSet, validation_eer
@@ -144,6 +145,7 @@ class FitResult:
     num_classes: int = 0
     train_images: int = 0
     seconds: float = 0.0
+    reproducibility: dict[str, Any] = field(default_factory=dict)  # train/repro.py: seed, threads, torch
     extra: dict[str, Any] = field(default_factory=dict)
 
     def provenance(self) -> dict[str, Any]:
@@ -151,7 +153,7 @@ class FitResult:
         return {"config": self.config.to_json(), "history": self.history, "best_epoch": self.best_epoch,
                 "best_val_eer": self.best_val_eer, "world_size": self.world_size, "device": self.device,
                 "amp": self.amp, "num_classes": self.num_classes, "train_images": self.train_images,
-                "seconds": round(self.seconds, 3), **self.extra}
+                "seconds": round(self.seconds, 3), "reproducibility": self.reproducibility, **self.extra}
 
 
 def _ensure_head(model: FeatureModel, num_classes: int, cfg: TrainConfig) -> None:
@@ -207,6 +209,7 @@ def fit(model: FeatureModel, train_ds: ImageDataset, val: Protocol | ValSet | No
     use_amp = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
     if use_amp and device.type != "cuda":
         raise ToolchainError("--amp on needs CUDA (mixed precision on CPU is not faster here); use --amp auto or off")
+    repro_info = repro.configure(cfg.seed * 1000 + dinfo.rank, cfg.threads)  # threads, deterministic kernels
     torch.manual_seed(cfg.seed * 1000 + dinfo.rank)  # augmentation randomness; data order comes from the sampler
 
     _ensure_head(model, train_ds.num_classes, cfg)
@@ -221,7 +224,7 @@ def fit(model: FeatureModel, train_ds: ImageDataset, val: Protocol | ValSet | No
     sampler = DistributedSampler(train_ds, num_replicas=dinfo.world_size, rank=dinfo.rank, shuffle=True,
                                  seed=cfg.seed, drop_last=True)
     loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                        drop_last=True, pin_memory=device.type == "cuda")
+                        drop_last=True, pin_memory=device.type == "cuda", worker_init_fn=repro.seed_worker)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise DataError(f"{len(train_ds)} training images make no full batch of {cfg.batch_size} per process "
@@ -339,4 +342,4 @@ def fit(model: FeatureModel, train_ds: ImageDataset, val: Protocol | ValSet | No
         model.load_state_dict(best_state)
     model.to("cpu").eval()
     return FitResult(model, history, best_epoch, best_eer, cfg, dinfo.world_size, str(device), use_amp,
-                     train_ds.num_classes, len(train_ds), time.perf_counter() - t0)
+                     train_ds.num_classes, len(train_ds), time.perf_counter() - t0, reproducibility=repro_info)
