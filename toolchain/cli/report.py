@@ -9,6 +9,7 @@ import typer
 
 from toolchain.cli import app
 from toolchain.cli._common import ForceOpt, console, err_console, styled
+from toolchain.policy import MIN_TIMED_ITERATIONS
 
 
 @app.command("report")
@@ -18,7 +19,7 @@ def report(
     artifacts: Annotated[Optional[list[Path]], typer.Option("--artifacts", "-a", help="Exported artifact folders (manifest.json searched recursively).")] = None,
     bundles: Annotated[Optional[list[Path]], typer.Option("--bundles", "-b", help="Model bundle folders (model.json searched recursively).")] = None,
     metrics: Annotated[Optional[list[Path]], typer.Option("--metrics", "-m", help="metrics.json files or folders from `deploy evaluate`.")] = None,
-    min_iterations: Annotated[int, typer.Option(help="Flag runs with fewer timed iterations.")] = 30,
+    min_iterations: Annotated[int, typer.Option(help="Flag runs with fewer timed iterations.", min=1)] = MIN_TIMED_ITERATIONS,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG and SVG figures.")] = True,
     force: ForceOpt = False,
 ) -> None:
