@@ -51,10 +51,18 @@ def test_worked_example_pairs():
 def test_left_and_right_eye_are_different_identities():
     from pathlib import Path
 
-    s = [Sample(Path("/d/1.png"), "a", eye="L"), Sample(Path("/d/2.png"), "a", eye="R"), Sample(Path("/d/3.png"), "a", eye="L")]
-    p = make_protocol(s)
+    from toolchain.data.protocols import ProtocolRules
+
+    s = [Sample(Path("/d/1.png"), "a", eye="L"), Sample(Path("/d/2.png"), "a", eye="R"), Sample(Path("/d/3.png"), "a", eye="L"),
+         Sample(Path("/d/4.png"), "b", eye="L")]
+    p = make_protocol(s)  # default: a/L vs a/R is neither genuine nor impostor
     assert p.genuine.tolist() == [[0, 1]]  # sorted: (a, L) x2 first
-    assert len(p.impostor) == 2
+    assert p.impostor.tolist() == [[0, 3], [1, 3], [2, 3]] and p.meta["excluded_other_eye_pairs"] == 2
+    assert p.to_json()["protocol"]["other_eye"] == "exclude"
+    old = make_protocol(s, rules=ProtocolRules(other_eye="impostor"))
+    assert old.genuine.tolist() == [[0, 1]] and old.impostor.tolist() == [[0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]
+    either = make_protocol(s, rules=ProtocolRules(other_eye="genuine"))
+    assert either.genuine.tolist() == [[0, 1], [0, 2], [1, 2]] and either.to_json()["protocol"]["genuine"] == "either-eye"
 
 
 def test_sampled_impostors_are_seeded_distinct_and_never_genuine():
