@@ -104,3 +104,32 @@ def test_not_a_protocol(tmp_path):
     (tmp_path / "p.json").write_text("{}")
     with pytest.raises(DataError, match="not a verification protocol"):
         load_protocol(tmp_path / "p.json")
+
+
+def test_unreadable_images_are_left_out_and_listed(synth_small, tmp_path):
+    import shutil
+
+    data = tmp_path / "d"
+    shutil.copytree(synth_small, data)
+    victim = sorted(data.rglob("*.png"))[5]
+    victim.write_bytes(victim.read_bytes()[:60])  # truncated PNG: the header is there, the pixels are not
+    rel = victim.relative_to(data).as_posix()
+    seen = []
+    written = write_split_files(scan(data), tmp_path / "p", seed=0, progress=lambda n, total: seen.append((n, total)))
+    assert seen[-1] == (32, 32)
+    excluded = json.loads(written["excluded"].read_text())
+    assert excluded["count"] == 1 and [im["path"] for im in excluded["images"]] == [rel]
+    assert json.loads(written["splits"].read_text())["excluded_images"] == 1
+    paths = {im["path"] for k in ("val", "test") for im in load_protocol(written[k]).images}
+    assert rel not in paths
+    unchecked = write_split_files(scan(data), tmp_path / "q", seed=0, check_images=False)
+    assert json.loads(unchecked["excluded"].read_text()) == {"format": "toolchain.excluded", "format_version": 1,
+                                                             "count": 0, "checked": False, "images": []}
+
+
+def test_no_readable_image_is_one_error(tmp_path):
+    for k in range(4):
+        (tmp_path / "d" / f"s{k}").mkdir(parents=True)
+        (tmp_path / "d" / f"s{k}" / "a.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="none of the 4 images"):
+        write_split_files(scan(tmp_path / "d"), tmp_path / "p")
