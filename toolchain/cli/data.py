@@ -106,8 +106,8 @@ def split(
     max_impostors: Annotated[int, typer.Option("--max-impostors", help="Most impostor pairs per protocol "
                                                "(all of them when fewer; else a seeded sample).")] = SplitConfig.max_impostors,
     protocol: Annotated[str, typer.Option("--protocol", help="all-pairs: every pair of a split's images; cross-session: "
-                                          "enrolment-session images vs verification-session images only (the "
-                                          "published protocol of ufpr and visob; docs/datasets.md).")] = SplitConfig.protocol,
+                                          "enrolment-session images vs verification-session images only (our "
+                                          "reading of the ufpr and visob protocols; docs/datasets.md).")] = SplitConfig.protocol,
     enrol_sessions: Annotated[Optional[str], typer.Option("--enrol-sessions", help="Cross-session: enrolment "
                               "visits, comma-separated, matched to the session's last part by number (1 = Visit1 = S1); "
                               "default: the layout's (ufpr 1, visob 1).")] = None,
@@ -143,10 +143,13 @@ def split(
     rules = resolve_rules(ds.layout, protocol, _sessions(enrol_sessions),
                           _sessions(verify_sessions), other_eye, condition)
     check_output_dir(out, "splits", force)  # before the progress bar: a refusal is the only output
-    with progress() as bar:
-        task = bar.add_task("decoding", total=len(ds.samples), status="")
-        written = write_split_files(ds, out, seed, fr, max_impostors, force=force, rules=rules,
-                                    check_images=check_images, progress=lambda n, _: bar.update(task, completed=n))
+    if check_images:
+        with progress() as bar:
+            task = bar.add_task("decoding", total=len(ds.samples), status="")
+            written = write_split_files(ds, out, seed, fr, max_impostors, force=force, rules=rules,
+                                        progress=lambda n, _: bar.update(task, completed=n))
+    else:
+        written = write_split_files(ds, out, seed, fr, max_impostors, force=force, rules=rules, check_images=False)
     excluded = json.loads(written["excluded"].read_text())
     if excluded["count"]:
         shown = ", ".join(im["path"] for im in excluded["images"][:3])
