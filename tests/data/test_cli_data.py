@@ -19,6 +19,7 @@ def test_synth_check_split_sheet(tmp_path):
     r = run(app, ["data", "check", str(data)])
     assert r.exit_code == 0, r.output
     assert "per-subject" in r.output and "subjects  7" in r.output and "unreadable  1" in r.output
+    assert "all-pairs (no sessions" in r.output
     r = run(app, ["data", "split", str(data), "--out", str(tmp_path / "p"), "--seed", "1"])
     assert r.exit_code == 0, r.output
     test = json.loads((tmp_path / "p" / "protocol-test.json").read_text())
@@ -53,6 +54,8 @@ def test_split_cross_session_on_a_ufpr_like_synthetic_set(tmp_path):
                   "--out", str(data)])
     assert r.exit_code == 0, r.output
     assert "48 images of 8 subjects" in r.output and (data / "C1" / "C1_S2_I1_R.png").is_file()
+    r = run(app, ["data", "check", str(data)])
+    assert r.exit_code == 0 and "all-pairs, cross-session (enrol 1 -> verify 2, 3" in r.output, r.output
     r = run(app, ["data", "split", str(data), "--out", str(tmp_path / "all"), "--fractions", "0.5,0.25,0.25"])
     assert r.exit_code == 0, r.output
     assert "not comparable with published cross-session" in r.output

@@ -48,13 +48,27 @@ def check(
             ("eye sides", ", ".join(ds.eyes()) or "unknown"),
             ("unmatched", f"{len(ds.unmatched)} image file(s) the layout names no subject for"
                           + (f", e.g. {ds.unmatched[0]}" if ds.unmatched else "")),
-            ("unreadable", str(len(bad)))]
+            ("unreadable", str(len(bad))),
+            ("protocols", _protocols_row(ds))]
     for k, v in rows:
         console.print(f"{k:>12}  {v}")
     for p, reason in bad[:20]:
         console.print(styled("  ", ("unreadable", "red"), f" {reason}"))
     if len(bad) > 20:
         console.print(f"  ... {len(bad) - 20} more")
+
+
+def _protocols_row(ds) -> str:
+    """Which verification protocols this data set supports (``deploy data split --protocol``)."""
+    from toolchain.data.protocols import resolve_rules
+    from toolchain.errors import DataError
+
+    if not ds.sessions():
+        return "all-pairs (no sessions: cross-session needs a layout, regex or CSV that names them)"
+    try:
+        return f"all-pairs, {resolve_rules(ds.layout, 'cross-session').label()} by default"
+    except DataError:
+        return "all-pairs, cross-session with --enrol-sessions/--verify-sessions (no layout default)"
 
 
 @data_app.command("synth")
