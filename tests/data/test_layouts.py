@@ -47,6 +47,19 @@ def test_csv_index(tmp_path):
     assert [(s.subject, s.session, s.eye) for s in ds.samples] == [("s1", "a", "L"), ("s2", None, "R")]
 
 
+def test_non_utf8_csv_index_names_the_file_and_the_byte(tmp_path):
+    _img(tmp_path / "1.png")
+    (tmp_path / "index.csv").write_bytes("path,subject\n1.png,Jos\u00e9\n".encode("latin-1"))
+    with pytest.raises(DataLayoutError, match=r"index.csv is not UTF-8 text: byte 22 \(line 2, 0xe9\)"):
+        scan(tmp_path)
+
+
+def test_csv_index_with_a_utf8_bom_reads_its_header(tmp_path):
+    _img(tmp_path / "1.png")
+    (tmp_path / "index.csv").write_bytes("path,subject\n1.png,Jos\u00e9\n".encode("utf-8-sig"))
+    assert [s.subject for s in scan(tmp_path).samples] == ["Jos\u00e9"]
+
+
 def test_csv_index_with_missing_file_names_it(tmp_path):
     (tmp_path / "index.csv").write_text("path,subject\nnope.png,s1\n")
     with pytest.raises(DataLayoutError, match="nope.png"):

@@ -51,10 +51,18 @@ def test_worked_example_pairs():
 def test_left_and_right_eye_are_different_identities():
     from pathlib import Path
 
-    s = [Sample(Path("/d/1.png"), "a", eye="L"), Sample(Path("/d/2.png"), "a", eye="R"), Sample(Path("/d/3.png"), "a", eye="L")]
-    p = make_protocol(s)
+    from toolchain.data.protocols import ProtocolRules
+
+    s = [Sample(Path("/d/1.png"), "a", eye="L"), Sample(Path("/d/2.png"), "a", eye="R"), Sample(Path("/d/3.png"), "a", eye="L"),
+         Sample(Path("/d/4.png"), "b", eye="L")]
+    p = make_protocol(s)  # default: a/L vs a/R is neither genuine nor impostor
     assert p.genuine.tolist() == [[0, 1]]  # sorted: (a, L) x2 first
-    assert len(p.impostor) == 2
+    assert p.impostor.tolist() == [[0, 3], [1, 3], [2, 3]] and p.meta["excluded_other_eye_pairs"] == 2
+    assert p.to_json()["protocol"]["other_eye"] == "exclude"
+    old = make_protocol(s, rules=ProtocolRules(other_eye="impostor"))
+    assert old.genuine.tolist() == [[0, 1]] and old.impostor.tolist() == [[0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]
+    either = make_protocol(s, rules=ProtocolRules(other_eye="genuine"))
+    assert either.genuine.tolist() == [[0, 1], [0, 2], [1, 2]] and either.to_json()["protocol"]["genuine"] == "either-eye"
 
 
 def test_sampled_impostors_are_seeded_distinct_and_never_genuine():
@@ -96,3 +104,32 @@ def test_not_a_protocol(tmp_path):
     (tmp_path / "p.json").write_text("{}")
     with pytest.raises(DataError, match="not a verification protocol"):
         load_protocol(tmp_path / "p.json")
+
+
+def test_unreadable_images_are_left_out_and_listed(synth_small, tmp_path):
+    import shutil
+
+    data = tmp_path / "d"
+    shutil.copytree(synth_small, data)
+    victim = sorted(data.rglob("*.png"))[5]
+    victim.write_bytes(victim.read_bytes()[:60])  # truncated PNG: the header is there, the pixels are not
+    rel = victim.relative_to(data).as_posix()
+    seen = []
+    written = write_split_files(scan(data), tmp_path / "p", seed=0, progress=lambda n, total: seen.append((n, total)))
+    assert seen[-1] == (32, 32)
+    excluded = json.loads(written["excluded"].read_text())
+    assert excluded["count"] == 1 and [im["path"] for im in excluded["images"]] == [rel]
+    assert json.loads(written["splits"].read_text())["excluded_images"] == 1
+    paths = {im["path"] for k in ("val", "test") for im in load_protocol(written[k]).images}
+    assert rel not in paths
+    unchecked = write_split_files(scan(data), tmp_path / "q", seed=0, check_images=False)
+    assert json.loads(unchecked["excluded"].read_text()) == {"format": "toolchain.excluded", "format_version": 1,
+                                                             "count": 0, "checked": False, "images": []}
+
+
+def test_no_readable_image_is_one_error(tmp_path):
+    for k in range(4):
+        (tmp_path / "d" / f"s{k}").mkdir(parents=True)
+        (tmp_path / "d" / f"s{k}" / "a.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="none of the 4 images"):
+        write_split_files(scan(tmp_path / "d"), tmp_path / "p")

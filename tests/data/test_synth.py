@@ -39,3 +39,14 @@ def test_images_of_a_subject_differ_but_resemble_each_other_more_than_others():
 def test_render_shape_and_range():
     a = render(make_subject(subject_rng(3, 0)), image_rng(3, 0, 0), 40)
     assert a.shape == (40, 40, 3) and a.dtype == np.uint8 and a.std() > 5
+
+
+def test_session_layouts_are_deterministic_and_sessions_differ(tmp_path):
+    a = generate(tmp_path / "a", subjects=2, images_per_subject=3, size=32, seed=0, layout="ufpr")
+    b = generate(tmp_path / "b", subjects=2, images_per_subject=3, size=32, seed=0, layout="ufpr")
+    files = sorted(p.relative_to(a).as_posix() for p in a.rglob("*.png"))
+    assert files == sorted(p.relative_to(b).as_posix() for p in b.rglob("*.png")) and len(files) == 12
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    assert json.loads((a / "synth.json").read_text())["layout"] == "ufpr"
+    v = generate(tmp_path / "v", subjects=1, images_per_subject=8, size=32, seed=0, layout="visob")
+    assert (v / "Samsung" / "Dim" / "Visit2" / "1000_01_R_1.png").is_file()

@@ -82,6 +82,8 @@ def test_outputs_written(evaluations):
     assert doc["data"]["num_genuine"] == 36 and doc["data"]["num_impostor"] == 240 and doc["data"]["feature_dim"] == 64
     assert set(doc["metrics"]["tar_at_far"]) == {"1e-2", "1e-3", "1e-4"}
     assert any("rule of three" in w for w in doc["metrics"]["warnings"])  # 240 impostor pairs support none
+    vp = doc["data"]["verification_protocol"]  # the rules of the protocol file, so numbers say what they measure
+    assert vp["name"] == "all-pairs" and vp["label"] == "all-pairs (other eye excluded)" and vp["split"] == "test"
     for name in FILES.values():
         assert (b.out / name).is_file() and (b.out / name).stat().st_size > 1000
     assert seen[-1][1:3] == (24, 24) and len(seen) == 4  # (stage, done, total, info); batches of 7: 7, 14, 21, 24
@@ -101,6 +103,7 @@ def test_compare_reuses_finished_evaluations_and_evaluates_models(evaluations, t
     for f in ("compare_roc.png", "compare_det.png", "compare.json"):
         assert (tmp_path / "cmp" / f).is_file()
     assert c.summary["warnings"] == []
+    assert {r["protocol"] for r in rows} == {"all-pairs (other eye excluded)"}
 
 
 def test_compare_errors(evaluations, tiny_bundle, tmp_path):
@@ -146,3 +149,19 @@ def test_failed_rerun_keeps_the_previous_result(evaluations, tiny_bundle, eye_da
     with pytest.raises(ToolchainError):
         evaluate_model(tiny_bundle, tmp_path / "nowhere", proto, out)
     assert ((out / METRICS_FILE).read_bytes(), (out / "scores.npz").read_bytes()) == before
+
+
+def test_cross_session_protocol_is_recorded_in_metrics(tiny_bundle, tmp_path):
+    from toolchain.data.layouts import scan
+    from toolchain.data.protocols import resolve_rules
+    from toolchain.data.splits import make_protocol, save_protocol
+    from toolchain.data.synth import generate
+
+    root = generate(tmp_path / "u", subjects=3, images_per_subject=3, size=32, seed=0, layout="ufpr")
+    rules = resolve_rules("ufpr", "cross-session")
+    proto = save_protocol(make_protocol(scan(root).samples, root=root, rules=rules), tmp_path / "p.json")
+    ev = evaluate_model(tiny_bundle, root, proto, tmp_path / "e", plot=False)
+    vp = json.loads((ev.out / METRICS_FILE).read_text())["data"]["verification_protocol"]
+    assert vp["name"] == "cross-session" and vp["enrol_sessions"] == ["1"] and vp["verify_sessions"] == ["2", "3"]
+    assert vp["label"] == rules.label() and "Zanlorensi" in vp["source"]
+    assert ev.document["data"]["num_genuine"] == 3 * 2 * 1 * 2  # 3 subjects x 2 eyes x (1 S1 image x 2 S2/S3 images)

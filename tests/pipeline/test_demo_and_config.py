@@ -147,6 +147,10 @@ def test_defaults_have_one_home_read_by_the_cli_the_pipeline_and_the_library():
     assert cfg.data.max_impostors == SplitConfig.max_impostors == DEFAULT_MAX_IMPOSTORS \
         == cli_default(cli_data.split, "max_impostors") == cli_default(make_protocol, "max_impostors")
     assert cfg.data.fractions == list(SplitConfig.fractions)
+    for name in ("protocol", "other_eye", "condition", "check_images"):
+        assert getattr(cfg.data, name) == getattr(SplitConfig, name) == cli_default(cli_data.split, name), name
+    assert cfg.data.enrol_sessions == list(SplitConfig.enrol_sessions) == []
+    assert cfg.data.synth.layout == cli_default(cli_data.synth, "layout")
     for name in ("epochs", "batch_size", "lr", "optimizer", "weight_decay"):
         assert getattr(cfg.teacher, name) == getattr(TrainConfig, name) == cli_default(cli_train.train_command, name)
     for name in ("warmup", "iterations", "threads"):
@@ -170,3 +174,30 @@ def test_converter_versions_are_in_the_export_stage_key(monkeypatch):
     after = keys()
     assert before["export-teacher"] != after["export-teacher"]
     assert before["teacher"] == after["teacher"] and before["data"] == after["data"]
+
+
+def test_protocol_settings_are_checked_with_the_rest():
+    with pytest.raises(PipelineError) as e:
+        parse({"data": {"synth": {}, "protocol": "cross-session", "other_eye": "maybe"}})
+    msg = str(e.value)
+    assert "unknown other_eye 'maybe'" in msg and "needs sessions: set synth.layout" in msg
+    cfg = parse({"data": {"synth": {"layout": "visob"}, "protocol": "cross-session", "enrol_sessions": ["1"]}})
+    assert cfg.data.protocol == "cross-session" and cfg.data.enrol_sessions == ["1"]
+
+
+def test_data_stage_writes_the_configured_cross_session_protocol(tmp_path):
+    from toolchain.data.splits import load_protocol
+    from toolchain.pipeline.engine import Context
+    from toolchain.pipeline.stages import build_stages
+
+    cfg = parse({"data": {"synth": {"subjects": 10, "images_per_subject": 8, "size": 32, "layout": "visob"},
+                          "protocol": "cross-session", "fractions": [0.4, 0.3, 0.3]},
+                 "teacher": {"epochs": 1}})
+    (stage,) = [s for s in build_stages(cfg) if s.kind == "data"]
+    said = []
+    summary = stage.fn(Context(tmp_path, stage.config, {}, said.append))
+    assert summary["protocol"]["name"] == "cross-session" and summary["protocol"]["verify_sessions"] == ["2"]
+    assert any("verification protocol: cross-session (enrol 1 -> verify 2" in m for m in said)
+    p = load_protocol(tmp_path / "protocol-test.json")
+    assert p.rules.name == "cross-session" and len(p.genuine)
+    assert all(p.images[i]["session"] != p.images[j]["session"] for i, j in p.genuine.tolist())

@@ -236,3 +236,29 @@ def test_cli_report(scene, tmp_path):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "rep" / "report.html").is_file() and "report of 5 runs" in res.output
+
+
+def test_report_names_the_verification_protocol(scene, tmp_path):
+    from toolchain.report.render import protocol_line
+
+    rep = _report(scene)  # the scene's metrics.json files record no protocol
+    assert protocol_line(rep) == "Verification protocol of the accuracy columns: not recorded."
+    label = "cross-session (enrol 1 -> verify 2, 3; same condition; other eye excluded)"
+    met = scene["metrics"][0]
+    for name in ("teacher", "student", "student_onnx"):
+        doc = json.loads((met / name / "metrics.json").read_text())
+        doc["data"] = {"verification_protocol": {"name": "cross-session", "label": label}}
+        _write(met / name / "metrics.json", doc)
+    rep = _report(scene)
+    assert protocol_line(rep) == f"Verification protocol of the accuracy columns: {label}."
+    out = tmp_path / "r"
+    write_report(rep, out, plots=False)
+    import html
+
+    assert label in (out / "report.md").read_text() and html.escape(label) in (out / "report.html").read_text()
+    assert {v["verification_protocol"] for v in json.loads((out / "report.json").read_text())["variants"]
+            if v["eer"] is not None} == {label}
+    doc = json.loads((met / "student" / "metrics.json").read_text())
+    doc["data"]["verification_protocol"]["label"] = "all-pairs (other eye excluded)"
+    _write(met / "student" / "metrics.json", doc)
+    assert "are not comparable" in protocol_line(_report(scene))

@@ -48,13 +48,27 @@ def check(
             ("eye sides", ", ".join(ds.eyes()) or "unknown"),
             ("unmatched", f"{len(ds.unmatched)} image file(s) the layout names no subject for"
                           + (f", e.g. {ds.unmatched[0]}" if ds.unmatched else "")),
-            ("unreadable", str(len(bad)))]
+            ("unreadable", str(len(bad))),
+            ("protocols", _protocols_row(ds))]
     for k, v in rows:
         console.print(f"{k:>12}  {v}")
     for p, reason in bad[:20]:
         console.print(styled("  ", ("unreadable", "red"), f" {reason}"))
     if len(bad) > 20:
         console.print(f"  ... {len(bad) - 20} more")
+
+
+def _protocols_row(ds) -> str:
+    """Which verification protocols this data set supports (``deploy data split --protocol``)."""
+    from toolchain.data.protocols import resolve_rules
+    from toolchain.errors import DataError
+
+    if not ds.sessions():
+        return "all-pairs (no sessions: cross-session needs a layout, regex or CSV that names them)"
+    try:
+        return f"all-pairs, {resolve_rules(ds.layout, 'cross-session').label()} by default"
+    except DataError:
+        return "all-pairs, cross-session with --enrol-sessions/--verify-sessions (no layout default)"
 
 
 @data_app.command("synth")
@@ -64,6 +78,9 @@ def synth(
     images_per_subject: Annotated[int, typer.Option("--images-per-subject", help="Images per subject.", min=1, max=10_000)] = SynthConfig.images_per_subject,
     size: Annotated[int, typer.Option(help="Image side in pixels.", min=32, max=4096)] = SynthConfig.size,
     seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same images.")] = SynthConfig.seed,
+    layout: Annotated[str, typer.Option("--layout", help="per-subject (one eye, no sessions), or ufpr / visob: both "
+                                        "eyes over sessions, named like those data sets (--images-per-subject is "
+                                        "then per eye).")] = SynthConfig.layout,
     force: ForceOpt = False,
 ) -> None:
     """Generate the synthetic periocular data set (deterministic per seed)."""
@@ -72,40 +89,90 @@ def synth(
     from toolchain.data.synth import generate
     from toolchain.fsutil import check_output_dir
 
+    from toolchain.data.config import SYNTH_LAYOUTS
+    from toolchain.errors import DataError
+
+    if layout not in SYNTH_LAYOUTS:
+        raise DataError(f"--layout {layout!r} is not a synthetic layout; known: {', '.join(SYNTH_LAYOUTS)}")
     check_output_dir(out, "synth", force)  # before the progress bar: a refusal is the only output
+    total = subjects * images_per_subject * (1 if layout == "per-subject" else 2)
     t0 = time.perf_counter()
     with progress() as bar:
-        task = bar.add_task("rendering", total=subjects * images_per_subject, status="")
-        generate(out, subjects, images_per_subject, size, seed, lambda n, _: bar.update(task, completed=n), force=force)
-    console.print(f"wrote {subjects * images_per_subject} images of {subjects} subjects ({size}x{size}) to "
+        task = bar.add_task("rendering", total=total, status="")
+        generate(out, subjects, images_per_subject, size, seed, lambda n, _: bar.update(task, completed=n), force=force,
+                 layout=layout)
+    console.print(f"wrote {total} images of {subjects} subjects ({size}x{size}, {layout} layout) to "
                   f"{out} in {time.perf_counter() - t0:.1f} s")
+
+
+def _sessions(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
 
 
 @data_app.command("split")
 def split(
     data: Annotated[Path, typer.Argument(help="Data set folder.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for splits.json, protocol-val.json, protocol-test.json.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for splits.json, protocol-val.json, protocol-test.json, "
+                                      "excluded.json.")],
     seed: Annotated[int, typer.Option(help="Seed of the subject assignment and the impostor sample.")] = SplitConfig.seed,
     fractions: Annotated[str, typer.Option(help="train,val,test shares of subjects.")] = ",".join(
         f"{f:g}" for f in SplitConfig.fractions),
     max_impostors: Annotated[int, typer.Option("--max-impostors", help="Most impostor pairs per protocol "
                                                "(all of them when fewer; else a seeded sample).")] = SplitConfig.max_impostors,
+    protocol: Annotated[str, typer.Option("--protocol", help="all-pairs: every pair of a split's images; cross-session: "
+                                          "enrolment-session images vs verification-session images only (our "
+                                          "reading of the ufpr and visob protocols; docs/datasets.md).")] = SplitConfig.protocol,
+    enrol_sessions: Annotated[Optional[str], typer.Option("--enrol-sessions", help="Cross-session: enrolment "
+                              "visits, comma-separated, matched to the session's last part by number (1 = Visit1 = S1); "
+                              "default: the layout's (ufpr 1, visob 1).")] = None,
+    verify_sessions: Annotated[Optional[str], typer.Option("--verify-sessions", help="Cross-session: verification "
+                               "visits; default: the layout's (ufpr 2,3, visob 2).")] = None,
+    other_eye: Annotated[str, typer.Option("--other-eye", help="A pair of one subject's left and right eye: exclude "
+                                           "(neither genuine nor impostor), impostor, or genuine (either-eye "
+                                           "genuines).")] = SplitConfig.other_eye,
+    condition: Annotated[str, typer.Option("--condition", help="Cross-session: pair images of the same capture "
+                                           "condition only (same: the session minus its last part, VISOB's phone "
+                                           "and lighting) or any.")] = SplitConfig.condition,
+    check_images: Annotated[bool, typer.Option("--check-images/--no-check-images", help="Decode every image first "
+                                               "and leave unreadable ones out (listed in excluded.json).")] = SplitConfig.check_images,
     layout: LayoutOpt = None,
     subject_regex: RegexOpt = None,
     index: IndexOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Write subject-disjoint splits and the val/test verification protocols (genuine + impostor pairs)."""
+    import json
+
     from toolchain.data.layouts import scan
+    from toolchain.data.protocols import resolve_rules
     from toolchain.data.splits import load_protocol, load_splits, write_split_files
     from toolchain.errors import DataError
+    from toolchain.fsutil import check_output_dir
 
     try:
         fr = tuple(float(v) for v in fractions.split(","))
     except ValueError:
         raise DataError(f"--fractions {fractions!r} must be three numbers like 0.7,0.1,0.2") from None
     ds = scan(data, layout, subject_regex, index)
-    written = write_split_files(ds, out, seed, fr, max_impostors, force=force)
+    rules = resolve_rules(ds.layout, protocol, _sessions(enrol_sessions),
+                          _sessions(verify_sessions), other_eye, condition)
+    check_output_dir(out, "splits", force)  # before the progress bar: a refusal is the only output
+    if check_images:
+        with progress() as bar:
+            task = bar.add_task("decoding", total=len(ds.samples), status="")
+            written = write_split_files(ds, out, seed, fr, max_impostors, force=force, rules=rules,
+                                        progress=lambda n, _: bar.update(task, completed=n))
+    else:
+        written = write_split_files(ds, out, seed, fr, max_impostors, force=force, rules=rules, check_images=False)
+    excluded = json.loads(written["excluded"].read_text())
+    if excluded["count"]:
+        shown = ", ".join(im["path"] for im in excluded["images"][:3])
+        console.print(styled(("excluded", "yellow"), f" {excluded['count']} unreadable image(s), e.g. {shown}; "
+                             f"full list with reasons: {written['excluded']}"))
+    console.print(f"protocol: {rules.label()}" + (f" [{rules.source}]" if rules.source else ""))
+    if rules.name == "all-pairs" and ds.sessions():
+        console.print(f"note: this {ds.layout} data set has {len(ds.sessions())} sessions; numbers from all-pairs "
+                      "protocols are not comparable with published cross-session ones (--protocol cross-session)")
     assignment = load_splits(written["splits"])
     for k in ("train", "val", "test"):
         n = sum(1 for v in assignment.values() if v == k)

@@ -7,15 +7,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Verification protocols ``deploy data split --protocol`` knows (see ``toolchain.data.protocols``).
+PROTOCOL_NAMES = ("all-pairs", "cross-session")
+#: What a pair of one subject's two different eyes (or an eye and an unknown side) counts as.
+OTHER_EYE_RULES = ("exclude", "impostor", "genuine")
+#: Whether cross-session pairs must share the capture condition (the session minus its last part).
+CONDITION_RULES = ("same", "any")
+#: Synthetic layouts ``deploy data synth --layout`` writes.
+SYNTH_LAYOUTS = ("per-subject", "ufpr", "visob")
+
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """The synthetic periocular data set: subjects, images per subject, image side (pixels), seed."""
+    """The synthetic periocular data set: subjects, images per subject, image side (pixels), seed, layout.
+
+    ``layout``: ``per-subject`` (one eye per subject, no sessions), or ``ufpr`` / ``visob``: both eyes of every
+    subject over sessions, named like the licensed data sets (``images_per_subject`` is then per eye).
+    """
 
     subjects: int = 100
     images_per_subject: int = 12
     size: int = 224
     seed: int = 0
+    layout: str = "per-subject"
 
 
 @dataclass(frozen=True)
@@ -24,8 +38,21 @@ class SplitConfig:
 
     ``fractions``: train/val/test shares of subjects; ``max_impostors``: the most impostor pairs a protocol
     keeps (all of them when there are fewer, else a seeded uniform sample).
+
+    ``protocol``: ``all-pairs`` (every pair of the split's images) or ``cross-session`` (enrolment images
+    from ``enrol_sessions`` against verification images from ``verify_sessions``; empty: the layout's
+    published default, see ``docs/datasets.md``). ``other_eye``: a pair of one subject's left and right eye
+    is left out (``exclude``), an ``impostor``, or ``genuine`` (either-eye genuines). ``condition``:
+    cross-session pairs only within the same capture condition (``same``: VISOB's phone and lighting) or
+    across them (``any``). ``check_images``: decode every image first and leave unreadable ones out.
     """
 
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     max_impostors: int = 200_000
     seed: int = 0
+    protocol: str = "all-pairs"
+    enrol_sessions: tuple[str, ...] = ()
+    verify_sessions: tuple[str, ...] = ()
+    other_eye: str = "exclude"
+    condition: str = "same"
+    check_images: bool = True

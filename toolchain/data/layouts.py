@@ -21,6 +21,7 @@ replaces the layout's own, or a CSV index lists every file.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -103,6 +104,11 @@ class Layout:
     regex: str | None  # searched in the path relative to ROOT; None: the layout reads an index instead
     #: a normalisation of parsed fields (e.g. eye side "left" -> "L")
     post: Callable[[dict[str, str | None]], dict[str, str | None]] = lambda d: d
+    #: the data set's published cross-session protocol: (enrolment visits, verification visits), matched against
+    #: the last ``/`` part of each session (``toolchain.data.protocols``); None: the layout has no such default
+    cross_session: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+    #: where ``cross_session`` comes from (shown in protocol files and reports; details in docs/datasets.md)
+    protocol_source: str | None = None
 
 
 def _eye_side(value: str | None) -> str | None:
@@ -139,14 +145,19 @@ LAYOUTS.add("per-subject", Layout(
 LAYOUTS.add("ufpr", Layout(
     "ufpr", "UFPR-Periocular: ROOT/<subject>/C<subject>_S<session>_I<image>_<L|R>.<image> (e.g. C12_S2_I3_L.jpg)",
     "C12/C12_S2_I3_L.jpg",
-    r"(?:^|/)C(?P<subject>\d+)_S(?P<session>\d+)_I\d+_(?P<eye>[LR])\.[A-Za-z]+$", _norm_eye))
+    r"(?:^|/)C(?P<subject>\d+)_S(?P<session>\d+)_I\d+_(?P<eye>[LR])\.[A-Za-z]+$", _norm_eye,
+    cross_session=(("1",), ("2", "3")),
+    protocol_source="UFPR-Periocular (Zanlorensi et al., Scientific Reports 2022): 3 sessions; this toolchain's "
+                    "cross-session reading: enrolment session 1, verification sessions 2 and 3 (docs/datasets.md)"))
 LAYOUTS.add("visob", Layout(
     "visob", "VISOB: ROOT/<phone>/<lighting>/<visit>/.../<subject number>_..._<L|R>....<image> "
              "(phone iPhone|Samsung|Note4|Oppo, lighting Office|Dim|Daylight, visit Visit1|Visit2)",
     "iPhone/Office/Visit1/1023_1_L_03.jpg",
     r"(?i)(?:^|/)(?P<phone>iphone|samsung|note ?4|oppo)[^/]*/(?:.*/)?(?P<light>office|dim(?:[ _]?light)?|day[ _]?light)[^/]*/"
     r"(?:.*/)?(?P<visit>(?:visit|session)[ _]?\d+)[^/]*/(?:.*/)?(?P<fname>(?P<subject>\d+)(?:[_\-.][^/]*)?)$",
-    _visob_post))
+    _visob_post, cross_session=(("1",), ("2",)),
+    protocol_source="VISOB (Rattani et al., ICIP 2016 competition on mobile ocular biometric recognition): "
+                    "enrolment Visit 1, verification Visit 2, same phone and lighting (docs/datasets.md)"))
 LAYOUTS.add("csv", Layout(
     "csv", f"an index CSV (ROOT/{INDEX_CSV} or --index) with a header path,subject[,session,eye]; "
            "paths relative to ROOT", "path,subject,session,eye", None))
@@ -199,7 +210,16 @@ def _read_index(root: Path, index_csv: Path) -> list[Sample]:
         raise DataLayoutError(f"the csv layout expects an index file {index_csv} "
                               f"({LAYOUTS.get('csv').description})")
     samples = []
-    with open(index_csv, newline="", encoding="utf-8") as fh:
+    raw = index_csv.read_bytes()
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0  # Excel's "CSV UTF-8": not part of the first column's name
+    try:  # decoded whole (not streamed) so an error can name the byte of the file, not of a read buffer
+        text = raw[bom:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        pos = bom + e.start
+        line = raw.count(b"\n", 0, pos) + 1
+        raise DataLayoutError(f"{index_csv} is not UTF-8 text: byte {pos} (line {line}, 0x{raw[pos]:02x}) "
+                              "cannot be decoded; save the index as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         cols = [c.strip() for c in (reader.fieldnames or [])]
         if "path" not in cols or "subject" not in cols:

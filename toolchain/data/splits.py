@@ -9,15 +9,18 @@ so the stability promise holds for any data set where every split is non-empty).
 
 **Protocol.** A JSON file (``format: toolchain.protocol``) listing the images of one split
 (paths relative to the data root, subject, session, eye) and the genuine and impostor pairs
-as index pairs ``[i, j]`` with ``i < j`` into that list. Genuine = same
-:attr:`~toolchain.data.layouts.Sample.identity` (subject and eye side); impostor = different
-identity. All genuine pairs are kept; impostors are all pairs when there are at most
-``max_impostors``, else a seeded uniform sample of ``max_impostors`` distinct pairs.
+as index pairs ``[i, j]`` with ``i < j`` into that list, and the rules that chose them
+(``protocol``: all-pairs or cross-session, other-eye handling; :mod:`toolchain.data.protocols`).
+Genuine = same :attr:`~toolchain.data.layouts.Sample.identity` (subject and eye side); impostor =
+different subjects; one subject's other eye is left out by default. All genuine pairs are kept;
+impostors are all pairs when there are at most ``max_impostors``, else a seeded uniform sample of
+``max_impostors`` distinct pairs.
 
 Worked example: images of identities [a, a, b] -> genuine [[0, 1]], impostor [[0, 2], [1, 2]].
 
 Files written by :func:`write_split_files` (``deploy data split``): ``splits.json``
-(subject -> split), ``protocol-val.json``, ``protocol-test.json``.
+(subject -> split), ``protocol-val.json``, ``protocol-test.json``, ``excluded.json`` (images left
+out because they do not decode).
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from toolchain import jsonio
 from toolchain.data.config import SplitConfig
 from toolchain.data.layouts import Dataset, Sample
+from toolchain.data.protocols import PAIRINGS, ProtocolRules, make_pairs
 from toolchain.errors import DataError
 from toolchain.fsutil import atomic_write_json, claim_output_dir
 
@@ -43,6 +47,9 @@ DEFAULT_FRACTIONS = SplitConfig.fractions  # one home: toolchain.data.config (CL
 DEFAULT_MAX_IMPOSTORS = SplitConfig.max_impostors
 #: A protocol of 200 000 impostor pairs over ~10 000 images is a few MB.
 MAX_PROTOCOL_BYTES = 256 << 20
+EXCLUDED_FILE = "excluded.json"
+#: Side (pixels) images are decoded at to find unreadable ones (decoding is the check; the size only saves time).
+CHECK_SIZE = 32
 
 
 def _unit(seed: int, subject: str) -> float:
@@ -106,6 +113,7 @@ class Protocol:
     impostor_sampling: str = "all"  # "all" or "sampled"
     root: Path | None = None  # the data folder relative paths resolve against (not authoritative in the file)
     meta: dict[str, Any] = field(default_factory=dict)
+    rules: ProtocolRules = field(default_factory=ProtocolRules)
 
     def identities(self) -> list[str]:
         return [f"{im['subject']}/{im['eye']}" if im.get("eye") else str(im["subject"]) for im in self.images]
@@ -129,6 +137,7 @@ class Protocol:
 
     def to_json(self) -> dict[str, Any]:
         return {"format": PROTOCOL_FORMAT, "format_version": FORMAT_VERSION, "split": self.split, "seed": self.seed,
+                "protocol": self.rules.to_json(),
                 "max_impostors": self.max_impostors, "impostor_sampling": self.impostor_sampling,
                 "counts": {"images": len(self.images), "subjects": len(self.subjects()),
                            "identities": len(set(self.identities())),
@@ -137,28 +146,8 @@ class Protocol:
                 "genuine": self.genuine.tolist(), "impostor": self.impostor.tolist()}
 
 
-def _all_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    i, j = np.triu_indices(n, k=1)
-    return i.astype(np.int64), j.astype(np.int64)
-
-
-def _sample_impostors(ids: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` distinct (i < j) pairs with different identities, uniformly at random."""
-    n = len(ids)
-    chosen = np.empty((0, 2), dtype=np.int64)
-    while len(chosen) < count:
-        k = 2 * (count - len(chosen)) + 64
-        a, b = rng.integers(0, n, k), rng.integers(0, n, k)
-        keep = ids[a] != ids[b]
-        pairs = np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)[keep]
-        chosen = np.unique(np.concatenate([chosen, pairs]), axis=0)
-        if len(chosen) > count:  # drop a random surplus so the sample stays uniform
-            chosen = chosen[np.sort(rng.choice(len(chosen), count, replace=False))]
-    return chosen
-
-
 def make_protocol(samples: Sequence[Sample], seed: int = 0, max_impostors: int = DEFAULT_MAX_IMPOSTORS,
-                  root: str | Path | None = None, split: str = "test") -> Protocol:
+                  root: str | Path | None = None, split: str = "test", rules: ProtocolRules | None = None) -> Protocol:
     """Genuine and impostor pairs over ``samples`` (one split's images); see the module docstring.
 
     Args:
@@ -167,13 +156,19 @@ def make_protocol(samples: Sequence[Sample], seed: int = 0, max_impostors: int =
         max_impostors: the most impostor pairs kept (all of them when there are no more).
         root: the data folder; image paths are stored relative to it.
         split: a label stored in the file.
+        rules: the protocol (default: all-pairs, other eye excluded); build them with
+            :func:`toolchain.data.protocols.resolve_rules` to get a layout's cross-session default.
     """
-    if len(samples) < 2:
-        raise DataError(f"a verification protocol needs at least 2 images, the {split} split has {len(samples)}")
+    rules = rules or ProtocolRules()
+    rules.check()
     if max_impostors < 1:
         raise DataError(f"max_impostors must be at least 1, got {max_impostors}")
     base = Path(root) if root is not None else None
     samples = sorted(samples, key=lambda s: (s.subject, s.eye or "", s.session or "", s.path.as_posix()))
+    if len(samples) < 2:
+        raise DataError(f"a verification protocol needs at least 2 images, the {split} split has {len(samples)}")
+    plan = PAIRINGS.get(rules.name)(samples, rules, split)
+    samples = [samples[k] for k in plan.keep]
 
     def rel(p: Path) -> str:
         if base is not None:
@@ -184,23 +179,28 @@ def make_protocol(samples: Sequence[Sample], seed: int = 0, max_impostors: int =
         return p.as_posix()
 
     images = [{"path": rel(s.path), "subject": s.subject, "session": s.session, "eye": s.eye} for s in samples]
-    ids_list = [s.identity for s in samples]
-    _, ids = np.unique(np.array(ids_list, dtype=object).astype(str), return_inverse=True)
-    i, j = _all_pairs(len(samples))
-    same = ids[i] == ids[j]
-    genuine = np.stack([i[same], j[same]], axis=1)
-    n_imp = int((~same).sum())
-    if n_imp == 0:
-        raise DataError(f"the {split} split has a single identity: no impostor pairs; it needs at least 2 subjects")
-    if not len(genuine):
+    if plan.roles is not None:
+        for im, role in zip(images, plan.roles):
+            im["role"] = role
+    pairs = make_pairs([s.subject for s in samples], [s.identity for s in samples], plan.blocks, rules,
+                       max_impostors, seed)
+    what = "cross-session " if rules.name == "cross-session" else ""
+    if not len(pairs.impostor):
+        raise DataError(f"the {split} split has no {what}impostor pairs; it needs at least 2 subjects"
+                        + (" with images in the enrolment and the verification sessions" if what else ""))
+    if not len(pairs.genuine):
+        if what:
+            raise DataError(f"no cross-session genuine pair in the {split} split: no identity has images in both the "
+                            f"enrolment session(s) {', '.join(rules.enrol_sessions)} and the verification session(s) "
+                            f"{', '.join(rules.verify_sessions)}" + (" under one condition (--condition any allows "
+                                                                    "across)" if rules.condition == "same" else ""))
         raise DataError(f"no genuine pairs in the {split} split: every identity has one image; "
                         "verification needs at least two images of some identity")
-    if n_imp <= max_impostors:
-        impostor, how = np.stack([i[~same], j[~same]], axis=1), "all"
-    else:
-        impostor, how = _sample_impostors(ids, max_impostors, np.random.default_rng(seed)), "sampled"
-    return Protocol(images, genuine.astype(np.int64), impostor.astype(np.int64), split, seed, max_impostors, how,
-                    base)
+    meta: dict[str, Any] = {"candidate_pairs": pairs.candidates, "excluded_other_eye_pairs": pairs.excluded_other_eye}
+    if plan.dropped:
+        meta["images_left_out"] = plan.dropped
+    return Protocol(images, pairs.genuine.astype(np.int64), pairs.impostor.astype(np.int64), split, seed,
+                    max_impostors, pairs.sampling, base, meta, rules)
 
 
 def save_protocol(protocol: Protocol, path: str | Path) -> Path:
@@ -232,22 +232,65 @@ def load_protocol(path: str | Path, root: str | Path | None = None) -> Protocol:
     if not isinstance(images, list) or not all(isinstance(im, dict) and "path" in im and "subject" in im for im in images):
         raise DataError(f"{path}: 'images' must be a list of {{path, subject, session, eye}}")
     n = len(images)
+    try:
+        rules = ProtocolRules.from_json(d.get("protocol"))
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
     p = Protocol(images, _pairs(d.get("genuine"), n, "genuine", path), _pairs(d.get("impostor"), n, "impostor", path),
                  d.get("split", "test"), int(d.get("seed", 0)), int(d.get("max_impostors", DEFAULT_MAX_IMPOSTORS)),
-                 d.get("impostor_sampling", "all"), Path(root) if root is not None else None, d.get("meta") or {})
-    ids = np.array(p.identities(), dtype=object)
-    if len(p.genuine) and np.any(ids[p.genuine[:, 0]] != ids[p.genuine[:, 1]]):
-        raise DataError(f"{path}: a genuine pair joins two different identities; the file was edited or is corrupt")
-    if len(p.impostor) and np.any(ids[p.impostor[:, 0]] == ids[p.impostor[:, 1]]):
-        raise DataError(f"{path}: an impostor pair joins one identity; the file was edited or is corrupt")
+                 d.get("impostor_sampling", "all"), Path(root) if root is not None else None, d.get("meta") or {},
+                 rules)
+    _check_pairs(p, path)
     return p
 
 
-def splits_json(assignment: dict[str, str], seed: int, fractions: Sequence[float], dataset: Dataset | None = None) -> dict[str, Any]:
+def _check_pairs(p: Protocol, path: Path) -> None:
+    """Refuse a file whose pairs break its own rules (edited or corrupt)."""
+    ids = np.array(p.identities(), dtype=object)
+    subj = np.array([str(im["subject"]) for im in p.images], dtype=object)
+    g, i = p.genuine, p.impostor
+    same = (subj if p.rules.other_eye == "genuine" else ids)
+    if len(g) and np.any(same[g[:, 0]] != same[g[:, 1]]):
+        raise DataError(f"{path}: a genuine pair joins two different identities; the file was edited or is corrupt")
+    if len(i) and np.any(ids[i[:, 0]] == ids[i[:, 1]]):
+        raise DataError(f"{path}: an impostor pair joins one identity; the file was edited or is corrupt")
+    if len(i) and p.rules.other_eye != "impostor" and np.any(subj[i[:, 0]] == subj[i[:, 1]]):
+        raise DataError(f"{path}: an impostor pair joins one subject's two eyes, which its rules "
+                        f"(other eye {p.rules.other_eye}) leave out; the file was edited or is corrupt")
+    if p.rules.name == "cross-session":
+        roles = np.array([im.get("role") for im in p.images], dtype=object)
+        for what, pairs in (("genuine", g), ("impostor", i)):
+            if len(pairs) and np.any(roles[pairs[:, 0]] == roles[pairs[:, 1]]):
+                raise DataError(f"{path}: a {what} pair joins two images of the same side (enrolment or "
+                                "verification) of a cross-session protocol; the file was edited or is corrupt")
+
+
+def splits_json(assignment: dict[str, str], seed: int, fractions: Sequence[float], dataset: Dataset | None = None,
+                rules: ProtocolRules | None = None, excluded: int = 0) -> dict[str, Any]:
     counts = {k: sum(1 for v in assignment.values() if v == k) for k in SPLITS}
     return {"format": SPLITS_FORMAT, "format_version": FORMAT_VERSION, "seed": seed, "fractions": list(fractions),
             "layout": dataset.layout if dataset else None, "counts": counts,
+            "protocol": (rules or ProtocolRules()).to_json(), "excluded_images": excluded,
             "subjects": dict(sorted(assignment.items()))}
+
+
+def drop_unreadable(dataset: Dataset, progress: Callable[[int, int], None] | None = None,
+                    size: int = CHECK_SIZE) -> tuple[Dataset, list[dict[str, str]]]:
+    """Decode every image; return the data set without the ones that fail, and ``[{path, reason}]`` for those.
+
+    ``progress(done, total)`` after each image. Raises DataError only when no image decodes at all.
+    """
+    from toolchain.data.images import check_images
+
+    bad = check_images([s.path for s in dataset.samples], size, progress)
+    if not bad:
+        return dataset, []
+    failed = {p for p, _ in bad}
+    kept = [s for s in dataset.samples if s.path not in failed]
+    excluded = [{"path": dataset.relative(Sample(p, "")), "reason": r} for p, r in bad]
+    if not kept:
+        raise DataError(f"none of the {len(bad)} images of {dataset.root} decode, e.g. {bad[0][1]}")
+    return Dataset(dataset.root, dataset.layout, kept, dataset.unmatched), excluded
 
 
 def load_splits(path: str | Path) -> dict[str, str]:
@@ -264,21 +307,38 @@ def load_splits(path: str | Path) -> dict[str, str]:
 
 def write_split_files(dataset: Dataset, out: str | Path, seed: int = 0,
                       fractions: Sequence[float] = DEFAULT_FRACTIONS,
-                      max_impostors: int = DEFAULT_MAX_IMPOSTORS, force: bool = False) -> dict[str, Path]:
-    """Write ``splits.json``, ``protocol-val.json`` and ``protocol-test.json`` into ``out``.
+                      max_impostors: int = DEFAULT_MAX_IMPOSTORS, force: bool = False,
+                      rules: ProtocolRules | None = None, check_images: bool = SplitConfig.check_images,
+                      progress: Callable[[int, int], None] | None = None) -> dict[str, Path]:
+    """Write ``splits.json``, ``protocol-val.json``, ``protocol-test.json`` and ``excluded.json`` into ``out``.
 
-    A split with no subjects (fraction 0) gets no protocol file. Returns name -> path written. ``out`` must be
-    new, empty or an earlier splits folder (``force``: any folder).
+    ``rules``: the verification protocol (default all-pairs; see :func:`toolchain.data.protocols.resolve_rules`).
+    ``check_images``: decode every image first (``progress(done, total)`` after each) and leave the unreadable
+    ones out of splits and protocols, listed with the reason in ``excluded.json``; ``evaluate`` would abort on
+    them. A split with no subjects (fraction 0) gets no protocol file. Returns name -> path written. ``out``
+    must be new, empty or an earlier splits folder (``force``: any folder).
     """
+    rules = rules or ProtocolRules()
+    rules.check()
     out = claim_output_dir(out, "splits", force)
+    excluded: list[dict[str, str]] = []
+    if check_images:
+        dataset, excluded = drop_unreadable(dataset, progress)
     assignment = assign_splits(dataset.subjects(), fractions, seed)
-    written = {"splits": out / "splits.json"}
-    atomic_write_json(written["splits"], splits_json(assignment, seed, fractions, dataset))
-    for split in ("val", "test"):
+    protocols = {}
+    for split in ("val", "test"):  # all made before anything is written: a protocol error leaves no files behind
         subjects = [s for s, k in assignment.items() if k == split]
         if not subjects:
             continue
-        proto = make_protocol(dataset.select(subjects), seed, max_impostors, dataset.root, split)
-        proto.meta = {"layout": dataset.layout, "splits_seed": seed, "fractions": list(fractions)}
+        proto = make_protocol(dataset.select(subjects), seed, max_impostors, dataset.root, split, rules)
+        proto.meta = {"layout": dataset.layout, "splits_seed": seed, "fractions": list(fractions),
+                      "excluded_images": len(excluded), **proto.meta}
+        protocols[split] = proto
+    written = {"splits": out / "splits.json", "excluded": out / EXCLUDED_FILE}
+    atomic_write_json(written["excluded"], {"format": "toolchain.excluded", "format_version": 1,
+                                            "count": len(excluded), "checked": bool(check_images),
+                                            "images": excluded})
+    atomic_write_json(written["splits"], splits_json(assignment, seed, fractions, dataset, rules, len(excluded)))
+    for split, proto in protocols.items():
         written[split] = save_protocol(proto, out / f"protocol-{split}.json")
     return written

@@ -15,6 +15,17 @@ Rendering is vectorised numpy over pixel grids; at 224 px an image takes a few m
 subject and image has its own generator seeded by ``(seed, subject, image)``, so output is
 deterministic per seed and adding subjects or images leaves existing files unchanged.
 Output is the ``per-subject`` layout: ``OUT/subject_0000/subject_0000_00.png`` + ``synth.json``.
+
+With ``layout="ufpr"`` or ``"visob"`` every subject has both eyes (two identities that share skin, brow
+and iris colours but not the iris texture or eye shape) captured over sessions, each session with its own
+illumination cast, and the files are named like the licensed data sets, so the cross-session protocols
+can be exercised without them (see :data:`SESSION_LAYOUTS`):
+
+* ``ufpr``: ``OUT/C<n>/C<n>_S<session>_I<image>_<L|R>.png`` (n from 1; sessions 1-3);
+* ``visob``: ``OUT/<phone>/<lighting>/Visit<v>/<1000 + n>_<image>_<L|R>_1.png`` (phones iPhone and
+  Samsung, lighting Office and Dim, visits 1-2).
+
+``images_per_subject`` is then per eye, dealt round-robin over the sessions.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from toolchain.data.config import SynthConfig
+from toolchain.data.config import SYNTH_LAYOUTS, SynthConfig
 from toolchain.errors import DataError
 from toolchain.fsutil import atomic_dir
 
@@ -249,10 +260,39 @@ def image_rng(seed: int, subject: int, image: int) -> np.random.Generator:
     return np.random.default_rng([seed, _IMAGE_STREAM, subject, image])
 
 
+#: Sessions of the synthetic layouts with sessions: relative folder and file name of image ``k`` of an eye.
+SESSION_LAYOUTS: dict[str, list[str]] = {
+    "ufpr": ["S1", "S2", "S3"],
+    "visob": [f"{phone}/{light}/Visit{v}" for phone in ("iPhone", "Samsung") for light in ("Office", "Dim")
+              for v in (1, 2)],
+}
+_EYE_STREAM, _SESSION_STREAM = 3, 4
+
+
+def _file_name(layout: str, subject: int, session: str, image: int, eye: str) -> str:
+    if layout == "ufpr":
+        return f"C{subject + 1}/C{subject + 1}_{session}_I{image + 1}_{eye}.png"
+    return f"{session}/{1000 + subject}_{image + 1:02d}_{eye}_1.png"
+
+
+def other_eye(left: Subject, rng: np.random.Generator) -> Subject:
+    """The subject's other eye: mirrored, same skin, brow and iris colours, its own texture and shape."""
+    from dataclasses import replace
+
+    return replace(make_subject(rng), skin=left.skin, skin_waves=left.skin_waves, mirror=-left.mirror,
+                   iris_dark=left.iris_dark, iris_light=left.iris_light, brow_color=left.brow_color)
+
+
+def _session_cast(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A session's illumination: one gain and white balance for all its images (what makes sessions differ)."""
+    gain = rng.uniform(0.75, 1.2) * (1.0 + rng.uniform(-0.1, 0.1, 3))
+    return np.clip(pixels.astype(np.float32) * gain.astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
+
+
 def generate(out: str | Path, subjects: int = SynthConfig.subjects, images_per_subject: int = SynthConfig.images_per_subject,
              size: int = SynthConfig.size, seed: int = SynthConfig.seed, progress: Callable[[int, int], None] | None = None,
-             force: bool = False) -> Path:
-    """Write a synthetic periocular data set in the ``per-subject`` layout; returns ``out``.
+             force: bool = False, layout: str = SynthConfig.layout) -> Path:
+    """Write a synthetic periocular data set (``per-subject``, ``ufpr`` or ``visob`` layout); returns ``out``.
 
     Args:
         out: folder to write (replaced atomically when complete).
@@ -262,16 +302,35 @@ def generate(out: str | Path, subjects: int = SynthConfig.subjects, images_per_s
         seed: the data set's seed: same seed, same bytes.
         progress: ``progress(done, total)`` after each image.
         force: replace ``out`` even when it is not a synthetic data set this tool wrote (default: refuse).
+        layout: ``per-subject`` (one eye per subject), ``ufpr`` or ``visob`` (both eyes over sessions; see the
+            module docstring; ``images_per_subject`` is per eye).
     """
     if subjects < 1 or images_per_subject < 1:
         raise DataError(f"need at least 1 subject and 1 image per subject, got {subjects} and {images_per_subject}")
     if size < 32:
         raise DataError(f"--size {size} is too small for a periocular image (at least 32 pixels)")
-    cfg = SynthConfig(subjects, images_per_subject, size, seed)
-    total = subjects * images_per_subject
+    if layout not in SYNTH_LAYOUTS:
+        raise DataError(f"unknown synthetic layout {layout!r}; known: {', '.join(SYNTH_LAYOUTS)}")
+    cfg = SynthConfig(subjects, images_per_subject, size, seed, layout)
+    total = subjects * images_per_subject * (1 if layout == "per-subject" else 2)
     done = 0
     with atomic_dir(out, "synth", force) as tmp:
-        for i in range(subjects):
+        for i in range(subjects if layout != "per-subject" else 0):
+            left = make_subject(subject_rng(seed, i))
+            eyes = {"L": left, "R": other_eye(left, np.random.default_rng([seed, _EYE_STREAM, i]))}
+            sessions = SESSION_LAYOUTS[layout]
+            for e, (eye, subj) in enumerate(eyes.items()):
+                for j in range(images_per_subject):
+                    s_idx = j % len(sessions)
+                    pixels = render(subj, image_rng(seed, i, 2 * j + e), size)
+                    pixels = _session_cast(pixels, np.random.default_rng([seed, _SESSION_STREAM, i, s_idx]))
+                    path = tmp / _file_name(layout, i, sessions[s_idx], j // len(sessions), eye)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(pixels, "RGB").save(path, compress_level=1)
+                    done += 1
+                    if progress:
+                        progress(done, total)
+        for i in range(subjects if layout == "per-subject" else 0):
             subj = make_subject(subject_rng(seed, i))
             folder = tmp / subject_name(i)
             folder.mkdir()
@@ -282,6 +341,6 @@ def generate(out: str | Path, subjects: int = SynthConfig.subjects, images_per_s
                 if progress:
                     progress(done, total)
         meta = {"format": "toolchain.synth", "generator_version": GENERATOR_VERSION, **asdict(cfg),
-                "layout": "per-subject", "note": "procedural periocular images; see toolchain/data/synth.py"}
+                "note": "procedural periocular images; see toolchain/data/synth.py"}
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
     return Path(out)

@@ -7,7 +7,9 @@ One evaluation writes into its output folder::
     metrics.json      written last: its presence means the evaluation is complete
 
 ``metrics.json`` holds ``model`` (kind, name, sha256, runtime, format, precision), ``data``
-(folder, protocol and its sha256, image and pair counts), ``metrics`` (see
+(folder, protocol and its sha256, image and pair counts, and ``verification_protocol``: the rules the
+protocol file records — all-pairs or cross-session, its sessions, other-eye handling, a one-line
+``label``, where from), ``metrics`` (see
 :func:`toolchain.evaluate.metrics.compute_metrics`), ``timing`` and ``files``.
 """
 
@@ -47,6 +49,8 @@ class Pairs:
     index_a: np.ndarray
     index_b: np.ndarray
     genuine: np.ndarray  # bool per pair
+    #: the rules the protocol file records (``ProtocolRules.to_json()`` plus its split)
+    protocol: dict[str, Any] = field(default_factory=dict)
 
 
 def read_pairs(protocol: str | Path, data_dir: str | Path) -> Pairs:
@@ -73,7 +77,8 @@ def read_pairs(protocol: str | Path, data_dir: str | Path) -> Pairs:
         raise EvaluationError(f"{len(missing)} of {len(images)} images named by {protocol} are missing under {data_dir}, "
                              f"e.g. {missing[0]}: is --data the folder the protocol was made for?")
     labels = np.r_[np.ones(len(proto.genuine), bool), np.zeros(len(proto.impostor), bool)]
-    return Pairs(images, inverse[:len(a)].astype(np.int64), inverse[len(a):].astype(np.int64), labels)
+    return Pairs(images, inverse[:len(a)].astype(np.int64), inverse[len(a):].astype(np.int64), labels,
+                 {**proto.rules.to_json(), "split": proto.split})
 
 
 @dataclass
@@ -123,7 +128,7 @@ def evaluate_model(model_path: str | Path, data_dir: str | Path, protocol: str |
         "data": {"dir": str(Path(data_dir)), "protocol": str(Path(protocol)), "protocol_sha256": sha256_file(protocol),
                  "num_images": len(pairs.images), "num_pairs": int(len(pairs.genuine)),
                  "num_genuine": int(genuine.size), "num_impostor": int(impostor.size),
-                 "feature_dim": int(feats.shape[1])},
+                 "feature_dim": int(feats.shape[1]), "verification_protocol": pairs.protocol},
         "metrics": metrics,
         "timing": {"extraction_seconds": round(extract_s, 3), "images_per_second": round(len(pairs.images) / extract_s, 2),
                    "batch_size": batch_size, "note": "image loading included"},
@@ -211,7 +216,11 @@ def compare(items: Sequence[str | Path], out: str | Path, data_dir: str | Path |
     warnings = []
     if len(protocols) > 1:
         warnings.append("the evaluations used different protocol files: their curves are not directly comparable")
+    rules = {protocol_label(e.document) for e in evals}
+    if len(rules) > 1:
+        warnings.append(f"the evaluations used different verification protocols ({'; '.join(sorted(rules))})")
     rows = [{"label": lab, "folder": str(e.out), "model": e.document["model"], "eer": e.metrics["eer"],
+             "protocol": protocol_label(e.document),
              "tar_at_far": e.metrics["tar_at_far"], "auc": e.metrics["auc"], "d_prime": e.metrics["d_prime"],
              "warnings": e.metrics["warnings"]} for lab, e in zip(labels, evals)]
     summary = {"format": "toolchain.evaluation.compare", "format_version": 1, "models": rows, "warnings": warnings,
@@ -219,6 +228,12 @@ def compare(items: Sequence[str | Path], out: str | Path, data_dir: str | Path |
                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     atomic_write_json(out / "compare.json", summary)
     return Comparison(out, evals, summary)
+
+
+def protocol_label(document: dict[str, Any]) -> str:
+    """The one-line verification protocol of a metrics.json (``unrecorded`` for files written before it was)."""
+    vp = (document.get("data") or {}).get("verification_protocol")
+    return str(vp.get("label")) if isinstance(vp, dict) and vp.get("label") else "unrecorded"
 
 
 def _unique_labels(evals: Sequence[Evaluation]) -> list[str]:

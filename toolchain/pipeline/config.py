@@ -47,6 +47,7 @@ class SynthSection:
     images_per_subject: int = field(default=SynthConfig.images_per_subject, metadata={"minimum": 2})
     size: int = field(default=SynthConfig.size, metadata={"minimum": 32})
     seed: int | None = None  # default: [pipeline] seed
+    layout: Literal["per-subject", "ufpr", "visob"] = SynthConfig.layout  # type: ignore[assignment]
 
 
 @dataclass
@@ -59,6 +60,12 @@ class DataSection:
     index_csv: str | None = None
     fractions: list[float] = field(default_factory=lambda: list(SplitConfig.fractions))
     max_impostors: int = field(default=SplitConfig.max_impostors, metadata=_MIN1)
+    protocol: str = SplitConfig.protocol
+    enrol_sessions: list[str] = field(default_factory=lambda: list(SplitConfig.enrol_sessions))
+    verify_sessions: list[str] = field(default_factory=lambda: list(SplitConfig.verify_sessions))
+    other_eye: str = SplitConfig.other_eye
+    condition: str = SplitConfig.condition
+    check_images: bool = SplitConfig.check_images
     synth: SynthSection | None = None
 
 
@@ -212,6 +219,14 @@ def _checks(cfg: PipelineConfig, raw: dict[str, Any], base: Path, problems: list
             problems.append(f"[data] unknown layout {d.layout!r}; known: {', '.join(LAYOUTS.names())}")
         if len(d.fractions) != 3 or any(not 0 <= f <= 1 for f in d.fractions) or abs(sum(d.fractions) - 1) > 1e-6:
             problems.append(f"[data] fractions {d.fractions} must be three shares in [0, 1] that sum to 1")
+        from toolchain.data.config import CONDITION_RULES, OTHER_EYE_RULES, PROTOCOL_NAMES
+
+        for key, known in (("protocol", PROTOCOL_NAMES), ("other_eye", OTHER_EYE_RULES), ("condition", CONDITION_RULES)):
+            if getattr(d, key) not in known:
+                problems.append(f"[data] unknown {key} {getattr(d, key)!r}; known: {', '.join(known)}")
+        if d.protocol == "cross-session" and d.synth is not None and d.synth.layout == "per-subject":
+            problems.append("[data] protocol = \"cross-session\" needs sessions: set synth.layout = \"ufpr\" or "
+                            "\"visob\" (the per-subject synthetic set has none)")
     if t.optimizer not in OPTIMIZERS:
         problems.append(f"[teacher] unknown optimizer {t.optimizer!r}; known: {', '.join(OPTIMIZERS.names())}")
     if t.epochs == 0 and not (base / t.model).joinpath("model.json").is_file() \

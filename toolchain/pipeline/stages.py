@@ -44,6 +44,7 @@ def data_root(done) -> Path:
 
 def run_data(ctx: Context) -> dict[str, Any]:
     from toolchain.data.layouts import scan
+    from toolchain.data.protocols import resolve_rules
     from toolchain.data.splits import write_split_files
 
     c = ctx.config
@@ -52,16 +53,26 @@ def run_data(ctx: Context) -> dict[str, Any]:
 
         s = c["synth"]
         ctx.progress(f"generating {s['subjects']} synthetic subjects x {s['images_per_subject']} images")
-        root = generate(ctx.out / DATA_IMAGES, s["subjects"], s["images_per_subject"], s["size"], s["seed"])
+        root = generate(ctx.out / DATA_IMAGES, s["subjects"], s["images_per_subject"], s["size"], s["seed"],
+                        layout=s.get("layout", "per-subject"))
         external = None
     else:
         root = Path(c["path"])
         external = str(root)
     ds = scan(root, c.get("layout"), c.get("subject_regex"), c.get("index_csv"))
+    rules = resolve_rules(ds.layout, c["protocol"], c["enrol_sessions"], c["verify_sessions"], c["other_eye"],
+                          c["condition"])
+    ctx.progress(f"verification protocol: {rules.label()}")
     # ctx.out is this stage's own fresh folder (it already holds the synthetic images): force is safe here.
-    write_split_files(ds, ctx.out, seed=c["seed"], fractions=c["fractions"], max_impostors=c["max_impostors"],
-                      force=True)
-    return {"data_root": external, "subjects": len(ds.subjects()), "images": len(ds.samples), "layout": ds.layout}
+    written = write_split_files(ds, ctx.out, seed=c["seed"], fractions=c["fractions"], max_impostors=c["max_impostors"],
+                                force=True, rules=rules, check_images=c["check_images"])
+    import json
+
+    excluded = json.loads(written["excluded"].read_text())["count"]
+    if excluded:
+        ctx.progress(f"{excluded} unreadable image(s) left out, listed in {written['excluded']}")
+    return {"data_root": external, "subjects": len(ds.subjects()), "images": len(ds.samples), "layout": ds.layout,
+            "protocol": rules.to_json(), "excluded_images": excluded}
 
 
 def _train_cfg(c: dict[str, Any], seed: int):

@@ -69,6 +69,8 @@ class Metrics:
     eer: float | None
     tar_at_far: dict[str, float]
     ids: dict[str, str]
+    #: the verification protocol's one-line label (``data.verification_protocol.label``), None when not recorded
+    protocol: str | None = None
 
 
 @dataclass
@@ -183,4 +185,6 @@ def _parse_metrics(path: Path, obj: dict[str, Any]) -> Metrics | None:
                 ids[kind] = v
                 break
     clean_tar = {str(k): float(v) for k, v in tar.items() if isinstance(v, (int, float))}
-    return Metrics(path, float(eer) if isinstance(eer, (int, float)) else None, clean_tar, ids)
+    label = _dig(obj, "data.verification_protocol.label")
+    return Metrics(path, float(eer) if isinstance(eer, (int, float)) else None, clean_tar, ids,
+                   label if isinstance(label, str) and label else None)

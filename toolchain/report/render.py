@@ -124,9 +124,22 @@ def _sections(rep: "Report") -> list[tuple[str, str, Table | None]]:
     ]
 
 
+def protocol_line(rep: "Report") -> str | None:
+    """Which verification protocol the accuracy numbers come from (EERs of different protocols do not compare)."""
+    labels = {v.metrics.protocol or "not recorded" for v in rep.variants if v.metrics}
+    if not labels:
+        return None
+    if len(labels) == 1:
+        return f"Verification protocol of the accuracy columns: {labels.pop()}."
+    return (f"Verification protocols differ between variants ({'; '.join(sorted(labels))}): their EERs are not "
+            "comparable.")
+
+
 def markdown(rep: "Report", figures: dict[str, dict[str, Any]]) -> str:
     out = ["# Benchmark report", "", f"{len(rep.runs)} runs, {len(rep.rows)} device · runtime rows, "
            f"{len(rep.variants)} variants. Generated {rep.created_at}.", ""]
+    if protocol_line(rep):
+        out += [protocol_line(rep), ""]
     for title, note, table in _sections(rep):
         out += [f"## {title}", "", note, ""]
         out += [_md_table(table) if table and table[1] else "_none_", ""]
@@ -177,6 +190,8 @@ def html_page(rep: "Report", figures: dict[str, dict[str, Any]], folder: Path) -
              f"<style>{CSS}</style></head><body><h1>Benchmark report</h1>",
              f"<p class=\"note\">{len(rep.runs)} runs, {len(rep.rows)} device · runtime rows, {len(rep.variants)} "
              f"variants. Generated {html.escape(rep.created_at)}.</p>"]
+    if protocol_line(rep):
+        parts.append(f"<p class=\"note\">{html.escape(protocol_line(rep))}</p>")
     for title, note, table in _sections(rep):
         parts.append(f"<h2>{html.escape(title)}</h2><p class=\"note\">{html.escape(note)}</p>")
         parts.append(_html_table(table, level_col=2 if title == "Checks" else None))
@@ -248,7 +263,8 @@ def report_json(rep: "Report", figures: dict[str, dict[str, Any]]) -> dict[str, 
                       "bundle_size_bytes": v.bundle_size_bytes,
                       "artifact_sizes": v.artifact_sizes, "eer": v.eer,
                       "tar_at_far": v.metrics.tar_at_far if v.metrics else None,
-                      "metrics_source": str(v.metrics.source) if v.metrics else None} for v in rep.variants],
+                      "metrics_source": str(v.metrics.source) if v.metrics else None,
+                      "verification_protocol": v.metrics.protocol if v.metrics else None} for v in rep.variants],
         "cells": [{"row": c.row, "variant": c.variant, "runs": [vw.run_id for vw in c.runs],
                    "summary": c.summary.to_json() if c.summary else None} for c in rep.cells.values()],
         "runs": [{"run_id": vw.run_id, "row": vw.row, "variant": vw.variant, "status": vw.result["status"],
