@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import torch
 
+from toolchain.compress.logits import HeadSpec, head_loss, head_of
 from toolchain.compress.pruning.masks import PruneScope, count_parameters
 from toolchain.compress.pruning.schedule import SCHEDULES, PruneHooks, finalize
 from toolchain.compress.pruning.unstructured import GRADIENT_MODES, METHODS, ScoreContext, fit_probe_head
@@ -134,9 +135,13 @@ def variant_name(parent_name: str, recipe: dict[str, Any]) -> str:
 
 
 def _save(model: Any, parent: Bundle, out: Path, recipe: dict[str, Any], compression: dict[str, Any],
-          result: FitResult | None, prepared: Prepared | None, removed: Sequence[str] = ()) -> CompressResult:
+          result: FitResult | None, prepared: Prepared | None, removed: Sequence[str] = (),
+          head: Any = None) -> CompressResult:
     model.eval()
     meta = derive_meta(parent, recipe=recipe)
+    # What the head's logits mean (KD from this bundle reads them): the fine-tune's head, else the parent's.
+    meta["provenance"]["classification_head"] = (HeadSpec.from_config(result.config) if result
+                                                 else head or head_of(parent.meta)).to_json()
     meta["name"] = variant_name(parent.name, recipe)
     meta["provenance"]["compression"] = compression
     if removed:
@@ -196,6 +201,7 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
     model = parent.model
     prepared = None
     batches: list = []
+    head = head_of(parent.meta)
     if data is not None:
         prepared = prepare_data(data, out, parent.input_size, parent.mean, parent.std,
                                 cfg.augment if cfg else "none", cfg.max_bad_fraction if cfg else 0.01)
@@ -204,8 +210,10 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
             batches = calibration_batches(prepared.train, n, bs, seed)
             if model.head is None or model.head.out_features != prepared.train.num_classes:
                 fit_probe_head(model, batches, prepared.train.num_classes)
+                head = HeadSpec()  # a least-squares Linear: plain W f + b
+    loss_fn = head_loss(head)  # the loss of the head's own logits (s cos(theta) for a margin head)
     sched = SCHEDULES.get(schedule)(ratio, max(epochs, 1), steps)
-    hooks = PruneHooks(method, sched, scope, ScoreContext(batches, seed=seed, gradient_mode=gradient_mode),
+    hooks = PruneHooks(method, sched, scope, ScoreContext(batches, loss_fn, seed, gradient_mode),
                        fixed_dense=epochs > 0, ratio_of=ratio_of)
     result = _finetune(model, prepared, cfg, out, hooks, progress) if epochs else None
     if result is not None:
@@ -220,11 +228,12 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
     grad = gradient_mode if m.score == "gradient" else None
     recipe = {"kind": "unstructured", "method": method, "ratio": ratio, "ratio_of": ratio_of, "schedule": schedule,
               "steps": {str(k): v for k, v in sched.steps.items()}, "scope": (scope or PruneScope()).to_json(),
-              "gradient_mode": grad, "calibration_batches": len(batches),
+              "gradient_mode": grad, "gradient_logits": head.name if grad else None,
+              "calibration_batches": len(batches),
               "calibration_batch_size": len(batches[0][1]) if batches else None, "seed": seed,
               "finetune_epochs": epochs}
     compression = {**rep.to_json(), "gradient_mode": grad, "pruning_steps": hooks.results}
-    return _save(model, parent, out, recipe, compression, result, prepared)
+    return _save(model, parent, out, recipe, compression, result, prepared, head=head)
 
 
 def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = None, multiplier: float | None = None,
@@ -336,7 +345,9 @@ def distill(teacher_dir: str | Path, student: str, out: str | Path, data: DataSp
                             cfg.max_bad_fraction)
     s_dim = probe_feature_dim(model, teacher.input_size)
     keep_zeros = sparse_masks(model) if (meta["provenance"].get("recipe") or {}).get("kind") == "unstructured" else None
-    hooks = DistillHooks(teacher.model, list(losses), s_dim, teacher.feature_dim, ce_weight, cfg.seed, keep_zeros)
+    teacher_head = head_of(teacher.meta)  # a margin-head teacher's logits are s cos(theta), not W f + b
+    hooks = DistillHooks(teacher.model, list(losses), s_dim, teacher.feature_dim, ce_weight, cfg.seed, keep_zeros,
+                         teacher_head=teacher_head, student_head=HeadSpec.from_config(cfg))
     model.train()
     result = fit(model, prepared.train, prepared.val, cfg, out, hooks=hooks, progress=progress)
     student_model = result.model.eval()
@@ -346,9 +357,11 @@ def distill(teacher_dir: str | Path, student: str, out: str | Path, data: DataSp
                           "recipe": {"kind": "distill", "teacher": str(teacher_dir), "teacher_sha256": teacher.sha256,
                                      "student": student, "losses": [l.to_json() for l in losses],
                                      "ce_weight": ce_weight, "student_width": multiplier,
+                                     "teacher_head": teacher_head.to_json(),
                                      "kept_zeros_of_layers": len(keep_zeros or {}),
                                      "student_keep_per_stage": keep_per_stage},
                           "training": {**result.provenance(), "data": prepared.info},
+                          "classification_head": HeadSpec.from_config(cfg).to_json(),
                           "metrics": {"val_eer": result.best_val_eer, "best_epoch": result.best_epoch}}
     if removed:
         meta["architecture"]["removed_blocks"] = removed
