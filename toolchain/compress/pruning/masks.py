@@ -144,6 +144,13 @@ def fraction_to_keep(compression: float, total: int, prunable: int) -> float:
 
 def keep_count(model: nn.Module, layers: dict[str, nn.Module], ratio: float, fixed_dense: bool = False,
                ratio_of: str = "deployed") -> int:
+    """:func:`keep_exact` rounded to whole weights (the *global* scope keeps exactly this many)."""
+    return min(int(round(keep_exact(model, layers, ratio, fixed_dense, ratio_of))),
+               sum(m.weight.numel() for m in layers.values()))
+
+
+def keep_exact(model: nn.Module, layers: dict[str, nn.Module], ratio: float, fixed_dense: bool = False,
+               ratio_of: str = "deployed") -> float:
     """How many prunable weights stay non-zero so the whole network reaches ``ratio`` (see module doc).
 
     ``fixed_dense``: count every non-prunable parameter as non-zero, as it will be after
@@ -166,16 +173,19 @@ def keep_count(model: nn.Module, layers: dict[str, nn.Module], ratio: float, fix
         fixed = nonzero - sum(int(torch.count_nonzero(m.weight)) for m in layers.values())
         if fixed_dense:
             fixed = total - prunable
-    keep = int(round(total / ratio)) - fixed
-    if keep < len(layers):
+    keep = total / ratio - fixed  # not rounded: the *layer* scope applies keep / prunable to every layer
+    if round(keep) < len(layers):
         best = total / (fixed + len(layers))
         raise CompressionError(f"ratio {ratio:g} is out of reach: {fixed:,} of {total:,} parameters are non-zero and not prunable, "
                            f"so the highest ratio keeping one weight per layer is {best:.2f}")
-    return min(keep, prunable)
+    return min(keep, float(prunable))
 
 
-def masks_from_scores(scores: dict[str, torch.Tensor], keep: int, scope: str) -> dict[str, torch.Tensor]:
+def masks_from_scores(scores: dict[str, torch.Tensor], keep: float, scope: str) -> dict[str, torch.Tensor]:
     """Boolean masks keeping the ``keep`` best-scored weights, ``scope`` ``global`` or ``layer``.
+
+    ``global`` keeps ``round(keep)`` weights; ``layer`` keeps ``round(keep / total * n)`` of each
+    layer of ``n`` weights (ShrinkBench's ``LayerMagWeight``: one unrounded fraction for every layer).
 
     Ties are broken by position (first wins), so masks are reproducible.
 
@@ -187,7 +197,7 @@ def masks_from_scores(scores: dict[str, torch.Tensor], keep: int, scope: str) ->
     """
     if scope == "global":
         flat = torch.cat([s.detach().reshape(-1).float() for s in scores.values()])
-        order = torch.argsort(flat, descending=True, stable=True)[:keep]
+        order = torch.argsort(flat, descending=True, stable=True)[:int(round(keep))]
         keep_flat = torch.zeros_like(flat, dtype=torch.bool)
         keep_flat[order] = True
         out, at = {}, 0

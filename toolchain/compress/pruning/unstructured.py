@@ -48,7 +48,7 @@ from toolchain.compress.pruning.masks import (
     MaskReport,
     PruneScope,
     apply_masks,
-    keep_count,
+    keep_exact,
     masks_from_scores,
     prunable_layers,
     report,
@@ -202,7 +202,7 @@ def prune(model: nn.Module, method: str, ratio: float, scope: PruneScope | None 
     m = METHODS.get(method)
     ctx = ctx or ScoreContext()
     layers = prunable_layers(model, scope)
-    keep = keep_count(model, layers, ratio, fixed_dense, ratio_of)
+    keep = keep_exact(model, layers, ratio, fixed_dense, ratio_of)
     scores = SCORERS.get(m.score)(model, layers, ctx)
     if previous:
         for n, mask in previous.items():
