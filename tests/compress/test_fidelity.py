@@ -293,7 +293,7 @@ def test_head_logits_worked_example_and_bundle_head_recorded(tiny_bundle, tmp_pa
     with torch.no_grad():
         lin.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
     f = torch.tensor([[3.0, 4.0]])
-    assert HeadSpec("arcface", 0.5, 30.0).logits(f, lin).tolist() == pytest.approx([[18.0, 24.0]])
+    assert HeadSpec("arcface", 0.5, 30.0).logits(f, lin)[0].tolist() == pytest.approx([18.0, 24.0])
     assert HeadSpec().logits(f, lin).tolist() == [[3.0, 8.0]]
     # A bundle trained with arcface (training config) keeps saying so after pruning without training.
     from toolchain.compress.run import prune_unstructured
