@@ -78,9 +78,9 @@ def count_flops(model: nn.Module, input_size: int) -> tuple[int, int]:
     """
     import logging
 
+    # "triton not found" on CPU, logged when the module is first imported: silence it before that
+    logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)
     from torch.utils.flop_counter import FlopCounterMode
-
-    logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)  # "triton not found" on CPU
     net = deployed(model)
     was = net.training
     net.eval()
