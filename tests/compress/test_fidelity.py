@@ -109,8 +109,8 @@ def test_shrinkbench_gradient_scores_equal_shrinkbench_step_for_step():
     ctx = ScoreContext([(x, y), _batch(8, seed=7)], gradient_mode="shrinkbench")
     got = SCORERS.get("gradient")(model, layers, ctx)
     assert set(got) == set(expected) == {"0", "3", "8"}
-    for n in expected:
-        np.testing.assert_allclose(got[n].numpy(), expected[n], rtol=1e-6, atol=1e-9)
+    for n, want in expected.items():
+        np.testing.assert_allclose(got[n].numpy(), want, rtol=1e-6, atol=1e-9)
     # Today's eval-mode scores are not ShrinkBench's: the check above can fail.
     ev = SCORERS.get("gradient")(model, layers, ScoreContext([(x, y)], gradient_mode="eval"))
     assert any(not np.allclose(ev[n].numpy(), expected[n], rtol=1e-3) for n in expected)
@@ -132,7 +132,7 @@ def test_shrinkbench_masks_equal_shrinkbench_selection(scope):
     flat = np.concatenate([v.reshape(-1) for v in imp.values()])
     prunable = flat.size
     if scope == "global":  # GlobalMagGrad: one quantile over every prunable weight
-        k = int(round(fraction * prunable))
+        k = round(fraction * prunable)
         ours = np.concatenate([res.masks[n].numpy().reshape(-1) for n in imp])
         assert ours.sum() == k
         np.testing.assert_array_equal(ours, _topk_mask(flat, k))
@@ -140,7 +140,7 @@ def test_shrinkbench_masks_equal_shrinkbench_selection(scope):
         assert (sb != ours).sum() <= 1  # the quantile's interpolation may keep one weight more or less
     else:  # LayerMagGrad: the same fraction of every layer
         for n, v in imp.items():
-            k = int(round(fraction * v.size))
+            k = round(fraction * v.size)
             np.testing.assert_array_equal(res.masks[n].numpy(), _topk_mask(v, k))
             sb = _sb_threshold_mask(v, fraction, v.reshape(-1))
             assert (sb != res.masks[n].numpy()).sum() <= 1
@@ -216,7 +216,10 @@ def _by_hand(model: FeatureModel) -> tuple[float, float]:
     """(deployed, ShrinkBench) ratios counted here: trunk only; every parameter (ShrinkBench's model_size)."""
     trunk = list(model.trunk.parameters())
     every = list(model.parameters())
-    nz = lambda ps: sum(int((p != 0).sum()) for p in ps)  # noqa: E731
+
+    def nz(ps: list[torch.Tensor]) -> int:
+        return sum(int((p != 0).sum()) for p in ps)
+
     return (sum(p.numel() for p in trunk) / nz(trunk), sum(p.numel() for p in every) / nz(every))
 
 
@@ -308,3 +311,15 @@ def test_head_logits_worked_example_and_bundle_head_recorded(tiny_bundle, tmp_pa
     assert res.meta["provenance"]["training"] is None
     assert head_of(res.meta) == HeadSpec("cosface", 0.35, 64.0)
     assert json.loads((res.bundle / "model.json").read_text())["provenance"]["classification_head"]["name"] == "cosface"
+
+
+def test_report_counts_prefer_the_recorded_head_non_zeros_for_these_weights():
+    from toolchain.report.build import shrinkbench_counts
+
+    w = {"num_parameters": 260, "deployed_parameters": 250, "deployed_nonzero": 125}
+    exact = {"shrinkbench_parameters": 260, "nonzero_parameters": 125, "shrinkbench_nonzero_parameters": 133}
+    assert shrinkbench_counts({"weights": w, "provenance": {"compression": exact}}) == (260, 133)
+    # a compression entry of other weights (e.g. carried into a distilled student) is not trusted
+    stale = {**exact, "nonzero_parameters": 124}
+    assert shrinkbench_counts({"weights": w, "provenance": {"compression": stale}}) == (260, 135)
+    assert shrinkbench_counts({"weights": {"sha256": "0" * 64}}) == (None, None)
