@@ -29,7 +29,11 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
-from toolchain.compress.pruning.masks import count_parameters, deployed, shrinkbench_size
+from toolchain.compress.pruning.masks import (
+    count_parameters,
+    deployed,
+    shrinkbench_size,
+)
 
 
 @dataclass

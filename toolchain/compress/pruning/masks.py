@@ -145,7 +145,7 @@ def fraction_to_keep(compression: float, total: int, prunable: int) -> float:
 def keep_count(model: nn.Module, layers: dict[str, nn.Module], ratio: float, fixed_dense: bool = False,
                ratio_of: str = "deployed") -> int:
     """:func:`keep_exact` rounded to whole weights (the *global* scope keeps exactly this many)."""
-    return min(int(round(keep_exact(model, layers, ratio, fixed_dense, ratio_of))),
+    return min(round(keep_exact(model, layers, ratio, fixed_dense, ratio_of)),
                sum(m.weight.numel() for m in layers.values()))
 
 
@@ -197,7 +197,7 @@ def masks_from_scores(scores: dict[str, torch.Tensor], keep: float, scope: str) 
     """
     if scope == "global":
         flat = torch.cat([s.detach().reshape(-1).float() for s in scores.values()])
-        order = torch.argsort(flat, descending=True, stable=True)[:int(round(keep))]
+        order = torch.argsort(flat, descending=True, stable=True)[:round(keep)]
         keep_flat = torch.zeros_like(flat, dtype=torch.bool)
         keep_flat[order] = True
         out, at = {}, 0
