@@ -104,6 +104,18 @@ def test_measure_cli_reports_json(runs, tiny_bundle):
     out = deploy("measure", runs["global-magnitude"], "--reference", tiny_bundle, "--json")
     m = json.loads(out)
     assert m["compression_ratio"] == pytest.approx(8.0, rel=0.01) and m["gzip_bytes"] < m["dense_bytes"]
+    # ShrinkBench's count adds the (dense) classification head to both sides: a lower ratio
+    b = load_bundle(runs["global-magnitude"])
+    head = sum(p.numel() for p in b.model.head.parameters())
+    assert m["compression_deployed"] == m["compression_ratio"]
+    assert m["shrinkbench_parameters"] == m["parameters"] + head
+    # the reference (a fresh card bundle) has no head: its whole model is its trunk
+    assert m["reference"]["shrinkbench_parameters"] == m["reference"]["parameters"]
+    assert m["compression_shrinkbench"] == pytest.approx(
+        m["reference"]["parameters"] / m["shrinkbench_nonzero_parameters"], rel=1e-3)
+    assert 1.0 < m["compression_shrinkbench"] < m["compression_deployed"]
+    text = deploy("measure", runs["global-magnitude"])
+    assert "compression_deployed" in text and "compression_shrinkbench" in text
 
 
 def test_user_errors_are_typed(tiny_bundle, tmp_path):

@@ -107,6 +107,9 @@ def test_paper_table_rows_columns_cells_and_joins(scene):
     assert xr["teacher fp16"].startswith(_ms(statistics.median(_fixture("ok")["latency_ns"])))
     assert xr["teacher"] == "–"
     assert by["parameters"]["teacher"] == "1,000" and by["compression ×"]["student"] == "8.00"
+    # ShrinkBench's count: whole model, the student's 10 head parameters counted non-zero: 1000 / (125 + 10)
+    assert by["compression × ShrinkBench"]["student"] == f"{1000 / 135:.2f}"
+    assert by["compression × ShrinkBench"]["teacher"] == "1.00"
     # unstructured pruning: the ratio counts non-zeros; a bundle without the count is taken as dense
     assert by["non-zero parameters"]["student"] == "125" and by["non-zero parameters"]["teacher"] == "1,000"
     assert by["EER (%)"]["teacher"] == "5.00" and by["EER (%)"]["student"] == "8.00"

@@ -37,6 +37,10 @@ def _run_with_bar(fn, *args, show: bool = True, **kwargs):
         return fn(*args, progress=epoch_reporter(bar, task), **kwargs)
 
 
+def _ratio(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
 def _print_result(res) -> None:
     prov = res.meta["provenance"]
     comp = prov.get("compression") or {}
@@ -44,8 +48,12 @@ def _print_result(res) -> None:
     console.print(f"wrote {res.bundle}: {w['num_parameters']:,} parameters (with the training head), "
                   f"feature dim {res.meta['feature_dim']}")
     if "ratio_reached" in comp:
-        console.print(f"compression ratio {comp['ratio_reached']:.3f} (target {comp['ratio_target']:g}), "
-                      f"sparsity {comp['sparsity']:.2%}, {comp['nonzero_parameters']:,} non-zero")
+        console.print(f"compression ratio {comp['ratio_reached']:.3f} (target {comp['ratio_target']:g}, "
+                      f"{comp.get('ratio_of', 'deployed')}), sparsity {comp['sparsity']:.2%}, "
+                      f"{comp['nonzero_parameters']:,} non-zero")
+        console.print(f"compression_deployed {_ratio(comp.get('compression_deployed', comp['ratio_reached']))} "
+                      f"(trunk), compression_shrinkbench {_ratio(comp.get('compression_shrinkbench'))} "
+                      "(whole model, classifier head included)")
     if "parameter_ratio" in comp:
         console.print(f"parameters {comp['parameters_before']:,} -> {comp['parameters_after']:,} "
                       f"({comp['parameter_ratio']:.2f}x); removed blocks: {', '.join(comp['removed_blocks']) or 'none'}")
@@ -60,8 +68,15 @@ def prune_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder; the pruned bundle goes to OUT/bundle.")],
     method: Annotated[str, typer.Option(help="Unstructured: " + ", ".join(UNSTRUCTURED) + ". Structured: channel "
                                              "(Torch-Pruning width), depth (remove residual blocks), width-multiplier.")] = "layer-magnitude",
-    ratio: Annotated[float, typer.Option(help="Unstructured: total / non-zero parameters. channel: parameter or FLOP "
-                                              "ratio (--target).")] = 8.0,
+    ratio: Annotated[float, typer.Option(help="Unstructured: total / non-zero parameters (see --ratio-of). channel: "
+                                              "parameter or FLOP ratio (--target).")] = 8.0,
+    ratio_of: Annotated[str, typer.Option("--ratio-of", help="Unstructured: which parameters --ratio counts: deployed "
+                                          "(the trunk that ships) or shrinkbench (the whole model with its classifier "
+                                          "head, never pruned, as ShrinkBench's model_size / fraction_to_keep).")] = "deployed",
+    gradient_mode: Annotated[str, typer.Option("--gradient-mode", help="global-/layer-gradient: shrinkbench (train-mode "
+                                               "BatchNorm, ONE batch of --batch-size images, as ShrinkBench; the model is "
+                                               "restored after) or eval (eval-mode BatchNorm, gradient averaged over "
+                                               "--calibration-batches).")] = "shrinkbench",
     data: Annotated[Optional[Path], typer.Option("--data", help="Data folder: fine-tuning and gradient scores.")] = None,
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Epochs of fine-tuning (0: none).", min=0)] = 0,
     schedule: Annotated[str, typer.Option(help="one-shot or iterative (geometric ratios over the first half).")] = "one-shot",
@@ -76,8 +91,9 @@ def prune_command(
     keep_per_stage: Annotated[Optional[int], typer.Option("--keep-per-stage", help="depth: blocks kept per stage.")] = None,
     remove_blocks: Annotated[Optional[list[str]], typer.Option("--remove-block", help="depth: block to remove, e.g. layer3.5; repeatable.")] = None,
     multiplier: Annotated[float, typer.Option(help="width-multiplier: fraction of channels kept (0..1].")] = 0.5,
-    calibration_batches: Annotated[int, typer.Option("--calibration-batches", help="Batches for gradient/Taylor scores.", min=1)] = 4,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = _T.batch_size,
+    calibration_batches: Annotated[int, typer.Option("--calibration-batches", help="Batches for Taylor scores and "
+                                                     "--gradient-mode eval.", min=1)] = 4,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Fine-tuning and calibration batch size.", min=1)] = _T.batch_size,
     lr: Annotated[float, typer.Option(help="Fine-tuning peak learning rate.")] = FINETUNE_LR,
     head: Annotated[str, typer.Option(help="Training head: softmax, arcface or cosface.")] = _T.head,
     augment: Annotated[str, typer.Option(help="ocular, ocular-hflip or none.")] = _T.augment,
@@ -110,7 +126,7 @@ def prune_command(
         else:
             kw.update(keep_per_stage=keep_per_stage, remove_blocks=remove_blocks or ())
         res = _run_with_bar(run.prune_structured, bundle, out, show=cfg is not None, data=spec, cfg=cfg,
-                            calibration=calibration_batches, force=force, **kw)
+                            calibration=calibration_batches, batch_size=batch_size, force=force, **kw)
     else:
         from toolchain.compress.pruning.unstructured import METHODS
 
@@ -120,7 +136,7 @@ def prune_command(
                         exclude_feature_head=not prune_feature_head)
         res = _run_with_bar(run.prune_unstructured, bundle, out, method, ratio, show=cfg is not None, data=spec, cfg=cfg,
                             schedule=schedule, steps=steps, scope=sc, calibration=calibration_batches, seed=seed,
-                            force=force)
+                            gradient_mode=gradient_mode, ratio_of=ratio_of, batch_size=batch_size, force=force)
     _print_result(res)
 
 
@@ -180,7 +196,8 @@ def measure_command(
                                                                       "(sparse, palettize4, ...).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Parameters, non-zeros, compression ratio, FLOPs, theoretical speedup, bytes on disk (and artifact sizes)."""
+    """Parameters, non-zeros, compression ratios (deployed trunk and ShrinkBench's whole model), FLOPs,
+    theoretical speedup, bytes on disk (and artifact sizes)."""
     import tempfile
 
     from toolchain.compress.measure import measure_artifacts, measure_bundle
@@ -193,10 +210,13 @@ def measure_command(
         console.print_json(json.dumps(m.to_json()))
         return
     rows = [("parameters", f"{m.parameters:,}"), ("non-zero", f"{m.nonzero_parameters:,} (sparsity {m.sparsity:.2%})"),
-            ("compression ratio", f"{m.compression_ratio:.3f}"), ("FLOPs", f"{m.flops:,} ({m.input_size}px)"),
+            ("compression_deployed", f"{m.compression_deployed:.3f} (trunk: parameters / non-zero)"),
+            ("whole model", (f"{m.shrinkbench_parameters:,} parameters, {m.shrinkbench_nonzero_parameters:,} "
+                             "non-zero (classifier head included)")),
+            ("compression_shrinkbench", f"{m.compression_shrinkbench:.3f} (whole model, ShrinkBench's model_size)"), ("FLOPs", f"{m.flops:,} ({m.input_size}px)"),
             ("effective FLOPs", f"{m.effective_flops:,}"), ("theoretical speedup", f"{m.theoretical_speedup:.3f}"),
             ("dense bytes", f"{m.dense_bytes:,}"), ("gzip bytes", f"{m.gzip_bytes:,}")]
     for name, a in m.artifacts.items():
         rows.append((name, f"{a['size_bytes']:,} bytes, parity {a['parity']}"))
     for k, v in rows:
-        console.print(f"{k:>20}  {v}")
+        console.print(f"{k:>23}  {v}")

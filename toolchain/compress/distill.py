@@ -6,6 +6,10 @@ heads), never model internals. Several losses combine by summing, each with its 
 the shared training loop adds the student's own cross-entropy scaled by ``ce_weight``.
 
 Inputs must use the same normalisation for both networks (checked by :func:`check_pair`).
+
+Logits are each network's *own* inference logits (:class:`toolchain.compress.logits.HeadSpec`):
+a teacher trained with ArcFace or CosFace gives ``s cos(theta)`` (margin-free), not ``W f + b``;
+a student gives the logits of the head it trains with.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolchain.compress.logits import HeadSpec
 from toolchain.errors import CompressionError
 from toolchain.registry import Registry
 from toolchain.train.loop import Hooks
@@ -186,11 +191,19 @@ def check_pair(teacher_meta: dict[str, Any], student_meta: dict[str, Any]) -> No
 
 
 class DistillHooks(Hooks):
-    """Loop hooks: frozen teacher, registered KD losses (summed with weights), CE scaled by ``ce_weight``."""
+    """Loop hooks: frozen teacher, registered KD losses (summed with weights), CE scaled by ``ce_weight``.
+
+    ``teacher_head`` / ``student_head``: how each network's ``head`` turns features into logits
+    (:func:`toolchain.compress.logits.head_of` of the teacher's model.json; the student's training
+    config). Default softmax: ``W f + b``.
+    """
 
     def __init__(self, teacher: nn.Module, specs: list[LossSpec], student_dim: int, teacher_dim: int,
-                 ce_weight: float = 1.0, seed: int = 0, keep_zeros: dict[str, torch.Tensor] | None = None) -> None:
+                 ce_weight: float = 1.0, seed: int = 0, keep_zeros: dict[str, torch.Tensor] | None = None,
+                 teacher_head: HeadSpec | None = None, student_head: HeadSpec | None = None) -> None:
         self.teacher = teacher
+        self.teacher_head = teacher_head or HeadSpec()
+        self.student_head = student_head or HeadSpec()
         self.keep_zeros = keep_zeros or {}  # masks of an unstructured-pruned student: prune -> distill stays sparse
         self.specs = {s.name: s for s in specs}
         self.losses = build_losses(specs, student_dim, teacher_dim, seed)
@@ -221,9 +234,9 @@ class DistillHooks(Hooks):
                    logits: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             tf = self.teacher(images)
-            tl = self.teacher.head(tf) if self.teacher.head is not None else None
+            tl = self.teacher_head.logits(tf, self.teacher.head) if self.teacher.head is not None else None
         needs = any(l.needs_logits for l in self.losses.values())
-        s = Outputs(features, model.head(features) if needs else None)
+        s = Outputs(features, self.student_head.logits(features, model.head) if needs else None)
         t = Outputs(tf, tl)
         return {f"kd_{name}": self.specs[name].weight * loss(s, t) for name, loss in self.losses.items()}
 

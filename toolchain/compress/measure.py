@@ -1,8 +1,14 @@
 """What compression bought: parameters, non-zeros, compression ratio, FLOPs, bytes on disk, artifact sizes.
 
 * ``parameters`` / ``nonzero_parameters``: of the deployed network (the trunk; the training head
-  is not shipped). ``compression_ratio = parameters_ref / nonzero_parameters`` against a
-  reference (default: the model itself, i.e. ShrinkBench's total / non-zero).
+  is not shipped). ``compression_deployed = parameters_ref / nonzero_parameters`` against a
+  reference (default: the model itself, i.e. total / non-zero); ``compression_ratio`` is the
+  same number under its older name.
+* ``shrinkbench_parameters`` / ``shrinkbench_nonzero_parameters``: of the whole model, the
+  classification head included, as ShrinkBench's ``metrics/size.py`` ``model_size`` counts;
+  ``compression_shrinkbench = shrinkbench_parameters_ref / shrinkbench_nonzero_parameters``
+  (ShrinkBench's ``experiment/prune.py`` ``pruning_metrics``: ``size / size_nz``). A model without
+  a head gives the same number both ways.
 * ``flops``: dense FLOPs of one image (``torch.utils.flop_counter``; a multiply-add counts 2).
   ``effective_flops`` scales each convolution / linear layer by the fraction of its weights that
   are non-zero (what a sparse kernel would execute); ``theoretical_speedup = flops_ref /
@@ -23,7 +29,11 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
-from toolchain.compress.pruning.masks import count_parameters, deployed
+from toolchain.compress.pruning.masks import (
+    count_parameters,
+    deployed,
+    shrinkbench_size,
+)
 
 
 @dataclass
@@ -39,14 +49,23 @@ class Measurement:
     input_size: int
     reference: dict[str, int] | None = None
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shrinkbench_parameters: int = 0
+    shrinkbench_nonzero_parameters: int = 0
+    compression_shrinkbench: float = 1.0
 
     @property
     def sparsity(self) -> float:
         return 1.0 - self.nonzero_parameters / max(self.parameters, 1)
 
+    @property
+    def compression_deployed(self) -> float:
+        return self.compression_ratio
+
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "sparsity": round(self.sparsity, 6),
                 "compression_ratio": round(self.compression_ratio, 4),
+                "compression_deployed": round(self.compression_ratio, 4),
+                "compression_shrinkbench": round(self.compression_shrinkbench, 4),
                 "theoretical_speedup": round(self.theoretical_speedup, 4)}
 
 
@@ -63,9 +82,9 @@ def count_flops(model: nn.Module, input_size: int) -> tuple[int, int]:
     """
     import logging
 
+    # "triton not found" on CPU, logged when the module is first imported: silence it before that
+    logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)
     from torch.utils.flop_counter import FlopCounterMode
-
-    logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)  # "triton not found" on CPU
     net = deployed(model)
     was = net.training
     net.eval()
@@ -101,16 +120,20 @@ def measure_model(model: nn.Module, input_size: int, reference: nn.Module | None
         reference: the uncompressed network (e.g. the teacher) for ratio and speedup; default: ``model``.
     """
     total, nz = count_parameters(model)
+    sb_total, sb_nz = shrinkbench_size(model)
     flops, eff = count_flops(model, input_size)
     dense_b, gz_b = state_bytes(model)
     ref = None
-    ref_total, ref_flops = total, flops
+    ref_total, ref_flops, ref_sb_total = total, flops, sb_total
     if reference is not None:
         ref_total, ref_nz = count_parameters(reference)
+        ref_sb_total, ref_sb_nz = shrinkbench_size(reference)
         ref_flops, _ = count_flops(reference, input_size)
-        ref = {"parameters": ref_total, "nonzero_parameters": ref_nz, "flops": ref_flops}
+        ref = {"parameters": ref_total, "nonzero_parameters": ref_nz, "flops": ref_flops,
+               "shrinkbench_parameters": ref_sb_total, "shrinkbench_nonzero_parameters": ref_sb_nz}
     return Measurement(total, nz, ref_total / max(nz, 1), flops, eff, ref_flops / max(eff, 1), dense_b, gz_b,
-                       input_size, ref)
+                       input_size, ref, shrinkbench_parameters=sb_total, shrinkbench_nonzero_parameters=sb_nz,
+                       compression_shrinkbench=ref_sb_total / max(sb_nz, 1))
 
 
 def measure_bundle(bundle_dir: str | Path, reference_dir: str | Path | None = None) -> Measurement:

@@ -19,9 +19,10 @@ from typing import Any, Sequence
 
 import torch
 
+from toolchain.compress.logits import HeadSpec, head_loss, head_of
 from toolchain.compress.pruning.masks import PruneScope, count_parameters
 from toolchain.compress.pruning.schedule import SCHEDULES, PruneHooks, finalize
-from toolchain.compress.pruning.unstructured import METHODS, ScoreContext, fit_probe_head
+from toolchain.compress.pruning.unstructured import GRADIENT_MODES, METHODS, ScoreContext, fit_probe_head
 from toolchain.errors import CompressionError
 from toolchain.fsutil import claim_output_dir
 from toolchain.models.arch import probe_feature_dim, recalibrate_batchnorm
@@ -122,6 +123,7 @@ def variant_name(parent_name: str, recipe: dict[str, Any]) -> str:
     """
     if recipe["kind"] == "unstructured":
         suffix = f"{recipe['method'].replace('-', '_')}_{recipe['ratio']:g}x"
+        suffix += "_sb" if recipe.get("ratio_of") == "shrinkbench" else ""  # another ratio: another model
     else:
         w = recipe.get("width") or {}
         parts = [f"w{recipe['width_multiplier']:g}"] if recipe.get("width_multiplier") else []
@@ -133,9 +135,13 @@ def variant_name(parent_name: str, recipe: dict[str, Any]) -> str:
 
 
 def _save(model: Any, parent: Bundle, out: Path, recipe: dict[str, Any], compression: dict[str, Any],
-          result: FitResult | None, prepared: Prepared | None, removed: Sequence[str] = ()) -> CompressResult:
+          result: FitResult | None, prepared: Prepared | None, removed: Sequence[str] = (),
+          head: Any = None) -> CompressResult:
     model.eval()
     meta = derive_meta(parent, recipe=recipe)
+    # What the head's logits mean (KD from this bundle reads them): the fine-tune's head, else the parent's.
+    meta["provenance"]["classification_head"] = (HeadSpec.from_config(result.config) if result
+                                                 else head or head_of(parent.meta)).to_json()
     meta["name"] = variant_name(parent.name, recipe)
     meta["provenance"]["compression"] = compression
     if removed:
@@ -149,6 +155,14 @@ def _save(model: Any, parent: Bundle, out: Path, recipe: dict[str, Any], compres
     return CompressResult(path, load_bundle(path).meta, result)
 
 
+def _calibration_batch_size(batch_size: int | None, cfg: TrainConfig | None) -> int:
+    """``--batch-size`` when given, else the fine-tune's, else the training default (never a hidden constant)."""
+    bs = batch_size if batch_size is not None else (cfg.batch_size if cfg else TrainConfig.batch_size)
+    if bs < 1:
+        raise CompressionError(f"--batch-size must be at least 1, got {bs}")
+    return int(bs)
+
+
 def _needs_data(epochs: int, needs_batches: bool, data: DataSpec | None, what: str) -> None:
     if data is None and (epochs > 0 or needs_batches):
         raise CompressionError(f"{what} needs --data (fine-tuning epochs > 0 or gradient scores)")
@@ -157,12 +171,28 @@ def _needs_data(epochs: int, needs_batches: bool, data: DataSpec | None, what: s
 def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, ratio: float, *,
                        data: DataSpec | None = None, cfg: TrainConfig | None = None, schedule: str = "one-shot",
                        steps: int = 3, scope: PruneScope | None = None, calibration: int = 4, seed: int = 0,
+                       gradient_mode: str = "shrinkbench", ratio_of: str = "deployed", batch_size: int | None = None,
                        progress: ProgressFn | None = None, force: bool = False) -> CompressResult:
     """Unstructured pruning to ``ratio`` with a registered method, fine-tuned ``cfg.epochs`` with masks fixed.
 
     ``cfg=None`` (or no data) prunes without fine-tuning. Zeros stay as dense tensors in the bundle.
+
+    Args:
+        gradient_mode: gradient methods only: ``shrinkbench`` (train mode, ONE batch of
+            ``batch_size`` images, as ShrinkBench) or ``eval`` (eval mode, ``calibration`` batches
+            averaged); see :mod:`toolchain.compress.pruning.unstructured`.
+        ratio_of: ``deployed`` (``ratio`` counts the trunk) or ``shrinkbench`` (the whole model, head
+            included); see :mod:`toolchain.compress.pruning.masks`.
+        batch_size: images per calibration batch (default: ``cfg.batch_size``, else the training default).
     """
+    from toolchain.compress.pruning.masks import RATIO_DEFINITIONS
+
     m = METHODS.get(method)
+    if gradient_mode not in GRADIENT_MODES:
+        raise CompressionError(f"unknown --gradient-mode {gradient_mode!r}; known: {', '.join(GRADIENT_MODES)}")
+    if ratio_of not in RATIO_DEFINITIONS:
+        raise CompressionError(f"unknown --ratio-of {ratio_of!r}; known: {', '.join(RATIO_DEFINITIONS)}")
+    bs = _calibration_batch_size(batch_size, cfg)
     out = claim_output_dir(out, "run", force)  # OUT/bundle is replaced: never in a folder of the user's
     epochs = cfg.epochs if cfg else 0
     _needs_data(epochs, m.score == "gradient", data, f"--method {method}")
@@ -171,15 +201,20 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
     model = parent.model
     prepared = None
     batches: list = []
+    head = head_of(parent.meta)
     if data is not None:
         prepared = prepare_data(data, out, parent.input_size, parent.mean, parent.std,
                                 cfg.augment if cfg else "none", cfg.max_bad_fraction if cfg else 0.01)
         if m.score == "gradient":
-            batches = calibration_batches(prepared.train, calibration, cfg.batch_size if cfg else 16, seed)
+            n = 1 if gradient_mode == "shrinkbench" else calibration  # ShrinkBench: next(iter(train_dl))
+            batches = calibration_batches(prepared.train, n, bs, seed)
             if model.head is None or model.head.out_features != prepared.train.num_classes:
                 fit_probe_head(model, batches, prepared.train.num_classes)
+                head = HeadSpec()  # a least-squares Linear: plain W f + b
+    loss_fn = head_loss(head)  # the loss of the head's own logits (s cos(theta) for a margin head)
     sched = SCHEDULES.get(schedule)(ratio, max(epochs, 1), steps)
-    hooks = PruneHooks(method, sched, scope, ScoreContext(batches, seed=seed), fixed_dense=epochs > 0)
+    hooks = PruneHooks(method, sched, scope, ScoreContext(batches, loss_fn, seed, gradient_mode),
+                       fixed_dense=epochs > 0, ratio_of=ratio_of)
     result = _finetune(model, prepared, cfg, out, hooks, progress) if epochs else None
     if result is not None:
         model = result.model
@@ -189,18 +224,23 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
     else:
         for epoch in sorted(sched.steps):
             hooks.prune_now(model, sched.steps[epoch], epoch)
-    rep = finalize(model, hooks.masks, ratio)
-    recipe = {"kind": "unstructured", "method": method, "ratio": ratio, "schedule": schedule,
+    rep = finalize(model, hooks.masks, ratio, ratio_of)
+    grad = gradient_mode if m.score == "gradient" else None
+    recipe = {"kind": "unstructured", "method": method, "ratio": ratio, "ratio_of": ratio_of, "schedule": schedule,
               "steps": {str(k): v for k, v in sched.steps.items()}, "scope": (scope or PruneScope()).to_json(),
-              "calibration_batches": len(batches), "seed": seed, "finetune_epochs": epochs}
-    compression = {**rep.to_json(), "pruning_steps": hooks.results}
-    return _save(model, parent, out, recipe, compression, result, prepared)
+              "gradient_mode": grad, "gradient_logits": head.name if grad else None,
+              "calibration_batches": len(batches),
+              "calibration_batch_size": len(batches[0][1]) if batches else None, "seed": seed,
+              "finetune_epochs": epochs}
+    compression = {**rep.to_json(), "gradient_mode": grad, "pruning_steps": hooks.results}
+    return _save(model, parent, out, recipe, compression, result, prepared, head=head)
 
 
 def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = None, multiplier: float | None = None,
                      keep_per_stage: int | Sequence[int] | None = None, remove_blocks: Sequence[str] = (),
                      data: DataSpec | None = None, cfg: TrainConfig | None = None, calibration: int = 4,
-                     progress: ProgressFn | None = None, force: bool = False) -> CompressResult:
+                     batch_size: int | None = None, progress: ProgressFn | None = None,
+                     force: bool = False) -> CompressResult:
     """Structured compression: depth (remove residual blocks), then width (``WidthConfig``) or a width multiplier.
 
     The network really shrinks; ``model.json`` records the widths and removed blocks.
@@ -224,7 +264,7 @@ def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = No
         prepared = prepare_data(data, out, size, parent.mean, parent.std, cfg.augment if cfg else "none",
                                 cfg.max_bad_fraction if cfg else 0.01)
         if needs_batches:
-            batches = calibration_batches(prepared.train, calibration, cfg.batch_size if cfg else 16, 0)
+            batches = calibration_batches(prepared.train, calibration, _calibration_batch_size(batch_size, cfg), 0)
             if model.head is None or model.head.out_features != prepared.train.num_classes:
                 fit_probe_head(model, batches, prepared.train.num_classes)
     removed: list[str] = []
@@ -305,7 +345,9 @@ def distill(teacher_dir: str | Path, student: str, out: str | Path, data: DataSp
                             cfg.max_bad_fraction)
     s_dim = probe_feature_dim(model, teacher.input_size)
     keep_zeros = sparse_masks(model) if (meta["provenance"].get("recipe") or {}).get("kind") == "unstructured" else None
-    hooks = DistillHooks(teacher.model, list(losses), s_dim, teacher.feature_dim, ce_weight, cfg.seed, keep_zeros)
+    teacher_head = head_of(teacher.meta)  # a margin-head teacher's logits are s cos(theta), not W f + b
+    hooks = DistillHooks(teacher.model, list(losses), s_dim, teacher.feature_dim, ce_weight, cfg.seed, keep_zeros,
+                         teacher_head=teacher_head, student_head=HeadSpec.from_config(cfg))
     model.train()
     result = fit(model, prepared.train, prepared.val, cfg, out, hooks=hooks, progress=progress)
     student_model = result.model.eval()
@@ -315,9 +357,11 @@ def distill(teacher_dir: str | Path, student: str, out: str | Path, data: DataSp
                           "recipe": {"kind": "distill", "teacher": str(teacher_dir), "teacher_sha256": teacher.sha256,
                                      "student": student, "losses": [l.to_json() for l in losses],
                                      "ce_weight": ce_weight, "student_width": multiplier,
+                                     "teacher_head": teacher_head.to_json(),
                                      "kept_zeros_of_layers": len(keep_zeros or {}),
                                      "student_keep_per_stage": keep_per_stage},
                           "training": {**result.provenance(), "data": prepared.info},
+                          "classification_head": HeadSpec.from_config(cfg).to_json(),
                           "metrics": {"val_eer": result.best_val_eer, "best_epoch": result.best_epoch}}
     if removed:
         meta["architecture"]["removed_blocks"] = removed

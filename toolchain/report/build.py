@@ -4,8 +4,21 @@ Rows of the paper-style table are *device · runtime* (a phone's Core ML, a host
 Runtime...), columns are *model variants* (a source bundle, plus its precision when not fp32),
 so the teacher and its pruned and distilled students sit side by side as in the seed paper.
 A cell pools the raw samples of every run of that variant on that row and shows the median
-with its bootstrap 95 % CI. Footer rows join the variant's parameters, compression ratio and
+with its bootstrap 95 % CI. Footer rows join the variant's parameters, compression ratios and
 bundle size (from model.json) and EER / TAR@FAR (from the evaluation's metrics.json).
+
+Two compression ratios, both against the variant with the most deployed parameters (the teacher):
+
+* ``compression_deployed`` (the ``compression ×`` row): the reference's deployed (trunk)
+  parameters / this variant's deployed non-zeros, from ``weights.deployed_parameters`` and
+  ``weights.deployed_nonzero``.
+* ``compression_shrinkbench``: the same over the whole model, classification head included, as
+  ShrinkBench's ``metrics/size.py`` ``model_size`` counts (``weights.num_parameters``). model.json
+  does not store the head's non-zeros, so the head counts as dense (ShrinkBench's own assumption in
+  ``pruning/utils.py`` ``fraction_to_keep``), unless the bundle's ``provenance.compression`` (written by
+  ``deploy prune`` for these very weights: its trunk count matches) records the exact count. A margin head's
+  zeroed bias makes the dense assumption off by at most the class count. Bundles without
+  ``num_parameters``: n/a.
 """
 
 from __future__ import annotations
@@ -55,6 +68,27 @@ def _variant_key(r: dict[str, Any], cat: Catalog) -> tuple[str, str | None, str 
     return label, bundle_sha, name, precision
 
 
+def shrinkbench_counts(meta: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(total, non-zero) parameters of the whole model, head included, from a model.json (module docstring).
+
+    >>> shrinkbench_counts({"weights": {"num_parameters": 260, "deployed_parameters": 250, "deployed_nonzero": 125}})
+    (260, 135)
+    >>> shrinkbench_counts({"weights": {"size_bytes": 4}})
+    (None, None)
+    """
+    w = meta.get("weights") or {}
+    total = w.get("num_parameters")
+    if total is None:
+        return None, None
+    deployed = w.get("deployed_parameters", total)
+    nonzero = w.get("deployed_nonzero", deployed)
+    comp = (meta.get("provenance") or {}).get("compression") or {}
+    if comp.get("shrinkbench_parameters") == total and comp.get("nonzero_parameters") == nonzero \
+            and comp.get("shrinkbench_nonzero_parameters") is not None:
+        return total, int(comp["shrinkbench_nonzero_parameters"])
+    return total, nonzero + (total - deployed)
+
+
 def build_report(results: Iterable[str | Path], artifacts: Iterable[str | Path] = (), bundles: Iterable[str | Path] = (),
                  metrics: Iterable[str | Path] = (), min_iterations: int = DEFAULT_MIN_ITERATIONS) -> Report:
     """Load everything and compute the statistics, checks and joins (no files written)."""
@@ -85,14 +119,17 @@ def build_report(results: Iterable[str | Path], artifacts: Iterable[str | Path] 
             # The deployed network (no training head); bundles written before these counts existed: all, dense.
             v.parameters = w.get("deployed_parameters", w.get("num_parameters"))
             v.nonzero_parameters = w.get("deployed_nonzero", v.parameters)
+            v.shrinkbench_parameters, v.shrinkbench_nonzero_parameters = shrinkbench_counts(meta)
             v.bundle_size_bytes = meta.get("weights", {}).get("size_bytes")
         art_sha = next((vw.result["artifact"]["sha256"] for vw in views if vw.variant == v.label), None)
         v.metrics = cat.metrics_for(art_sha, v.bundle_sha256, v.bundle_name,
                                     prefer_bundle=v.precision in (None, "fp32"))
-    biggest = max((v.parameters for v in variants.values() if v.parameters), default=None)
+    ref = max((v for v in variants.values() if v.parameters), key=lambda v: v.parameters, default=None)
     for v in variants.values():
-        if biggest and v.nonzero_parameters:
-            v.compression = biggest / v.nonzero_parameters
+        if ref is not None and v.nonzero_parameters:
+            v.compression = ref.parameters / v.nonzero_parameters
+        if ref is not None and ref.shrinkbench_parameters and v.shrinkbench_nonzero_parameters:
+            v.compression_shrinkbench = ref.shrinkbench_parameters / v.shrinkbench_nonzero_parameters
     ordered = sorted(variants.values(), key=lambda v: (-(v.parameters or 0), v.label))
     rows = sorted({vw.row for vw in views})
     cells: dict[tuple[str, str], Cell] = {}

@@ -45,9 +45,16 @@ class Variant:
     parameters: int | None = None
     nonzero_parameters: int | None = None
     bundle_size_bytes: int | None = None
-    compression: float | None = None
+    compression: float | None = None  # compression_deployed: the trunk's parameters (see report/build.py)
+    shrinkbench_parameters: int | None = None  # the whole model, classification head included
+    shrinkbench_nonzero_parameters: int | None = None
+    compression_shrinkbench: float | None = None
     metrics: Metrics | None = None
     artifact_sizes: dict[str, int] = field(default_factory=dict)  # format -> size_bytes
+
+    @property
+    def compression_deployed(self) -> float | None:
+        return self.compression
 
     @property
     def eer(self) -> float | None:

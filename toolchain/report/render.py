@@ -50,6 +50,8 @@ def paper_table(rep: "Report") -> Table:
         rows.append(["non-zero parameters"] + [f"{v.nonzero_parameters:,}" if v.nonzero_parameters else "–"
                                                for v in rep.variants])
     rows.append(["compression ×"] + [f"{v.compression:.2f}" if v.compression else "–" for v in rep.variants])
+    rows.append(["compression × ShrinkBench"] + [f"{v.compression_shrinkbench:.2f}" if v.compression_shrinkbench
+                                                 else "n/a" for v in rep.variants])
     rows.append(["bundle size (MB)"] + [f"{v.bundle_size_bytes / 1e6:.2f}" if v.bundle_size_bytes else "–"
                                         for v in rep.variants])
     rows.append(["EER (%)"] + [_pct(v.eer) for v in rep.variants])
@@ -87,14 +89,15 @@ def checks_table(rep: "Report") -> Table:
 
 
 def models_table(rep: "Report") -> Table:
-    head = ["variant", "bundle sha256", "parameters", "non-zero", "compression ×", "bundle MB", "artifact sizes MB",
-            "EER (%)", "metrics from"]
+    head = ["variant", "bundle sha256", "parameters", "non-zero", "compression ×", "compression × ShrinkBench",
+            "bundle MB", "artifact sizes MB", "EER (%)", "metrics from"]
     rows = []
     for v in rep.variants:
         sizes = ", ".join(f"{fmt} {s / 1e6:.2f}" for fmt, s in sorted(v.artifact_sizes.items())) or "–"
         rows.append([v.label, (v.bundle_sha256 or "–")[:12], f"{v.parameters:,}" if v.parameters else "–",
                      f"{v.nonzero_parameters:,}" if v.nonzero_parameters else "–",
                      f"{v.compression:.2f}" if v.compression else "–",
+                     f"{v.compression_shrinkbench:.2f}" if v.compression_shrinkbench else "n/a",
                      f"{v.bundle_size_bytes / 1e6:.2f}" if v.bundle_size_bytes else "–", sizes, _pct(v.eer),
                      str(v.metrics.source) if v.metrics else "no metrics.json matched"])
     return head, rows
@@ -118,8 +121,11 @@ def _sections(rep: "Report") -> list[tuple[str, str, Table | None]]:
         ("Checks", f"Flags raised (numerics vs the manifest's PyTorch reference, thermal state, fewer than "
          f"{rep.min_iterations} iterations, unknown artifact hash, failed runs). Checks that passed are in "
          "checks.csv/report.json.", checks_table(rep)),
-        ("Models", "Compression ratio = parameters of the largest variant shown / non-zero parameters of this one "
-         "(ShrinkBench's definition: unstructured pruning keeps the shapes and zeroes weights).",
+        ("Models", "Compression × (compression_deployed) = deployed (trunk) parameters of the largest variant shown / "
+         "deployed non-zero parameters of this one: unstructured pruning keeps the shapes and zeroes weights. "
+         "Compression × ShrinkBench (compression_shrinkbench) = the same over the whole model, classification head "
+         "included, as ShrinkBench's model_size counts; the head is counted dense unless the bundle records its "
+         "non-zeros. A paper quoting ShrinkBench ratios compares with the second.",
          models_table(rep)),
     ]
 
@@ -240,6 +246,8 @@ def csv_files(rep: "Report") -> dict[str, str]:
     table = [[c.row, c.variant, len(c.runs), *stats(c.summary)] for c in rep.cells.values()]
     models = [[v.label, v.bundle_sha256 or "", v.parameters or "", v.nonzero_parameters or "",
                round(v.compression, 6) if v.compression else "",
+               round(v.compression, 6) if v.compression else "",
+               round(v.compression_shrinkbench, 6) if v.compression_shrinkbench else "",
                v.bundle_size_bytes or "", v.eer if v.eer is not None else "",
                *[(v.metrics.tar_at_far.get(k, "") if v.metrics else "") for k in rep.far_keys]] for v in rep.variants]
     checks = [[vw.run_id, f.check, f.level, f.message] for vw in rep.runs for f in vw.flags]
@@ -248,7 +256,7 @@ def csv_files(rep: "Report") -> dict[str, str]:
                           "artifact_sha256", "status", *stat_cols, "first_inference_ms", "load_ms", "flags"], runs),
         "table.csv": _csv(["device_runtime", "variant", "runs", *stat_cols], table),
         "models.csv": _csv(["variant", "bundle_sha256", "parameters", "nonzero_parameters", "compression",
-                            "bundle_size_bytes", "eer",
+                            "compression_deployed", "compression_shrinkbench", "bundle_size_bytes", "eer",
                             *[f"tar_at_far_{k}" for k in rep.far_keys]], models),
         "checks.csv": _csv(["run_id", "check", "level", "detail"], checks),
     }
@@ -260,6 +268,10 @@ def report_json(rep: "Report", figures: dict[str, dict[str, Any]]) -> dict[str, 
         "rows": rep.rows,
         "variants": [{"label": v.label, "bundle_sha256": v.bundle_sha256, "parameters": v.parameters,
                       "nonzero_parameters": v.nonzero_parameters, "compression": v.compression,
+                      "compression_deployed": v.compression,
+                      "shrinkbench_parameters": v.shrinkbench_parameters,
+                      "shrinkbench_nonzero_parameters": v.shrinkbench_nonzero_parameters,
+                      "compression_shrinkbench": v.compression_shrinkbench,
                       "bundle_size_bytes": v.bundle_size_bytes,
                       "artifact_sizes": v.artifact_sizes, "eer": v.eer,
                       "tar_at_far": v.metrics.tar_at_far if v.metrics else None,

@@ -1,9 +1,22 @@
 """Unstructured pruning masks: which weights may be pruned, how many to keep, and applying them.
 
-**Compression ratio** (ShrinkBench, Blalock et al., "What is the state of neural network
-pruning?", MLSys 2020): ``ratio = total parameters / non-zero parameters`` of the whole
-deployed network (the trunk; the training-only classification ``head`` is not part of it).
-Parameters that are not pruned (biases, BatchNorm, excluded layers) count as non-zero.
+**Compression ratio**, ``total parameters / non-zero parameters`` (Blalock et al., "What is the
+state of neural network pruning?", MLSys 2020), in two definitions (:data:`RATIO_DEFINITIONS`):
+
+* ``deployed`` (the default, ``compression_deployed``): of the network that ships, the trunk;
+  the training-only classification ``head`` is not counted.
+* ``shrinkbench`` (``compression_shrinkbench``): of the whole model, classification head
+  included, as ShrinkBench's ``metrics/size.py`` ``model_size`` counts every
+  ``model.parameters()``. A 550-subject head on ResNet50 holds 1.1 M parameters: the
+  deployed 8x is about 6x by this count.
+
+**The classifier head is never prunable here**: :func:`prunable_layers` only looks inside the
+trunk, so the head (as ShrinkBench's ``is_classifier`` module, ``pruning/vision.py``) stays dense.
+To hit a ShrinkBench ratio, :func:`keep_count` follows ``pruning/utils.py`` ``fraction_to_keep``:
+every non-prunable parameter (head included) counts as non-zero, and the prunable weights keep
+``fraction = (total / ratio - nonprunable) / prunable`` of themselves. One difference: ShrinkBench's
+prunable modules lose weights *and biases*; here only the weights of conv/linear layers are prunable
+(their biases count as non-prunable), which changes nothing for ResNets (bias-free convolutions).
 
 **Solving the keep count.** To reach ``ratio`` the prunable weights may keep
 ``K = total / ratio - fixed`` non-zeros, where ``fixed`` counts every parameter that is not a
@@ -84,42 +97,95 @@ def prunable_layers(model: nn.Module, scope: PruneScope | None = None) -> dict[s
     return out
 
 
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(total, non-zero) parameters of the deployed network."""
-    params = list(deployed(model).parameters())
+#: which parameters a compression ratio counts (module docstring)
+RATIO_DEFINITIONS = ("deployed", "shrinkbench")
+
+
+def _count(params: Iterable[torch.Tensor]) -> tuple[int, int]:
+    params = list(params)
     return sum(p.numel() for p in params), sum(int(torch.count_nonzero(p)) for p in params)
 
 
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(total, non-zero) parameters of the deployed network."""
+    return _count(deployed(model).parameters())
+
+
+def shrinkbench_size(model: nn.Module) -> tuple[int, int]:
+    """(total, non-zero) parameters of the whole model, classification head included.
+
+    ShrinkBench's ``metrics/size.py`` ``model_size(model)``: a sum over ``model.parameters()``.
+    """
+    return _count(model.parameters())
+
+
 def compression_ratio(model: nn.Module) -> float:
-    """total / non-zero parameters of the deployed network (1.0 when dense)."""
+    """total / non-zero parameters of the deployed network (1.0 when dense): ``compression_deployed``."""
     total, nz = count_parameters(model)
     return total / max(nz, 1)
 
 
-def keep_count(model: nn.Module, layers: dict[str, nn.Module], ratio: float, fixed_dense: bool = False) -> int:
+def compression_shrinkbench(model: nn.Module) -> float:
+    """total / non-zero parameters of the whole model, head included (ShrinkBench's ``compression_ratio``,
+    ``experiment/prune.py`` ``pruning_metrics``: ``size / size_nz`` of ``model_size``)."""
+    total, nz = shrinkbench_size(model)
+    return total / max(nz, 1)
+
+
+def fraction_to_keep(compression: float, total: int, prunable: int) -> float:
+    """ShrinkBench's ``pruning/utils.py`` ``fraction_to_keep``: the fraction of the prunable parameters
+    to keep so ``total / (fraction * prunable + (total - prunable)) == compression``.
+
+    >>> fraction_to_keep(2.0, total=16, prunable=12)  # 8 non-zeros: 4 fixed + 4 of the 12
+    0.3333333333333333
+    """
+    return (total / compression - (total - prunable)) / prunable
+
+
+def keep_count(model: nn.Module, layers: dict[str, nn.Module], ratio: float, fixed_dense: bool = False,
+               ratio_of: str = "deployed") -> int:
+    """:func:`keep_exact` rounded to whole weights (the *global* scope keeps exactly this many)."""
+    return min(round(keep_exact(model, layers, ratio, fixed_dense, ratio_of)),
+               sum(m.weight.numel() for m in layers.values()))
+
+
+def keep_exact(model: nn.Module, layers: dict[str, nn.Module], ratio: float, fixed_dense: bool = False,
+               ratio_of: str = "deployed") -> float:
     """How many prunable weights stay non-zero so the whole network reaches ``ratio`` (see module doc).
 
     ``fixed_dense``: count every non-prunable parameter as non-zero, as it will be after
     fine-tuning (a BatchNorm bias starts at exactly 0 and moves on the first step).
+    ``ratio_of``: ``deployed`` (the trunk) or ``shrinkbench`` (the whole model with its head,
+    every non-prunable parameter counted as non-zero, as ShrinkBench's ``fraction_to_keep``:
+    ``keep = fraction_to_keep(ratio, total, prunable) * prunable``).
     """
     if not ratio >= 1.0:
         raise CompressionError(f"the compression ratio must be at least 1 (total / non-zero parameters), got {ratio}")
-    total, nonzero = count_parameters(model)
+    if ratio_of not in RATIO_DEFINITIONS:
+        raise CompressionError(f"unknown ratio definition {ratio_of!r}; known: {', '.join(RATIO_DEFINITIONS)}")
     prunable = sum(m.weight.numel() for m in layers.values())
-    # Non-prunable parameters count as they are: a zero BatchNorm bias is already a zero.
-    fixed = nonzero - sum(int(torch.count_nonzero(m.weight)) for m in layers.values())
-    if fixed_dense:
-        fixed = total - sum(m.weight.numel() for m in layers.values())
-    keep = int(round(total / ratio)) - fixed
-    if keep < len(layers):
+    if ratio_of == "shrinkbench":
+        total = shrinkbench_size(model)[0]
+        fixed = total - prunable
+    else:
+        total, nonzero = count_parameters(model)
+        # Non-prunable parameters count as they are: a zero BatchNorm bias is already a zero.
+        fixed = nonzero - sum(int(torch.count_nonzero(m.weight)) for m in layers.values())
+        if fixed_dense:
+            fixed = total - prunable
+    keep = total / ratio - fixed  # not rounded: the *layer* scope applies keep / prunable to every layer
+    if round(keep) < len(layers):
         best = total / (fixed + len(layers))
         raise CompressionError(f"ratio {ratio:g} is out of reach: {fixed:,} of {total:,} parameters are non-zero and not prunable, "
                            f"so the highest ratio keeping one weight per layer is {best:.2f}")
-    return min(keep, prunable)
+    return min(keep, float(prunable))
 
 
-def masks_from_scores(scores: dict[str, torch.Tensor], keep: int, scope: str) -> dict[str, torch.Tensor]:
+def masks_from_scores(scores: dict[str, torch.Tensor], keep: float, scope: str) -> dict[str, torch.Tensor]:
     """Boolean masks keeping the ``keep`` best-scored weights, ``scope`` ``global`` or ``layer``.
+
+    ``global`` keeps ``round(keep)`` weights; ``layer`` keeps ``round(keep / total * n)`` of each
+    layer of ``n`` weights (ShrinkBench's ``LayerMagWeight``: one unrounded fraction for every layer).
 
     Ties are broken by position (first wins), so masks are reproducible.
 
@@ -131,7 +197,7 @@ def masks_from_scores(scores: dict[str, torch.Tensor], keep: int, scope: str) ->
     """
     if scope == "global":
         flat = torch.cat([s.detach().reshape(-1).float() for s in scores.values()])
-        order = torch.argsort(flat, descending=True, stable=True)[:keep]
+        order = torch.argsort(flat, descending=True, stable=True)[:round(keep)]
         keep_flat = torch.zeros_like(flat, dtype=torch.bool)
         keep_flat[order] = True
         out, at = {}, 0
@@ -166,23 +232,49 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
 class MaskReport:
     """What a set of masks did: per-layer and whole-network sparsity."""
 
+    """What a set of masks did: per-layer and whole-network sparsity, both ratio definitions.
+
+    ``total_parameters`` / ``nonzero_parameters`` are the deployed network's (the trunk);
+    ``shrinkbench_*`` the whole model's, head included. ``ratio_reached`` is in the definition
+    ``ratio_of`` the target was given in (``deployed`` by default, so older readers see the trunk's).
+    """
+
     ratio_target: float
     ratio_reached: float
     total_parameters: int
     nonzero_parameters: int
     layer_sparsity: dict[str, float] = field(default_factory=dict)
+    ratio_of: str = "deployed"
+    shrinkbench_parameters: int = 0
+    shrinkbench_nonzero_parameters: int = 0
+
+    @property
+    def compression_deployed(self) -> float:
+        return self.total_parameters / max(self.nonzero_parameters, 1)
+
+    @property
+    def compression_shrinkbench(self) -> float:
+        return self.shrinkbench_parameters / max(self.shrinkbench_nonzero_parameters, 1)
 
     def to_json(self) -> dict:
-        return {"ratio_target": self.ratio_target, "ratio_reached": round(self.ratio_reached, 6),
+        return {"ratio_target": self.ratio_target, "ratio_of": self.ratio_of,
+                "ratio_reached": round(self.ratio_reached, 6),
+                "compression_deployed": round(self.compression_deployed, 6),
+                "compression_shrinkbench": round(self.compression_shrinkbench, 6),
                 "total_parameters": self.total_parameters, "nonzero_parameters": self.nonzero_parameters,
+                "shrinkbench_parameters": self.shrinkbench_parameters,
+                "shrinkbench_nonzero_parameters": self.shrinkbench_nonzero_parameters,
                 "sparsity": round(1 - self.nonzero_parameters / self.total_parameters, 6),
                 "layer_sparsity": {k: round(v, 6) for k, v in self.layer_sparsity.items()}}
 
 
-def report(model: nn.Module, masks: dict[str, torch.Tensor], ratio_target: float) -> MaskReport:
+def report(model: nn.Module, masks: dict[str, torch.Tensor], ratio_target: float,
+           ratio_of: str = "deployed") -> MaskReport:
     total, nz = count_parameters(model)
+    sb_total, sb_nz = shrinkbench_size(model)
     layer = {k: 1.0 - float(m.float().mean()) for k, m in masks.items()}
-    return MaskReport(ratio_target, total / max(nz, 1), total, nz, layer)
+    reached = sb_total / max(sb_nz, 1) if ratio_of == "shrinkbench" else total / max(nz, 1)
+    return MaskReport(ratio_target, reached, total, nz, layer, ratio_of, sb_total, sb_nz)
 
 
 def iter_weights(model: nn.Module, names: Iterable[str]) -> Iterable[tuple[str, torch.Tensor]]:

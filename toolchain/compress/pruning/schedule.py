@@ -66,8 +66,9 @@ class PruneHooks(Hooks):
     """Training-loop hooks that prune on a schedule and keep pruned weights at zero."""
 
     def __init__(self, method: str, schedule: Schedule, scope: PruneScope | None = None,
-                 ctx: ScoreContext | None = None, fixed_dense: bool = True) -> None:
+                 ctx: ScoreContext | None = None, fixed_dense: bool = True, ratio_of: str = "deployed") -> None:
         self.method, self.schedule, self.scope, self.ctx = method, schedule, scope, ctx or ScoreContext()
+        self.ratio_of = ratio_of  # which parameters the schedule's ratios count (masks.RATIO_DEFINITIONS)
         self.fixed_dense = fixed_dense  # fine-tuning follows: biases that are 0 now will not stay 0
         self.masks: dict[str, torch.Tensor] = {}
         self.results: list[dict[str, Any]] = []
@@ -76,9 +77,10 @@ class PruneHooks(Hooks):
         device = next(model.parameters()).device
         ctx = self.ctx
         if device.type != "cpu" and ctx.batches:
-            ctx = ScoreContext([(x.to(device), y.to(device)) for x, y in ctx.batches], ctx.loss_fn, ctx.seed)
+            ctx = ScoreContext([(x.to(device), y.to(device)) for x, y in ctx.batches], ctx.loss_fn, ctx.seed,
+                               ctx.gradient_mode)
         res = prune(model, self.method, ratio, self.scope, ctx, previous=self.masks or None,
-                    fixed_dense=self.fixed_dense)
+                    fixed_dense=self.fixed_dense, ratio_of=self.ratio_of)
         self.masks = {k: v.to(device) for k, v in res.masks.items()}
         self.results.append({"epoch": epoch, **res.report.to_json(), "layer_sparsity": None})
         log.info("pruned to ratio %.3f (target %.3g) before epoch %s", res.report.ratio_reached, ratio, epoch)
@@ -99,10 +101,11 @@ class PruneHooks(Hooks):
         self.masks = {k[5:]: v.bool() for k, v in state.items() if k.startswith("mask.")}
 
 
-def finalize(model: nn.Module, masks: dict[str, torch.Tensor], ratio_target: float) -> MaskReport:
+def finalize(model: nn.Module, masks: dict[str, torch.Tensor], ratio_target: float,
+             ratio_of: str = "deployed") -> MaskReport:
     """Make pruning permanent: zero the masked weights one last time and report what was reached."""
     if not masks:
         raise CompressionError("no masks to finalize: the schedule never pruned (is the first step past the last epoch?)")
     masks = {k: v.cpu() for k, v in masks.items()}
     apply_masks(model, masks)
-    return report(model, masks, ratio_target)
+    return report(model, masks, ratio_target, ratio_of)
