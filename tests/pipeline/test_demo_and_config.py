@@ -80,6 +80,9 @@ optimiser = "sgd"
 name = "p"
 prune = { method = "magnitude-ish", ratio = -8 }
 [[compress]]
+name = "g"
+prune = { method = "global-gradient", ratio = 4, gradient_mode = "train", ratio_of = "whole" }
+[[compress]]
 name = "k"
 distill = { student = "tiny_ocular", losses = ["hinton", "kl"], epochs = 0 }
 [export]
@@ -96,6 +99,8 @@ PROBLEMS = ["[teacher] epochs: expected an integer, got a string ('forty')",
             "[teacher] has unknown keys ['optimiser']",
             "unknown method 'magnitude-ish'",
             "ratio -8 must be greater than 1",
+            "prune: gradient_mode must be one of shrinkbench, eval, got 'train'",
+            "prune: ratio_of must be one of deployed, shrinkbench, got 'whole'",
             "unknown loss 'kl'",
             "distill: epochs must be an integer >= 1, got 0",
             "unknown export target 'caffe'",

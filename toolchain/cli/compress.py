@@ -10,6 +10,7 @@ import typer
 
 from toolchain.cli import app
 from toolchain.cli._common import ForceOpt, console, epoch_reporter, progress
+from toolchain.compress.config import DISTILL, PRUNE
 from toolchain.train.config import FINETUNE_LR
 from toolchain.train.config import TrainConfig as _T
 
@@ -67,20 +68,20 @@ def prune_command(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder to prune.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder; the pruned bundle goes to OUT/bundle.")],
     method: Annotated[str, typer.Option(help="Unstructured: " + ", ".join(UNSTRUCTURED) + ". Structured: channel "
-                                             "(Torch-Pruning width), depth (remove residual blocks), width-multiplier.")] = "layer-magnitude",
+                                             "(Torch-Pruning width), depth (remove residual blocks), width-multiplier.")] = PRUNE.method,
     ratio: Annotated[float, typer.Option(help="Unstructured: total / non-zero parameters (see --ratio-of). channel: "
-                                              "parameter or FLOP ratio (--target).")] = 8.0,
+                                              "parameter or FLOP ratio (--target).")] = PRUNE.ratio,
     ratio_of: Annotated[str, typer.Option("--ratio-of", help="Unstructured: which parameters --ratio counts: deployed "
                                           "(the trunk that ships) or shrinkbench (the whole model with its classifier "
-                                          "head, never pruned, as ShrinkBench's model_size / fraction_to_keep).")] = "deployed",
+                                          "head, never pruned, as ShrinkBench's model_size / fraction_to_keep).")] = PRUNE.ratio_of,
     gradient_mode: Annotated[str, typer.Option("--gradient-mode", help="global-/layer-gradient: shrinkbench (train-mode "
                                                "BatchNorm, ONE batch of --batch-size images, as ShrinkBench; the model is "
                                                "restored after) or eval (eval-mode BatchNorm, gradient averaged over "
-                                               "--calibration-batches).")] = "shrinkbench",
+                                               "--calibration-batches).")] = PRUNE.gradient_mode,
     data: Annotated[Optional[Path], typer.Option("--data", help="Data folder: fine-tuning and gradient scores.")] = None,
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Epochs of fine-tuning (0: none).", min=0)] = 0,
-    schedule: Annotated[str, typer.Option(help="one-shot or iterative (geometric ratios over the first half).")] = "one-shot",
-    steps: Annotated[int, typer.Option(help="Pruning steps of the iterative schedule.", min=1)] = 3,
+    schedule: Annotated[str, typer.Option(help="one-shot or iterative (geometric ratios over the first half).")] = PRUNE.schedule,
+    steps: Annotated[int, typer.Option(help="Pruning steps of the iterative schedule.", min=1)] = PRUNE.steps,
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Module name (or prefix ending in '.') "
                                                                           "never pruned; repeatable.")] = None,
     exclude_type: Annotated[Optional[list[str]], typer.Option("--exclude-type", help="Conv2d or Linear; repeatable.")] = None,
@@ -92,7 +93,7 @@ def prune_command(
     remove_blocks: Annotated[Optional[list[str]], typer.Option("--remove-block", help="depth: block to remove, e.g. layer3.5; repeatable.")] = None,
     multiplier: Annotated[float, typer.Option(help="width-multiplier: fraction of channels kept (0..1].")] = 0.5,
     calibration_batches: Annotated[int, typer.Option("--calibration-batches", help="Batches for Taylor scores and "
-                                                     "--gradient-mode eval.", min=1)] = 4,
+                                                     "--gradient-mode eval.", min=1)] = PRUNE.calibration,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Fine-tuning and calibration batch size.", min=1)] = _T.batch_size,
     lr: Annotated[float, typer.Option(help="Fine-tuning peak learning rate.")] = FINETUNE_LR,
     head: Annotated[str, typer.Option(help="Training head: softmax, arcface or cosface.")] = _T.head,
@@ -149,8 +150,8 @@ def distill_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder; the student goes to OUT/bundle.")],
     loss: Annotated[Optional[list[str]], typer.Option("--loss", help="hinton, feature-cosine, feature-mse; repeatable, "
                                                                     "NAME or NAME=WEIGHT.")] = None,
-    temperature: Annotated[float, typer.Option(help="Hinton temperature T.")] = 4.0,
-    alpha: Annotated[float, typer.Option(help="Hinton: weight of the soft-target term; CE gets 1 - alpha.")] = 0.9,
+    temperature: Annotated[float, typer.Option(help="Hinton temperature T.")] = DISTILL.temperature,
+    alpha: Annotated[float, typer.Option(help="Hinton: weight of the soft-target term; CE gets 1 - alpha.")] = DISTILL.alpha,
     ce_weight: Annotated[Optional[float], typer.Option("--ce-weight", help="Weight of the hard-label cross-entropy "
                                                                           "(default 1 - alpha with hinton, else 1).")] = None,
     student_width: Annotated[Optional[float], typer.Option("--student-width", help="Card student: width multiplier.")] = None,

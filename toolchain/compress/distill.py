@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolchain.compress.config import DISTILL
 from toolchain.compress.logits import HeadSpec
 from toolchain.errors import CompressionError
 from toolchain.registry import Registry
@@ -65,7 +66,7 @@ class HintonKD(KDLoss):
 
     needs_logits = True
 
-    def __init__(self, temperature: float = 4.0) -> None:
+    def __init__(self, temperature: float = DISTILL.temperature) -> None:
         super().__init__()
         if not temperature > 0:
             raise CompressionError(f"the distillation temperature must be positive, got {temperature}")
@@ -138,7 +139,7 @@ class LossSpec:
         return {"name": self.name, "weight": self.weight, **({"params": self.params} if self.params else {})}
 
 
-def parse_losses(items: list[str] | None, alpha: float = 0.9, temperature: float = 4.0,
+def parse_losses(items: list[str] | None, alpha: float = DISTILL.alpha, temperature: float = DISTILL.temperature,
                  ce_weight: float | None = None) -> tuple[list[LossSpec], float]:
     """``["hinton", "feature-cosine=0.5"]`` -> loss specs and the cross-entropy weight.
 

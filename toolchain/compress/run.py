@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import torch
 
+from toolchain.compress.config import PRUNE
 from toolchain.compress.logits import HeadSpec, head_loss, head_of
 from toolchain.compress.pruning.masks import PruneScope, count_parameters
 from toolchain.compress.pruning.schedule import SCHEDULES, PruneHooks, finalize
@@ -169,9 +170,10 @@ def _needs_data(epochs: int, needs_batches: bool, data: DataSpec | None, what: s
 
 
 def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, ratio: float, *,
-                       data: DataSpec | None = None, cfg: TrainConfig | None = None, schedule: str = "one-shot",
-                       steps: int = 3, scope: PruneScope | None = None, calibration: int = 4, seed: int = 0,
-                       gradient_mode: str = "shrinkbench", ratio_of: str = "deployed", batch_size: int | None = None,
+                       data: DataSpec | None = None, cfg: TrainConfig | None = None, schedule: str = PRUNE.schedule,
+                       steps: int = PRUNE.steps, scope: PruneScope | None = None, calibration: int = PRUNE.calibration,
+                       seed: int = 0, gradient_mode: str = PRUNE.gradient_mode, ratio_of: str = PRUNE.ratio_of,
+                       batch_size: int | None = None,
                        progress: ProgressFn | None = None, force: bool = False) -> CompressResult:
     """Unstructured pruning to ``ratio`` with a registered method, fine-tuned ``cfg.epochs`` with masks fixed.
 
@@ -238,7 +240,7 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
 
 def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = None, multiplier: float | None = None,
                      keep_per_stage: int | Sequence[int] | None = None, remove_blocks: Sequence[str] = (),
-                     data: DataSpec | None = None, cfg: TrainConfig | None = None, calibration: int = 4,
+                     data: DataSpec | None = None, cfg: TrainConfig | None = None, calibration: int = PRUNE.calibration,
                      batch_size: int | None = None, progress: ProgressFn | None = None,
                      force: bool = False) -> CompressResult:
     """Structured compression: depth (remove residual blocks), then width (``WidthConfig``) or a width multiplier.

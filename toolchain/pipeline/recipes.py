@@ -56,6 +56,7 @@ def _params(fn: Any, drop: set[str]) -> set[str]:
 
 def _recipe_problems(r: Recipe, where: str, problems: list[str]) -> None:
     from toolchain.compress import run as C
+    from toolchain.compress.config import GRADIENT_MODES, RATIO_DEFINITIONS
     from toolchain.compress.distill import KD_LOSSES
     from toolchain.compress.pruning.unstructured import METHODS
 
@@ -76,6 +77,9 @@ def _recipe_problems(r: Recipe, where: str, problems: list[str]) -> None:
             problems.append(f"{where} prune: ratio must be a number, got {ratio!r}")
         elif not ratio > 1:
             problems.append(f"{where} prune: ratio {ratio} must be greater than 1 (total / non-zero parameters)")
+        for key, choices in (("gradient_mode", GRADIENT_MODES), ("ratio_of", RATIO_DEFINITIONS)):
+            if key in p and p[key] not in choices:
+                problems.append(f"{where} prune: {key} must be one of {', '.join(choices)}, got {p[key]!r}")
     if r.structured is not None:
         s = r.structured
         allowed = _params(C.prune_structured, {"bundle_dir", "out", "data", "cfg", "progress"})

@@ -36,6 +36,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from toolchain.compress.config import RATIO_DEFINITIONS  # re-exported; its light home
 from toolchain.errors import CompressionError
 
 
@@ -98,7 +99,6 @@ def prunable_layers(model: nn.Module, scope: PruneScope | None = None) -> dict[s
 
 
 #: which parameters a compression ratio counts (module docstring)
-RATIO_DEFINITIONS = ("deployed", "shrinkbench")
 
 
 def _count(params: Iterable[torch.Tensor]) -> tuple[int, int]:

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolchain.compress.config import GRADIENT_MODES  # re-exported; its light home
 from toolchain.compress.pruning.masks import (
     MaskReport,
     PruneScope,
@@ -90,7 +91,6 @@ class ScoreContext:
 
 
 #: how gradient scores take dL/dw (module docstring)
-GRADIENT_MODES = ("shrinkbench", "eval")
 
 
 Scorer = Callable[[nn.Module, dict[str, nn.Module], ScoreContext], dict[str, torch.Tensor]]
