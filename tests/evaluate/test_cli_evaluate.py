@@ -42,6 +42,7 @@ def test_evaluate_then_compare(tiny_bundle, data, tmp_path):
     doc = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert list(doc["metrics"]["tar_at_far"]) == ["1e-1"] and doc["timing"]["batch_size"] == 5
     assert "EER" in r.stdout and f"{doc['metrics']['eer'] * 100:.3f} %" in r.stdout
+    assert "verification protocol: " in r.stdout and "unrecorded" not in r.stdout
     r = deploy("evaluate", "--compare", tmp_path / "a", tmp_path / "a" / "metrics.json", "--out", tmp_path / "c")
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "c" / "compare_det.png").is_file()

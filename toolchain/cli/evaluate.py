@@ -77,10 +77,13 @@ def evaluate(
 def _print_metrics(doc: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from toolchain.evaluate.run import protocol_label
+
     m, d, model = doc["metrics"], doc["data"], doc["model"]
     console.print(f"{model['name']} ({model['kind']}, {model.get('format')} {model.get('precision')}, "
                   f"{model['runtime']}): {d['num_images']} images, {d['num_genuine']} genuine / {d['num_impostor']} "
                   f"impostor pairs, {doc['timing']['images_per_second']} images/s")
+    console.print(f"verification protocol: {protocol_label(doc)}")
     t = Table(show_header=True, header_style="bold")
     t.add_column("metric")
     t.add_column("value", justify="right")
