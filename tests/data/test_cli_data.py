@@ -80,3 +80,24 @@ def test_split_cross_session_without_sessions_is_a_one_line_error(tmp_path):
     r = run(app, ["data", "split", str(data), "--out", str(tmp_path / "p"), "--protocol", "cross-session",
                   "--enrol-sessions", "1", "--verify-sessions", "2"])
     assert r.exit_code != 0 and "no session labels" in str(r.exception)
+
+
+def test_a_subject_whose_images_all_fail_to_decode_keeps_its_split(tmp_path):
+    """`deploy train --splits` scans the same folder and refuses a splits file lacking one of its subjects."""
+    from toolchain.data.layouts import scan
+    from toolchain.data.splits import load_splits
+    from toolchain.train.run import split_dataset
+
+    run = CliRunner().invoke
+    data = tmp_path / "synth"
+    r = run(app, ["data", "synth", "--subjects", "6", "--images-per-subject", "3", "--size", "32", "--out", str(data)])
+    assert r.exit_code == 0, r.output
+    dead = sorted(p for p in (data / "subject_0002").iterdir() if p.is_file())
+    for p in dead:
+        p.write_bytes(b"not an image")
+    r = run(app, ["data", "split", str(data), "--out", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    splits = load_splits(tmp_path / "p" / "splits.json")
+    assert "subject_0002" in splits and len(splits) == 6
+    assert json.loads((tmp_path / "p" / "excluded.json").read_text())["count"] == len(dead)
+    assert split_dataset(scan(data), tmp_path / "p" / "splits.json") == splits  # what deploy train --splits does
