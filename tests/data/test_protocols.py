@@ -144,6 +144,17 @@ def test_bad_rules_are_refused():
         resolve_rules("ufpr", "cross-session", ["1"], ["S1", "2"])
     with pytest.raises(DataError, match="unknown protocol rule 'random'"):
         resolve_rules("ufpr", "random")
+    # sessions without cross-session would be ignored: refused, not dropped silently
+    with pytest.raises(DataError, match="add --protocol cross-session"):
+        resolve_rules("ufpr", "all-pairs", ["1"], ["2"])
+
+
+def test_one_side_given_is_recorded_as_mixed_source():
+    both = resolve_rules("ufpr", "cross-session")
+    one = resolve_rules("ufpr", "cross-session", (), ["2"])
+    assert one.verify_sessions == ("2",) and one.enrol_sessions == both.enrol_sessions
+    assert one.source.startswith("--verify-sessions, the other side from UFPR-Periocular")
+    assert both.source.startswith("UFPR-Periocular")
 
 
 def test_visit_keys():

@@ -113,6 +113,9 @@ def resolve_rules(layout: str | None, protocol: str = SplitConfig.protocol,
     'cross-session (enrol 1 -> verify 2, 3; same condition; other eye excluded)'
     """
     enrol, verify, source = tuple(map(str, enrol_sessions)), tuple(map(str, verify_sessions)), None
+    if protocol != "cross-session" and (enrol or verify):
+        raise DataError(f"--enrol-sessions/--verify-sessions choose the sessions of a cross-session protocol; "
+                        f"with --protocol {protocol} they would be ignored: add --protocol cross-session")
     if protocol == "cross-session":
         spec = LAYOUTS.get(layout) if layout in LAYOUTS else None
         if (not enrol or not verify) and (spec is None or spec.cross_session is None):
@@ -121,8 +124,10 @@ def resolve_rules(layout: str | None, protocol: str = SplitConfig.protocol,
         if enrol and verify:
             source = "--enrol-sessions/--verify-sessions"
         else:
+            given = "--enrol-sessions" if enrol else "--verify-sessions" if verify else None
             enrol, verify = enrol or spec.cross_session[0], verify or spec.cross_session[1]
-            source = spec.protocol_source
+            # one side chosen by the user is no longer the published protocol: say which part is whose
+            source = spec.protocol_source if given is None else f"{given}, the other side from {spec.protocol_source}"
     rules = ProtocolRules(protocol, enrol if protocol == "cross-session" else (),
                           verify if protocol == "cross-session" else (), other_eye, condition, source)
     rules.check()
