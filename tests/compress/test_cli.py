@@ -124,3 +124,19 @@ def test_user_errors_are_typed(tiny_bundle, tmp_path):
     with pytest.raises(CompressionError, match="unknown pruning method"):
         deploy("prune", tiny_bundle, "--method", "magic", "--out", tmp_path / "x")
     assert not (tmp_path / "x" / "bundle").exists()
+
+
+def test_options_a_method_ignores_warn_in_one_line(tiny_bundle, tmp_path):
+    res = CliRunner().invoke(app, ["prune", str(tiny_bundle), "--method", "depth", "--remove-block", "layer2.0",
+                                   "--ratio-of", "shrinkbench", "--gradient-mode", "eval", "--out", str(tmp_path / "d")])
+    assert res.exit_code == 0, res.output
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("warning:")]
+    assert "--ratio-of and --gradient-mode have no effect with --method depth" in line
+    res = CliRunner().invoke(app, ["prune", str(tiny_bundle), "--method", "layer-magnitude", "--ratio", "2",
+                                   "--ratio-of", "shrinkbench", "--gradient-mode", "eval", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    assert "warning: --gradient-mode has no effect with --method layer-magnitude" in res.stderr
+    assert "--ratio-of" not in res.stderr  # unstructured methods read it
+    res = CliRunner().invoke(app, ["prune", str(tiny_bundle), "--method", "width-multiplier", "--out", str(tmp_path / "w")])
+    assert res.exit_code == 0, res.output
+    assert "warning" not in res.stderr  # defaults: nothing to warn about

@@ -323,3 +323,91 @@ def test_report_counts_prefer_the_recorded_head_non_zeros_for_these_weights():
     stale = {**exact, "nonzero_parameters": 124}
     assert shrinkbench_counts({"weights": w, "provenance": {"compression": stale}}) == (260, 135)
     assert shrinkbench_counts({"weights": {"sha256": "0" * 64}}) == (None, None)
+
+
+# --- which head's loss scores weights and channels, and which head a bundle records ---------------------------
+
+
+def _spy_head_loss(monkeypatch) -> list[str]:
+    """Record the head name of every loss evaluation that compress/run.py builds with ``head_loss``."""
+    from toolchain.compress import logits, run
+
+    calls: list[str] = []
+
+    def spy(spec: HeadSpec):
+        real = logits.head_loss(spec)
+
+        def loss(model, x, y):
+            calls.append(spec.name)
+            return real(model, x, y)
+
+        return loss
+
+    monkeypatch.setattr(run, "head_loss", spy)
+    return calls
+
+
+def _parent_with_head(tiny_bundle, out, head: dict, num_classes: int | None = None):
+    """The tiny bundle recorded as trained with ``head`` (training config); a ``num_classes`` head when given."""
+    from toolchain.models.bundle import load_bundle, save_bundle
+
+    b = load_bundle(tiny_bundle)
+    model, meta = b.model, copy.deepcopy(b.meta)
+    if num_classes is not None:
+        torch.manual_seed(0)
+        model.head = nn.Linear(b.feature_dim, num_classes)
+    meta["provenance"]["training"] = {"config": head}
+    return save_bundle(model, meta, out)
+
+
+def _train_classes(synth_data, tmp_path) -> int:
+    from toolchain.compress.run import DataSpec, prepare_data
+
+    return prepare_data(DataSpec(synth_data), tmp_path / "probe-split", 64, [0.5] * 3, [0.25] * 3, "none", 0.01).train.num_classes
+
+
+def test_structured_probe_head_is_recorded_as_softmax(tiny_bundle, synth_data, tmp_path, monkeypatch):
+    """A probe head fitted for Taylor scores is a least-squares W f + b: the bundle must not say arcface."""
+    from toolchain.compress.pruning.structured import WidthConfig
+    from toolchain.compress.run import DataSpec, prune_structured
+
+    calls = _spy_head_loss(monkeypatch)
+    parent = _parent_with_head(tiny_bundle, tmp_path / "t", {"head": "arcface", "margin": 0.5, "scale": 30.0})
+    from toolchain.models.bundle import load_bundle
+
+    assert load_bundle(parent).model.head is None  # so a probe head is fitted
+    res = prune_structured(parent, tmp_path / "p", width=WidthConfig(ratio=1.5, importance="taylor", tolerance=0.05),
+                           data=DataSpec(synth_data), calibration=1, batch_size=8)
+    assert head_of(res.meta) == HeadSpec()
+    assert calls and set(calls) == {"softmax"}  # Taylor scores read the probe head's W f + b
+
+
+def test_structured_taylor_scores_read_the_margin_head_logits(tiny_bundle, synth_data, tmp_path, monkeypatch):
+    from toolchain.compress.pruning.structured import WidthConfig
+    from toolchain.compress.run import DataSpec, prune_structured
+
+    calls = _spy_head_loss(monkeypatch)
+    parent = _parent_with_head(tiny_bundle, tmp_path / "t", {"head": "cosface", "margin": 0.35, "scale": 64.0},
+                               _train_classes(synth_data, tmp_path))
+    res = prune_structured(parent, tmp_path / "p", width=WidthConfig(ratio=1.5, importance="taylor", tolerance=0.05),
+                           data=DataSpec(synth_data), calibration=1, batch_size=8)
+    assert calls and set(calls) == {"cosface"}  # s cos(theta), not model.logits' W f + b
+    assert head_of(res.meta) == HeadSpec("cosface", 0.35, 64.0)  # its own head kept, nothing trained
+
+
+def test_iterative_steps_after_fine_tuning_score_the_head_being_trained(tiny_bundle, synth_data, tmp_path,
+                                                                       monkeypatch):
+    """A cosface parent fine-tuned as softmax: step 1 scores cosface logits, step 2 (after an epoch) softmax."""
+    from toolchain.compress.run import DataSpec, prune_unstructured
+    from toolchain.train.config import finetune_config
+
+    calls = _spy_head_loss(monkeypatch)
+    parent = _parent_with_head(tiny_bundle, tmp_path / "t", {"head": "cosface", "margin": 0.35, "scale": 64.0},
+                               _train_classes(synth_data, tmp_path))
+    cfg = finetune_config(2, batch_size=8, lr=1e-3, seed=0, device="cpu", augment="none", head="softmax")
+    res = prune_unstructured(parent, tmp_path / "p", "global-gradient", 4.0, data=DataSpec(synth_data), cfg=cfg,
+                             schedule="iterative", steps=2)
+    assert calls == ["cosface", "softmax"]  # one ShrinkBench batch per step
+    recipe = res.meta["provenance"]["recipe"]
+    assert (recipe["gradient_logits"], recipe["gradient_logits_later_steps"]) == ("cosface", "softmax")
+    assert head_of(res.meta).name == "softmax"

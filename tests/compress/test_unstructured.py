@@ -6,6 +6,7 @@ import doctest
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from toolchain.compress.pruning import masks as masks_mod
@@ -167,3 +168,22 @@ def test_hooks_prune_nested_and_keep_zeros_through_steps(tiny_bundle):
     other = PruneHooks("global-magnitude", SCHEDULES.get("one-shot")(8, 1))
     other.load_state_dict(state)
     assert all(torch.equal(other.masks[k], hooks.masks[k]) for k in hooks.masks)
+
+
+def test_later_steps_score_with_the_trained_loss(tiny_bundle):
+    model = load_bundle(tiny_bundle).model
+    x, y = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 0, 1])
+    model.head = nn.Linear(64, 2)
+    used: list[str] = []
+
+    def tagged(tag):
+        def loss(m, images, labels):
+            used.append(tag)
+            return F.cross_entropy(m.logits(images), labels)
+        return loss
+
+    hooks = PruneHooks("global-gradient", SCHEDULES.get("iterative")(4, 2, 2),
+                       ctx=ScoreContext([(x, y)], tagged("parent")), trained_loss_fn=tagged("trained"))
+    hooks.before_epoch(model, 0)
+    hooks.before_epoch(model, 1)
+    assert used == ["parent", "trained"]

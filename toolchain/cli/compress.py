@@ -9,7 +9,14 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.cli import app
-from toolchain.cli._common import ForceOpt, console, epoch_reporter, progress
+from toolchain.cli._common import (
+    ForceOpt,
+    console,
+    epoch_reporter,
+    err_console,
+    progress,
+    styled,
+)
 from toolchain.compress.config import DISTILL, PRUNE
 from toolchain.train.config import FINETUNE_LR
 from toolchain.train.config import TrainConfig as _T
@@ -36,6 +43,22 @@ def _run_with_bar(fn, *args, show: bool = True, **kwargs):
     with progress() as bar:
         task = bar.add_task("fine-tuning", total=None, status="")
         return fn(*args, progress=epoch_reporter(bar, task), **kwargs)
+
+
+def _warn_ignored(method: str, ratio_of: str, gradient_mode: str) -> None:
+    """One yellow line naming the options given a non-default value that ``method`` (a known one) never reads."""
+    from toolchain.compress.pruning.unstructured import METHODS
+
+    unstructured = method not in STRUCTURED
+    ignored = []
+    if ratio_of != PRUNE.ratio_of and not unstructured:
+        ignored.append("--ratio-of")
+    if gradient_mode != PRUNE.gradient_mode and not (unstructured and METHODS.get(method).score == "gradient"):
+        ignored.append("--gradient-mode")
+    if ignored:
+        verb = "has" if len(ignored) == 1 else "have"
+        err_console.print(styled(("warning:", "yellow"), f" {' and '.join(ignored)} {verb} no effect with "
+                                 f"--method {method}; ignored"), soft_wrap=True)
 
 
 def _ratio(x) -> str:
@@ -119,6 +142,7 @@ def prune_command(
     if method in STRUCTURED:
         from toolchain.compress.pruning.structured import WidthConfig
 
+        _warn_ignored(method, ratio_of, gradient_mode)
         kw = {}
         if method == "channel":
             kw["width"] = WidthConfig(ratio=ratio, target=target, importance=importance, scope=scope, seed=seed)
@@ -133,6 +157,7 @@ def prune_command(
 
         if method not in METHODS:
             raise CompressionError(f"unknown pruning method {method!r}; known: {', '.join(UNSTRUCTURED + STRUCTURED)}")
+        _warn_ignored(method, ratio_of, gradient_mode)
         sc = PruneScope(exclude_names=tuple(exclude or ()), exclude_types=tuple(exclude_type or ()),
                         exclude_feature_head=not prune_feature_head)
         res = _run_with_bar(run.prune_unstructured, bundle, out, method, ratio, show=cfg is not None, data=spec, cfg=cfg,

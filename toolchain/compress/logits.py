@@ -18,11 +18,15 @@ training config (``provenance.training.config``: ``head``, ``margin``, ``scale``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+#: ``loss_fn(model, images, labels) -> scalar``: what gradient and Taylor scores differentiate.
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ def head_of(meta: dict[str, Any]) -> HeadSpec:
     return HeadSpec()
 
 
-def head_loss(spec: HeadSpec):
+def head_loss(spec: HeadSpec) -> LossFn:
     """``loss_fn(model, images, labels)``: cross-entropy of the head's inference logits (gradient scores).
 
     For a softmax head this is ``CE(W f + b)``, ShrinkBench's ``nn.CrossEntropyLoss()`` on the model's output.

@@ -214,9 +214,12 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
                 fit_probe_head(model, batches, prepared.train.num_classes)
                 head = HeadSpec()  # a least-squares Linear: plain W f + b
     loss_fn = head_loss(head)  # the loss of the head's own logits (s cos(theta) for a margin head)
+    # Fine-tuning trains the head as cfg.head: steps after the first score the head being trained.
+    trained = HeadSpec.from_config(cfg) if epochs else None
     sched = SCHEDULES.get(schedule)(ratio, max(epochs, 1), steps)
     hooks = PruneHooks(method, sched, scope, ScoreContext(batches, loss_fn, seed, gradient_mode),
-                       fixed_dense=epochs > 0, ratio_of=ratio_of)
+                       fixed_dense=epochs > 0, ratio_of=ratio_of,
+                       trained_loss_fn=head_loss(trained) if trained else None)
     result = _finetune(model, prepared, cfg, out, hooks, progress) if epochs else None
     if result is not None:
         model = result.model
@@ -231,6 +234,7 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
     recipe = {"kind": "unstructured", "method": method, "ratio": ratio, "ratio_of": ratio_of, "schedule": schedule,
               "steps": {str(k): v for k, v in sched.steps.items()}, "scope": (scope or PruneScope()).to_json(),
               "gradient_mode": grad, "gradient_logits": head.name if grad else None,
+              "gradient_logits_later_steps": trained.name if grad and trained and len(sched.steps) > 1 else None,
               "calibration_batches": len(batches),
               "calibration_batch_size": len(batches[0][1]) if batches else None, "seed": seed,
               "finetune_epochs": epochs}
@@ -262,6 +266,7 @@ def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = No
     before = count_parameters(model)[0]
     prepared = None
     batches: list = []
+    head = head_of(parent.meta)
     if data is not None:
         prepared = prepare_data(data, out, size, parent.mean, parent.std, cfg.augment if cfg else "none",
                                 cfg.max_bad_fraction if cfg else 0.01)
@@ -269,6 +274,7 @@ def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = No
             batches = calibration_batches(prepared.train, calibration, _calibration_batch_size(batch_size, cfg), 0)
             if model.head is None or model.head.out_features != prepared.train.num_classes:
                 fit_probe_head(model, batches, prepared.train.num_classes)
+                head = HeadSpec()  # a least-squares Linear: plain W f + b
     removed: list[str] = []
     if remove_blocks:
         removed += depth.remove_blocks(model, list(remove_blocks), size)
@@ -276,7 +282,7 @@ def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = No
         removed += depth.keep_per_stage(model, keep_per_stage, size)
     compression: dict[str, Any] = {"removed_blocks": removed}
     if width is not None:
-        res = structured.prune_width(model, width, size, batches)
+        res = structured.prune_width(model, width, size, batches, loss_fn=head_loss(head))  # taylor: the head's loss
         model = res.model
         compression["width"] = res.to_json(width)
     elif multiplier is not None:
@@ -291,7 +297,7 @@ def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = No
     recipe = {"kind": "structured", "width": width.to_json() if width is not None else None,
               "width_multiplier": multiplier, "keep_per_stage": keep_per_stage, "remove_blocks": list(remove_blocks),
               "finetune_epochs": epochs}
-    return _save(model, parent, out, recipe, compression, result, prepared, removed)
+    return _save(model, parent, out, recipe, compression, result, prepared, removed, head=head)
 
 
 def build_student(spec: str, teacher: Bundle, seed: int = 0, multiplier: float | None = None,

@@ -10,13 +10,22 @@ state of neural network pruning?", MLSys 2020), in two definitions (:data:`RATIO
   ``model.parameters()``. A 550-subject head on ResNet50 holds 1.1 M parameters: the
   deployed 8x is about 6x by this count.
 
-**The classifier head is never prunable here**: :func:`prunable_layers` only looks inside the
-trunk, so the head (as ShrinkBench's ``is_classifier`` module, ``pruning/vision.py``) stays dense.
-To hit a ShrinkBench ratio, :func:`keep_count` follows ``pruning/utils.py`` ``fraction_to_keep``:
-every non-prunable parameter (head included) counts as non-zero, and the prunable weights keep
-``fraction = (total / ratio - nonprunable) / prunable`` of themselves. One difference: ShrinkBench's
-prunable modules lose weights *and biases*; here only the weights of conv/linear layers are prunable
-(their biases count as non-prunable), which changes nothing for ResNets (bias-free convolutions).
+**What is prunable.** :func:`prunable_layers` only looks inside the trunk, so the training
+``head`` is never pruned (as ShrinkBench's ``is_classifier`` module). By default
+(``exclude_feature_head=True``) the trunk's last ``Linear``, the embedding (feature) layer, stays
+dense too. ShrinkBench's ``pruning/vision.py`` ``can_prune`` spares only modules marked
+``is_classifier`` and prunes every other ``Linear`` and ``Conv2d``, embedding layer included: for
+ShrinkBench's exact prunable set pass ``--prune-feature-head`` (``exclude_feature_head=False``).
+A second difference: ShrinkBench's prunable modules lose weights *and biases*; here only the
+weights of conv/linear layers are prunable (their biases count as non-prunable). That changes
+nothing while every prunable layer is bias-free: ResNet convolutions are, and the embedding
+Linear, which has a bias, is excluded by default; with ``--prune-feature-head`` its bias stays
+dense where ShrinkBench would prune it.
+
+To hit a ShrinkBench ratio, :func:`keep_exact` uses ShrinkBench's ``pruning/utils.py``
+``fraction_to_keep`` (:func:`fraction_to_keep`): every non-prunable parameter (head included)
+counts as non-zero, and the prunable weights keep ``fraction = (total / ratio - nonprunable) /
+prunable`` of themselves.
 
 **Solving the keep count.** To reach ``ratio`` the prunable weights may keep
 ``K = total / ratio - fixed`` non-zeros, where ``fixed`` counts every parameter that is not a
@@ -36,7 +45,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from toolchain.compress.config import RATIO_DEFINITIONS  # re-exported; its light home
+# RATIO_DEFINITIONS is re-exported from its light home
+from toolchain.compress.config import PRUNE, RATIO_DEFINITIONS
 from toolchain.errors import CompressionError
 
 
@@ -51,8 +61,10 @@ class PruneScope:
         include_types: module type names whose ``weight`` is prunable (``Conv2d``, ``Linear``, ``Conv1d``).
         exclude_names: module names (or prefixes ending in ``.``) never pruned.
         exclude_types: module type names never pruned.
-        exclude_feature_head: leave the trunk's last ``Linear`` (the feature layer, if any) and the
-            training ``head`` unpruned — the default, as ShrinkBench leaves the classifier.
+        exclude_feature_head: leave the trunk's last ``Linear`` (the embedding layer, if any)
+            unpruned (default). The training ``head`` is never pruned, as ShrinkBench's
+            ``is_classifier`` module; ShrinkBench does prune the embedding layer, so ``False``
+            (``--prune-feature-head``) gives its prunable set (module docstring).
     """
 
     include_types: tuple[str, ...] = ("Conv2d", "Linear")
@@ -98,9 +110,6 @@ def prunable_layers(model: nn.Module, scope: PruneScope | None = None) -> dict[s
     return out
 
 
-#: which parameters a compression ratio counts (module docstring)
-
-
 def _count(params: Iterable[torch.Tensor]) -> tuple[int, int]:
     params = list(params)
     return sum(p.numel() for p in params), sum(int(torch.count_nonzero(p)) for p in params)
@@ -132,32 +141,31 @@ def compression_shrinkbench(model: nn.Module) -> float:
     return total / max(nz, 1)
 
 
-def fraction_to_keep(compression: float, total: int, prunable: int) -> float:
-    """ShrinkBench's ``pruning/utils.py`` ``fraction_to_keep``: the fraction of the prunable parameters
-    to keep so ``total / (fraction * prunable + (total - prunable)) == compression``.
+def fraction_to_keep(compression: float, total: int, prunable: int, fixed: float | None = None) -> float:
+    """The fraction of the prunable weights to keep so ``total / (fraction * prunable + fixed) == compression``.
+
+    ``fixed`` is the count of non-zero parameters that are not prunable; its default, ``total -
+    prunable`` (every one of them non-zero), is ShrinkBench's ``pruning/utils.py`` ``fraction_to_keep``.
 
     >>> fraction_to_keep(2.0, total=16, prunable=12)  # 8 non-zeros: 4 fixed + 4 of the 12
     0.3333333333333333
+    >>> fraction_to_keep(2.0, total=16, prunable=12, fixed=2)  # 2 of the 4 fixed are zeros: keep 6 of the 12
+    0.5
     """
-    return (total / compression - (total - prunable)) / prunable
-
-
-def keep_count(model: nn.Module, layers: dict[str, nn.Module], ratio: float, fixed_dense: bool = False,
-               ratio_of: str = "deployed") -> int:
-    """:func:`keep_exact` rounded to whole weights (the *global* scope keeps exactly this many)."""
-    return min(round(keep_exact(model, layers, ratio, fixed_dense, ratio_of)),
-               sum(m.weight.numel() for m in layers.values()))
+    fixed = total - prunable if fixed is None else fixed
+    return (total / compression - fixed) / prunable
 
 
 def keep_exact(model: nn.Module, layers: dict[str, nn.Module], ratio: float, fixed_dense: bool = False,
-               ratio_of: str = "deployed") -> float:
+               ratio_of: str = PRUNE.ratio_of) -> float:
     """How many prunable weights stay non-zero so the whole network reaches ``ratio`` (see module doc).
 
+    ``fraction_to_keep(ratio, total, prunable, fixed) * prunable``, not rounded: the *global* scope
+    keeps ``round`` of it, the *layer* scope applies it as a fraction of every layer.
     ``fixed_dense``: count every non-prunable parameter as non-zero, as it will be after
     fine-tuning (a BatchNorm bias starts at exactly 0 and moves on the first step).
     ``ratio_of``: ``deployed`` (the trunk) or ``shrinkbench`` (the whole model with its head,
-    every non-prunable parameter counted as non-zero, as ShrinkBench's ``fraction_to_keep``:
-    ``keep = fraction_to_keep(ratio, total, prunable) * prunable``).
+    every non-prunable parameter counted as non-zero, exactly ShrinkBench's ``fraction_to_keep``).
     """
     if not ratio >= 1.0:
         raise CompressionError(f"the compression ratio must be at least 1 (total / non-zero parameters), got {ratio}")
@@ -173,7 +181,7 @@ def keep_exact(model: nn.Module, layers: dict[str, nn.Module], ratio: float, fix
         fixed = nonzero - sum(int(torch.count_nonzero(m.weight)) for m in layers.values())
         if fixed_dense:
             fixed = total - prunable
-    keep = total / ratio - fixed  # not rounded: the *layer* scope applies keep / prunable to every layer
+    keep = fraction_to_keep(ratio, total, prunable, fixed) * prunable
     if round(keep) < len(layers):
         best = total / (fixed + len(layers))
         raise CompressionError(f"ratio {ratio:g} is out of reach: {fixed:,} of {total:,} parameters are non-zero and not prunable, "
@@ -230,8 +238,6 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
 
 @dataclass
 class MaskReport:
-    """What a set of masks did: per-layer and whole-network sparsity."""
-
     """What a set of masks did: per-layer and whole-network sparsity, both ratio definitions.
 
     ``total_parameters`` / ``nonzero_parameters`` are the deployed network's (the trunk);
@@ -244,7 +250,7 @@ class MaskReport:
     total_parameters: int
     nonzero_parameters: int
     layer_sparsity: dict[str, float] = field(default_factory=dict)
-    ratio_of: str = "deployed"
+    ratio_of: str = PRUNE.ratio_of
     shrinkbench_parameters: int = 0
     shrinkbench_nonzero_parameters: int = 0
 
@@ -269,7 +275,7 @@ class MaskReport:
 
 
 def report(model: nn.Module, masks: dict[str, torch.Tensor], ratio_target: float,
-           ratio_of: str = "deployed") -> MaskReport:
+           ratio_of: str = PRUNE.ratio_of) -> MaskReport:
     total, nz = count_parameters(model)
     sb_total, sb_nz = shrinkbench_size(model)
     layer = {k: 1.0 - float(m.float().mean()) for k, m in masks.items()}

@@ -14,6 +14,7 @@ at 8x).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from toolchain.compress.config import PRUNE
+from toolchain.compress.logits import LossFn
 from toolchain.compress.pruning.masks import MaskReport, PruneScope, apply_masks, report
 from toolchain.compress.pruning.unstructured import PruneResult, ScoreContext, prune, ratio_schedule
 from toolchain.errors import CompressionError
@@ -63,11 +66,19 @@ SCHEDULES.add("iterative", _iterative)
 
 
 class PruneHooks(Hooks):
-    """Training-loop hooks that prune on a schedule and keep pruned weights at zero."""
+    """Training-loop hooks that prune on a schedule and keep pruned weights at zero.
+
+    ``trained_loss_fn``: the loss of the head as fine-tuning trains it (``--head``, which may not be
+    the parent's). The first step scores with ``ctx.loss_fn`` (the parent's head, not yet trained);
+    every later step comes after training has moved the head, so it scores with ``trained_loss_fn``
+    when given.
+    """
 
     def __init__(self, method: str, schedule: Schedule, scope: PruneScope | None = None,
-                 ctx: ScoreContext | None = None, fixed_dense: bool = True, ratio_of: str = "deployed") -> None:
+                 ctx: ScoreContext | None = None, fixed_dense: bool = True, ratio_of: str = PRUNE.ratio_of,
+                 trained_loss_fn: LossFn | None = None) -> None:
         self.method, self.schedule, self.scope, self.ctx = method, schedule, scope, ctx or ScoreContext()
+        self.trained_loss_fn = trained_loss_fn
         self.ratio_of = ratio_of  # which parameters the schedule's ratios count (masks.RATIO_DEFINITIONS)
         self.fixed_dense = fixed_dense  # fine-tuning follows: biases that are 0 now will not stay 0
         self.masks: dict[str, torch.Tensor] = {}
@@ -76,9 +87,10 @@ class PruneHooks(Hooks):
     def prune_now(self, model: nn.Module, ratio: float, epoch: int | None = None) -> PruneResult:
         device = next(model.parameters()).device
         ctx = self.ctx
+        if self.masks and self.trained_loss_fn is not None:  # an earlier step, then training: score the trained head
+            ctx = dataclasses.replace(ctx, loss_fn=self.trained_loss_fn)
         if device.type != "cpu" and ctx.batches:
-            ctx = ScoreContext([(x.to(device), y.to(device)) for x, y in ctx.batches], ctx.loss_fn, ctx.seed,
-                               ctx.gradient_mode)
+            ctx = dataclasses.replace(ctx, batches=[(x.to(device), y.to(device)) for x, y in ctx.batches])
         res = prune(model, self.method, ratio, self.scope, ctx, previous=self.masks or None,
                     fixed_dense=self.fixed_dense, ratio_of=self.ratio_of)
         self.masks = {k: v.to(device) for k, v in res.masks.items()}
@@ -102,7 +114,7 @@ class PruneHooks(Hooks):
 
 
 def finalize(model: nn.Module, masks: dict[str, torch.Tensor], ratio_target: float,
-             ratio_of: str = "deployed") -> MaskReport:
+             ratio_of: str = PRUNE.ratio_of) -> MaskReport:
     """Make pruning permanent: zero the masked weights one last time and report what was reached."""
     if not masks:
         raise CompressionError("no masks to finalize: the schedule never pruned (is the first step past the last epoch?)")

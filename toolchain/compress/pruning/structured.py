@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from toolchain.compress.logits import HeadSpec, LossFn, head_loss
 from toolchain.compress.measure import count_flops
 from toolchain.compress.pruning.masks import deployed
 from toolchain.errors import CompressionError
@@ -125,7 +125,8 @@ def _cost(model: nn.Module, target: str, input_size: int) -> int:
     return count_flops(model, input_size)[0]
 
 
-def _taylor_grads(model: nn.Module, batches: Sequence[Batch]) -> None:
+def _taylor_grads(model: nn.Module, batches: Sequence[Batch], loss_fn: LossFn) -> None:
+    """Leave in ``.grad`` the gradient of ``loss_fn`` (the head's own loss) averaged over ``batches``."""
     if not batches:
         raise CompressionError("taylor importance needs calibration batches (images and labels); pass --data")
     if getattr(model, "head", None) is None:
@@ -134,13 +135,17 @@ def _taylor_grads(model: nn.Module, batches: Sequence[Batch]) -> None:
     model.eval()
     model.zero_grad(set_to_none=True)
     for x, y in batches:
-        (F.cross_entropy(model.logits(x), y) / len(batches)).backward()
+        (loss_fn(model, x, y) / len(batches)).backward()
     model.train(was)
 
 
 def prune_width_once(model: nn.Module, channel_ratio: float, cfg: WidthConfig, input_size: int,
-                     batches: Sequence[Batch] = ()) -> nn.Module:
-    """A pruned deep copy of ``model`` with ``channel_ratio`` (0..1) of the prunable channels removed."""
+                     batches: Sequence[Batch] = (), loss_fn: LossFn | None = None) -> nn.Module:
+    """A pruned deep copy of ``model`` with ``channel_ratio`` (0..1) of the prunable channels removed.
+
+    ``loss_fn``: what ``taylor`` importance differentiates, the loss of the head's own logits
+    (:func:`toolchain.compress.logits.head_loss`; default: a softmax head's ``CE(W f + b)``).
+    """
     tp = _tp()
     m = copy.deepcopy(model)
     if channel_ratio <= 0:
@@ -154,7 +159,7 @@ def prune_width_once(model: nn.Module, channel_ratio: float, cfg: WidthConfig, i
     if getattr(m, "head", None) is not None:
         ignored.append(m.head)
     if cfg.importance == "taylor":
-        _taylor_grads(m, batches)
+        _taylor_grads(m, batches, loss_fn or head_loss(HeadSpec()))
     example = torch.zeros(1, 3, input_size, input_size)
     was = m.training
     m.eval()
@@ -184,8 +189,10 @@ class WidthResult:
 
 
 def prune_width(model: nn.Module, cfg: WidthConfig, input_size: int, batches: Sequence[Batch] = (),
-                max_trials: int = 14) -> WidthResult:
+                max_trials: int = 14, loss_fn: LossFn | None = None) -> WidthResult:
     """Solve the channel pruning ratio that reaches ``cfg.ratio`` of parameters or FLOPs; return the pruned copy.
+
+    ``batches`` and ``loss_fn`` feed ``taylor`` importance (:func:`prune_width_once`).
 
     Bisection on the channel ratio ``r`` in ``[0, max_layer_pruning]``: cost falls as ``r`` grows.
     Stops within ``cfg.tolerance`` (relative) or after ``max_trials`` with the closest result at or
@@ -197,7 +204,7 @@ def prune_width(model: nn.Module, cfg: WidthConfig, input_size: int, batches: Se
     lo, hi = 0.0, cfg.max_layer_pruning
     best: tuple[float, nn.Module, int] | None = None
     trials: list[dict[str, float]] = []
-    top = prune_width_once(model, hi, cfg, input_size, batches)
+    top = prune_width_once(model, hi, cfg, input_size, batches, loss_fn)
     top_cost = _cost(top, cfg.target, input_size)
     if before / top_cost < cfg.ratio * (1 - cfg.tolerance):
         raise CompressionError(f"{cfg.target} ratio {cfg.ratio:g} is out of reach for width pruning: removing "
@@ -206,7 +213,7 @@ def prune_width(model: nn.Module, cfg: WidthConfig, input_size: int, batches: Se
     best = (hi, top, top_cost)
     for _ in range(max_trials):
         mid = (lo + hi) / 2
-        cand = prune_width_once(model, mid, cfg, input_size, batches)
+        cand = prune_width_once(model, mid, cfg, input_size, batches, loss_fn)
         cost = _cost(cand, cfg.target, input_size)
         reached = before / cost
         trials.append({"channel_ratio": mid, "ratio": reached})

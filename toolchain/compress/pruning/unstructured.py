@@ -32,8 +32,14 @@ Weights already pruned score ``-inf`` so iterative schedules only ever add zeros
   (synthetic images, probe head) the two modes keep only 17-50 % of the same weights (8x-32x,
   global and layer scope).
 
-Selection differs from ShrinkBench's only at ties: ShrinkBench thresholds at a quantile
-(``strategies/utils.py`` ``fraction_threshold``), here the ``keep`` best scores are kept exactly.
+**Selection, compared with ShrinkBench's.** ShrinkBench keeps every score at or above a quantile
+(``strategies/utils.py`` ``fraction_threshold``: ``np.quantile(scores, 1 - fraction)``, linearly
+interpolated); here the ``keep`` best scores are kept, ties broken by position. The results differ
+in three ways: the interpolated quantile and ``round(fraction * n)`` can keep counts one weight
+apart (per layer in the layer scope, over the network in the global one), and ShrinkBench also
+keeps every score tied at the threshold; the layer scope here keeps at least one weight per layer
+(``max(1, ...)``), where ShrinkBench can empty a layer; ShrinkBench also scores and prunes the
+biases of its prunable modules, which are never pruned here (:mod:`.masks`).
 """
 
 from __future__ import annotations
@@ -45,7 +51,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolchain.compress.config import GRADIENT_MODES  # re-exported; its light home
+# GRADIENT_MODES is re-exported from its light home
+from toolchain.compress.config import GRADIENT_MODES, PRUNE
+from toolchain.compress.logits import HeadSpec, LossFn, head_loss
 from toolchain.compress.pruning.masks import (
     MaskReport,
     PruneScope,
@@ -59,12 +67,7 @@ from toolchain.errors import CompressionError
 from toolchain.registry import Registry
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the model's classification head (``model.logits``)."""
-    return F.cross_entropy(model.logits(x), y)
+_SOFTMAX_LOSS = head_loss(HeadSpec())  # CE(W f + b): ShrinkBench's nn.CrossEntropyLoss() on the logits
 
 
 @dataclass
@@ -74,23 +77,21 @@ class ScoreContext:
     Args:
         batches: (images normalised NCHW, integer labels) pairs; re-iterable (a list). The
             ``shrinkbench`` gradient mode uses only the first.
-        loss_fn: ``loss_fn(model, images, labels)`` -> scalar; default: head cross-entropy.
+        loss_fn: ``loss_fn(model, images, labels)`` -> scalar; default: cross-entropy of a softmax
+            head's ``W f + b`` (:func:`~toolchain.compress.logits.head_loss`; pass the head's own).
         seed: seed of the random scorer.
         gradient_mode: ``shrinkbench`` (train mode, one batch) or ``eval`` (eval mode, averaged
             over the batches); see the module docstring.
     """
 
     batches: Sequence[Batch] = ()
-    loss_fn: LossFn = classification_loss
+    loss_fn: LossFn = _SOFTMAX_LOSS
     seed: int = 0
-    gradient_mode: str = "shrinkbench"
+    gradient_mode: str = PRUNE.gradient_mode
 
     def __post_init__(self) -> None:
         if self.gradient_mode not in GRADIENT_MODES:
             raise CompressionError(f"unknown gradient mode {self.gradient_mode!r}; known: {', '.join(GRADIENT_MODES)}")
-
-
-#: how gradient scores take dL/dw (module docstring)
 
 
 Scorer = Callable[[nn.Module, dict[str, nn.Module], ScoreContext], dict[str, torch.Tensor]]
@@ -183,7 +184,7 @@ class PruneResult:
 
 def prune(model: nn.Module, method: str, ratio: float, scope: PruneScope | None = None,
           ctx: ScoreContext | None = None, previous: dict[str, torch.Tensor] | None = None,
-          fixed_dense: bool = False, ratio_of: str = "deployed") -> PruneResult:
+          fixed_dense: bool = False, ratio_of: str = PRUNE.ratio_of) -> PruneResult:
     """Prune ``model`` in place to ``ratio`` (total / non-zero parameters) with a registered method.
 
     Args:
