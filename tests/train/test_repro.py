@@ -36,3 +36,15 @@ def test_two_trainings_with_one_seed_give_one_sha256(synth_tiny, tmp_path):
     # the check can fail: another seed is another model
     c = _train(synth_tiny, tmp_path / "c", "1", "--seed", "1")
     assert c["sha256"] != a["sha256"]
+
+
+def test_process_wide_settings_are_restored_after_a_run():
+    import torch
+
+    from toolchain.train.repro import reproducible
+
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+    with reproducible(0, threads=1) as info:
+        assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+        assert info["threads"] == 1
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before

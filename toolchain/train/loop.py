@@ -195,7 +195,17 @@ def _check_resumable(saved: dict[str, Any], cfg: TrainConfig) -> None:
 def fit(model: FeatureModel, train_ds: ImageDataset, val: Protocol | ValSet | None, cfg: TrainConfig,
         out_dir: str | Path, hooks: Hooks | None = None, resume: bool = False,
         progress: ProgressFn | None = None) -> FitResult:
-    """Train ``model`` on ``train_ds``; see the module docstring. Returns the best epoch's model."""
+    """Train ``model`` on ``train_ds``; see the module docstring. Returns the best epoch's model.
+
+    Runs under :func:`toolchain.train.repro.reproducible` (fixed threads, deterministic kernels), restored after.
+    """
+    with repro.reproducible(cfg.seed * 1000 + D.info().rank, cfg.threads) as repro_info:
+        return _fit(model, train_ds, val, cfg, out_dir, hooks, resume, progress, repro_info)
+
+
+def _fit(model: FeatureModel, train_ds: ImageDataset, val: Protocol | ValSet | None, cfg: TrainConfig,
+         out_dir: str | Path, hooks: Hooks | None, resume: bool, progress: ProgressFn | None,
+         repro_info: dict[str, Any]) -> FitResult:
     from torch.utils.data import DataLoader, DistributedSampler
 
     t0 = time.perf_counter()
@@ -209,7 +219,6 @@ def fit(model: FeatureModel, train_ds: ImageDataset, val: Protocol | ValSet | No
     use_amp = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
     if use_amp and device.type != "cuda":
         raise ToolchainError("--amp on needs CUDA (mixed precision on CPU is not faster here); use --amp auto or off")
-    repro_info = repro.configure(cfg.seed * 1000 + dinfo.rank, cfg.threads)  # threads, deterministic kernels
     torch.manual_seed(cfg.seed * 1000 + dinfo.rank)  # augmentation randomness; data order comes from the sampler
 
     _ensure_head(model, train_ds.num_classes, cfg)

@@ -25,24 +25,37 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
-def configure(seed: int, threads: int = 0) -> dict[str, Any]:
-    """Fix the settings :mod:`this module <toolchain.train.repro>` names; returns what to record in provenance."""
+@contextmanager
+def reproducible(seed: int, threads: int = 0) -> Iterator[dict[str, Any]]:
+    """Fix the settings :mod:`this module <toolchain.train.repro>` names for one training run; yields what to record
+    in provenance. The process-wide ones (thread count, deterministic algorithms, cuDNN flags) are put back
+    afterwards, so a later stage of the same process (export, host timing) runs as it would have."""
     import numpy as np
     import torch
 
-    if threads:
-        torch.set_num_threads(int(threads))
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    # cuDNN: deterministic algorithms only, no benchmark-mode autotuning (picks by timing, so by luck)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    return {"seed": seed, "threads": torch.get_num_threads(), "deterministic_algorithms": True,
-            "torch": torch.__version__, "cpu_count": os.cpu_count()}
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark,
+             torch.backends.cudnn.deterministic)
+    try:
+        if threads:
+            torch.set_num_threads(int(threads))
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        # cuDNN: deterministic algorithms only, no benchmark-mode autotuning (picks by timing, so by luck)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        yield {"seed": seed, "threads": torch.get_num_threads(), "deterministic_algorithms": True,
+               "torch": torch.__version__, "cpu_count": os.cpu_count()}
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[3], saved[4]
 
 
 def seed_worker(worker_id: int) -> None:
