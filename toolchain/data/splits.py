@@ -324,9 +324,10 @@ def write_split_files(dataset: Dataset, out: str | Path, seed: int = 0,
     excluded: list[dict[str, str]] = []
     # every subject of the folder gets a split, also one whose images all fail to decode: `deploy train --splits`
     # scans the same folder and refuses a splits file that lacks one of its subjects
-    assignment = assign_splits(dataset.subjects(), fractions, seed)
+    all_subjects = dataset.subjects()
     if check_images:
         dataset, excluded = drop_unreadable(dataset, progress)
+    assignment = assign_splits(all_subjects, fractions, seed)
     protocols = {}
     for split in ("val", "test"):  # all made before anything is written: a protocol error leaves no files behind
         subjects = [s for s, k in assignment.items() if k == split]
