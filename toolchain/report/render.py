@@ -144,8 +144,8 @@ def protocol_line(rep: "Report") -> str | None:
 def markdown(rep: "Report", figures: dict[str, dict[str, Any]]) -> str:
     out = ["# Benchmark report", "", f"{len(rep.runs)} runs, {len(rep.rows)} device · runtime rows, "
            f"{len(rep.variants)} variants. Generated {rep.created_at}.", ""]
-    if protocol_line(rep):
-        out += [protocol_line(rep), ""]
+    if line := protocol_line(rep):
+        out += [line, ""]
     for title, note, table in _sections(rep):
         out += [f"## {title}", "", note, ""]
         out += [_md_table(table) if table and table[1] else "_none_", ""]
@@ -196,8 +196,8 @@ def html_page(rep: "Report", figures: dict[str, dict[str, Any]], folder: Path) -
              f"<style>{CSS}</style></head><body><h1>Benchmark report</h1>",
              f"<p class=\"note\">{len(rep.runs)} runs, {len(rep.rows)} device · runtime rows, {len(rep.variants)} "
              f"variants. Generated {html.escape(rep.created_at)}.</p>"]
-    if protocol_line(rep):
-        parts.append(f"<p class=\"note\">{html.escape(protocol_line(rep))}</p>")
+    if line := protocol_line(rep):
+        parts.append(f"<p class=\"note\">{html.escape(line)}</p>")
     for title, note, table in _sections(rep):
         parts.append(f"<h2>{html.escape(title)}</h2><p class=\"note\">{html.escape(note)}</p>")
         parts.append(_html_table(table, level_col=2 if title == "Checks" else None))
