@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from toolchain.policy import min_cosine  # noqa: E402 - light (numbers only); the path above finds it
 
 #: label -> (card, minimum input size in pixels). A minimum is the size where the network's own pooling
 #: is what it is at 224 (VGG/AlexNet's adaptive pool is an identity at 224 only; ViT's position
@@ -118,9 +121,78 @@ def torch_fp16_cosine(bundle_dir: Path) -> float:
     return round(float(torch.nn.functional.cosine_similarity(y, yh).min()), 6)
 
 
+def input_noise_cosine(bundle_dir: Path, px: float = 1.0) -> float:
+    """The fp32 model against itself on the parity images plus seeded uniform noise of ±``px`` pixels.
+
+    How far these weights amplify a small input change: any int8 model adds a rounding error of that order
+    at every layer, so a model that already drops below the int8 threshold here cannot pass int8 parity.
+    """
+    import numpy as np
+    import torch
+
+    from toolchain.export.parity import cosine_per_sample, parity_inputs
+    from toolchain.export.types import DeployModule
+    from toolchain.models.bundle import load_bundle
+
+    b = load_bundle(bundle_dir)
+    m = DeployModule(b.model, b.mean, b.std, "nchw").eval()
+    x = parity_inputs(b.input_size)
+    noise = np.random.default_rng(0).uniform(-px, px, x.shape).astype(np.float32)
+    with torch.no_grad():
+        y, yn = m(torch.from_numpy(x)).numpy(), m(torch.from_numpy(x + noise)).numpy()
+    return round(float(cosine_per_sample(yn, y).min()), 6)
+
+
+def int8_diagnosis(bundle_dir: Path, folder: Path) -> dict:
+    """Where an int8 artifact's loss comes from, on the parity images: PyTorch's own int8 model (the same
+    PT2E quantisation and calibration images the export used, :func:`toolchain.export.tflite.quantize_int8`)
+    against fp32, and the artifact against that int8 model. An artifact that matches PyTorch's int8 model
+    whose int8 model misses fp32 is post-training quantisation's loss on these weights, not the converter's."""
+    import numpy as np
+    import torch
+
+    from toolchain.export import manifest as man
+    from toolchain.export.parity import calibration_images, cosine_per_sample, parity_inputs
+    from toolchain.export.tflite import quantize_int8
+    from toolchain.export.types import DeployModule
+    from toolchain.models.bundle import load_bundle
+    from toolchain.runtimes import run_artifact
+
+    b = load_bundle(bundle_dir)
+    layout = man.read(folder).to_json()["input"]["layout"]
+    module = DeployModule(b.model, b.mean, b.std, layout).eval()
+    graph, _ = quantize_int8(module, calibration_images(b.input_size), layout)
+    x = parity_inputs(b.input_size)
+    xl = x if layout == "nchw" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    with torch.no_grad():
+        fp32 = module(torch.from_numpy(xl)).numpy()
+        q = np.concatenate([graph(torch.from_numpy(xl[i:i + 1])).numpy() for i in range(len(xl))])
+    art, _ = run_artifact(folder, x, allow_parity_failed=True)
+    return {"int8_torch_cosine": round(float(cosine_per_sample(q, fp32).min()), 6),
+            "int8_converter_cosine": round(float(cosine_per_sample(art[:, :fp32.shape[1]], q).min()), 6)}
+
+
+def diagnose_one(label: str, size: int, seed: int = 0) -> dict:
+    """The int8 diagnosis of one model whose stored cells predate it: the bundle again (same seed, same
+    weights), its int8 TFLite export again, then :func:`int8_diagnosis` and :func:`input_noise_cosine`."""
+    from toolchain.errors import ParityError
+    from toolchain.export.base import ExportRequest, export_bundle
+    from toolchain.models.bundle import init_bundle
+
+    card, min_size = MODELS[label]
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = init_bundle(card, Path(tmp) / "bundle", seed=seed, input_size=max(size, min_size))
+        out = Path(tmp) / "int8"
+        try:
+            export_bundle(ExportRequest(bundle, "tflite", out, devices=["android"], precision="int8"))
+        except ParityError:
+            pass  # the artifact and its manifest are written; the diagnosis is about why it failed
+        folder = next(out.glob("*/manifest.json")).parent
+        return {"fp32_noise_cosine": input_noise_cosine(bundle), **int8_diagnosis(bundle, folder)}
+
+
 def run_one(label: str, size: int, seed: int = 0, coreml_precision: str = "fp32") -> list[dict]:
     """Every cell of one model (in this process)."""
-    from toolchain.devices import parse_devices
     from toolchain.errors import ParityError, ToolchainError
     from toolchain.export.base import ExportRequest, export_bundle, plan_choices
     from toolchain.export.manifest import read as read_manifest
@@ -143,6 +215,10 @@ def run_one(label: str, size: int, seed: int = 0, coreml_precision: str = "fp32"
             base["torch_fp16_cosine"] = torch_fp16_cosine(bundle)
         except Exception as e:  # noqa: BLE001 - informational only
             base["torch_fp16_cosine"] = f"n/a ({type(e).__name__})"
+        try:
+            base["fp32_noise_cosine"] = input_noise_cosine(bundle)
+        except Exception as e:  # noqa: BLE001 - informational only
+            base["fp32_noise_cosine"] = f"n/a ({type(e).__name__})"
         for target, precision, devices in REQUESTS:
             if target == "coreml":
                 precision = coreml_precision
@@ -179,6 +255,11 @@ def run_one(label: str, size: int, seed: int = 0, coreml_precision: str = "fp32"
                         cell.update(_evaluate(folder))
                     except Exception as e:  # noqa: BLE001
                         cell.update(status="error", reason=f"evaluate: {type(e).__name__}: {_first_line(e)}")
+                    if target == "tflite" and precision == "int8":
+                        try:
+                            cell.update(int8_diagnosis(bundle, folder))
+                        except Exception as e:  # noqa: BLE001 - informational only
+                            cell["int8_diagnosis_error"] = f"{type(e).__name__}: {_first_line(e)}"
                 for d in group or ["host"]:
                     cells.append({**cell, "device": d})
                     print(json.dumps({k: cell.get(k) for k in ("model", "target", "status", "cosine_min", "reason")}
@@ -196,6 +277,24 @@ def _legacy(cell: dict) -> dict:
         return {**cell, "status": "failed", "reason": "parity failed: " + reason.split("failed at export", 1)[1]
                 .split(";", 1)[0].strip(" ()")}
     return cell
+
+
+def _ptq_loss(c: dict) -> bool:
+    """A failed int8 cell whose loss PyTorch's own int8 model (no converter involved) shows as well."""
+    return c["status"] == "failed" and c.get("precision") == "int8" and isinstance(c.get("int8_torch_cosine"), float) \
+        and c["int8_torch_cosine"] < min_cosine("int8")
+
+
+def _reason(c: dict) -> str:
+    reason = c.get("reason", "")
+    if _ptq_loss(c):
+        cos = c["cosine_min"]
+        return (f"int8 cosine {cos:.4f} < {min_cosine('int8')}: post-training quantisation's loss on these random "
+                f"weights, not the converter's — PyTorch's own int8 model (same quantiser and calibration, no "
+                f"converter) reaches only {c['int8_torch_cosine']:.4f} against fp32 (the artifact against it: "
+                f"{c['int8_converter_cosine']:.4f}), and fp32 itself under ±1 px input noise gives "
+                f"{c['fp32_noise_cosine']:.4f}")
+    return reason
 
 
 def _table(cells: list[dict], size: int) -> str:
@@ -223,15 +322,22 @@ def _table(cells: list[dict], size: int) -> str:
             if c["status"] == "passed":
                 row.append(f"✓ {c['cosine_min']:.4f}")
             else:
-                notes.append(f"{model} / {t} {p or ''} {d}: {c['status']} — {c.get('reason', '')}")
+                notes.append(f"{model} / {t} {p or ''} {d}: {c['status']} — {_reason(c)}")
                 row.append(f"**{c['status']}** [{len(notes)}]")
         lines.append("| " + " | ".join(row) + " |")
     passed = sum(c["status"] == "passed" for c in cells)
+    ptq = sum(_ptq_loss(c) for c in cells)
     lines.append("")
     lines.append(f"{passed}/{len(cells)} cells passed ({100 * passed / max(len(cells), 1):.1f} %), input {size} px "
-                 "(larger where a model needs it: see the JSON).")
+                 "(larger where a model needs it: see the JSON)." + (
+                     f" {ptq} of the {len(cells) - passed} others are int8 cells that PyTorch's own int8 model "
+                     "misses too (quantisation's loss on random weights, not a conversion error)." if ptq else ""))
     lines += [f"{i}. {n}" for i, n in enumerate(notes, 1)]
     return "\n".join(lines)
+
+
+def env_with_root() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
 def main() -> int:
@@ -244,10 +350,14 @@ def main() -> int:
                     help="Core ML cells' precision (fp32: converter correctness, see torch_fp16_cosine)")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one model, print JSON cells
+    ap.add_argument("--diagnose", help=argparse.SUPPRESS)  # internal: one model's int8 diagnosis, print JSON
     args = ap.parse_args()
     if args.list:
         for k, (card, s) in MODELS.items():
             print(f"{k:28} {card:34} min {s or '-'} px")
+        return 0
+    if args.diagnose:
+        print("DIAG " + json.dumps(diagnose_one(args.diagnose, args.size)), flush=True)
         return 0
     if args.one:
         print("CELLS " + json.dumps(run_one(args.one, args.size, coreml_precision=args.coreml_precision)), flush=True)
@@ -273,10 +383,9 @@ def main() -> int:
             cells += done[label]
             continue
         t0 = time.perf_counter()
-        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         r = subprocess.run([sys.executable, __file__, "--one", label, "--size", str(args.size),
                             "--coreml-precision", args.coreml_precision], capture_output=True,
-                           text=True, env=env)
+                           text=True, env=env_with_root())
         line = next((ln for ln in r.stdout.splitlines() if ln.startswith("CELLS ")), None)
         if line is None:
             tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -290,6 +399,16 @@ def main() -> int:
               f"{time.perf_counter() - t0:.0f} s", flush=True)
         atomic_write_json(args.out, {"size": args.size, "coreml_precision": args.coreml_precision, "host": platform.machine(), "python": sys.version.split()[0],
                                      "cells": [*cells, *(c for m, cs in done.items() if m not in labels for c in cs)]})
+    for c in cells:  # int8 failures stored before the diagnosis existed: measure it now (seeded: same weights)
+        if c.get("precision") == "int8" and c["status"] == "failed" and "int8_torch_cosine" not in c:
+            r = subprocess.run([sys.executable, __file__, "--diagnose", c["model"], "--size", str(args.size)],
+                               capture_output=True, text=True, env=env_with_root())
+            line = next((ln for ln in r.stdout.splitlines() if ln.startswith("DIAG ")), None)
+            if line is not None:
+                c.update(json.loads(line[5:]))
+                print(f"{c['model']}: int8 diagnosis {line[5:]}", flush=True)
+            else:
+                c["int8_diagnosis_error"] = ((r.stderr or r.stdout).strip().splitlines() or ["no output"])[-1][:300]
     table = _table(cells, args.size)
     print(table)
     atomic_write_json(args.out, {"size": args.size, "coreml_precision": args.coreml_precision, "host": platform.machine(), "python": sys.version.split()[0],

@@ -41,6 +41,32 @@ def test_tflite_dynamic_int8_is_named_and_passes(tiny_bundle, tmp_path):
     assert o.manifest.parity.status == "passed"
 
 
+def test_pytorch_int8_model_is_the_artifacts_quantisation(tiny_bundle, tmp_path):
+    """``quantize_int8`` (what the export converts, and what benchmarks/architectures.py runs to tell
+    quantisation's loss from the converter's) is a quantised model: near fp32, not equal to it, and near the
+    artifact made from it."""
+    import torch
+
+    from toolchain.export.parity import calibration_images, cosine_per_sample, parity_inputs
+    from toolchain.export.tflite import quantize_int8
+    from toolchain.export.types import DeployModule
+    from toolchain.models.bundle import load_bundle
+
+    b = load_bundle(tiny_bundle)
+    module = DeployModule(b.model, b.mean, b.std, "nhwc").eval()
+    graph, _ = quantize_int8(module, calibration_images(b.input_size), "nhwc")
+    x = parity_inputs(b.input_size)
+    xl = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    with torch.no_grad():
+        fp32 = module(xl).numpy()
+        q = np.concatenate([graph(xl[i:i + 1]).numpy() for i in range(len(xl))])
+    assert not np.allclose(q, fp32, atol=1e-6)  # it really is quantised
+    assert cosine_per_sample(q, fp32).min() > 0.99
+    (o,) = export_bundle(ExportRequest(tiny_bundle, "tflite", tmp_path, precision="int8"))
+    art, _ = run_artifact(o.folder, x)
+    assert cosine_per_sample(art, q).min() > 0.99
+
+
 def test_perturbed_artifact_fails_parity(tiny_bundle, tmp_path):
     """Swap the bundle's weights for another seed's after conversion: parity must catch it."""
     import onnx

@@ -25,6 +25,8 @@ from toolchain.export.manifest import InputSpec, OutputSpec, Quantization, TFLit
 from toolchain.progress import MessageFn
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from toolchain.export.types import Description, ExportJob
 
 
@@ -34,6 +36,30 @@ def _quiet() -> None:
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     for name in ("litert_torch", "absl", "jax"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def quantize_int8(module: "torch.nn.Module", calibration: np.ndarray, layout: str, dynamic: bool = False,
+                  ) -> tuple["torch.fx.GraphModule", Any]:
+    """PyTorch's own int8 model of ``module`` (PT2E, litert-torch's symmetric per-channel quantizer) and the
+    quantizer that made it: what ``litert_torch.convert`` turns into the int8 artifact.
+
+    ``calibration`` is raw pixels NCHW (the export job's images); ``layout`` is the module's input layout.
+    Running the returned graph is running the quantised model in PyTorch, so comparing the artifact with it
+    separates the converter's error from quantisation's (``benchmarks/architectures.py`` does).
+    """
+    import torch
+    from litert_torch.quantize import pt2e_quantizer as pq
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    calib = calibration if layout == "nchw" else calibration.transpose(0, 2, 3, 1)
+    example = (torch.from_numpy(np.ascontiguousarray(calib[:1])),)
+    quantizer = pq.PT2EQuantizer().set_global(
+        pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+    graph = quantize_pt2e.prepare_pt2e(torch.export.export(module, example).module(), quantizer)
+    with torch.no_grad():
+        for i in range(len(calib)):  # observers see every calibration image (also per-channel init)
+            graph(torch.from_numpy(np.ascontiguousarray(calib[i:i + 1])))
+    return quantize_pt2e.convert_pt2e(graph, fold_quantize=False), quantizer
 
 
 class TFLiteExporter(ArtifactFormat):
@@ -55,27 +81,16 @@ class TFLiteExporter(ArtifactFormat):
     def convert(self, job: "ExportJob", work: Path, progress: MessageFn) -> Path:
         _quiet()
         import litert_torch
-        import torch
 
         out = work / f"{job.artifact_name}{self.suffix}"
         module = job.deploy_module()
         example = (job.example_input(),)
         prec = job.choice.precision
         if prec == "int8":
-            from litert_torch.quantize import pt2e_quantizer as pq
             from litert_torch.quantize.quant_config import QuantConfig
-            from torchao.quantization.pt2e import quantize_pt2e
 
-            dynamic = job.int8_mode == "dynamic"
-            quantizer = pq.PT2EQuantizer().set_global(
-                pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
-            graph = torch.export.export(module, example).module()
-            graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
-            calib = job.calibration if job.choice.layout == "nchw" else job.calibration.transpose(0, 2, 3, 1)
-            with torch.no_grad():
-                for i in range(len(calib)):  # observers see every calibration image (also per-channel init)
-                    graph(torch.from_numpy(np.ascontiguousarray(calib[i:i + 1])))
-            graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
+            graph, quantizer = quantize_int8(module, job.calibration, job.choice.layout,
+                                             dynamic=job.int8_mode == "dynamic")
             model = litert_torch.convert(graph, example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
         else:
             model = litert_torch.convert(module, example)
