@@ -178,7 +178,40 @@ MIL_OPS_ONLY = {
     "gelu_tanh": lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.GELU(approximate="tanh")),
     "layer_norm_channels_last": _LayerNorm2d,
     "softmax": lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.Softmax(dim=1)),
+    # Swin and ViT: strided / negative / selecting slices, unsqueeze, the shifted window's roll
+    "slice_select_unsqueeze": lambda: _Lambda(
+        lambda x: torch.cat([x[:, 1:, ::2, -5:], x[:, 0, ::2, -5:].unsqueeze(1)], 1)),
+    "roll": lambda: _Lambda(lambda x: torch.roll(x, shifts=(-3, 2), dims=(2, 3))),
 }
+
+
+class _Attention(nn.Module):
+    """ViT's encoder attention over the pixels as tokens (``need_weights=False``, as torchvision calls it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj, self.mha = nn.Conv2d(3, 8, 1), nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):
+        t = self.proj(x).flatten(2).transpose(1, 2)
+        return self.mha(t, t, t, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("ios", [15, 18])  # iOS 18 converts it to one scaled_dot_product_attention op
+def test_executor_matches_torch_attention(ios, tmp_path):
+    """What the Core ML exporter traces: the fast path off (its fused op has no coremltools converter)."""
+    from toolchain.export import coreml_ops
+
+    coreml_ops.register()  # the head split traces aten::Int
+    torch.manual_seed(0)
+    with _no_fastpath():
+        path, x, ref = _convert(_Attention(), "mlprogram", tmp_path, ml_ios=ios)
+    from toolchain.export.coreml_ref import load_mlpackage_program
+
+    ops = {op.op_type for op in load_mlpackage_program(path)[1].functions["main"].operations}
+    assert ("scaled_dot_product_attention" in ops) == (ios >= 18)
+    got = coreml_ref.run_artifact(path, {"x": x})[0]["y"]
+    np.testing.assert_allclose(got.reshape(ref.shape), ref, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("op", sorted(MIL_OPS_ONLY))
@@ -189,7 +222,16 @@ def test_executor_matches_torch_ml_program_ops(op, tmp_path):
     np.testing.assert_allclose(got.reshape(ref.shape), ref, rtol=1e-4, atol=1e-4)
 
 
-def _convert(module: nn.Module, fmt: str, path, nn_ios: int = 13):
+class _no_fastpath:
+    def __enter__(self):
+        self.was = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
+
+    def __exit__(self, *exc):
+        torch.backends.mha.set_fastpath_enabled(self.was)
+
+
+def _convert(module: nn.Module, fmt: str, path, nn_ios: int = 13, ml_ios: int = 15):
     module = _Net(module).eval()
     x = torch.rand(1, 3, SIZE, SIZE) * 4 - 2
     with torch.no_grad():
@@ -198,7 +240,7 @@ def _convert(module: nn.Module, fmt: str, path, nn_ios: int = 13):
     kwargs = {"compute_precision": ct.precision.FLOAT32} if fmt == "mlprogram" else {}
     model = ct.convert(traced, convert_to=fmt, inputs=[ct.TensorType(name="x", shape=x.shape)],
                        outputs=[ct.TensorType(name="y")],
-                       minimum_deployment_target=ct.target.iOS15 if fmt == "mlprogram" else getattr(ct.target, f"iOS{nn_ios}"),
+                       minimum_deployment_target=getattr(ct.target, f"iOS{ml_ios if fmt == 'mlprogram' else nn_ios}"),
                        **kwargs)
     out = path / ("m.mlpackage" if fmt == "mlprogram" else "m.mlmodel")
     model.save(str(out))

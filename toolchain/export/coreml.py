@@ -146,8 +146,16 @@ def program_ios(job: "ExportJob") -> int:
 def _trace(job: "ExportJob") -> Any:
     import torch
 
-    with torch.no_grad():
-        return torch.jit.trace(job.deploy_module("nchw"), job.example_input("nchw"))
+    # nn.MultiheadAttention's eval fast path records one fused aten::_native_multi_head_attention, which
+    # coremltools has no converter for (ViT fails "convert function ... not implemented"); without the fast
+    # path the trace holds the plain matmul/softmax ops it converts. Restored after, even on error.
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad():
+            return torch.jit.trace(job.deploy_module("nchw"), job.example_input("nchw"))
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
 def _quiet() -> contextlib.AbstractContextManager:

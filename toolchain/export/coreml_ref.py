@@ -476,6 +476,60 @@ def _mil_split(x: np.ndarray, axis: int, num_splits: Any = None, split_sizes: An
     return np.split(x, int(num_splits), axis=int(axis))
 
 
+@MIL_OPS.register("slice_by_index")
+def _mil_slice_by_index(x: np.ndarray, begin: Any, end: Any, stride: Any = None, begin_mask: Any = None,
+                        end_mask: Any = None, squeeze_mask: Any = None) -> np.ndarray:
+    """MIL ``slice_by_index`` (iOS15 defs): per axis ``x[begin:end:stride]``; a set ``begin_mask`` /
+    ``end_mask`` ignores that bound (the whole extent in the stride's direction); a set ``squeeze_mask``
+    takes the single element at ``begin`` and drops the axis. Negative bounds count from the end.
+
+    >>> _mil_slice_by_index(np.arange(12).reshape(3, 4), [0, 1], [0, 3], [1, 1], [True, False], [True, False],
+    ...                     [False, False]).tolist()
+    [[1, 2], [5, 6], [9, 10]]
+    >>> _mil_slice_by_index(np.arange(12).reshape(3, 4), [-1, 0], [0, 0], None, None, [False, True],
+    ...                     [True, False]).tolist()
+    [8, 9, 10, 11]
+    """
+    x = np.asarray(x)
+    n = x.ndim
+    flags = [np.zeros(n, bool) if m is None else np.asarray(m, bool) for m in (begin_mask, end_mask, squeeze_mask)]
+    stride = np.ones(n, int) if stride is None else np.asarray(stride, int)
+    slices: list[slice | int] = []
+    for i, (b, e) in enumerate(zip(np.asarray(begin, int), np.asarray(end, int))):
+        if flags[2][i]:
+            slices.append(int(b))
+            continue
+        slices.append(slice(None if flags[0][i] else int(b), None if flags[1][i] else int(e), int(stride[i])))
+    return x[tuple(slices)]
+
+
+MIL_OPS.add("expand_dims", lambda x, axes: np.expand_dims(np.asarray(x), tuple(int(a) for a in np.atleast_1d(axes))))
+
+
+@MIL_OPS.register("gather")
+def _mil_gather(x: np.ndarray, indices: np.ndarray, axis: int = 0, batch_dims: int = 0,
+                validate_indices: bool = False) -> np.ndarray:
+    """MIL ``gather`` along ``axis`` (Swin's shifted windows are rolls, lowered to gathers); negative indices
+    count from the end. ``batch_dims`` other than 0 is a mode this executor does not implement."""
+    if int(batch_dims) != 0:
+        raise UnknownOpError(f"MIL op 'gather' with batch_dims={int(batch_dims)}")
+    return np.take(np.asarray(x), np.asarray(indices).astype(np.int64), axis=int(axis))
+
+
+@MIL_OPS.register("scaled_dot_product_attention")
+def _mil_sdpa(query: np.ndarray, key: np.ndarray, value: np.ndarray, attn_mask: Any = None) -> np.ndarray:
+    """iOS18 ``scaled_dot_product_attention``: ``softmax(Q K^T / sqrt(d) + mask) V`` over the last two axes;
+    a boolean mask keeps the True positions (the others get -inf), a float mask is added."""
+    q, k, v = _f32(query), _f32(key), _f32(value)
+    scores = q @ np.swapaxes(k, -1, -2) / np.float32(np.sqrt(q.shape[-1]))
+    if attn_mask is not None:
+        m = np.asarray(attn_mask)
+        scores = np.where(m, scores, -np.inf) if m.dtype == bool else scores + _f32(m)
+    return _mil_softmax(scores, -1) @ v
+
+
+MIL_OPS.add("slice_by_size", lambda x, begin, size: np.asarray(x)[tuple(
+    slice(int(b), None if int(s) == -1 else int(b) + int(s)) for b, s in zip(np.asarray(begin), np.asarray(size)))])
 MIL_OPS.add("transpose", lambda x, perm: np.transpose(np.asarray(x), [int(p) for p in np.asarray(perm)]))
 
 

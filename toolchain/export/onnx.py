@@ -56,9 +56,12 @@ class OnnxExporter(ArtifactFormat):
         module = job.deploy_module()
         if job.choice.precision == "fp16":
             module = _half(module)
-        # The dynamo exporter (opset 18+); a dynamic batch axis so evaluation can batch.
+        # The dynamo exporter (opset 18+); a dynamic batch axis so evaluation can batch. The example has two
+        # images: traced on a batch of one, a broadcast check (ConvNeXt's and Swin's LayerNorm over permuted
+        # channels) specialises the batch to 1 and torch.export refuses the dynamic axis.
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-        torch.onnx.export(module, (job.example_input(),), str(fp32), dynamo=True, opset_version=OPSET,
+        example = job.example_input()
+        torch.onnx.export(module, (torch.cat([example, example]),), str(fp32), dynamo=True, opset_version=OPSET,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1024)}},
                           external_data=False, verbose=False)
