@@ -143,6 +143,25 @@ def input_noise_cosine(bundle_dir: Path, px: float = 1.0) -> float:
     return round(float(cosine_per_sample(yn, y).min()), 6)
 
 
+def torch_fp64_cosine(bundle_dir: Path) -> float:
+    """PyTorch in float64 against PyTorch in float32 on the parity images: how much float32 rounding alone,
+    with no converter and no other runtime, changes these weights' features (fp32 parity asks 0.99999)."""
+    import copy
+
+    import torch
+
+    from toolchain.export.parity import cosine_per_sample, parity_inputs
+    from toolchain.export.types import DeployModule
+    from toolchain.models.bundle import load_bundle
+
+    b = load_bundle(bundle_dir)
+    m = DeployModule(b.model, b.mean, b.std, "nchw").eval()
+    x = torch.from_numpy(parity_inputs(b.input_size))
+    with torch.no_grad():
+        y, y64 = m(x).numpy(), copy.deepcopy(m).double()(x.double()).numpy()
+    return round(float(cosine_per_sample(y, y64).min()), 8)
+
+
 def int8_diagnosis(bundle_dir: Path, folder: Path) -> dict:
     """Where an int8 artifact's loss comes from, on the parity images: PyTorch's own int8 model (the same
     PT2E quantisation and calibration images the export used, :func:`toolchain.export.tflite.quantize_int8`)
@@ -172,9 +191,10 @@ def int8_diagnosis(bundle_dir: Path, folder: Path) -> dict:
             "int8_converter_cosine": round(float(cosine_per_sample(art[:, :fp32.shape[1]], q).min()), 6)}
 
 
-def diagnose_one(label: str, size: int, seed: int = 0) -> dict:
-    """The int8 diagnosis of one model whose stored cells predate it: the bundle again (same seed, same
-    weights), its int8 TFLite export again, then :func:`int8_diagnosis` and :func:`input_noise_cosine`."""
+def diagnose_one(label: str, size: int, seed: int = 0, int8: bool = True) -> dict:
+    """The diagnosis of one model whose stored cells predate it: the bundle again (same seed, same weights),
+    :func:`input_noise_cosine` and :func:`torch_fp64_cosine`, and with ``int8`` its int8 TFLite export again
+    and :func:`int8_diagnosis`."""
     from toolchain.errors import ParityError
     from toolchain.export.base import ExportRequest, export_bundle
     from toolchain.models.bundle import init_bundle
@@ -182,13 +202,16 @@ def diagnose_one(label: str, size: int, seed: int = 0) -> dict:
     card, min_size = MODELS[label]
     with tempfile.TemporaryDirectory() as tmp:
         bundle = init_bundle(card, Path(tmp) / "bundle", seed=seed, input_size=max(size, min_size))
+        model = {"fp32_noise_cosine": input_noise_cosine(bundle), "torch_fp64_cosine": torch_fp64_cosine(bundle)}
+        if not int8:
+            return model
         out = Path(tmp) / "int8"
         try:
             export_bundle(ExportRequest(bundle, "tflite", out, devices=["android"], precision="int8"))
         except ParityError:
             pass  # the artifact and its manifest are written; the diagnosis is about why it failed
         folder = next(out.glob("*/manifest.json")).parent
-        return {"fp32_noise_cosine": input_noise_cosine(bundle), **int8_diagnosis(bundle, folder)}
+        return {**model, **int8_diagnosis(bundle, folder)}
 
 
 def run_one(label: str, size: int, seed: int = 0, coreml_precision: str = "fp32") -> list[dict]:
@@ -215,10 +238,11 @@ def run_one(label: str, size: int, seed: int = 0, coreml_precision: str = "fp32"
             base["torch_fp16_cosine"] = torch_fp16_cosine(bundle)
         except Exception as e:  # noqa: BLE001 - informational only
             base["torch_fp16_cosine"] = f"n/a ({type(e).__name__})"
-        try:
-            base["fp32_noise_cosine"] = input_noise_cosine(bundle)
-        except Exception as e:  # noqa: BLE001 - informational only
-            base["fp32_noise_cosine"] = f"n/a ({type(e).__name__})"
+        for key, fn in (("fp32_noise_cosine", input_noise_cosine), ("torch_fp64_cosine", torch_fp64_cosine)):
+            try:
+                base[key] = fn(bundle)
+            except Exception as e:  # noqa: BLE001 - informational only
+                base[key] = f"n/a ({type(e).__name__})"
         for target, precision, devices in REQUESTS:
             if target == "coreml":
                 precision = coreml_precision
@@ -294,6 +318,18 @@ def _reason(c: dict) -> str:
                 f"converter) reaches only {c['int8_torch_cosine']:.4f} against fp32 (the artifact against it: "
                 f"{c['int8_converter_cosine']:.4f}), and fp32 itself under ±1 px input noise gives "
                 f"{c['fp32_noise_cosine']:.4f}")
+    fp16, noise = c.get("torch_fp16_cosine"), c.get("fp32_noise_cosine")
+    if c["status"] == "failed" and c.get("precision") == "fp16" and isinstance(fp16, float) \
+            and fp16 < min_cosine("fp16"):
+        return (f"fp16 cosine {c['cosine_min']:.4f} < {min_cosine('fp16')}: these random weights do not survive "
+                f"fp16 at all — PyTorch's own fp16 model (no converter) reaches only {fp16:.4f} against fp32"
+                + (f", and fp32 itself under ±1 px input noise gives {noise:.4f}" if isinstance(noise, float) else ""))
+    fp64 = c.get("torch_fp64_cosine")
+    if c["status"] == "failed" and c.get("precision") == "fp32" and isinstance(fp64, float) \
+            and fp64 < min_cosine("fp32"):
+        return (f"fp32 cosine {c['cosine_min']:.6f} < {min_cosine('fp32')}: float32 rounding alone moves these "
+                f"random weights' features that far — PyTorch's own float64 against its float32 gives {fp64:.6f}"
+                + (f", fp32 under ±1 px input noise {noise:.4f}" if isinstance(noise, float) else ""))
     return reason
 
 
@@ -350,14 +386,15 @@ def main() -> int:
                     help="Core ML cells' precision (fp32: converter correctness, see torch_fp16_cosine)")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one model, print JSON cells
-    ap.add_argument("--diagnose", help=argparse.SUPPRESS)  # internal: one model's int8 diagnosis, print JSON
+    ap.add_argument("--diagnose", help=argparse.SUPPRESS)  # internal: one model's diagnosis, print JSON
+    ap.add_argument("--no-int8", action="store_true", help=argparse.SUPPRESS)  # internal: --diagnose without int8
     args = ap.parse_args()
     if args.list:
         for k, (card, s) in MODELS.items():
             print(f"{k:28} {card:34} min {s or '-'} px")
         return 0
     if args.diagnose:
-        print("DIAG " + json.dumps(diagnose_one(args.diagnose, args.size)), flush=True)
+        print("DIAG " + json.dumps(diagnose_one(args.diagnose, args.size, int8=not args.no_int8)), flush=True)
         return 0
     if args.one:
         print("CELLS " + json.dumps(run_one(args.one, args.size, coreml_precision=args.coreml_precision)), flush=True)
@@ -399,16 +436,26 @@ def main() -> int:
               f"{time.perf_counter() - t0:.0f} s", flush=True)
         atomic_write_json(args.out, {"size": args.size, "coreml_precision": args.coreml_precision, "host": platform.machine(), "python": sys.version.split()[0],
                                      "cells": [*cells, *(c for m, cs in done.items() if m not in labels for c in cs)]})
-    for c in cells:  # int8 failures stored before the diagnosis existed: measure it now (seeded: same weights)
-        if c.get("precision") == "int8" and c["status"] == "failed" and "int8_torch_cosine" not in c:
-            r = subprocess.run([sys.executable, __file__, "--diagnose", c["model"], "--size", str(args.size)],
-                               capture_output=True, text=True, env=env_with_root())
-            line = next((ln for ln in r.stdout.splitlines() if ln.startswith("DIAG ")), None)
-            if line is not None:
-                c.update(json.loads(line[5:]))
-                print(f"{c['model']}: int8 diagnosis {line[5:]}", flush=True)
-            else:
-                c["int8_diagnosis_error"] = ((r.stderr or r.stdout).strip().splitlines() or ["no output"])[-1][:300]
+    # failures stored before the diagnosis existed: measure it now (seeded, so the same weights)
+    for model in dict.fromkeys(c["model"] for c in cells if c["status"] == "failed"):
+        mine = [c for c in cells if c["model"] == model]
+        int8 = [c for c in mine if c.get("precision") == "int8" and c["status"] == "failed"
+                and "int8_torch_cosine" not in c]
+        if all("torch_fp64_cosine" in c for c in mine) and not int8:
+            continue
+        cmd = [sys.executable, __file__, "--diagnose", model, "--size", str(args.size)] + ([] if int8 else ["--no-int8"])
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env_with_root())
+        line = next((ln for ln in r.stdout.splitlines() if ln.startswith("DIAG ")), None)
+        if line is None:
+            for c in mine:
+                c["diagnosis_error"] = ((r.stderr or r.stdout).strip().splitlines() or ["no output"])[-1][:300]
+            continue
+        diag = json.loads(line[5:])
+        print(f"{model}: diagnosis {line[5:]}", flush=True)
+        for c in mine:
+            c.update({k: v for k, v in diag.items() if not k.startswith("int8_")})
+        for c in int8:
+            c.update(diag)
     table = _table(cells, args.size)
     print(table)
     atomic_write_json(args.out, {"size": args.size, "coreml_precision": args.coreml_precision, "host": platform.machine(), "python": sys.version.split()[0],

@@ -303,8 +303,10 @@ class CoreMLExporter(ArtifactFormat):
                               f"{where} gets a NeuralNetwork model. Drop --compress, or use --min-ios 16 on newer devices")
         try:
             model = _convert(job, "neuralnetwork", max(int(c.min_ios), 13))
-        except ValueError as e:  # e.g. ShuffleNet: coremltools fuses its channel shuffle into a spec-5 concat
-            if c.spec_version != 3 or "available from version 5" not in str(e):
+        except ValueError as e:  # ShuffleNet: coremltools fuses its channel shuffle into a spec-5 concat; Swin:
+            # "requires model to be of version 4 but converted model has version 5" (spec-5 layers elsewhere)
+            if c.spec_version != 3 or not any(t in str(e) for t in ("available from version 5",
+                                                                     "converted model has version 5")):
                 raise
             # iOS 14 content is fine here: the spec-3 lowering rewrites, or refuses by name, every newer layer.
             model = _convert(job, "neuralnetwork", 14)
