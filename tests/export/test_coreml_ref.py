@@ -182,7 +182,18 @@ MIL_OPS_ONLY = {
     "slice_select_unsqueeze": lambda: _Lambda(
         lambda x: torch.cat([x[:, 1:, ::2, -5:], x[:, 0, ::2, -5:].unsqueeze(1)], 1)),
     "roll": lambda: _Lambda(lambda x: torch.roll(x, shifts=(-3, 2), dims=(2, 3))),
+    "slice_assign_scatter": lambda: _SliceAssign(),  # Swin's attention mask: index_put -> MIL scatter
+    # Swin's mask: masked_fill(mask != 0, -100).masked_fill(mask == 0, 0) -> not_equal / equal / select
+    "masked_fill_select": lambda: _Lambda(
+        lambda x: x.masked_fill(x.relu() != 0, -100.0).masked_fill(x.relu() == 0, 0.5) + x),
 }
+
+
+class _SliceAssign(nn.Module):
+    def forward(self, x):
+        y = x * 2
+        y[:, 1] = x[:, 2] + 1
+        return y
 
 
 class _Attention(nn.Module):
@@ -216,6 +227,9 @@ def test_executor_matches_torch_attention(ios, tmp_path):
 
 @pytest.mark.parametrize("op", sorted(MIL_OPS_ONLY))
 def test_executor_matches_torch_ml_program_ops(op, tmp_path):
+    from toolchain.export import coreml_ops
+
+    coreml_ops.register()  # index_put traces aten::Int
     torch.manual_seed(0)
     path, x, ref = _convert(MIL_OPS_ONLY[op](), "mlprogram", tmp_path)
     got = coreml_ref.run_artifact(path, {"x": x})[0]["y"]

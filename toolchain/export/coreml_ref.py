@@ -448,6 +448,9 @@ MIL_OPS.add("add", lambda x, y: _f32(x) + _f32(y))
 MIL_OPS.add("sub", lambda x, y: _f32(x) - _f32(y))
 MIL_OPS.add("mul", lambda x, y: _f32(x) * _f32(y))
 MIL_OPS.add("real_div", lambda x, y: _f32(x) / _f32(y))
+MIL_OPS.add("equal", lambda x, y: np.equal(x, y))
+MIL_OPS.add("not_equal", lambda x, y: np.not_equal(x, y))
+MIL_OPS.add("select", lambda cond, a, b: np.where(np.asarray(cond, bool), a, b))  # Swin: masked_fill
 MIL_OPS.add("maximum", lambda x, y: np.maximum(_f32(x), _f32(y)))
 MIL_OPS.add("minimum", lambda x, y: np.minimum(_f32(x), _f32(y)))
 MIL_OPS.add("reshape", lambda x, shape: np.reshape(x, tuple(int(s) for s in np.asarray(shape))))
@@ -514,6 +517,29 @@ def _mil_gather(x: np.ndarray, indices: np.ndarray, axis: int = 0, batch_dims: i
     if int(batch_dims) != 0:
         raise UnknownOpError(f"MIL op 'gather' with batch_dims={int(batch_dims)}")
     return np.take(np.asarray(x), np.asarray(indices).astype(np.int64), axis=int(axis))
+
+
+@MIL_OPS.register("scatter")
+def _mil_scatter(data: np.ndarray, indices: np.ndarray, updates: np.ndarray, axis: int = 0, mode: str = "update",
+                 validate_indices: bool = False) -> np.ndarray:
+    """MIL ``scatter`` (iOS15 defs): ``updates``' slice ``i`` along ``axis`` goes to ``data``'s slice
+    ``indices[i]`` (``update``) or is combined with it (``add``, ``sub``, ``mul``, ``div``, ``max``, ``min``).
+    Swin's window attention mask is built with it.
+
+    >>> _mil_scatter(np.array([[1, 2, 3], [4, 5, 6]]), np.array([1, 0]), np.array([[5, 6, 7], [8, 9, 10]]),
+    ...              0, "add").tolist()
+    [[9, 11, 13], [9, 11, 13]]
+    """
+    ops = {"update": lambda a, b: b, "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+           "max": np.maximum, "min": np.minimum}
+    if str(mode) not in ops:
+        raise UnknownOpError(f"MIL op 'scatter' mode {mode!r}")
+    out = np.array(data, copy=True)
+    ax = int(axis) % out.ndim
+    for i, j in enumerate(np.asarray(indices).astype(np.int64).ravel()):
+        dst = (slice(None),) * ax + (int(j),)
+        out[dst] = ops[str(mode)](out[dst], np.take(np.asarray(updates), i, axis=ax))
+    return out
 
 
 @MIL_OPS.register("scaled_dot_product_attention")
