@@ -42,8 +42,8 @@ def test_tflite_dynamic_int8_is_named_and_passes(tiny_bundle, tmp_path):
 
 
 def test_pytorch_int8_model_is_the_artifacts_quantisation(tiny_bundle, tmp_path):
-    """``quantize_int8`` (what the export converts, and what benchmarks/architectures.py runs to tell
-    quantisation's loss from the converter's) is a quantised model: near fp32, not equal to it, and near the
+    """``quantize_int8`` (what the export converts, and what benchmarks/architectures.py runs to measure
+    quantisation's loss before any converter) is a quantised model: near fp32, not equal to it, and near the
     artifact made from it."""
     import torch
 

@@ -44,8 +44,8 @@ def quantize_int8(module: "torch.nn.Module", calibration: np.ndarray, layout: st
     quantizer that made it: what ``litert_torch.convert`` turns into the int8 artifact.
 
     ``calibration`` is raw pixels NCHW (the export job's images); ``layout`` is the module's input layout.
-    Running the returned graph is running the quantised model in PyTorch, so comparing the artifact with it
-    separates the converter's error from quantisation's (``benchmarks/architectures.py`` does).
+    Running the returned graph is running the quantised model in PyTorch, so comparing it with fp32 measures
+    quantisation's loss before any converter runs (``benchmarks/architectures.py`` does).
     """
     import torch
     from litert_torch.quantize import pt2e_quantizer as pq
