@@ -20,6 +20,8 @@ from toolchain.export.manifest import InputSpec, OnnxDetails, OutputSpec, packag
 from toolchain.progress import MessageFn
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from toolchain.export.types import Description, ExportJob
 
 OPSET = 18
@@ -42,6 +44,15 @@ def _half(module: Any) -> Any:
     return Half(module)
 
 
+
+def _export_onnx(module: "torch.nn.Module", example: "torch.Tensor", out: Path) -> None:
+    import torch
+
+    torch.onnx.export(module, (example,), str(out), dynamo=True, opset_version=OPSET,
+                      input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                      dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1024)}},
+                      external_data=False, verbose=False)
+
 class OnnxExporter(ArtifactFormat):
     name = "onnx"
     display = "ONNX"
@@ -56,15 +67,18 @@ class OnnxExporter(ArtifactFormat):
         module = job.deploy_module()
         if job.choice.precision == "fp16":
             module = _half(module)
-        # The dynamo exporter (opset 18+); a dynamic batch axis so evaluation can batch. The example has two
-        # images: traced on a batch of one, a broadcast check (ConvNeXt's and Swin's LayerNorm over permuted
-        # channels) specialises the batch to 1 and torch.export refuses the dynamic axis.
+        # The dynamo exporter (opset 18+); a dynamic batch axis so evaluation can batch. Traced on a batch of one,
+        # a broadcast check (ConvNeXt's and Swin's LayerNorm over permuted channels) specialises the batch to 1
+        # and torch.export refuses the dynamic axis: then it is traced again on a batch of two. (Not always on
+        # two: an imported graph-only program fixed at batch 1 would come out fixed at 2.)
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         example = job.example_input()
-        torch.onnx.export(module, (torch.cat([example, example]),), str(fp32), dynamo=True, opset_version=OPSET,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1024)}},
-                          external_data=False, verbose=False)
+        try:
+            _export_onnx(module, example, fp32)
+        except Exception as e:  # noqa: BLE001 - only torch.export's refusal (step 1 of 3) is retried
+            if "Failed to export the model with torch.export" not in str(e):
+                raise
+            _export_onnx(copy.deepcopy(module), torch.cat([example, example]), fp32)  # a fresh trace state
         onnx.checker.check_model(str(fp32), full_check=True)
         if job.choice.precision == "int8":
             from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
