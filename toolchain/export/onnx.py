@@ -78,7 +78,8 @@ class OnnxExporter(ArtifactFormat):
         except Exception as e:  # noqa: BLE001 - only torch.export's refusal (step 1 of 3) is retried
             if "Failed to export the model with torch.export" not in str(e):
                 raise
-            _export_onnx(copy.deepcopy(module), torch.cat([example, example]), fp32)  # a fresh trace state
+            # on a copy, so nothing the refused trace left on the module carries over
+            _export_onnx(copy.deepcopy(module), torch.cat([example, example]), fp32)
         onnx.checker.check_model(str(fp32), full_check=True)
         if job.choice.precision == "int8":
             from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
