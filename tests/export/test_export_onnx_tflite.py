@@ -174,3 +174,15 @@ def test_resnet50_export(resnet50_bundle, tmp_path, target, precision):
                                        devices=["android"] if target == "tflite" else []))
     assert o.manifest.parity.status == "passed", o.manifest.parity
     assert o.manifest.output.dim == 2048
+
+
+def test_onnx_of_a_model_whose_batch_of_one_trace_is_refused(tmp_path):
+    """ConvNeXt's LayerNorm over permuted channels specialises a batch-of-one trace to batch 1, which
+    torch.export refuses with the dynamic batch axis; the exporter traces again on two images."""
+    from toolchain.models.bundle import init_bundle
+
+    bundle = init_bundle("torchvision:convnext_tiny", tmp_path / "b", seed=0, input_size=32)
+    (o,) = export_bundle(ExportRequest(bundle, "onnx", tmp_path / "o"))
+    assert o.manifest.parity.status == "passed", o.manifest.parity
+    feats, _ = run_artifact(o.folder, smooth_random_images(3, 32, seed=5))  # the batch axis is still dynamic
+    assert feats.shape[0] == 3
