@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -121,6 +122,15 @@ def torch_fp16_cosine(bundle_dir: Path) -> float:
     return round(float(torch.nn.functional.cosine_similarity(y, yh).min()), 6)
 
 
+def _deploy_module(bundle_dir: Path, layout: str = "nchw") -> tuple[Any, int]:
+    """The bundle as every artifact computes it (raw pixels -> features, in eval mode) and its input size."""
+    from toolchain.export.types import DeployModule
+    from toolchain.models.bundle import load_bundle
+
+    b = load_bundle(bundle_dir)
+    return DeployModule(b.model, b.mean, b.std, layout).eval(), b.input_size
+
+
 def input_noise_cosine(bundle_dir: Path, px: float = 1.0) -> float:
     """The fp32 model against itself on the parity images plus seeded uniform noise of ±``px`` pixels.
 
@@ -131,12 +141,9 @@ def input_noise_cosine(bundle_dir: Path, px: float = 1.0) -> float:
     import torch
 
     from toolchain.export.parity import cosine_per_sample, parity_inputs
-    from toolchain.export.types import DeployModule
-    from toolchain.models.bundle import load_bundle
 
-    b = load_bundle(bundle_dir)
-    m = DeployModule(b.model, b.mean, b.std, "nchw").eval()
-    x = parity_inputs(b.input_size)
+    m, size = _deploy_module(bundle_dir)
+    x = parity_inputs(size)
     noise = np.random.default_rng(0).uniform(-px, px, x.shape).astype(np.float32)
     with torch.no_grad():
         y, yn = m(torch.from_numpy(x)).numpy(), m(torch.from_numpy(x + noise)).numpy()
@@ -151,12 +158,9 @@ def torch_fp64_cosine(bundle_dir: Path) -> float:
     import torch
 
     from toolchain.export.parity import cosine_per_sample, parity_inputs
-    from toolchain.export.types import DeployModule
-    from toolchain.models.bundle import load_bundle
 
-    b = load_bundle(bundle_dir)
-    m = DeployModule(b.model, b.mean, b.std, "nchw").eval()
-    x = torch.from_numpy(parity_inputs(b.input_size))
+    m, size = _deploy_module(bundle_dir)
+    x = torch.from_numpy(parity_inputs(size))
     with torch.no_grad():
         y, y64 = m(x).numpy(), copy.deepcopy(m).double()(x.double()).numpy()
     return round(float(cosine_per_sample(y, y64).min()), 8)
@@ -174,15 +178,12 @@ def int8_diagnosis(bundle_dir: Path, folder: Path) -> dict:
     from toolchain.export import manifest as man
     from toolchain.export.parity import calibration_images, cosine_per_sample, parity_inputs
     from toolchain.export.tflite import quantize_int8
-    from toolchain.export.types import DeployModule
-    from toolchain.models.bundle import load_bundle
     from toolchain.runtimes import run_artifact
 
-    b = load_bundle(bundle_dir)
     layout = man.read(folder).to_json()["input"]["layout"]
-    module = DeployModule(b.model, b.mean, b.std, layout).eval()
-    graph, _ = quantize_int8(module, calibration_images(b.input_size), layout)
-    x = parity_inputs(b.input_size)
+    module, size = _deploy_module(bundle_dir, layout)
+    graph, _ = quantize_int8(module, calibration_images(size), layout)
+    x = parity_inputs(size)
     xl = x if layout == "nchw" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     with torch.no_grad():
         fp32 = module(torch.from_numpy(xl)).numpy()

@@ -212,14 +212,14 @@ class _Attention(nn.Module):
 def test_executor_matches_torch_attention(ios, tmp_path):
     """What the Core ML exporter traces: the fast path off (its fused op has no coremltools converter)."""
     from toolchain.export import coreml_ops
+    from toolchain.export.coreml import mha_fastpath_off
 
     coreml_ops.register()  # the head split traces aten::Int
     torch.manual_seed(0)
-    with _no_fastpath():
+    with mha_fastpath_off():
         path, x, ref = _convert(_Attention(), "mlprogram", tmp_path, ml_ios=ios)
-    from toolchain.export.coreml_ref import load_mlpackage_program
-
-    ops = {op.op_type for op in load_mlpackage_program(path)[1].functions["main"].operations}
+    assert torch.backends.mha.get_fastpath_enabled()  # restored
+    ops = {op.op_type for op in coreml_ref.load_mlpackage_program(path)[1].functions["main"].operations}
     assert ("scaled_dot_product_attention" in ops) == (ios >= 18)
     got = coreml_ref.run_artifact(path, {"x": x})[0]["y"]
     np.testing.assert_allclose(got.reshape(ref.shape), ref, rtol=1e-4, atol=1e-4)
@@ -234,15 +234,6 @@ def test_executor_matches_torch_ml_program_ops(op, tmp_path):
     path, x, ref = _convert(MIL_OPS_ONLY[op](), "mlprogram", tmp_path)
     got = coreml_ref.run_artifact(path, {"x": x})[0]["y"]
     np.testing.assert_allclose(got.reshape(ref.shape), ref, rtol=1e-4, atol=1e-4)
-
-
-class _no_fastpath:
-    def __enter__(self):
-        self.was = torch.backends.mha.get_fastpath_enabled()
-        torch.backends.mha.set_fastpath_enabled(False)
-
-    def __exit__(self, *exc):
-        torch.backends.mha.set_fastpath_enabled(self.was)
 
 
 def _convert(module: nn.Module, fmt: str, path, nn_ios: int = 13, ml_ios: int = 15):

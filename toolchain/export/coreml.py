@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -143,19 +143,26 @@ def program_ios(job: "ExportJob") -> int:
     return needs
 
 
+@contextlib.contextmanager
+def mha_fastpath_off() -> Iterator[None]:
+    """``nn.MultiheadAttention``'s eval fast path records one fused ``aten::_native_multi_head_attention``,
+    which coremltools has no converter for (ViT fails "convert function ... not implemented"); without it the
+    trace holds the plain matmul/softmax ops it converts. The setting is restored after, even on error."""
+    import torch
+
+    was = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(was)
+
+
 def _trace(job: "ExportJob") -> Any:
     import torch
 
-    # nn.MultiheadAttention's eval fast path records one fused aten::_native_multi_head_attention, which
-    # coremltools has no converter for (ViT fails "convert function ... not implemented"); without the fast
-    # path the trace holds the plain matmul/softmax ops it converts. Restored after, even on error.
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with torch.no_grad():
-            return torch.jit.trace(job.deploy_module("nchw"), job.example_input("nchw"))
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
+    with torch.no_grad(), mha_fastpath_off():
+        return torch.jit.trace(job.deploy_module("nchw"), job.example_input("nchw"))
 
 
 def _quiet() -> contextlib.AbstractContextManager:

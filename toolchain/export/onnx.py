@@ -44,7 +44,6 @@ def _half(module: Any) -> Any:
     return Half(module)
 
 
-
 def _export_onnx(module: "torch.nn.Module", example: "torch.Tensor", out: Path) -> None:
     import torch
 
@@ -52,6 +51,7 @@ def _export_onnx(module: "torch.nn.Module", example: "torch.Tensor", out: Path) 
                       input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                       dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1024)}},
                       external_data=False, verbose=False)
+
 
 class OnnxExporter(ArtifactFormat):
     name = "onnx"
