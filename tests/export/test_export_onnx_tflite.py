@@ -67,6 +67,59 @@ def test_pytorch_int8_model_is_the_artifacts_quantisation(tiny_bundle, tmp_path)
     assert cosine_per_sample(art, q).min() > 0.99
 
 
+def _concat_of_shared_tensor():
+    """DenseNet's pattern at its smallest: one tensor feeds a ``cat`` raw and, through ReLU and a conv, the
+    ``cat`` again; the integer scalar (``2 * ...``) is one a strict capture lifts to an int64 constant."""
+    import torch
+    from torch import nn
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.conv = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 8, 3, padding=1)
+
+        def forward(self, x):
+            x = self.stem(x / 255.0 - 0.5)
+            return torch.cat([x, 2 * self.conv(torch.relu(x))], 1).mean((2, 3))
+
+    torch.manual_seed(0)
+    return M().eval()
+
+
+def test_int8_annotates_cat_and_the_artifact_is_pytorchs_int8_model(tmp_path):
+    """Every ``cat`` input is quantised in PyTorch's int8 model (under a non-strict capture litert-torch's
+    annotators missed ``cat``/``add``/``mul`` and left them float), and the LiteRT artifact computes what it
+    computes: on this module 0.99986 cosine between them before the strict capture (0.986 without the
+    scalar), 1.000000 with it."""
+    import litert_torch
+    import torch
+    from ai_edge_litert.interpreter import Interpreter
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from toolchain.export.parity import calibration_images, cosine_per_sample, parity_inputs
+    from toolchain.export.tflite import quantize_int8
+    from toolchain.runtimes.litert import dequantize_output
+
+    module = _concat_of_shared_tensor()
+    graph, quantizer = quantize_int8(module, calibration_images(32), "nchw")
+    (cat,) = [n for n in graph.graph.nodes if n.target == torch.ops.aten.cat.default]
+    assert all("dequantize" in str(a.target) for a in cat.args[0]), [str(a.target) for a in cat.args[0]]
+    x = parity_inputs(32)
+    with torch.no_grad():
+        q = np.concatenate([graph(torch.from_numpy(x[i:i + 1])).numpy() for i in range(len(x))])
+    model = litert_torch.convert(graph, (torch.from_numpy(x[:1]),), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    model.export(str(tmp_path / "m.tflite"))
+    it = Interpreter(model_path=str(tmp_path / "m.tflite"))
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    art = []
+    for i in range(len(x)):
+        it.set_tensor(inp["index"], x[i:i + 1])
+        it.invoke()
+        art.append(dequantize_output(it.get_tensor(out["index"]), out))
+    assert cosine_per_sample(np.concatenate(art), q).min() > 0.9999
+
+
 def test_perturbed_artifact_fails_parity(tiny_bundle, tmp_path):
     """Swap the bundle's weights for another seed's after conversion: parity must catch it."""
     import onnx

@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from toolchain.export.types import Description, ExportJob
 
+log = logging.getLogger(__name__)
+
 
 def _quiet() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -36,6 +38,29 @@ def _quiet() -> None:
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     for name in ("litert_torch", "absl", "jax"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _float_inputs_only(graph: "torch.fx.GraphModule") -> None:
+    """Drop the input annotations that would put an observer on a non-float tensor.
+
+    A strict ``torch.export`` lifts an integer scalar (``10 * x``) to an int64 constant node, which
+    litert-torch's ``mul``/``add`` annotators then ask to observe; the histogram observer fails on it
+    (``"histogram_cpu" not implemented for 'Long'``). Integers are not activations: they stay as they are.
+    """
+    import torch
+
+    for node in graph.graph.nodes:
+        ann = node.meta.get("quantization_annotation")
+        if ann is None:
+            continue
+        for arg in list(ann.input_qspec_map):
+            val = arg.meta.get("val")
+            if val is None and arg.op == "get_attr":  # a constant PT2E lifted from a scalar: no "val" meta
+                val = graph
+                for part in str(arg.target).split("."):
+                    val = getattr(val, part, None)
+            if isinstance(val, torch.Tensor) and not val.is_floating_point():
+                del ann.input_qspec_map[arg]
 
 
 def quantize_int8(module: "torch.nn.Module", calibration: np.ndarray, layout: str, dynamic: bool = False,
@@ -46,16 +71,36 @@ def quantize_int8(module: "torch.nn.Module", calibration: np.ndarray, layout: st
     ``calibration`` is raw pixels NCHW (the export job's images); ``layout`` is the module's input layout.
     Running the returned graph is running the quantised model in PyTorch, so comparing it with fp32 measures
     quantisation's loss before any converter runs (``benchmarks/architectures.py`` does).
+
+    The graph is captured with a *strict* ``torch.export``: litert-torch 0.10 finds ``add``, ``mul``,
+    ``cat``, ``max_pool2d`` and ``adaptive_avg_pool2d`` through ``get_source_partitions``, which reads the
+    ``source_fn_stack`` metadata that only strict (Dynamo) capture records. Under torch 2.14's default
+    non-strict export those ops went unannotated and stayed float in PyTorch's int8 model, while the
+    converter still made them int8 and gave their inputs whatever scale it found nearby: a DenseNet-style
+    ``cat`` of a ReLU'd and a raw tensor measured cosine 0.986 between the artifact and PyTorch's int8
+    model (1.000000 strict; ``tests/export/test_export_onnx_tflite.py``).
     """
     import torch
     from litert_torch.quantize import pt2e_quantizer as pq
     from torchao.quantization.pt2e import quantize_pt2e
 
+    class Quantizer(pq.PT2EQuantizer):
+        def annotate(self, model: "torch.fx.GraphModule") -> "torch.fx.GraphModule":
+            model = super().annotate(model)
+            _float_inputs_only(model)
+            return model
+
     calib = calibration if layout == "nchw" else calibration.transpose(0, 2, 3, 1)
     example = (torch.from_numpy(np.ascontiguousarray(calib[:1])),)
-    quantizer = pq.PT2EQuantizer().set_global(
+    quantizer = Quantizer().set_global(
         pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
-    graph = quantize_pt2e.prepare_pt2e(torch.export.export(module, example).module(), quantizer)
+    try:
+        captured = torch.export.export(module, example, strict=True)
+    except Exception as e:  # noqa: BLE001 - Dynamo refuses some Python; parity still judges the result
+        log.warning("strict torch.export refused (%s: %s); capturing non-strict, where litert-torch's quantiser "
+                    "leaves add/mul/cat/pooling float", type(e).__name__, str(e).strip().splitlines()[0][:200])
+        captured = torch.export.export(module, example)
+    graph = quantize_pt2e.prepare_pt2e(captured.module(), quantizer)
     with torch.no_grad():
         for i in range(len(calib)):  # observers see every calibration image (also per-channel init)
             graph(torch.from_numpy(np.ascontiguousarray(calib[i:i + 1])))
