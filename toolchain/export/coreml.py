@@ -178,7 +178,7 @@ def _convert(job: "ExportJob", convert_to: str, ios: int, precision: str | None 
 
     from toolchain.export import coreml_ops
 
-    coreml_ops.register()  # NumPy 2.4-safe aten::Int / aten::Bool (coreml_ops explains)
+    coreml_ops.register()  # NumPy 2.4-safe aten::Int / aten::Bool, exact mul+add fusion (coreml_ops explains)
     kwargs: dict[str, Any] = {}
     if convert_to == "mlprogram":
         kwargs["compute_precision"] = ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16
@@ -186,7 +186,8 @@ def _convert(job: "ExportJob", convert_to: str, ios: int, precision: str | None 
         return ct.convert(_trace(job), source="pytorch", convert_to=convert_to,
                           inputs=[ct.TensorType(name=INPUT_NAME, shape=tuple(job.input_shape("nchw")), dtype=np.float32)],
                           outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)],
-                          minimum_deployment_target=getattr(ct.target, f"iOS{ios}"), **kwargs)
+                          minimum_deployment_target=getattr(ct.target, f"iOS{ios}"),
+                          pass_pipeline=coreml_ops.pass_pipeline(), **kwargs)
 
 
 def fp16_weights(spec: Any) -> Any:
