@@ -216,8 +216,9 @@ def diagnose_one(label: str, size: int, seed: int = 0, int8: bool = True) -> dic
         return {**model, **int8_diagnosis(bundle, folder)}
 
 
-def run_one(label: str, size: int, seed: int = 0, coreml_precision: str = "fp32") -> list[dict]:
-    """Every cell of one model (in this process)."""
+def run_one(label: str, size: int, seed: int = 0, coreml_precision: str = "fp32",
+            only: set[tuple[str, str]] | None = None) -> list[dict]:
+    """Every cell of one model (in this process); with ``only``, just those (target, precision) requests."""
     from toolchain.errors import ParityError, ToolchainError
     from toolchain.export.base import ExportRequest, export_bundle, plan_choices
     from toolchain.export.manifest import read as read_manifest
@@ -248,6 +249,8 @@ def run_one(label: str, size: int, seed: int = 0, coreml_precision: str = "fp32"
         for target, precision, devices in REQUESTS:
             if target == "coreml":
                 precision = coreml_precision
+            if only is not None and (target, precision) not in only:
+                continue
             groups = [[d.key for d in g] for _, g in plan_choices(ExportRequest(bundle, target, Path(tmp), devices))] \
                 if devices else [[]]
             for group in groups:
@@ -389,6 +392,9 @@ def main() -> int:
     ap.add_argument("--fresh", action="store_true", help="ignore models already in --out")
     ap.add_argument("--coreml-precision", default="fp32", choices=["fp32", "fp16"],
                     help="Core ML cells' precision (fp32: converter correctness, see torch_fp16_cosine)")
+    ap.add_argument("--redo", default="",
+                    help="comma-separated TARGET:PRECISION (e.g. tflite:int8): measure those cells again for the "
+                         "--models and replace them in --out, keeping every other stored cell")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one model, print JSON cells
     ap.add_argument("--diagnose", help=argparse.SUPPRESS)  # internal: one model's diagnosis, print JSON
@@ -401,8 +407,14 @@ def main() -> int:
     if args.diagnose:
         print("DIAG " + json.dumps(diagnose_one(args.diagnose, args.size, int8=not args.no_int8)), flush=True)
         return 0
+    redo = {tuple(r.split(":", 1)) for r in args.redo.split(",") if r.strip()}
+    known = {(t, args.coreml_precision if t == "coreml" else p) for t, p, _ in REQUESTS}
+    if any(len(r) != 2 or r not in known for r in redo):
+        print(f"--redo takes TARGET:PRECISION from {sorted(':'.join(k) for k in known)}", file=sys.stderr)
+        return 2
     if args.one:
-        print("CELLS " + json.dumps(run_one(args.one, args.size, coreml_precision=args.coreml_precision)), flush=True)
+        cells = run_one(args.one, args.size, coreml_precision=args.coreml_precision, only=redo or None)
+        print("CELLS " + json.dumps(cells), flush=True)
         return 0
 
     from toolchain.fsutil import atomic_write_json
@@ -421,21 +433,28 @@ def main() -> int:
         print(f"unknown models {unknown}; see --list", file=sys.stderr)
         return 2
     for label in labels:
-        if label in done:
+        kept = [c for c in done.get(label, []) if (c["target"], c.get("precision")) not in redo] if redo else []
+        if label in done and not redo:
             cells += done[label]
             continue
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, __file__, "--one", label, "--size", str(args.size),
-                            "--coreml-precision", args.coreml_precision], capture_output=True,
-                           text=True, env=env_with_root())
+                            "--coreml-precision", args.coreml_precision]
+                           + (["--redo", args.redo] if redo and label in done else []),
+                           capture_output=True, text=True, env=env_with_root())
         line = next((ln for ln in r.stdout.splitlines() if ln.startswith("CELLS ")), None)
         if line is None:
             tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
             new = [{"model": label, "target": t, "precision": p, "device": d, "status": "error",
                     "reason": f"BUG: process exited {r.returncode}: {tail[0][:300]}"}
-                   for t, p, devs in REQUESTS for d in (devs or ["host"])]
+                   for t, p, devs in REQUESTS for d in (devs or ["host"])
+                   if not (redo and label in done) or (t, p) in redo]
         else:
             new = json.loads(line[6:])
+        if kept:  # the stored cells stay in their order, the re-measured ones take their places
+            order = [(c["target"], c.get("precision"), c["device"]) for c in done[label]]
+            new = sorted(kept + new, key=lambda c: order.index((c["target"], c.get("precision"), c["device"]))
+                         if (c["target"], c.get("precision"), c["device"]) in order else len(order))
         cells += new
         print(f"{label}: {sum(c['status'] == 'passed' for c in new)}/{len(new)} passed in "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
