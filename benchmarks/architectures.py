@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Architecture matrix: every torchvision classification family and the timm students, through every target.
 
-For each model: a bundle (seeded random weights, BatchNorm statistics re-estimated) -> export for ONNX,
+For each model: a bundle (seeded random weights, BatchNorm statistics re-estimated; or, with ``--weights
+imagenet``, torchvision's ImageNet weights from its local cache) -> export for ONNX,
 Core ML on each of the five Apple devices (iPhone 6: NeuralNetwork spec 3; iPhone X: ML Program iOS 16;
 iPhone XR and iPad 7: iOS 18; iPad Air 2: iOS 15) and TFLite fp32/fp16/int8 -> parity against PyTorch ->
 evaluation (the artifact run again through ``run_artifact``, the path ``deploy evaluate ARTIFACT`` uses,
@@ -14,6 +15,15 @@ finished models are kept in the JSON, so an interrupted run resumes where it sto
     .venv/bin/python benchmarks/architectures.py --size 64                 # the README table
     .venv/bin/python benchmarks/architectures.py --models resnet18,squeezenet1_1 --size 64
     .venv/bin/python benchmarks/architectures.py --list
+    .venv/bin/python benchmarks/architectures.py --size 64 --redo tflite:int8   # re-measure one column
+    .venv/bin/python benchmarks/architectures.py --weights imagenet --size 224  # trained weights (see below)
+
+Random weights measure the converters, but some random networks amplify rounding so much that PyTorch's own
+fp16, int8 or even float64 variant misses the parity thresholds (the cells say so). ``--weights imagenet``
+runs the torchvision models on their ImageNet weights instead, read from torchvision's cache
+(``$TORCH_HOME/hub/checkpoints``, never downloaded; a missing file is an error cell naming the URL to fetch)
+and written to ``benchmarks/results/architectures_imagenet.json``. timm models are left out there: bring their
+weights with ``deploy model import``.
 """
 
 from __future__ import annotations
@@ -193,7 +203,7 @@ def int8_diagnosis(bundle_dir: Path, folder: Path) -> dict:
             "int8_converter_cosine": round(float(cosine_per_sample(art[:, :fp32.shape[1]], q).min()), 6)}
 
 
-def diagnose_one(label: str, size: int, seed: int = 0, int8: bool = True) -> dict:
+def diagnose_one(label: str, size: int, seed: int = 0, int8: bool = True, weights: str = "random") -> dict:
     """The diagnosis of one model whose stored cells predate it: the bundle again (same seed, same weights),
     :func:`input_noise_cosine` and :func:`torch_fp64_cosine`, and with ``int8`` its int8 TFLite export again
     and :func:`int8_diagnosis`."""
@@ -203,7 +213,7 @@ def diagnose_one(label: str, size: int, seed: int = 0, int8: bool = True) -> dic
 
     card, min_size = MODELS[label]
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = init_bundle(card, Path(tmp) / "bundle", seed=seed, input_size=max(size, min_size))
+        bundle = init_bundle(card, Path(tmp) / "bundle", seed=seed, input_size=max(size, min_size), weights=weights)
         model = {"fp32_noise_cosine": input_noise_cosine(bundle), "torch_fp64_cosine": torch_fp64_cosine(bundle)}
         if not int8:
             return model
@@ -217,7 +227,7 @@ def diagnose_one(label: str, size: int, seed: int = 0, int8: bool = True) -> dic
 
 
 def run_one(label: str, size: int, seed: int = 0, coreml_precision: str = "fp32",
-            only: set[tuple[str, str]] | None = None) -> list[dict]:
+            only: set[tuple[str, str]] | None = None, weights: str = "random") -> list[dict]:
     """Every cell of one model (in this process); with ``only``, just those (target, precision) requests."""
     from toolchain.errors import ParityError, ToolchainError
     from toolchain.export.base import ExportRequest, export_bundle, plan_choices
@@ -230,7 +240,7 @@ def run_one(label: str, size: int, seed: int = 0, coreml_precision: str = "fp32"
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         try:
-            bundle = init_bundle(card, Path(tmp) / "bundle", seed=seed, input_size=size)
+            bundle = init_bundle(card, Path(tmp) / "bundle", seed=seed, input_size=size, weights=weights)
             meta = load_bundle(bundle).meta
         except ToolchainError as e:
             return [{"model": label, "target": t, "device": d, "status": "error", "reason": f"init: {_first_line(e)}"}
@@ -388,7 +398,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated labels (see --list)")
     ap.add_argument("--size", type=int, default=64, help="input pixels (each model's minimum still applies)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/architectures.json")
+    ap.add_argument("--out", type=Path, help="results JSON (default benchmarks/results/architectures.json, "
+                    "architectures_imagenet.json with --weights imagenet)")
+    ap.add_argument("--weights", default="random", choices=["random", "imagenet"],
+                    help="random: seeded init (the README table); imagenet: torchvision's cached ImageNet weights, "
+                         "torchvision models only")
     ap.add_argument("--fresh", action="store_true", help="ignore models already in --out")
     ap.add_argument("--coreml-precision", default="fp32", choices=["fp32", "fp16"],
                     help="Core ML cells' precision (fp32: converter correctness, see torch_fp16_cosine)")
@@ -400,12 +414,18 @@ def main() -> int:
     ap.add_argument("--diagnose", help=argparse.SUPPRESS)  # internal: one model's diagnosis, print JSON
     ap.add_argument("--no-int8", action="store_true", help=argparse.SUPPRESS)  # internal: --diagnose without int8
     args = ap.parse_args()
+    if args.out is None:
+        name = "architectures.json" if args.weights == "random" else f"architectures_{args.weights}.json"
+        args.out = ROOT / "benchmarks/results" / name
+    if args.weights != "random" and args.models == ap.get_default("models"):
+        args.models = ",".join(k for k, (card, _) in MODELS.items() if not card.startswith("timm:"))
     if args.list:
         for k, (card, s) in MODELS.items():
             print(f"{k:28} {card:34} min {s or '-'} px")
         return 0
     if args.diagnose:
-        print("DIAG " + json.dumps(diagnose_one(args.diagnose, args.size, int8=not args.no_int8)), flush=True)
+        print("DIAG " + json.dumps(diagnose_one(args.diagnose, args.size, int8=not args.no_int8, weights=args.weights)),
+              flush=True)
         return 0
     redo = {tuple(r.split(":", 1)) for r in args.redo.split(",") if r.strip()}
     known = {(t, args.coreml_precision if t == "coreml" else p) for t, p, _ in REQUESTS}
@@ -413,7 +433,8 @@ def main() -> int:
         print(f"--redo takes TARGET:PRECISION from {sorted(':'.join(k) for k in known)}", file=sys.stderr)
         return 2
     if args.one:
-        cells = run_one(args.one, args.size, coreml_precision=args.coreml_precision, only=redo or None)
+        cells = run_one(args.one, args.size, coreml_precision=args.coreml_precision, only=redo or None,
+                        weights=args.weights)
         print("CELLS " + json.dumps(cells), flush=True)
         return 0
 
@@ -422,10 +443,13 @@ def main() -> int:
     done: dict = {}
     if args.out.is_file() and not args.fresh:
         prev = json.loads(args.out.read_text())
-        if prev.get("size") == args.size and prev.get("coreml_precision", "fp32") == args.coreml_precision:
+        if prev.get("size") == args.size and prev.get("coreml_precision", "fp32") == args.coreml_precision \
+                and prev.get("weights", "random") == args.weights:
             done = {c["model"]: [] for c in prev["cells"]}
             for c in prev["cells"]:
                 done[c["model"]].append(_legacy(c))
+    header = {"size": args.size, "coreml_precision": args.coreml_precision, "weights": args.weights,
+              "host": platform.machine(), "python": sys.version.split()[0]}
     cells: list[dict] = []
     labels = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in labels if m not in MODELS]
@@ -439,7 +463,7 @@ def main() -> int:
             continue
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, __file__, "--one", label, "--size", str(args.size),
-                            "--coreml-precision", args.coreml_precision]
+                            "--coreml-precision", args.coreml_precision, "--weights", args.weights]
                            + (["--redo", args.redo] if redo and label in done else []),
                            capture_output=True, text=True, env=env_with_root())
         line = next((ln for ln in r.stdout.splitlines() if ln.startswith("CELLS ")), None)
@@ -458,8 +482,8 @@ def main() -> int:
         cells += new
         print(f"{label}: {sum(c['status'] == 'passed' for c in new)}/{len(new)} passed in "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
-        atomic_write_json(args.out, {"size": args.size, "coreml_precision": args.coreml_precision, "host": platform.machine(), "python": sys.version.split()[0],
-                                     "cells": [*cells, *(c for m, cs in done.items() if m not in labels for c in cs)]})
+        atomic_write_json(args.out, {**header, "cells": [*cells, *(c for m, cs in done.items() if m not in labels
+                                                                   for c in cs)]})
     # failures stored before the diagnosis existed: measure it now (seeded, so the same weights)
     for model in dict.fromkeys(c["model"] for c in cells if c["status"] == "failed"):
         mine = [c for c in cells if c["model"] == model]
@@ -467,7 +491,8 @@ def main() -> int:
                 and "int8_torch_cosine" not in c]
         if all("torch_fp64_cosine" in c for c in mine) and not int8:
             continue
-        cmd = [sys.executable, __file__, "--diagnose", model, "--size", str(args.size)] + ([] if int8 else ["--no-int8"])
+        cmd = [sys.executable, __file__, "--diagnose", model, "--size", str(args.size), "--weights", args.weights] \
+            + ([] if int8 else ["--no-int8"])
         r = subprocess.run(cmd, capture_output=True, text=True, env=env_with_root())
         line = next((ln for ln in r.stdout.splitlines() if ln.startswith("DIAG ")), None)
         if line is None:
@@ -482,9 +507,8 @@ def main() -> int:
             c.update(diag)
     table = _table(cells, args.size)
     print(table)
-    atomic_write_json(args.out, {"size": args.size, "coreml_precision": args.coreml_precision, "host": platform.machine(), "python": sys.version.split()[0],
-                                 "cells": [*cells, *(c for m, cs in done.items() if m not in labels for c in cs)],
-                                 "table_markdown": table})
+    atomic_write_json(args.out, {**header, "cells": [*cells, *(c for m, cs in done.items() if m not in labels
+                                                               for c in cs)], "table_markdown": table})
     print(f"wrote {args.out}")
     return 0
 
