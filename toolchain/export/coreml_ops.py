@@ -121,12 +121,14 @@ def _per_channel(arr: np.ndarray) -> bool:
 
 def pass_pipeline() -> Any:
     """coremltools' default pass pipeline with the exact elementwise-to-batchnorm fusion in place of
-    upstream's (the module docstring says why). Call :func:`register` first."""
+    upstream's (the module docstring says why); the default unchanged if a coremltools without that pass
+    runs it."""
     import coremltools as ct
 
+    register()
     pipeline = ct.PassPipeline.DEFAULT
     names = list(pipeline.passes)
-    at = names.index(UPSTREAM_FUSE_PASS)
-    pipeline.remove_passes([UPSTREAM_FUSE_PASS])
-    pipeline.insert_pass(at, EXACT_FUSE_PASS)
+    if UPSTREAM_FUSE_PASS in names:
+        pipeline.remove_passes([UPSTREAM_FUSE_PASS])
+        pipeline.insert_pass(names.index(UPSTREAM_FUSE_PASS), EXACT_FUSE_PASS)
     return pipeline
