@@ -199,6 +199,10 @@ def run_one(label: str, size: int, seed: int = 0, coreml_precision: str = "fp32"
     return cells
 
 
+def _cell_key(c: dict) -> tuple:
+    return c["target"], c.get("precision"), c["device"]
+
+
 def _legacy(cell: dict) -> dict:
     """A cell stored before evaluation accepted parity-failed artifacts: its export's parity ran and failed, and
     the evaluation step then refused the artifact (``open_artifact``'s rule). That is a *failed* cell (parity
@@ -369,9 +373,8 @@ def main() -> int:
         else:
             new = json.loads(line[6:])
         if kept:  # the stored cells stay in their order, the re-measured ones take their places
-            order = [(c["target"], c.get("precision"), c["device"]) for c in done[label]]
-            new = sorted(kept + new, key=lambda c: order.index((c["target"], c.get("precision"), c["device"]))
-                         if (c["target"], c.get("precision"), c["device"]) in order else len(order))
+            rank = {_cell_key(c): i for i, c in enumerate(done[label])}
+            new = sorted(kept + new, key=lambda c: rank.get(_cell_key(c), len(rank)))
         cells += new
         print(f"{label}: {sum(c['status'] == 'passed' for c in new)}/{len(new)} passed in "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
