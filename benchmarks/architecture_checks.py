@@ -16,8 +16,9 @@ def evaluate_again(folder: Path) -> dict:
     import numpy as np
     from PIL import Image
 
-    from toolchain.export import manifest as man
-    from toolchain.runtimes import run_artifact
+    from toolchain.artifact import manifest as man
+    from toolchain.artifact.compare import cosine_per_sample
+    from toolchain.evaluate.features import load_artifact_model
 
     m = man.read(folder).to_json()
     ref = np.asarray(m["reference_features"]["sample"], np.float32)
@@ -25,10 +26,10 @@ def evaluate_again(folder: Path) -> dict:
     pixels = np.asarray(Image.open(png).convert("RGB"), np.float32).transpose(2, 0, 1)[None]
     # a cell whose parity failed at export is "failed", not an evaluation error: evaluate it anyway (the flag
     # `deploy evaluate --allow-parity-failed` sets) so the cell still says what the evaluation path computes
-    feats, runtime = run_artifact(folder, pixels, allow_parity_failed=m["parity"]["status"] == "failed")
-    got = feats[0][: len(ref)]
-    cos = float(np.dot(got, ref) / (np.linalg.norm(got) * np.linalg.norm(ref) + 1e-12))
-    return {"evaluate_runtime": runtime, "evaluate_cosine16": round(cos, 6)}
+    model = load_artifact_model(folder, allow_parity_failed=m["parity"]["status"] == "failed")
+    got = model.extract(pixels)[0][: len(ref)]
+    cos = float(cosine_per_sample(got[None], ref[None])[0])
+    return {"evaluate_runtime": model.runtime, "evaluate_cosine16": round(cos, 6)}
 
 
 def torch_fp16_cosine(bundle_dir: Path) -> float:
@@ -41,7 +42,7 @@ def torch_fp16_cosine(bundle_dir: Path) -> float:
 
     import torch
 
-    from toolchain.export.parity import smooth_random_images
+    from toolchain.artifact.inputs import smooth_random_images
     from toolchain.models.bundle import load_bundle
 
     b = load_bundle(bundle_dir)
@@ -56,7 +57,7 @@ def torch_fp16_cosine(bundle_dir: Path) -> float:
 
 def _deploy_module(bundle_dir: Path, layout: str = "nchw") -> tuple[Any, int]:
     """The bundle as every artifact computes it (raw pixels -> features, in eval mode) and its input size."""
-    from toolchain.export.types import DeployModule
+    from toolchain.artifact.module import DeployModule
     from toolchain.models.bundle import load_bundle
 
     b = load_bundle(bundle_dir)
@@ -72,7 +73,8 @@ def input_noise_cosine(bundle_dir: Path, px: float = 1.0) -> float:
     import numpy as np
     import torch
 
-    from toolchain.export.parity import cosine_per_sample, parity_inputs
+    from toolchain.artifact.compare import cosine_per_sample
+    from toolchain.artifact.inputs import parity_inputs
 
     m, size = _deploy_module(bundle_dir)
     x = parity_inputs(size)
@@ -89,7 +91,8 @@ def torch_fp64_cosine(bundle_dir: Path) -> float:
 
     import torch
 
-    from toolchain.export.parity import cosine_per_sample, parity_inputs
+    from toolchain.artifact.compare import cosine_per_sample
+    from toolchain.artifact.inputs import parity_inputs
 
     m, size = _deploy_module(bundle_dir)
     x = torch.from_numpy(parity_inputs(size))
@@ -107,10 +110,11 @@ def int8_diagnosis(bundle_dir: Path, folder: Path) -> dict:
     import numpy as np
     import torch
 
-    from toolchain.export import manifest as man
-    from toolchain.export.parity import calibration_images, cosine_per_sample, parity_inputs
+    from toolchain.artifact import manifest as man
+    from toolchain.artifact.compare import cosine_per_sample
+    from toolchain.artifact.inputs import calibration_images, parity_inputs
+    from toolchain.evaluate.features import load_artifact_model
     from toolchain.export.tflite import quantize_int8
-    from toolchain.runtimes import run_artifact
 
     layout = man.read(folder).to_json()["input"]["layout"]
     module, size = _deploy_module(bundle_dir, layout)
@@ -120,6 +124,6 @@ def int8_diagnosis(bundle_dir: Path, folder: Path) -> dict:
     with torch.no_grad():
         fp32 = module(torch.from_numpy(xl)).numpy()
         q = np.concatenate([graph(torch.from_numpy(xl[i:i + 1])).numpy() for i in range(len(xl))])
-    art, _ = run_artifact(folder, x, allow_parity_failed=True)
+    art = load_artifact_model(folder, allow_parity_failed=True).extract(x)
     return {"int8_torch_cosine": round(float(cosine_per_sample(q, fp32).min()), 6),
             "int8_converter_cosine": round(float(cosine_per_sample(art[:, :fp32.shape[1]], q).min()), 6)}

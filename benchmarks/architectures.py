@@ -5,7 +5,7 @@ For each model: a bundle (seeded random weights, BatchNorm statistics re-estimat
 imagenet``, torchvision's ImageNet weights from its local cache) -> export for ONNX,
 Core ML on each of the five Apple devices (iPhone 6: NeuralNetwork spec 3; iPhone X: ML Program iOS 16;
 iPhone XR and iPad 7: iOS 18; iPad Air 2: iOS 15) and TFLite fp32/fp16/int8 -> parity against PyTorch ->
-evaluation (the artifact run again through ``run_artifact``, the path ``deploy evaluate ARTIFACT`` uses,
+evaluation (the artifact run again through ``load_artifact_model``, the path ``deploy evaluate ARTIFACT`` uses,
 on the fixed input, against the manifest's reference features). Each cell is passed, failed (parity ran
 and missed its threshold) or skipped/refused with the one-line reason the toolchain gave.
 
@@ -124,7 +124,7 @@ def run_one(label: str, size: int, seed: int = 0, coreml_precision: str = "fp32"
     """Every cell of one model (in this process); with ``only``, just those (target, precision) requests."""
     from toolchain.errors import ParityError, ToolchainError
     from toolchain.export.base import ExportRequest, export_bundle, plan_choices
-    from toolchain.export.manifest import read as read_manifest
+    from toolchain.artifact.manifest import read as read_manifest
     from toolchain.models.bundle import init_bundle, load_bundle
 
     card, min_size = MODELS[label]

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from toolchain.evaluate.features import open_model
     from toolchain.export.base import ExportRequest, export_bundle
-    from toolchain.export.parity import smooth_random_images
+    from toolchain.artifact.inputs import smooth_random_images
     from toolchain.fsutil import atomic_write_json
     from toolchain.models.bundle import init_bundle
 

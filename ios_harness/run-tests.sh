@@ -41,23 +41,7 @@ fail() {
 
 # Counts from the xUnit report, not from XCTest's prose; prints the CI line, returns 1 on any failure.
 report() { # report XUNIT_XML BUILD_RC
-  python3 - "$1" "$2" <<'PY'
-import sys, pathlib, xml.etree.ElementTree as ET
-path, rc = pathlib.Path(sys.argv[1]), int(sys.argv[2])
-total = failed = skipped = 0
-if path.is_file():
-    for case in ET.parse(path).getroot().iter("testcase"):
-        total += 1
-        if case.find("failure") is not None or case.find("error") is not None:
-            failed += 1
-            print(f"FAILED {case.get('classname')}.{case.get('name')}", file=sys.stderr)
-        elif case.find("skipped") is not None:
-            skipped += 1
-passed = total - failed - skipped
-print(f"Swift core: {passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
-open(sys.argv[1] + ".counts", "w").write(f"{passed} {failed}\n")
-sys.exit(1 if (failed or rc or passed == 0) else 0)
-PY
+  python3 "$REPO/scripts/junit_counts.py" "Swift core" "$2" "$1" --counts "$1.counts"
 }
 
 finish() { # finish XUNIT_XML RC

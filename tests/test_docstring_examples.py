@@ -6,8 +6,10 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["toolchain.policy", "toolchain.typed", "toolchain.progress",
-                                    "toolchain.export.parity", "toolchain.export.coreml", "toolchain.runtimes.litert"])
+@pytest.mark.parametrize("module", ["toolchain.policy", "toolchain.typed", "toolchain.progress", "toolchain.compress.config",
+                                    "toolchain.artifact.compare", "toolchain.export.parity", "toolchain.export.coreml.exporter",
+                                    "toolchain.runtimes.litert", "toolchain.runtimes.coreml.kernels",
+                                    "toolchain.runtimes.coreml.mlprogram"])
 def test_docstring_examples_hold(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0

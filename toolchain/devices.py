@@ -2,7 +2,7 @@
 
 One table (``CATALOG``), documented in ``docs/devices.md``. What an export for a device must be (format, Core
 ML spec version, precision, minimum OS) is decided by the format plugins from these facts:
-:func:`toolchain.export.formats.choose`.
+:func:`toolchain.artifact.formats.choose`.
 """
 
 from __future__ import annotations

@@ -42,19 +42,4 @@ launcher_rc=$?
 set -e
 
 # The summary line CI reads, counted from the JUnit XML reports (not from the launcher's prose).
-python3 - "$BUILD/reports" "$launcher_rc" <<'PY'
-import sys, pathlib, xml.etree.ElementTree as ET
-reports, rc = pathlib.Path(sys.argv[1]), int(sys.argv[2])
-total = failed = skipped = 0
-for f in sorted(reports.glob("TEST-*.xml")):
-    for case in ET.parse(f).getroot().iter("testcase"):
-        total += 1
-        if case.find("failure") is not None or case.find("error") is not None:
-            failed += 1
-            print(f"FAILED {case.get('classname')}.{case.get('name')}", file=sys.stderr)
-        elif case.find("skipped") is not None:
-            skipped += 1
-passed = total - failed - skipped
-print(f"Kotlin core: {passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
-sys.exit(1 if (failed or rc or passed == 0) else 0)
-PY
+python3 "$REPO/scripts/junit_counts.py" "Kotlin core" "$launcher_rc" "$BUILD"/reports/TEST-*.xml

@@ -86,9 +86,9 @@ def test_coreml_needs_macos_and_other_targets_still_run(exported, tmp_path):
 
 def test_every_registered_runtime_is_covered():
     """Timed above: onnxruntime, litert, pytorch; Apple's Core ML by the macOS test; coreml-ref never times."""
-    assert RUNTIMES.names() == ["coreml-apple", "coreml-ref", "litert", "onnxruntime", "pytorch"]
+    assert RUNTIMES.names() == ["coreml", "coreml-ref", "litert", "onnxruntime", "pytorch"]
     timing = {n: get_runtime(n).formats for n in RUNTIMES if get_runtime(n).timing}
-    assert timing == {"coreml-apple": ("coreml",), "litert": ("tflite",), "onnxruntime": ("onnx",),
+    assert timing == {"coreml": ("coreml",), "litert": ("tflite",), "onnxruntime": ("onnx",),
                       "pytorch": ("pytorch",)}
 
 

@@ -16,7 +16,7 @@ from toolchain.evaluate.features import (
     save_scores,
 )
 from toolchain.evaluate.metrics import compute_metrics
-from toolchain.export.parity import smooth_random_images
+from toolchain.artifact.inputs import smooth_random_images
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-ct = pytest.importorskip("coremltools")
+import coremltools as ct
 
 from toolchain import runtimes  # noqa: E402
 from toolchain.errors import DeviceError, RuntimeUnavailable  # noqa: E402
-from toolchain.export import parity  # noqa: E402
-from toolchain.export.artifact import ArtifactRef  # noqa: E402
+from toolchain.artifact.compare import compare, cosine_per_sample  # noqa: E402
+from toolchain.artifact.inputs import smooth_random_images  # noqa: E402
+from toolchain.artifact.folder import ArtifactRef  # noqa: E402
 from toolchain.export.base import ExportRequest, export_bundle  # noqa: E402
-from toolchain.export.manifest import InputSpec, OutputSpec  # noqa: E402
-from toolchain.export.parity import parity_inputs  # noqa: E402
+from toolchain.artifact.manifest import InputSpec, OutputSpec  # noqa: E402
+from toolchain.artifact.inputs import parity_inputs  # noqa: E402
 from toolchain.models.bundle import init_bundle, load_bundle, save_bundle  # noqa: E402
-from toolchain.runtimes import run_artifact  # noqa: E402
+from toolchain.evaluate.features import load_artifact_model  # noqa: E402
+from toolchain.export.parity import parity_runs  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -73,7 +75,7 @@ def test_every_path_exports_with_parity_passed(path_id, tiny, tiny_pruned, tmp_p
     ops = c.get("nn_layers") or c.get("coreml_ops")
     assert must_have in ops, ops
     assert m["parity"]["status"] == "passed", m["parity"]
-    assert m["parity"]["reference"].startswith("coreml_ref")
+    assert m["parity"]["reference"].startswith("coreml-ref")
     assert m["input"]["name"] == "pixels" and m["output"]["name"] == "features"
     assert m["output"]["dtype"] == "float32" and m["input"]["dtype"] == "float32"
     assert m["input"]["shape"] == ([3, 32, 32] if spec == 3 else [1, 3, 32, 32])
@@ -113,7 +115,7 @@ def test_perturbed_weight_fails_parity(tiny, tmp_path):
     pixels = parity_inputs(b.input_size)
     ref = _reference(b, pixels)
     art = ArtifactRef.of(o.folder, o.manifest)
-    good = parity.compare(ref, numpy_coreml.open(art).features(pixels), min_cosine=0.999, runtime="x")
+    good = compare(ref, numpy_coreml.open(art).features(pixels), min_cosine=0.999, runtime="x")
     assert good.status == "passed"
     spec = ct.utils.load_spec(str(path))
     conv = next(layer.convolution for layer in spec.neuralNetwork.layers if layer.WhichOneof("layer") == "convolution")
@@ -123,23 +125,24 @@ def test_perturbed_weight_fails_parity(tiny, tmp_path):
     path.write_bytes(spec.SerializeToString())
     session = numpy_coreml.open(art)
     feats = session.features(pixels)
-    bad = parity.compare(ref, feats, min_cosine=0.999, runtime=session.description, output_name=session.output_name)
+    bad = compare(ref, feats, min_cosine=0.999, runtime=session.description, output_name=session.output_name)
     assert bad.status == "failed" and bad.mismatches
 
 
 def _reference(bundle, pixels):
-    from toolchain.export.types import DeployModule
+    from toolchain.artifact.module import DeployModule
 
     with torch.no_grad():
         return DeployModule(bundle.model, bundle.mean, bundle.std).eval()(torch.from_numpy(pixels)).numpy()
 
 
-def test_run_artifact_reads_the_final_folder(tiny, tmp_path):
+def test_evaluation_runs_the_final_folder(tiny, tmp_path):
     o = _export(tiny, tmp_path, devices=["iphone6"])
-    pixels = parity.smooth_random_images(2, 32, seed=5)
-    feats, runtime = run_artifact(o.folder, pixels)
-    assert "spec 3" in runtime and feats.shape == (2, 64)
-    assert parity.cosine_per_sample(_reference(load_bundle(tiny), pixels), feats).min() > 0.999
+    pixels = smooth_random_images(2, 32, seed=5)
+    model = load_artifact_model(o.folder)
+    feats = model.extract(pixels)
+    assert "spec 3" in model.runtime and feats.shape == (2, 64)
+    assert cosine_per_sample(_reference(load_bundle(tiny), pixels), feats).min() > 0.999
 
 
 def test_unknown_op_makes_parity_skipped_naming_it(tmp_path):
@@ -153,14 +156,14 @@ def test_unknown_op_makes_parity_skipped_naming_it(tmp_path):
     art = ArtifactRef(tmp_path / "g.mlpackage", "coreml", "g", InputSpec("pixels", [1, 3, 8, 8]), OutputSpec())
     with pytest.raises(RuntimeUnavailable, match="elu"):
         runtimes.get_runtime("coreml-ref").open(art).features(x.numpy())
-    (name, result), *_ = runtimes.parity_runs(art, x.numpy(), np.zeros((1, 4), np.float32), 0.99)
+    (name, result), *_ = parity_runs(art, x.numpy(), np.zeros((1, 4), np.float32), 0.99)
     assert name == "coreml-ref" and result.status == "skipped" and "elu" in result.reason
 
 
 @pytest.mark.skipif(platform.system() == "Darwin", reason="on macOS Apple's runtime really runs")
 def test_apple_runtime_is_recorded_as_skipped_off_macos(tiny, tmp_path):
     m = _export(tiny, tmp_path, devices=["iphonexr"]).manifest.to_json()
-    apple = m["parity_by_runtime"]["coreml-apple"]  # manifest v2: every runtime's parity, by runtime
+    apple = m["parity_by_runtime"]["coreml"]  # manifest v2: every runtime's parity, by runtime
     assert apple["status"] == "skipped" and "macOS" in apple["reason"]
     assert m["coreml"]["apple_compiler"]["status"] == "skipped"
     assert m["parity_by_runtime"]["coreml-ref"]["status"] == "passed"

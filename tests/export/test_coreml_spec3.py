@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-ct = pytest.importorskip("coremltools")
+import coremltools as ct
 
 from toolchain.errors import UnsupportedLayerError  # noqa: E402
-from toolchain.export import coreml_ref  # noqa: E402
-from toolchain.export.coreml_spec3 import check_spec3, lower_to_spec3, spec3_layer_kinds  # noqa: E402
+from toolchain.runtimes.coreml.neuralnetwork import run_neuralnetwork  # noqa: E402
+from toolchain.export.coreml.spec3 import check_spec3, lower_to_spec3, spec3_layer_kinds  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -46,7 +46,7 @@ def test_lowering_rewrites_relu6_and_flatten_and_keeps_the_numbers():
     assert list(spec.description.input[0].type.multiArrayType.shape) == [3, 10, 10]
     assert spec.neuralNetwork.arrayInputShapeMapping == 0  # RANK5
     check_spec3(spec)
-    out = coreml_ref.run_neuralnetwork(spec, {"pixels": x[0]})["features"]
+    out = run_neuralnetwork(spec, {"pixels": x[0]})["features"]
     np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
 
 
@@ -60,7 +60,7 @@ def test_clip_rewrite_worked_example():
     del conv.bias.floatValue[:]
     conv.bias.floatValue.extend([0, 0, 0])
     x = np.array([7.0, -1.0, 2.5], np.float32).reshape(3, 1, 1)
-    out = coreml_ref.run_neuralnetwork(spec, {"pixels": x})["features"].ravel()
+    out = run_neuralnetwork(spec, {"pixels": x})["features"].ravel()
     assert out.tolist() == [6.0, 0.0, 2.5]
 
 
@@ -126,7 +126,7 @@ def test_spec4_layers_lowered_keep_the_numbers(module, kind, dim):
     check_spec3(spec)
     left = {layer.WhichOneof("layer") for layer in spec.neuralNetwork.layers}
     assert not left & {"reduceMean", "copy", "splitND"}
-    out = coreml_ref.run_neuralnetwork(spec, {"pixels": x[0]})["features"]
+    out = run_neuralnetwork(spec, {"pixels": x[0]})["features"]
     np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
 
 
@@ -157,7 +157,7 @@ class _ShuffleUnit(nn.Module):
 
 def test_channel_shuffle_becomes_concat_and_a_permutation_convolution():
     """coremltools fuses the shuffle into an interleaved concatND (spec 5); spec 3 gets concat + 1x1 conv."""
-    from toolchain.export import coreml_ops
+    from toolchain.export.coreml import ops as coreml_ops
 
     coreml_ops.register()
     torch.manual_seed(0)
@@ -168,5 +168,5 @@ def test_channel_shuffle_becomes_concat_and_a_permutation_convolution():
     info = lower_to_spec3(spec, feature_dim=8)
     assert info["rewritten"]["concatND"] == 1
     check_spec3(spec)
-    out = coreml_ref.run_neuralnetwork(spec, {"pixels": x[0]})["features"]
+    out = run_neuralnetwork(spec, {"pixels": x[0]})["features"]
     np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)

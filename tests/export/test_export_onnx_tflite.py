@@ -8,8 +8,8 @@ import pytest
 
 from toolchain.errors import BundleError, DeviceError, ParityError, RegistryError, ToolchainError
 from toolchain.export.base import ExportRequest, export_bundle
-from toolchain.export.parity import smooth_random_images
-from toolchain.runtimes import run_artifact
+from toolchain.artifact.inputs import smooth_random_images
+from toolchain.evaluate.features import load_artifact_model
 
 # Manifest v2: format facts (Core ML's spec_version, TFLite's int8_mode, ONNX's opset) moved into the
 # format's own block, which every manifest carries (checked below as `target in m`).
@@ -29,8 +29,9 @@ def test_tiny_export_passes_parity(tiny_bundle, tmp_path, target, precision):
     assert json.loads((o.folder / "manifest.json").read_text())["sha256"] == m["sha256"]
     assert m["output"]["dim"] == 64 and len(m["reference_features"]["sample"]) == 16
     # The artifact runs through the same runner evaluation uses, on fresh inputs.
-    feats, runtime = run_artifact(o.folder, smooth_random_images(2, 64, seed=77))
-    assert feats.shape == (2, 64) and runtime
+    model = load_artifact_model(o.folder)
+    feats = model.extract(smooth_random_images(2, 64, seed=77))
+    assert feats.shape == (2, 64) and model.runtime.startswith({"onnx": "onnxruntime", "tflite": "LiteRT"}[target])
     if target == "tflite":
         assert m["input"]["layout"] == "nhwc" and m["input"]["shape"] == [1, 64, 64, 3]
 
@@ -47,9 +48,10 @@ def test_pytorch_int8_model_is_the_artifacts_quantisation(tiny_bundle, tmp_path)
     artifact made from it."""
     import torch
 
-    from toolchain.export.parity import calibration_images, cosine_per_sample, parity_inputs
+    from toolchain.artifact.compare import cosine_per_sample
+    from toolchain.artifact.inputs import calibration_images, parity_inputs
     from toolchain.export.tflite import quantize_int8
-    from toolchain.export.types import DeployModule
+    from toolchain.artifact.module import DeployModule
     from toolchain.models.bundle import load_bundle
 
     b = load_bundle(tiny_bundle)
@@ -63,7 +65,7 @@ def test_pytorch_int8_model_is_the_artifacts_quantisation(tiny_bundle, tmp_path)
     assert not np.allclose(q, fp32, atol=1e-6)  # it really is quantised
     assert cosine_per_sample(q, fp32).min() > 0.99
     (o,) = export_bundle(ExportRequest(tiny_bundle, "tflite", tmp_path, precision="int8"))
-    art, _ = run_artifact(o.folder, x)
+    art = load_artifact_model(o.folder).extract(x)
     assert cosine_per_sample(art, q).min() > 0.99
 
 
@@ -113,7 +115,8 @@ def test_int8_quantises_the_op_and_the_artifact_is_pytorchs_int8_model(tmp_path,
     from ai_edge_litert.interpreter import Interpreter
     from litert_torch.quantize.quant_config import QuantConfig
 
-    from toolchain.export.parity import calibration_images, cosine_per_sample, parity_inputs
+    from toolchain.artifact.compare import cosine_per_sample
+    from toolchain.artifact.inputs import calibration_images, parity_inputs
     from toolchain.export.tflite import quantize_int8
     from toolchain.runtimes.litert import dequantize_output
 
@@ -153,14 +156,15 @@ def test_perturbed_artifact_fails_parity(tiny_bundle, tmp_path):
     init.CopyFrom(numpy_helper.from_array(arr, init.name))
     onnx.save(model, str(path))
     from toolchain import runtimes
-    from toolchain.export.artifact import ArtifactRef
-    from toolchain.export.parity import parity_inputs, settle
+    from toolchain.artifact.folder import ArtifactRef
+    from toolchain.artifact.inputs import parity_inputs
+    from toolchain.export.parity import parity_runs, settle
     from toolchain.models.bundle import load_bundle
 
     b = load_bundle(tiny_bundle)
     x = parity_inputs(b.input_size)
     reference = runtimes.get_runtime("pytorch").open(b).features(x)
-    r = settle(runtimes.parity_runs(ArtifactRef.of(o.folder, o.manifest), x, reference, 0.99999))
+    r = settle(parity_runs(ArtifactRef.of(o.folder, o.manifest), x, reference, 0.99999))
     assert r.status == "failed" and r.mismatches
 
 
@@ -256,5 +260,5 @@ def test_onnx_of_a_model_whose_batch_of_one_trace_is_refused(tmp_path):
     bundle = init_bundle("torchvision:convnext_tiny", tmp_path / "b", seed=0, input_size=32)
     (o,) = export_bundle(ExportRequest(bundle, "onnx", tmp_path / "o"))
     assert o.manifest.parity.status == "passed", o.manifest.parity
-    feats, _ = run_artifact(o.folder, smooth_random_images(3, 32, seed=5))  # the batch axis is still dynamic
+    feats = load_artifact_model(o.folder).extract(smooth_random_images(3, 32, seed=5))  # the batch axis is still dynamic
     assert feats.shape[0] == 3

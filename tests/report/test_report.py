@@ -47,7 +47,7 @@ def _write(path: Path, obj) -> None:
 
 
 def _manifest(name, sha, bundle_sha, bundle_name, fmt="onnx", precision="fp32", size=1000):
-    # input/output: every manifest has them; the report reads manifests through toolchain.export.manifest.read
+    # input/output: every manifest has them; the report reads manifests through toolchain.artifact.manifest.read
     return {"name": name, "format": fmt, "precision": precision, "file": f"{name}.bin", "sha256": sha,
             "input": {"name": "pixels", "shape": [1, 3, 4, 4]}, "output": {"name": "features", "dim": len(REF)},
             "size_bytes": size, "source_bundle_sha256": bundle_sha,

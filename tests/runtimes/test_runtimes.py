@@ -11,9 +11,9 @@ import pytest
 from toolchain import runtimes
 from toolchain.errors import ParityError, RuntimeUnavailable
 from toolchain.export.base import ExportRequest, export_bundle
-from toolchain.export.formats import format_names
-from toolchain.export.parity import smooth_random_images
-from toolchain.runtimes.pytorch import BUNDLE_FORMAT
+from toolchain.artifact.formats import format_names
+from toolchain.artifact.inputs import smooth_random_images
+from toolchain.artifact.formats import BUNDLE_FORMAT
 
 
 @pytest.mark.parametrize("name", runtimes.RUNTIMES.names())
@@ -31,7 +31,11 @@ def test_every_format_has_a_runtime_for_numerics():
 
 
 def test_one_session_serves_numerics_and_timing(tiny_bundle):
-    rt, session = runtimes.open_session(tiny_bundle, BUNDLE_FORMAT, timing=True, threads=1)
+    from functools import partial
+
+    from toolchain.models.bundle import load_bundle
+
+    rt, session = runtimes.open_session(partial(load_bundle, tiny_bundle), BUNDLE_FORMAT, timing=True, threads=1)
     px = smooth_random_images(2, 64, seed=3)
     feats = session.features(px)
     one = session.prepare(px[:1])
@@ -49,27 +53,26 @@ def test_unknown_format_is_unavailable_not_a_crash():
 FAKE = '''
 import numpy as np
 
-from toolchain.runtimes.base import runtime_block
+from toolchain.artifact.formats import ONNX
+from toolchain.runtimes.base import Runtime
 
 
-class Off:
+class Off(Runtime):
     """A second ONNX runtime whose features are a little off (cosine ~0.9995 with PyTorch's)."""
 
     name = "fake-second"
-    formats = ("onnx",)
+    formats = (ONNX,)
     timing = False
     preference = 5
 
-    def unavailable(self):
-        return None
-
-    def open(self, model, threads=None):
+    def _open(self, model, threads=None):
         from toolchain.runtimes import get_runtime
 
         inner = get_runtime("onnxruntime").open(model, threads)
+        block = self.block("0", "cpu", None, None)
 
         class S:
-            runtime = runtime_block("fake", "0", "cpu", None, None)
+            runtime = block
             description, output_name = "fake second runtime", inner.output_name
 
             def features(self, px):

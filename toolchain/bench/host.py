@@ -6,7 +6,7 @@ monotonic nanosecond clock (``latency_ns``), ``cooldown_ms`` of sleep between ti
 The input is the artifact's fixed input (``fixed_input.png``, the image whose PyTorch features
 the manifest keeps), so the result's ``feature_sample`` can be checked against the reference.
 
-Artifacts are opened with :func:`toolchain.export.artifact.open_artifact`, exactly as ``deploy bench plan``
+Artifacts are opened with :func:`toolchain.artifact.folder.open_artifact`, exactly as ``deploy bench plan``
 opens them: the bytes must match the manifest's sha256 (the result records the sha256 measured), a
 parity-failed artifact is refused unless ``allow_parity_failed`` (then warned about), and the manifest's file
 must lie inside the artifact folder. The runtime is the runtime layer's (``toolchain.runtimes``): the best one
@@ -24,6 +24,7 @@ import secrets
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,7 +33,7 @@ import numpy as np
 from toolchain import __version__
 from toolchain.bench.timing import TimingProtocol
 from toolchain.errors import BenchError, ManifestError, RuntimeUnavailable
-from toolchain.export.artifact import ArtifactFolder
+from toolchain.artifact.folder import ArtifactFolder
 from toolchain.policy import FEATURE_SAMPLE_LEN, FIXED_INPUT_SEED
 from toolchain.progress import ProgressFn, no_progress
 
@@ -95,10 +96,10 @@ def _fixed_input(art: ArtifactFolder) -> Path | None:
 
 def resolve_target(path: str | Path, *, allow_parity_failed: bool = False) -> Target:
     """An artifact folder (or a file inside one) or a bundle folder -> :class:`Target`, checked."""
-    from toolchain.export import manifest as manifest_mod
-    from toolchain.export.artifact import open_artifact
-    from toolchain.export.parity import fixed_input
-    from toolchain.runtimes.pytorch import BUNDLE_FORMAT
+    from toolchain.artifact import manifest as manifest_mod
+    from toolchain.artifact.folder import open_artifact
+    from toolchain.artifact.inputs import fixed_input
+    from toolchain.artifact.formats import BUNDLE_FORMAT
 
     path = Path(path)
     folder = path.parent if path.is_file() else path
@@ -195,12 +196,13 @@ def run_target(target: Target, protocol: TimingProtocol, progress: ProgressFn | 
     Raises RuntimeUnavailable (no run happened) when no runtime here can time it.
     """
     from toolchain import runtimes
+    from toolchain.models.bundle import load_bundle
 
     say = progress or no_progress
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     start = time.perf_counter_ns()
     say("load", 0, 1, {})
-    model: Any = target.artifact.ref if target.artifact is not None else target.path
+    model: Any = target.artifact.ref if target.artifact is not None else partial(load_bundle, target.path)
     t0 = time.perf_counter_ns()
     _, session = runtimes.open_session(model, target.format, timing=True, threads=protocol.threads)
     infer = session.prepare(target.pixels_nchw)

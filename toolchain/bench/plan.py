@@ -1,6 +1,6 @@
 """Run plans: which artifacts a harness app runs, how, and the folder the app bundles.
 
-``make_plan`` opens every artifact with :func:`toolchain.export.artifact.open_artifact` (the one check
+``make_plan`` opens every artifact with :func:`toolchain.artifact.folder.open_artifact` (the one check
 ``bench host`` and ``evaluate`` use too: sha256 of the bytes, parity status, the file inside its folder), asks
 its format plugin whether the device's harness runs it (format, Core ML spec version, minimum OS), then writes
 one self-contained folder::
@@ -28,8 +28,8 @@ from toolchain.bench.schema import PLAN_VERSION, default_gpu_options, validate_p
 from toolchain.bench.timing import TimingProtocol
 from toolchain.devices import Device, get_device
 from toolchain.errors import ArtifactError, DeviceError, ManifestError, PlanError
-from toolchain.export.artifact import ArtifactFolder, open_artifact
-from toolchain.export.manifest import MANIFEST_FILE, Manifest
+from toolchain.artifact.folder import ArtifactFolder, open_artifact
+from toolchain.artifact.manifest import MANIFEST_FILE, Manifest
 from toolchain.fsutil import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir, sha256_file
 from toolchain.progress import MessageFn
 
@@ -95,7 +95,7 @@ def check_artifact(art: ArtifactFolder, device: Device) -> list[str]:
 
     Parity and the sha256 were checked when the folder was opened (:func:`load_artifact`).
     """
-    from toolchain.export.formats import app_format, get_format
+    from toolchain.artifact.formats import app_format, get_format
 
     man, name = art.manifest, art.name
     want = app_format(device.platform)

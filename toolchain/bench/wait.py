@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from toolchain.bench.apps import WAIT_TIMEOUT_S
 from toolchain.bench.store import AddOutcome, ResultStore
 from toolchain.bench.transport import Collected, RemoteFolderMissing, Transport, collect
 
@@ -127,13 +128,8 @@ def match(exp: Expectation, collected: Iterable[Collected], groups: list[str | N
     return report
 
 
-def collect_for(transport: Transport, store: ResultStore, exp: Expectation) -> PlanReport:
-    """One collection judged against an expectation (``deploy collect ... --plan``)."""
-    return match(exp, collect(transport, store), transport.groups())
-
-
 def wait_for_plan(transport: Transport, plan: dict[str, Any] | None, store: ResultStore, launch_id: str | None = None,
-                  timeout_s: float = 1800.0, poll_s: float = 5.0,
+                  timeout_s: float = WAIT_TIMEOUT_S, poll_s: float = 5.0,
                   progress: Callable[[PlanReport], None] | None = None,
                   sleep: Callable[[float], None] = time.sleep,
                   clock: Callable[[], float] = time.monotonic) -> PlanReport:

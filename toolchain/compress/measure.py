@@ -151,7 +151,7 @@ def artifact_sizes(outcomes: list[Any]) -> dict[str, dict[str, Any]]:
 
     out = {}
     for o in outcomes:
-        m = o.manifest  # toolchain.export.manifest.Manifest
+        m = o.manifest  # toolchain.artifact.manifest.Manifest
         out[o.folder.name] = {"format": m.format, "precision": m.precision,
                               "size_bytes": size_bytes(o.folder / m.file), "parity": m.parity.status}
     return out
@@ -164,7 +164,7 @@ def measure_artifacts(bundle_dir: str | Path, targets: list[str], out: str | Pat
     ``compress`` applies to Core ML only (``sparse`` stores the zeros of a pruned bundle losslessly).
     """
     from toolchain.export.base import ExportRequest, export_bundle
-    from toolchain.export.formats import get_format
+    from toolchain.artifact.formats import get_format
 
     sizes: dict[str, dict[str, Any]] = {}
     for target in targets:

@@ -134,10 +134,6 @@ def resolve_rules(layout: str | None, protocol: str = SplitConfig.protocol,
     return rules
 
 
-def rules_from_config(cfg: SplitConfig, layout: str | None) -> ProtocolRules:
-    return resolve_rules(layout, cfg.protocol, cfg.enrol_sessions, cfg.verify_sessions, cfg.other_eye, cfg.condition)
-
-
 def visit_key(visit: str) -> str:
     """``Visit1`` / ``visit_01`` / ``S1`` / ``1`` -> ``1``; a visit without a trailing number -> its lower-case name."""
     m = re.search(r"(\d+)\s*$", visit)

@@ -4,7 +4,7 @@ Both kinds of model take the same input: raw RGB pixels 0..255 (float32, NCHW) a
 own input size. Both run through the runtime layer (``toolchain.runtimes``), the same sessions that check
 export parity: a bundle in PyTorch (:class:`toolchain.export.types.DeployModule`, the very module every
 artifact was converted from, normalisation included), an artifact folder, opened and checked by
-:func:`toolchain.export.artifact.open_artifact`, on its format's best runtime here (ONNX Runtime, LiteRT, or
+:func:`toolchain.artifact.folder.open_artifact`, on its format's best runtime here (ONNX Runtime, LiteRT, or
 the numpy Core ML executor). So the same images give comparable features before and after export.
 """
 
@@ -54,7 +54,7 @@ def load_bundle_model(path: Path, allow_parity_failed: bool = False) -> FeatureE
     """A bundle as a feature model: PyTorch, eval mode, no autograd (``allow_parity_failed`` does not apply)."""
     from toolchain import runtimes
     from toolchain.models.bundle import load_bundle
-    from toolchain.runtimes.pytorch import BUNDLE_FORMAT
+    from toolchain.artifact.formats import BUNDLE_FORMAT
 
     b = load_bundle(path)
     _, session = runtimes.open_session(b, BUNDLE_FORMAT)
@@ -66,7 +66,7 @@ def load_bundle_model(path: Path, allow_parity_failed: bool = False) -> FeatureE
 def artifact_input_size(manifest: Any) -> int:
     """Square input size from a manifest's input shape and layout (NCHW or NHWC, batch optional).
 
-    ``manifest``: a :class:`~toolchain.export.manifest.Manifest` or its JSON form.
+    ``manifest``: a :class:`~toolchain.artifact.manifest.Manifest` or its JSON form.
     """
     inp = manifest.get("input", {}) if isinstance(manifest, dict) else {
         "shape": manifest.input.shape, "layout": manifest.input.layout}
@@ -84,7 +84,7 @@ def load_artifact_model(path: Path, allow_parity_failed: bool = False) -> Featur
     """An exported artifact folder as a feature model: checked (sha256, parity, containment), then opened on
     its format's best runtime here."""
     from toolchain import runtimes
-    from toolchain.export.artifact import open_artifact
+    from toolchain.artifact.folder import open_artifact
 
     art = open_artifact(path, allow_parity_failed=allow_parity_failed)
     man = art.manifest

@@ -1,9 +1,9 @@
 """The export driver: convert -> read back -> parity on every runtime of the format -> manifest.
 
 ``export_bundle`` is what ``deploy export`` (and the pipeline, and ``deploy measure``) calls. The format's
-plugin (``toolchain.export.formats``) converts and describes; the runtime layer (``toolchain.runtimes``)
-runs the written file for parity; :mod:`toolchain.policy` says how close it must be; the manifest
-(``toolchain.export.manifest``) records it all.
+plugin (``toolchain.artifact.formats`` names it) converts and describes; the runtime layer
+(``toolchain.runtimes``) runs the written file for parity, settled by :mod:`toolchain.export.parity`;
+:mod:`toolchain.policy` says how close it must be; the manifest (``toolchain.artifact.manifest``) records it all.
 """
 
 from __future__ import annotations
@@ -17,14 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from toolchain import __version__
+from toolchain.artifact import inputs
+from toolchain.artifact import manifest as manifest_mod
+from toolchain.artifact.compare import skipped
+from toolchain.artifact.folder import ArtifactRef
+from toolchain.artifact.formats import ArtifactFormat, ExportChoice, artifact_name, choose, formats, get_format
+from toolchain.artifact.manifest import (Manifest, Normalization, ParityResult, ReferenceFeatures, SourceBundle,
+                                         package_version)
 from toolchain.devices import Device, parse_devices
 from toolchain.errors import DeviceError, ExportError, ParityError, ToolchainError
-from toolchain.export import manifest as manifest_mod
-from toolchain.export import parity
-from toolchain.export.artifact import ArtifactRef
-from toolchain.export.formats import ArtifactFormat, ExportChoice, artifact_name, choose, formats, get_format
-from toolchain.export.manifest import (Manifest, Normalization, ReferenceFeatures, SourceBundle, package_version,
-                                       parity_record)
+from toolchain.export.calibration import load_calibration
+from toolchain.export.parity import parity_runs, settle
 from toolchain.export.types import Description, ExportJob
 from toolchain.fsutil import atomic_dir, check_output_dir, ensure_writable_dir, sha256_file, size_bytes
 from toolchain.models.bundle import load_bundle
@@ -38,11 +41,6 @@ FIXED_INPUT_FILE = "fixed_input.png"
 INT8_MODES = ("static", "dynamic")
 
 
-def get_exporter(target: str) -> ArtifactFormat:
-    """The format plugin that converts ``target`` (an unknown name lists the valid ones)."""
-    return get_format(target)
-
-
 @dataclass
 class ExportOutcome:
     folder: Path
@@ -50,7 +48,7 @@ class ExportOutcome:
     reasons: tuple[str, ...] = ()
 
     @property
-    def parity(self) -> manifest_mod.ParityRecord:
+    def parity(self) -> ParityResult:
         return self.manifest.parity
 
 
@@ -94,12 +92,12 @@ def export_bundle(req: ExportRequest, progress: MessageFn | None = None) -> list
     Raises ParityError (carrying every outcome of this run) after writing when parity failed.
     """
     from toolchain import runtimes
-    from toolchain.runtimes.pytorch import BUNDLE_FORMAT
+    from toolchain.artifact.formats import BUNDLE_FORMAT
 
     say = progress or (lambda msg: log.info(msg))
     if req.int8_mode not in INT8_MODES:
         raise ExportError(f"unknown int8 mode {req.int8_mode!r}; known: {', '.join(INT8_MODES)}")
-    fmt = get_exporter(req.target)  # unknown target -> the valid names, before any work
+    fmt = get_format(req.target)  # unknown target -> the valid names, before any work
     if req.compress is not None and not fmt.weight_compression:
         takers = [n for n in formats() if formats().get(n).weight_compression]
         raise ExportError(f"--compress applies to {', '.join(formats().get(n).display for n in takers)} exports only "
@@ -110,9 +108,9 @@ def export_bundle(req: ExportRequest, progress: MessageFn | None = None) -> list
     for choice, _ in groups:  # before any conversion: refuse to replace a folder of the user's
         check_output_dir(Path(req.out) / artifact_name(bundle.name, choice, req.compress, req.int8_mode), "artifact",
                          req.force, what="artifact folder")
-    calib = parity.calibration_images(bundle.input_size, req.calibration_dir)
-    check = parity.parity_inputs(bundle.input_size)
-    fixed = parity.fixed_input(bundle.input_size)
+    calib = load_calibration(bundle.input_size, req.calibration_dir)
+    check = inputs.parity_inputs(bundle.input_size)
+    fixed = inputs.fixed_input(bundle.input_size)
     _, pytorch = runtimes.open_session(bundle, BUNDLE_FORMAT)
     reference = pytorch.features(check)
     fixed_reference = pytorch.features(fixed)[0][:FEATURE_SAMPLE_LEN]
@@ -138,11 +136,11 @@ def export_bundle(req: ExportRequest, progress: MessageFn | None = None) -> list
             if req.verify:
                 say(f"{name}: checking parity against PyTorch")
                 threshold = req.min_cosine or min_cosine(choice.precision, req.compress)
-                runs = runtimes.parity_runs(ArtifactRef(artifact, fmt.name, name, desc.input, desc.output),
-                                            check, reference, threshold)
-                result = parity.settle(runs)
+                runs = parity_runs(ArtifactRef(artifact, fmt.name, name, desc.input, desc.output),
+                                   check, reference, threshold)
+                result = settle(runs)
             else:
-                runs, result = [], parity.skipped("--no-verify was given")
+                runs, result = [], skipped("--no-verify was given")
             man = build_manifest(job, fmt, artifact, desc, result, runs, convert_s,
                                  reference_sample=fixed_reference, fixed_input=FIXED_INPUT_FILE)
             manifest_mod.write(work, man)
@@ -155,7 +153,7 @@ def export_bundle(req: ExportRequest, progress: MessageFn | None = None) -> list
 
 
 def build_manifest(job: ExportJob, fmt: ArtifactFormat, artifact: Path, desc: Description,
-                   result: parity.ParityResult, runs: list[tuple[str, parity.ParityResult]], convert_s: float,
+                   result: ParityResult, runs: list[tuple[str, ParityResult]], convert_s: float,
                    reference_sample: np.ndarray, fixed_input: str) -> Manifest:
     """The manifest of a freshly written artifact.
 
@@ -175,7 +173,7 @@ def build_manifest(job: ExportJob, fmt: ArtifactFormat, artifact: Path, desc: De
         devices=[d.key for d in job.devices], min_os=desc.min_os or fmt.min_os(c), compress=job.compress,
         choice_reasons=list(c.reasons),
         source_bundle=SourceBundle(b.name, b.sha256, str(b.path)), source_bundle_sha256=b.sha256,
-        parity=parity_record(result), parity_by_runtime={name: parity_record(p) for name, p in runs},
+        parity=result, parity_by_runtime=dict(runs),
         reference_features=ReferenceFeatures(fixed_input, [float(v) for v in reference_sample]),
         converter_versions={"toolchain": __version__, "torch": package_version("torch"), **fmt.versions()},
         convert_seconds=round(convert_s, 3),

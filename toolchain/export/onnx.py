@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from toolchain.export.formats import ArtifactFormat
-from toolchain.export.manifest import InputSpec, OnnxDetails, OutputSpec, package_version
+from toolchain.artifact.formats import ONNX, ArtifactFormat
+from toolchain.artifact.manifest import InputSpec, OnnxDetails, OutputSpec, package_version
 from toolchain.progress import MessageFn
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,7 +54,7 @@ def _export_onnx(module: "torch.nn.Module", example: "torch.Tensor", out: Path) 
 
 
 class OnnxExporter(ArtifactFormat):
-    name = "onnx"
+    name = ONNX
     display = "ONNX"
     suffix = ".onnx"
 

@@ -1,42 +1,46 @@
-"""The ONE comparison of an exported artifact's outputs with PyTorch's, and the images it is made on.
+"""Settling an artifact's parity: run it on every runtime of its format, compare each with PyTorch, one verdict.
 
-Every runtime that can run an artifact (``toolchain.runtimes``) runs it on the same seeded inputs as the
-PyTorch bundle and hands the outputs here. Names, then shapes, then values are compared; every mismatch is
-collected into one report (and one :class:`~toolchain.errors.ParityError` when it failed). Thresholds, seeds
-and sample counts are numeric policy: :mod:`toolchain.policy`.
+The comparison itself is the contract's (:func:`toolchain.artifact.compare.compare`); the runtimes are
+``toolchain.runtimes``. Here they meet: each runtime that can run the artifact here is compared on the same
+seeded inputs, each that cannot is recorded ``skipped`` with why, and :func:`settle` makes one result of them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from toolchain.errors import DataError
-from toolchain.policy import CALIBRATION_SAMPLES, CALIBRATION_SEED, FIXED_INPUT_SEED, PARITY_SAMPLES
-
-OUTPUT_NAME = "features"
-
-
-@dataclass
-class ParityResult:
-    status: str  # "passed" | "failed" | "skipped"
-    reference: str | None = None  # which runtime ran the artifact
-    max_abs: float | None = None
-    cosine_min: float | None = None
-    min_cosine_required: float | None = None
-    samples: int | None = None
-    reason: str | None = None
-    mismatches: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+from toolchain.artifact.compare import compare, skipped
+from toolchain.artifact.manifest import ParityResult
+from toolchain.errors import RuntimeUnavailable
+from toolchain.runtimes import runtimes_for
 
 
-def skipped(reason: str, reference: str | None = None) -> ParityResult:
-    return ParityResult(status="skipped", reference=reference, reason=reason)
+def parity_runs(model: Any, pixels_nchw: np.ndarray, reference: np.ndarray,
+                min_cosine: float) -> list[tuple[str, ParityResult]]:
+    """Parity of ``model`` (an ArtifactRef) with ``reference`` features on every runtime of its format.
+
+    Returns (runtime name, result) pairs: runtimes that ran first (the first is the artifact's primary parity),
+    then those that could not run here, recorded ``skipped`` with why.
+    """
+    ran, not_run = [], []
+    for rt in runtimes_for(model.format):
+        why = rt.unavailable()
+        if why is not None:
+            not_run.append((rt.name, skipped(why, reference=rt.name)))
+            continue
+        try:
+            session = rt.open(model)
+            got = session.features(pixels_nchw)
+        except RuntimeUnavailable as e:
+            not_run.append((rt.name, skipped(str(e), reference=rt.name)))
+            continue
+        ran.append((rt.name, compare(reference, got, min_cosine=min_cosine, runtime=session.description,
+                                     output_name=session.output_name)))
+    if not ran and not not_run:
+        return [("none", skipped(f"no runtime runs {model.format} artifacts"))]
+    return ran + not_run
 
 
 def settle(runs: list[tuple[str, ParityResult]]) -> ParityResult:
@@ -55,106 +59,3 @@ def settle(runs: list[tuple[str, ParityResult]]) -> ParityResult:
         return primary
     extra = [f"{n}: {m}" for n, r in others for m in (r.mismatches or [r.reason or "failed"])]
     return ParityResult(**{**primary.to_json(), "status": "failed", "mismatches": [*primary.mismatches, *extra]})
-
-
-def cosine_per_sample(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity of matching rows, in float64. Two all-zero rows count as identical (1.0).
-
-    >>> cosine_per_sample(np.array([[1.0, 0.0]]), np.array([[1.0, 1.0]])).round(4).tolist()
-    [0.7071]
-    """
-    a = a.reshape(len(a), -1).astype(np.float64)
-    b = b.reshape(len(b), -1).astype(np.float64)
-    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    both_zero = (na == 0) & (nb == 0)
-    denom = np.where(na * nb == 0, 1.0, na * nb)
-    cos = (a * b).sum(axis=1) / denom
-    return np.where(both_zero, 1.0, cos)
-
-
-def compare(
-    reference: np.ndarray,
-    candidate: np.ndarray,
-    *,
-    min_cosine: float,
-    runtime: str,
-    output_name: str | None = OUTPUT_NAME,
-) -> ParityResult:
-    """Compare ``candidate`` (artifact outputs) with ``reference`` (PyTorch), sample by sample."""
-    mismatches: list[str] = []
-    if output_name is not None and output_name != OUTPUT_NAME:
-        mismatches.append(f"output is named {output_name!r}, expected {OUTPUT_NAME!r}")
-    ref = np.asarray(reference)
-    got = np.asarray(candidate)
-    if ref.shape != got.shape:
-        mismatches.append(f"output shape {tuple(got.shape)} != PyTorch's {tuple(ref.shape)}")
-        return ParityResult("failed", runtime, min_cosine_required=min_cosine, samples=len(ref), mismatches=mismatches)
-    if not np.all(np.isfinite(got)):
-        mismatches.append(f"{int((~np.isfinite(got)).sum())} non-finite values in the artifact's output")
-    cos = cosine_per_sample(ref, got)
-    max_abs = float(np.max(np.abs(ref.astype(np.float64) - got.astype(np.float64)))) if ref.size else 0.0
-    for i, c in enumerate(cos):
-        if not c >= min_cosine:  # also catches NaN
-            mismatches.append(f"sample {i}: cosine {c:.6f} < {min_cosine}")
-    return ParityResult(
-        status="failed" if mismatches else "passed",
-        reference=runtime,
-        max_abs=max_abs,
-        cosine_min=float(np.min(cos)) if len(cos) else None,
-        min_cosine_required=min_cosine,
-        samples=int(len(ref)),
-        mismatches=mismatches,
-    )
-
-
-def smooth_random_images(n: int, size: int, seed: int) -> np.ndarray:
-    """Seeded RGB images with spatial structure, raw pixels 0..255 as float32, NCHW.
-
-    Low-frequency noise (up-sampled) plus a little fine noise: closer to photographs than
-    white noise, so activations and int8 calibration ranges are realistic.
-    """
-    rng = np.random.default_rng(seed)
-    coarse = rng.random((n, 3, 8, 8))
-    reps = -(-size // 8)
-    img = np.kron(coarse, np.ones((1, 1, reps, reps)))[:, :, :size, :size]
-    img = 0.8 * img + 0.2 * rng.random((n, 3, size, size))
-    return np.clip(np.round(img * 255.0), 0, 255).astype(np.float32)
-
-
-def parity_inputs(size: int) -> np.ndarray:
-    """The images every parity check runs: ``PARITY_SAMPLES`` seeded smooth images (raw pixels NCHW)."""
-    return smooth_random_images(PARITY_SAMPLES, size, FIXED_INPUT_SEED)
-
-
-def fixed_input(size: int) -> np.ndarray:
-    """The fixed input (1, 3, size, size) whose PyTorch features a manifest keeps (``fixed_input.png``)."""
-    return smooth_random_images(1, size, FIXED_INPUT_SEED)
-
-
-def calibration_images(size: int, folder: str | Path | None = None) -> np.ndarray:
-    """int8 calibration / palettization images: from ``folder`` when given, else seeded smooth images."""
-    if folder is not None:
-        return load_images(folder, CALIBRATION_SAMPLES, size)
-    return smooth_random_images(CALIBRATION_SAMPLES, size, CALIBRATION_SEED)
-
-
-def load_images(folder: str | Path, n: int, size: int) -> np.ndarray:
-    """Up to ``n`` images from a folder (recursively), resized to ``size``, raw pixels NCHW float32."""
-    from PIL import Image, UnidentifiedImageError
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"--calibration {folder} is not a folder of images")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
-    out = []
-    for p in files:
-        try:
-            with Image.open(p) as im:
-                out.append(np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32))
-        except (UnidentifiedImageError, OSError):
-            continue
-        if len(out) >= n:
-            break
-    if not out:
-        raise DataError(f"--calibration {folder} holds no readable images (.png/.jpg)")
-    return np.stack(out).transpose(0, 3, 1, 2).copy()

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from toolchain.devices import Device
-from toolchain.export.formats import ArtifactFormat, ExportChoice
-from toolchain.export.manifest import InputSpec, OutputSpec, Quantization, TFLiteDetails, package_version
+from toolchain.artifact.formats import TFLITE, ArtifactFormat, ExportChoice
+from toolchain.artifact.manifest import InputSpec, OutputSpec, Quantization, TFLiteDetails, package_version
 from toolchain.progress import MessageFn
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -135,7 +135,7 @@ def quantize_int8(module: "torch.nn.Module", calibration: np.ndarray, layout: st
 
 
 class TFLiteExporter(ArtifactFormat):
-    name = "tflite"
+    name = TFLITE
     display = "TFLite"
     suffix = ".tflite"
     app_platform = "android"

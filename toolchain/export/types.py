@@ -1,8 +1,6 @@
-"""What an export is made of: the module every artifact computes, one conversion's job, and the converter protocol.
+"""What an export is made of: one conversion's job, what a converter reads back, and the converter protocol.
 
-:class:`DeployModule` is built in two places only: :meth:`ExportJob.deploy_module` (what converters trace) and
-the ``pytorch`` runtime (``toolchain/runtimes/pytorch.py``: parity's reference, evaluation of bundles and host
-timing of bundles), so what is converted and what it is compared with are the same module.
+The module every artifact computes is the contract's :class:`~toolchain.artifact.module.DeployModule`.
 """
 
 from __future__ import annotations
@@ -13,37 +11,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
-from torch import nn
 
+from toolchain.artifact.module import DeployModule
 from toolchain.progress import MessageFn
 
 if TYPE_CHECKING:  # pragma: no cover
     from toolchain.devices import Device
-    from toolchain.export.formats import ExportChoice
-    from toolchain.export.manifest import InputSpec, OutputSpec
+    from toolchain.artifact.formats import ExportChoice
+    from toolchain.artifact.manifest import InputSpec, OutputSpec
     from toolchain.models.bundle import Bundle
-
-
-class DeployModule(nn.Module):
-    """What every artifact computes: raw RGB pixels (0..255, float) -> features.
-
-    Normalisation is baked in as one per-channel multiply-add, ``x * (1/(255*std)) + (-mean/std)``,
-    so the apps pass raw pixels. With ``layout="nhwc"`` the input is (N, H, W, 3).
-    """
-
-    def __init__(self, model: nn.Module, mean: list[float], std: list[float], layout: str = "nchw") -> None:
-        super().__init__()
-        self.model = model
-        self.layout = layout
-        m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("scale", 1.0 / (255.0 * s))
-        self.register_buffer("bias", -m / s)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.layout == "nhwc":
-            x = x.permute(0, 3, 1, 2)
-        return self.model(x * self.scale + self.bias)
 
 
 @dataclass
@@ -80,7 +56,7 @@ class Description:
 
     ``input``/``output`` carry what the file says (names, shapes, dtypes, quantisation); the driver adds the
     layout, normalisation and feature dimension. ``details`` is the format's typed manifest block
-    (:class:`~toolchain.export.manifest.CoreMLDetails`, ...). ``min_os`` overrides the format's default
+    (:class:`~toolchain.artifact.manifest.CoreMLDetails`, ...). ``min_os`` overrides the format's default
     when the file itself needs a newer OS (Core ML compressed weights).
     """
 
@@ -91,7 +67,7 @@ class Description:
 
 
 class Exporter(Protocol):
-    """The converter half of a format plugin (the facts half is :class:`~toolchain.export.formats.ArtifactFormat`)."""
+    """The converter half of a format plugin (the facts half is :class:`~toolchain.artifact.formats.ArtifactFormat`)."""
 
     name: str
 

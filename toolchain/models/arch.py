@@ -116,7 +116,7 @@ def default_kwargs(source: str, name: str) -> dict[str, Any]:
     return dict(DEFAULT_KWARGS.get((source, name), {}))
 
 
-def _base_network(source: str, name: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
+def base_network(source: str, name: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
     """The architecture with its classifier, as its library builds it (random weights)."""
     if source not in ARCH_SOURCES:
         from toolchain.models import graph
@@ -129,19 +129,6 @@ def _base_network(source: str, name: str, kwargs: dict[str, Any] | None = None) 
 
 def _get(root: nn.Module, path: str) -> nn.Module:
     return root.get_submodule(path) if path else root
-
-
-def _set(root: nn.Module, path: str, module: nn.Module) -> None:
-    parent, _, leaf = path.rpartition(".")
-    setattr(_get(root, parent), leaf, module)
-
-
-def final_linear_name(model: nn.Module) -> str:
-    """Name of the last ``nn.Linear`` in module order: the classifier the feature head replaces."""
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not names:
-        raise CardError(f"{type(model).__name__} has no Linear classifier to turn into a feature head")
-    return names[-1]
 
 
 def _resized(module: nn.Module, c_in: int, c_out: int) -> nn.Module:
@@ -202,7 +189,7 @@ def build_trunk(arch: dict[str, Any]) -> nn.Module:
     removed blocks, then (``head.kind == "layer"``) the cut at the feature layer."""
     from toolchain.models import feature_head
 
-    net = _base_network(arch.get("source", "torchvision"), arch["name"], arch.get("kwargs"))
+    net = base_network(arch.get("source", "torchvision"), arch["name"], arch.get("kwargs"))
     head = arch.get("head") or feature_head.default_head(net, arch.get("source", "torchvision"))
     feature_head.apply_head(net, head)
     for name, shape in (arch.get("layer_shapes") or {}).items():
@@ -210,13 +197,13 @@ def build_trunk(arch: dict[str, Any]) -> nn.Module:
             old = _get(net, name)
         except AttributeError:
             raise CardError(f"model.json names layer {name!r}, which {arch['name']} does not have") from None
-        _set(net, name, _resized(old, int(shape["in"]), int(shape["out"])))
+        feature_head.replace_module(net, name, _resized(old, int(shape["in"]), int(shape["out"])))
     for name in arch.get("removed_blocks") or []:
         try:
             _get(net, name)
         except AttributeError:
             raise CardError(f"model.json removes block {name!r}, which {arch['name']} does not have") from None
-        _set(net, name, nn.Identity())
+        feature_head.replace_module(net, name, nn.Identity())
     return feature_head.cut(net, head, arch.get("source", "torchvision"))
 
 
@@ -250,6 +237,14 @@ def probe_feature_dim(model: nn.Module, input_size: int) -> int:
     return dim
 
 
+def smooth_noise(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Normalised-space noise (N, 3, size, size) blurred by 2x bilinear up-sampling: random but image-like, so
+    BatchNorm statistics and the importer's feature check see inputs that are not constant."""
+    half = max(size // 2, 1)
+    x = torch.randn(n, 3, half, half, generator=generator)
+    return nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, input_size: int, seed: int = 0, batches: int = 4, batch_size: int = 8) -> None:
     """Re-estimate BatchNorm running statistics on seeded smooth random images.
@@ -269,11 +264,8 @@ def recalibrate_batchnorm(model: nn.Module, input_size: int, seed: int = 0, batc
         m.momentum = None  # cumulative average over all batches
     was_training = model.training
     model.train()
-    half = max(input_size // 2, 1)
     for _ in range(batches):
-        x = torch.randn(batch_size, 3, half, half, generator=g)
-        x = nn.functional.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
-        model(x)
+        model(smooth_noise(batch_size, input_size, g))
     for m, (mom,) in zip(bns, saved):
         m.momentum = mom
     model.train(was_training)

@@ -31,7 +31,7 @@ from toolchain.models.arch import (
     load_state,
     probe_feature_dim,
     recalibrate_batchnorm,
-    _base_network,
+    base_network,
 )
 from toolchain.models import feature_head
 from toolchain.models.cards import Card, load_card
@@ -109,7 +109,7 @@ def card_architecture(card: Card) -> dict[str, Any]:
     kwargs = {**default_kwargs(source, name), **dict(card.architecture.get("kwargs") or {})}
     head = card.architecture.get("head")
     if head is None:
-        head = feature_head.default_head(_base_network(source, name, kwargs), source)
+        head = feature_head.default_head(base_network(source, name, kwargs), source)
     return {"source": source, "name": name, "kwargs": kwargs, "head": dict(head),
             "layer_shapes": {}, "removed_blocks": [], "num_classes": None}
 
@@ -130,7 +130,7 @@ def new_model(card: Card, seed: int = 0, input_size: int | None = None, weights:
     if weights == "imagenet":
         if arch["source"] != "torchvision":
             raise WeightsError(f"--weights imagenet needs a torchvision architecture, not {arch['name']}")
-        net = _base_network("torchvision", arch["name"], arch["kwargs"])
+        net = base_network("torchvision", arch["name"], arch["kwargs"])
         missing = load_state(net, _imagenet_state(arch["name"]), strict=False).missing_keys
         if missing:  # unexpected keys are the auxiliary classifiers a no-aux trunk leaves out
             raise WeightsError(f"torchvision's {arch['name']} weights lack {', '.join(missing[:5])}: delete the cached file and fetch it again")

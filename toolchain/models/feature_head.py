@@ -45,7 +45,7 @@ def global_pool(x: torch.Tensor) -> torch.Tensor:
     return GlobalAvgPool()(x)
 
 
-def _module(net: nn.Module, name: str, what: str) -> nn.Module:
+def find_module(net: nn.Module, name: str, what: str) -> nn.Module:
     try:
         return net.get_submodule(name)
     except AttributeError:
@@ -53,7 +53,8 @@ def _module(net: nn.Module, name: str, what: str) -> nn.Module:
                         f"its top-level modules are {', '.join(n for n, _ in net.named_children())}") from None
 
 
-def _replace(net: nn.Module, name: str, module: nn.Module) -> None:
+def replace_module(net: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` at the dotted path ``name`` inside ``net`` (the one module-surgery helper)."""
     parent, _, leaf = name.rpartition(".")
     setattr(net.get_submodule(parent) if parent else net, leaf, module)
 
@@ -105,14 +106,14 @@ HEADS: Registry[HeadFn] = Registry("feature head kind")
 @HEADS.register("drop")
 def _drop(net: nn.Module, head: Head) -> None:
     for name in [head["module"], *head.get("also", [])]:
-        _module(net, name, "the classifier")
-        _replace(net, name, nn.Identity())
+        find_module(net, name, "the classifier")
+        replace_module(net, name, nn.Identity())
 
 
 @HEADS.register("pool")
 def _pool(net: nn.Module, head: Head) -> None:
-    _module(net, head["module"], "the classifier")
-    _replace(net, head["module"], GlobalAvgPool())
+    find_module(net, head["module"], "the classifier")
+    replace_module(net, head["module"], GlobalAvgPool())
 
 
 @HEADS.register("none")
@@ -122,7 +123,7 @@ def _none(net: nn.Module, head: Head) -> None:
 
 @HEADS.register("layer")
 def _layer(net: nn.Module, head: Head) -> None:
-    _module(net, head["module"], "--feature-layer")  # the cut itself happens last, in cut()
+    find_module(net, head["module"], "--feature-layer")  # the cut itself happens last, in cut()
 
 
 def apply_head(net: nn.Module, head: Head) -> None:

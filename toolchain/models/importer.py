@@ -28,10 +28,13 @@ import torch
 from torch import nn
 
 from toolchain import __version__
+from toolchain.artifact.compare import cosine_per_sample
+from toolchain.artifact.manifest import package_version
 from toolchain.errors import ImportModelError, ToolchainError
 from toolchain.fsutil import sha256_file
 from toolchain.models import feature_head
-from toolchain.models.arch import FeatureModel, _base_network, build_model, default_kwargs, load_state, probe_feature_dim
+from toolchain.models.arch import (FeatureModel, base_network, build_model, default_kwargs, load_state,
+                                  probe_feature_dim, smooth_noise)
 from toolchain.models.bundle import bundle_meta, load_bundle, save_bundle, save_graph_bundle
 from toolchain.models.cards import IMAGENET_MEAN, IMAGENET_STD, Card, load_card
 from toolchain.models.checkpoint import PICKLE_SUFFIXES, read_checkpoint, strip_prefix
@@ -112,9 +115,7 @@ def import_model(req: ImportRequest, progress: Progress | None = None) -> Import
 
 def seeded_images(n: int, size: int, seed: int = VERIFY_SEED) -> torch.Tensor:
     """Normalised-space smooth noise (N, 3, size, size): random but image-like (2x up-sampled)."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, max(size // 2, 1), max(size // 2, 1), generator=g)
-    return nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return smooth_noise(n, size, torch.Generator().manual_seed(seed))
 
 
 def compare(reference: np.ndarray, got: np.ndarray) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def compare(reference: np.ndarray, got: np.ndarray) -> dict[str, Any]:
     ref, got = np.asarray(reference, np.float64), np.asarray(got, np.float64)
     if ref.shape != got.shape:
         return {"status": "failed", "reason": f"shape {list(got.shape)} vs {list(ref.shape)}"}
-    cos = [float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30)) for a, b in zip(ref, got)]
+    cos = cosine_per_sample(ref, got).tolist()
     out = {"samples": len(ref), "cosine_min": min(cos), "max_abs": float(np.abs(ref - got).max()),
            "reference_max_abs": float(np.abs(ref).max())}
     out["status"] = "passed" if out["cosine_min"] >= VERIFY_MIN_COSINE else "failed"
@@ -135,13 +136,13 @@ def _head_for(full: nn.Module, card: Card, req: ImportRequest, tensors: dict[str
     """(head dict, what was found) for the checkpoint against the full network."""
     source = card.architecture.get("source", "torchvision")
     if req.feature_layer:
-        feature_head._module(full, req.feature_layer, "--feature-layer")
+        feature_head.find_module(full, req.feature_layer, "--feature-layer")
         return {"kind": "layer", "module": req.feature_layer}, {"rule": "--feature-layer"}
     if req.head_name == "none":
         return {"kind": "none"}, {"rule": "--head-name none: the network's output is the feature"}
     auto = card.architecture.get("head") or feature_head.default_head(full, source)
     if req.head_name:
-        mod = feature_head._module(full, req.head_name, "--head-name")
+        mod = feature_head.find_module(full, req.head_name, "--head-name")
         kind = auto["kind"] if req.head_name == auto.get("module") else "drop"
         return {"kind": kind, "module": req.head_name}, {"rule": "--head-name", "type": type(mod).__name__}
     if auto["kind"] == "drop" and isinstance(full.get_submodule(auto["module"]), nn.Linear):
@@ -161,12 +162,12 @@ def _fit_module(full: nn.Module, name: str, tensors: dict[str, torch.Tensor]) ->
     if w is None and not isinstance(mod, nn.Sequential):
         return
     if isinstance(mod, nn.Linear) and w.ndim == 2 and tuple(w.shape) != tuple(mod.weight.shape):
-        feature_head._replace(full, name, nn.Linear(int(w.shape[1]), int(w.shape[0]), f"{name}.bias" in tensors))
+        feature_head.replace_module(full, name, nn.Linear(int(w.shape[1]), int(w.shape[0]), f"{name}.bias" in tensors))
     elif isinstance(mod, nn.Sequential):
         for child, _ in mod.named_children():
             _fit_module(full, f"{name}.{child}", tensors)
     elif isinstance(mod, nn.Conv2d) and w.ndim == 4 and tuple(w.shape) != tuple(mod.weight.shape):
-        feature_head._replace(full, name, nn.Conv2d(int(w.shape[1]) * mod.groups, int(w.shape[0]), mod.kernel_size,
+        feature_head.replace_module(full, name, nn.Conv2d(int(w.shape[1]) * mod.groups, int(w.shape[0]), mod.kernel_size,
                                                     mod.stride, mod.padding, mod.dilation, mod.groups,
                                                     f"{name}.bias" in tensors))
 
@@ -237,7 +238,7 @@ def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
     ckpt = read_checkpoint(req.source, req.key)
     say(f"read {len(ckpt.tensors)} tensors" + (f" from {ckpt.wrapper_key!r}" if ckpt.wrapper_key else ""))
     # The checkpoint model: the library's own network (auxiliary classifiers included), fitted to the file.
-    full = _base_network(source, name, user_kwargs)
+    full = base_network(source, name, user_kwargs)
     tensors, prefix, outside = strip_prefix(ckpt.tensors, full.state_dict().keys())
     head, found = _head_for(full, card, req, tensors)
     if head.get("kind") in ("drop", "pool"):
@@ -249,7 +250,7 @@ def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
         for mod_name, mod in full.named_modules():
             w = tensors.get(f"{mod_name}.weight")
             if isinstance(mod, nn.Linear) and w is not None and w.ndim == 2 and tuple(w.shape) != tuple(mod.weight.shape):
-                feature_head._replace(full, mod_name, nn.Linear(int(w.shape[1]), int(w.shape[0]), mod.bias is not None))
+                feature_head.replace_module(full, mod_name, nn.Linear(int(w.shape[1]), int(w.shape[0]), mod.bias is not None))
                 arch["layer_shapes"][mod_name] = {"in": int(w.shape[1]), "out": int(w.shape[0])}
     trunk_model = build_model(arch)
     trunk_keys = {k[len("trunk."):]: tuple(v.shape) for k, v in trunk_model.state_dict().items()}
@@ -390,7 +391,7 @@ def import_onnx(req: ImportRequest, say: Progress) -> ImportResult:
         raise ImportModelError(f"onnx2torch's conversion of {req.source.name} does not match ONNX Runtime "
                                f"(cosine {check.get('cosine_min')}); not imported")
     record = {"source_file": req.source.name, "source_sha256": sha256_file(req.source), "kind": "onnx",
-              "converter": f"onnx2torch {_version('onnx2torch')}", "head": arch["head"],
+              "converter": f"onnx2torch {package_version('onnx2torch')}", "head": arch["head"],
               "verified_against": f"{runtime} on the original file"}
     meta = bundle_meta(name, desc or f"imported from {req.source.name}", arch, got.shape[1], size, mean, std,
                        init=None, imported=True)
@@ -447,15 +448,6 @@ def _reference_program(source: str, path: Path, x: torch.Tensor) -> np.ndarray:
 
 IMPORTERS.add("torchscript", _import_program("torchscript"))
 IMPORTERS.add("torch_export", _import_program("torch_export"))
-
-
-def _version(pkg: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(pkg)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 __all__ = ["ImportRequest", "ImportResult", "import_model", "IMPORTERS", "ToolchainError"]

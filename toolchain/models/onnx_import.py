@@ -250,13 +250,13 @@ def ort_features(path: str | Path, feature_value: str | None, x: np.ndarray) -> 
     import onnx
     import onnxruntime as ort
 
+    from toolchain.runtimes.onnxruntime import inference_session
+
     model = load(path)
     out_name = feature_value or model.graph.output[0].name
     if feature_value is not None and feature_value not in {o.name for o in model.graph.output}:
         model.graph.output.append(onnx.ValueInfoProto(name=feature_value))
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = inference_session(model.SerializeToString())
     name = sess.get_inputs()[0].name
     outs = [sess.run([out_name], {name: x[i:i + 1].astype(np.float32)})[0] for i in range(len(x))]
     y = np.concatenate(outs)

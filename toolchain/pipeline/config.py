@@ -144,14 +144,14 @@ SECTIONS: dict[str, type] = {"pipeline": PipelineSection, "data": DataSection, "
 
 
 def _format_names() -> list[str]:
-    from toolchain.export.formats import format_names
+    from toolchain.artifact.formats import format_names
 
     return format_names()
 
 
 def _default_evaluated() -> list[str]:
     """The Android app's format: the one whose accuracy after quantisation matters and that runs on any host."""
-    from toolchain.export.formats import app_format
+    from toolchain.artifact.formats import app_format
 
     return [app_format("android").name]
 
@@ -159,7 +159,7 @@ def _default_evaluated() -> list[str]:
 def _default_timed() -> list[str]:
     """Every format this host can time, and the bundles themselves (PyTorch eager)."""
     from toolchain import runtimes
-    from toolchain.runtimes.pytorch import BUNDLE_FORMAT
+    from toolchain.artifact.formats import BUNDLE_FORMAT
 
     here = [f for f in _format_names() if any(r.unavailable() is None for r in runtimes.runtimes_for(f, timing=True))]
     return [*here, BUNDLE_FORMAT]
@@ -209,8 +209,8 @@ def _devices(values: list[str], where: str, problems: list[str], allow_all: bool
 
 def _checks(cfg: PipelineConfig, raw: dict[str, Any], base: Path, problems: list[str]) -> None:
     from toolchain.data.layouts import LAYOUTS
-    from toolchain.export.formats import PRECISIONS
-    from toolchain.runtimes.pytorch import BUNDLE_FORMAT
+    from toolchain.artifact.formats import PRECISIONS
+    from toolchain.artifact.formats import BUNDLE_FORMAT
     from toolchain.train.config import OPTIMIZERS
 
     d, t = cfg.data, cfg.teacher

@@ -85,7 +85,7 @@ class Catalog:
                  metrics: Iterable[str | Path] = ()) -> "Catalog":
         cat = cls()
         from toolchain.errors import ManifestError
-        from toolchain.export import manifest as manifest_mod
+        from toolchain.artifact import manifest as manifest_mod
 
         for f in _files(artifacts, "manifest.json", cat.problems):
             try:  # the one manifest reader (validated, version 1 migrated); the artifact file need not be here

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from toolchain.artifact.compare import cosine_per_sample
 from toolchain.policy import FIXED_INPUT_SEED, MIN_TIMED_ITERATIONS, min_cosine
 from toolchain.registry import Registry
 from toolchain.report.catalog import Catalog
@@ -43,20 +44,6 @@ class CheckContext:
 CHECKS: Registry[Callable[[dict[str, Any], CheckContext], Flag]] = Registry("report check")
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity in float64; two zero vectors count as identical.
-
-    >>> round(cosine(np.array([1.0, 0.0]), np.array([1.0, 1.0])), 4)
-    0.7071
-    """
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    if na == 0 and nb == 0:
-        return 1.0
-    if na == 0 or nb == 0:
-        return 0.0
-    return float(np.dot(a, b) / (na * nb))
-
-
 @CHECKS.register("numerics")
 def check_numerics(r: dict[str, Any], ctx: CheckContext) -> Flag:
     sample = r.get("feature_sample")
@@ -74,7 +61,7 @@ def check_numerics(r: dict[str, Any], ctx: CheckContext) -> Flag:
     b = np.asarray(sample[:n], dtype=np.float64)
     if not np.all(np.isfinite(b)):
         return Flag("numerics", "fail", "non-finite values in the device's features")
-    cos, max_abs = cosine(a, b), float(np.max(np.abs(a - b)))
+    cos, max_abs = float(cosine_per_sample(a[None], b[None])[0]), float(np.max(np.abs(a - b)))
     precision = r["artifact"].get("precision") or "fp32"
     compress = (ctx.catalog.manifest_for(r) or {}).get("compress")
     floor = min_cosine(precision, compress)

@@ -10,10 +10,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from toolchain.errors import BenchError, RuntimeUnavailable
-from toolchain.export.manifest import package_version
-from toolchain.export.tflite import TFLiteExporter
-from toolchain.runtimes.base import in_layout, runtime_block
+from toolchain.artifact.formats import TFLITE
+from toolchain.artifact.manifest import package_version
+from toolchain.errors import BenchError
+from toolchain.runtimes.base import Runtime, in_layout
 
 #: Threads when the caller does not say (parity and evaluation).
 DEFAULT_THREADS = 2
@@ -40,39 +40,27 @@ def dequantize_output(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
-class LiteRT:
+class LiteRT(Runtime):
     name = "litert"
-    formats = (TFLiteExporter.name,)
-    timing = True
-    preference = 0
+    formats = (TFLITE,)
+    requires = (("ai_edge_litert.interpreter", "ai-edge-litert"),)
 
-    def unavailable(self) -> str | None:
-        try:
-            from ai_edge_litert.interpreter import Interpreter  # noqa: F401
-        except ImportError as e:  # pragma: no cover - a core dependency
-            return f"ai-edge-litert is not importable: {e}"
-        return None
-
-    def open(self, model: Any, threads: int | None = None) -> "_Session":
-        why = self.unavailable()
-        if why:
-            raise RuntimeUnavailable(why)
+    def _open(self, model: Any, threads: int | None) -> "_Session":
         from ai_edge_litert.interpreter import Interpreter
 
         it = Interpreter(model_path=str(model.path), num_threads=threads or DEFAULT_THREADS)
         it.allocate_tensors()
-        return _Session(it, model, threads)
+        return _Session(it, model, self.block(package_version("ai-edge-litert"), "cpu", "XNNPACK", threads))
 
 
 class _Session:
     output_name = None  # the converter names outputs generically ("output_0"); the manifest's contract is "features"
 
-    def __init__(self, it: Any, model: Any, threads: int | None) -> None:
+    def __init__(self, it: Any, model: Any, block: dict[str, Any]) -> None:
         self._it, self._name, self._layout = it, model.name, model.input.layout
         self._in, self._out = it.get_input_details()[0], it.get_output_details()[0]
-        version = package_version("ai-edge-litert")
-        self.runtime = runtime_block("litert", version, "cpu", "XNNPACK", threads)
-        self.description = f"LiteRT {version}"
+        self.runtime = block
+        self.description = f"LiteRT {block['version']}"
 
     def _one(self, x: np.ndarray) -> np.ndarray:
         self._it.set_tensor(self._in["index"], x)

@@ -6,46 +6,45 @@ from typing import Any, Callable
 
 import numpy as np
 
-from toolchain.errors import RuntimeUnavailable
-from toolchain.export.onnx import OnnxExporter
-from toolchain.runtimes.base import in_layout, runtime_block
+from toolchain.artifact.formats import ONNX
+from toolchain.runtimes.base import Runtime, in_layout
 
 
-class OnnxRuntime:
+def inference_session(model: str | bytes, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session of a file path or serialized model (warnings off; ``threads`` intra-op threads).
+
+    The one place a session is built: the runtime below and the model importer's ONNX check use it.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
+                                providers=["CPUExecutionProvider"])
+
+
+class OnnxRuntime(Runtime):
     name = "onnxruntime"
-    formats = (OnnxExporter.name,)
-    timing = True
-    preference = 0
+    formats = (ONNX,)
+    requires = (("onnxruntime", "onnxruntime"),)
 
-    def unavailable(self) -> str | None:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError as e:  # pragma: no cover - a core dependency
-            return f"onnxruntime is not importable: {e}"
-        return None
-
-    def open(self, model: Any, threads: int | None = None) -> "_Session":
-        why = self.unavailable()
-        if why:
-            raise RuntimeUnavailable(why)
+    def _open(self, model: Any, threads: int | None) -> "_Session":
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        sess = ort.InferenceSession(str(model.path), opts, providers=["CPUExecutionProvider"])
-        return _Session(sess, model.input.layout, threads, ort.__version__)
+        sess = inference_session(model.path, threads)
+        return _Session(sess, model.input.layout, self.block(ort.__version__, "cpu", "CPUExecutionProvider", threads))
 
 
 class _Session:
-    def __init__(self, sess: Any, layout: str, threads: int | None, version: str) -> None:
+    def __init__(self, sess: Any, layout: str, block: dict[str, Any]) -> None:
         self._sess, self._layout = sess, layout
         self._input = sess.get_inputs()[0].name
         self.output_name = sess.get_outputs()[0].name
-        self.runtime = runtime_block("onnxruntime", version, "cpu", "CPUExecutionProvider", threads)
-        self.description = f"onnxruntime {version}"
+        self.runtime = block
+        self.description = f"onnxruntime {block['version']}"
 
     def features(self, pixels_nchw: np.ndarray) -> np.ndarray:
         x = in_layout(pixels_nchw, self._layout)

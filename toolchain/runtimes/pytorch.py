@@ -1,52 +1,47 @@
 """PyTorch eager on a model bundle: parity's reference, evaluation of bundles, host timing of bundles.
 
-The module is :class:`toolchain.export.types.DeployModule`, the very module every artifact is converted from
+The module is :class:`toolchain.artifact.module.DeployModule`, the very module every artifact is converted from
 (raw pixels in, normalisation baked in), so "before export" and "after export" numbers compare like with like.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from toolchain.runtimes.base import runtime_block
-
-#: The results v1 ``artifact.format`` of a timed bundle.
-BUNDLE_FORMAT = "pytorch"
+from toolchain.artifact.formats import BUNDLE_FORMAT
+from toolchain.runtimes.base import Runtime
 
 
-class PyTorchRuntime:
+
+class PyTorchRuntime(Runtime):
     name = "pytorch"
     formats = (BUNDLE_FORMAT,)
-    timing = True
-    preference = 0
+    requires = (("torch", "torch"),)
 
-    def unavailable(self) -> str | None:
-        return None  # torch is a core dependency
-
-    def open(self, model: Any, threads: int | None = None) -> "_Session":
-        """``model``: a loaded :class:`~toolchain.models.bundle.Bundle` or a bundle folder."""
+    def _open(self, model: Any, threads: int | None) -> "_Session":
+        """``model``: a loaded :class:`~toolchain.models.bundle.Bundle` (anything with ``model``, ``mean`` and
+        ``std``), or a callable that loads one, so that a timed open includes the load (``deploy bench host``)."""
         import torch
 
-        from toolchain.export.types import DeployModule
-        from toolchain.models.bundle import Bundle, load_bundle
+        from toolchain.artifact.module import DeployModule
 
         if threads:
             torch.set_num_threads(threads)
-        b = model if isinstance(model, Bundle) else load_bundle(Path(model))
-        return _Session(DeployModule(b.model, b.mean, b.std, "nchw").eval(), threads)
+        b = model() if callable(model) else model
+        module = DeployModule(b.model, b.mean, b.std, "nchw").eval()
+        return _Session(module, self.block(torch.__version__, "cpu", "eager", threads))
 
 
 class _Session:
     output_name = None
 
-    def __init__(self, module: Any, threads: int | None) -> None:
+    def __init__(self, module: Any, block: dict[str, Any]) -> None:
         import torch
 
         self._torch, self._module = torch, module
-        self.runtime = runtime_block("pytorch", torch.__version__, "cpu", "eager", threads)
+        self.runtime = block
         self.description = f"pytorch {torch.__version__}"
 
     def features(self, pixels_nchw: np.ndarray) -> np.ndarray:

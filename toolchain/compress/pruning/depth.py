@@ -21,7 +21,7 @@ from torch import nn
 
 from toolchain.compress.pruning.masks import deployed
 from toolchain.errors import CompressionError
-from toolchain.models.arch import _set
+from toolchain.models.feature_head import replace_module
 
 
 @torch.no_grad()
@@ -72,7 +72,7 @@ def remove_blocks(model: nn.Module, names: Sequence[str], input_size: int) -> li
                                f"can go; removable here: {', '.join(sorted(allowed)) or '(none)'}")
     net = deployed(model)
     for n in names:
-        _set(net, n, nn.Identity())
+        replace_module(net, n, nn.Identity())
     return list(names)
 
 

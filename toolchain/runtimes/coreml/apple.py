@@ -13,44 +13,36 @@ from typing import Any, Callable
 
 import numpy as np
 
-from toolchain.errors import RuntimeUnavailable
-from toolchain.export.coreml import CoreMLExporter
-from toolchain.runtimes.base import runtime_block
+from toolchain.artifact.formats import COREML
+from toolchain.runtimes.base import Runtime
 
 
-class AppleCoreML:
-    name = "coreml-apple"
-    formats = (CoreMLExporter.name,)
-    timing = True
+class AppleCoreML(Runtime):
+    name = "coreml"
+    formats = (COREML,)
     preference = 1
+    requires = (("coremltools", "coremltools"),)
 
     def unavailable(self) -> str | None:
         if sys.platform != "darwin":
             return (f"Core ML artifacts need macOS to run (Apple's runtime); this is {platform.system()}: time its "
                     "ONNX or TFLite export here, or run the iOS harness")
-        try:
-            import coremltools  # noqa: F401
-        except ImportError as e:
-            return f"coremltools is not importable: {e}"
-        return None
+        return super().unavailable()
 
-    def open(self, model: Any, threads: int | None = None) -> "_Session":  # pragma: no cover - macOS only
-        why = self.unavailable()
-        if why:
-            raise RuntimeUnavailable(why)
+    def _open(self, model: Any, threads: int | None) -> "_Session":  # pragma: no cover - macOS only
         import coremltools as ct
 
         m = ct.models.MLModel(str(model.path), compute_units=ct.ComputeUnit.CPU_ONLY)
-        return _Session(m, model, ct.__version__)
+        return _Session(m, model, self.block(ct.__version__, "cpuOnly", None, None))
 
 
 class _Session:  # pragma: no cover - macOS only
-    def __init__(self, m: Any, model: Any, version: str) -> None:
+    def __init__(self, m: Any, model: Any, block: dict[str, Any]) -> None:
         self._m = m
         self._input = model.input.name
         self._rank = len(model.input.shape)
         self.output_name = model.output.name or "features"
-        self.runtime = runtime_block("coreml", version, "cpuOnly", None, None)
+        self.runtime = block
         self.description = f"Core ML {platform.mac_ver()[0]} (coremltools predict)"
 
     def _one(self, x: np.ndarray) -> np.ndarray:

@@ -7,9 +7,24 @@ import pytest
 import torch
 from torch import nn
 
-ct = pytest.importorskip("coremltools")
+import coremltools as ct
 
-from toolchain.export import coreml_ref  # noqa: E402
+from toolchain.errors import RuntimeUnavailable
+from toolchain.runtimes.coreml import kernels, loader, mlprogram
+
+
+def run_coreml(path, feeds):
+    """Every output of one sample, through the ``coreml-ref`` runtime that parity and evaluation use."""
+    from pathlib import Path
+
+    from toolchain.artifact.folder import ArtifactRef
+    from toolchain.artifact.formats import COREML
+    from toolchain.artifact.manifest import InputSpec, OutputSpec
+    from toolchain.runtimes import get_runtime
+
+    ref = ArtifactRef(Path(path), COREML, Path(path).stem, InputSpec("x", []), OutputSpec())
+    session = get_runtime("coreml-ref").open(ref)
+    return session.run(feeds), session.description
 
 torch.set_num_threads(1)
 SIZE = 12
@@ -27,7 +42,7 @@ def test_conv2d_kernel_matches_torch(groups, stride, padding, dilation, bias):
     ref = nn.functional.conv2d(x, w, b, stride, padding, dilation, groups).numpy()
     pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
     ph, pw = pair(padding)
-    got = coreml_ref.conv2d(x.numpy(), w.numpy(), None if b is None else b.numpy(), pair(stride), (ph, ph, pw, pw),
+    got = kernels.conv2d(x.numpy(), w.numpy(), None if b is None else b.numpy(), pair(stride), (ph, ph, pw, pw),
                             pair(dilation), groups)
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
@@ -41,7 +56,7 @@ def test_pool2d_kernel_matches_torch(kind, ceil, exclude):
         ref = nn.functional.max_pool2d(x, 3, 2, 1, ceil_mode=ceil)
     else:
         ref = nn.functional.avg_pool2d(x, 3, 2, 1, ceil_mode=ceil, count_include_pad=not exclude)
-    got = coreml_ref.pool2d(x.numpy(), kind, (3, 3), (2, 2), (1, 1, 1, 1), exclude_padding=exclude, ceil_mode=ceil)
+    got = kernels.pool2d(x.numpy(), kind, (3, 3), (2, 2), (1, 1, 1, 1), exclude_padding=exclude, ceil_mode=ceil)
     np.testing.assert_allclose(got, ref.numpy(), rtol=1e-6, atol=1e-6)
 
 
@@ -50,21 +65,21 @@ def test_include_last_pixel_is_ceil_mode():
     for n, k, s, p in [(7, 3, 2, 0), (6, 3, 2, 0), (8, 3, 2, 1), (5, 2, 2, 0)]:
         x = torch.randn(1, 2, n, n, generator=torch.Generator().manual_seed(n))
         ref = nn.functional.max_pool2d(x, k, s, p, ceil_mode=True)
-        pads = coreml_ref.include_last_pixel_pads((n, n), (k, k), (s, s), (p, p))
-        got = coreml_ref.pool2d(x.numpy(), "max", (k, k), (s, s), pads)
+        pads = kernels.include_last_pixel_pads((n, n), (k, k), (s, s), (p, p))
+        got = kernels.pool2d(x.numpy(), "max", (k, k), (s, s), pads)
         np.testing.assert_allclose(got, ref.numpy(), rtol=1e-6)
         for include_pad in (True, False):  # the ceil cells never count; the padding counts when asked
             ref = nn.functional.avg_pool2d(x, k, s, p, ceil_mode=True, count_include_pad=include_pad)
-            got = coreml_ref.pool2d(x.numpy(), "avg", (k, k), (s, s), (p, p, p, p), exclude_padding=not include_pad,
+            got = kernels.pool2d(x.numpy(), "avg", (k, k), (s, s), (p, p, p, p), exclude_padding=not include_pad,
                                     ceil_mode=True)
             np.testing.assert_allclose(got, ref.numpy(), rtol=1e-5, atol=1e-6)
-    assert coreml_ref.concat([np.array([1, 2]), np.array([3, 4])], 0, interleave=True).tolist() == [1, 3, 2, 4]
+    assert kernels.concat([np.array([1, 2]), np.array([3, 4])], 0, interleave=True).tolist() == [1, 3, 2, 4]
 
 
 def test_same_padding_and_bit_unpacking_worked_examples():
-    assert coreml_ref.same_padding((4, 4), (3, 3), (2, 2)) == (0, 1, 0, 1)
-    assert coreml_ref.same_padding((4, 4), (3, 3), (2, 2), top_left_heavy=True) == (1, 0, 1, 0)
-    assert coreml_ref.unpack_bits(np.array([0b00100001, 0b11110000], np.uint8), 4, 4).tolist() == [1, 2, 0, 15]
+    assert kernels.same_padding((4, 4), (3, 3), (2, 2)) == (0, 1, 0, 1)
+    assert kernels.same_padding((4, 4), (3, 3), (2, 2), top_left_heavy=True) == (1, 0, 1, 0)
+    assert mlprogram.unpack_bits(np.array([0b00100001, 0b11110000], np.uint8), 4, 4).tolist() == [1, 2, 0, 15]
 
 
 class _Net(nn.Module):
@@ -211,28 +226,28 @@ class _Attention(nn.Module):
 @pytest.mark.parametrize("ios", [15, 18])  # iOS 18 converts it to one scaled_dot_product_attention op
 def test_executor_matches_torch_attention(ios, tmp_path):
     """What the Core ML exporter traces: the fast path off (its fused op has no coremltools converter)."""
-    from toolchain.export import coreml_ops
-    from toolchain.export.coreml import mha_fastpath_off
+    from toolchain.export.coreml import ops as coreml_ops
+    from toolchain.export.coreml.exporter import mha_fastpath_off
 
     coreml_ops.register()  # the head split traces aten::Int
     torch.manual_seed(0)
     with mha_fastpath_off():
         path, x, ref = _convert(_Attention(), "mlprogram", tmp_path, ml_ios=ios)
     assert torch.backends.mha.get_fastpath_enabled()  # restored
-    ops = {op.op_type for op in coreml_ref.load_mlpackage_program(path)[1].functions["main"].operations}
+    ops = {op.op_type for op in loader.load_mlpackage_program(path)[1].functions["main"].operations}
     assert ("scaled_dot_product_attention" in ops) == (ios >= 18)
-    got = coreml_ref.run_artifact(path, {"x": x})[0]["y"]
+    got = run_coreml(path, {"x": x})[0]["y"]
     np.testing.assert_allclose(got.reshape(ref.shape), ref, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("op", sorted(MIL_OPS_ONLY))
 def test_executor_matches_torch_ml_program_ops(op, tmp_path):
-    from toolchain.export import coreml_ops
+    from toolchain.export.coreml import ops as coreml_ops
 
     coreml_ops.register()  # index_put traces aten::Int
     torch.manual_seed(0)
     path, x, ref = _convert(MIL_OPS_ONLY[op](), "mlprogram", tmp_path)
-    got = coreml_ref.run_artifact(path, {"x": x})[0]["y"]
+    got = run_coreml(path, {"x": x})[0]["y"]
     np.testing.assert_allclose(got.reshape(ref.shape), ref, rtol=1e-4, atol=1e-4)
 
 
@@ -255,12 +270,12 @@ def _convert(module: nn.Module, fmt: str, path, nn_ios: int = 13, ml_ios: int = 
 @pytest.mark.parametrize("fmt", ["neuralnetwork", "mlprogram"])
 @pytest.mark.parametrize("op", sorted(OPS))
 def test_executor_matches_torch_op_by_op(op, fmt, tmp_path):
-    from toolchain.export import coreml_ops
+    from toolchain.export.coreml import ops as coreml_ops
 
     coreml_ops.register()  # the channel shuffle traces aten::Int
     torch.manual_seed(0)
     path, x, ref = _convert(OPS[op](), fmt, tmp_path, 14 if op in NN_IOS14 else 13)
-    outs, runtime = coreml_ref.run_artifact(path, {"x": x})
+    outs, runtime = run_coreml(path, {"x": x})
     got = outs["y"]
     assert ("ML Program" in runtime) == (fmt == "mlprogram")
     assert got.size == ref.size
@@ -276,7 +291,7 @@ def test_fp16_program_is_rounded_like_the_device(tmp_path):
     model = ct.convert(torch.jit.trace(module, x), convert_to="mlprogram", inputs=[ct.TensorType(name="x", shape=x.shape)],
                        outputs=[ct.TensorType(name="y", dtype=np.float32)], minimum_deployment_target=ct.target.iOS15)
     model.save(str(tmp_path / "h.mlpackage"))
-    got = coreml_ref.run_artifact(tmp_path / "h.mlpackage", {"x": x.numpy()})[0]["y"]
+    got = run_coreml(tmp_path / "h.mlpackage", {"x": x.numpy()})[0]["y"]
     err = np.abs(got - ref).max()
     assert 0 < err < 5e-3 * max(1.0, np.abs(ref).max())
 
@@ -310,23 +325,23 @@ def test_constexpr_weights_decode_like_coremltools(kind, ios, tmp_path):
         small = fn(model, cto.OptimizationConfig(global_config=cfg))
     small.save(str(tmp_path / "c.mlpackage"))
     cto.decompress_weights(small).save(str(tmp_path / "d.mlpackage"))
-    _, prog = coreml_ref.load_mlpackage_program(tmp_path / "c.mlpackage")
+    _, prog = loader.load_mlpackage_program(tmp_path / "c.mlpackage")
     ops = {op.op_type for op in prog.functions["main"].operations}
     assert any(o.startswith("constexpr") for o in ops)
     if kind.startswith("sparse-"):
         assert "constexpr_lut_to_sparse" in ops
-    got = coreml_ref.run_artifact(tmp_path / "c.mlpackage", {"x": x.numpy()})[0]["y"]
-    want = coreml_ref.run_artifact(tmp_path / "d.mlpackage", {"x": x.numpy()})[0]["y"]
+    got = run_coreml(tmp_path / "c.mlpackage", {"x": x.numpy()})[0]["y"]
+    want = run_coreml(tmp_path / "d.mlpackage", {"x": x.numpy()})[0]["y"]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_unknown_op_is_named(tmp_path):
     path, x, _ = _convert(nn.Sequential(nn.Conv2d(3, 4, 1), nn.ELU()), "mlprogram", tmp_path)
-    with pytest.raises(coreml_ref.UnknownOpError, match="elu"):
-        coreml_ref.run_artifact(path, {"x": x})
+    with pytest.raises(RuntimeUnavailable, match="elu"):
+        run_coreml(path, {"x": x})
 
 
 def test_unknown_nn_layer_is_named(tmp_path):
     path, x, _ = _convert(nn.Sequential(nn.Conv2d(3, 4, 1), nn.GELU()), "neuralnetwork", tmp_path)
-    with pytest.raises(coreml_ref.UnknownOpError, match="gelu"):
-        coreml_ref.run_artifact(path, {"x": x})
+    with pytest.raises(RuntimeUnavailable, match="gelu"):
+        run_coreml(path, {"x": x})

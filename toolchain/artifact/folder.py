@@ -1,6 +1,6 @@
 """Opening an exported artifact folder: the one function behind ``bench plan``, ``bench host`` and ``evaluate``.
 
-:func:`open_artifact` reads the manifest through :func:`toolchain.export.manifest.read` (valid, its ``file``
+:func:`open_artifact` reads the manifest through :func:`toolchain.artifact.manifest.read` (valid, its ``file``
 inside the folder), hashes the artifact's bytes and refuses a mismatch (the measured sha256 is what callers
 record, never the manifest's word for it), and refuses an artifact whose export parity failed unless the caller
 opts in, in which case it says so in a warning. Whatever uses an artifact therefore checks it the same way.
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolchain.errors import ArtifactError, ManifestError
-from toolchain.export import manifest as manifest_mod
-from toolchain.export.manifest import InputSpec, Manifest, OutputSpec
+from toolchain.artifact import manifest as manifest_mod
+from toolchain.artifact.manifest import InputSpec, Manifest, OutputSpec
 from toolchain.fsutil import sha256_file
 
 

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from toolchain.errors import ManifestError
-from toolchain.export import manifest as M
+from toolchain.artifact import manifest as M
 
 
 def _v2(**over) -> dict:
@@ -30,7 +30,7 @@ def _folder(tmp_path, man: dict, file_name: str = "a.onnx"):
 
 def test_committed_json_schema_is_current_and_valid():
     assert M.DOC_PATH.read_text() == M.schema_text(), \
-        "docs/manifest-schema.json is stale: run python -m toolchain.export.manifest --write"
+        "docs/manifest-schema.json is stale: run python -m toolchain.artifact.manifest --write"
     jsonschema.Draft202012Validator.check_schema(json.loads(M.DOC_PATH.read_text()))
 
 
@@ -67,7 +67,7 @@ def test_version_1_manifests_are_migrated():
           "input": {"name": "pixels", "shape": [3, 8, 8]}, "output": {"name": "features", "dim": 4}}
     man = M.parse(v1, "v1")
     assert man.manifest_version == 2 and man.coreml.spec_version == 3 and man.coreml.nn_layers == {"flatten": 1}
-    assert man.parity_by_runtime["coreml-apple"].status == "skipped" and man.tflite is None
+    assert man.parity_by_runtime["coreml"].status == "skipped" and man.tflite is None
     with pytest.raises(ManifestError, match="upgrade the toolchain"):
         M.parse(_v2(manifest_version=3), "future")
     with pytest.raises(ManifestError, match="lacks 'input'"):

@@ -5,7 +5,7 @@ for which devices and OS, how to feed it (input name, shape, layout, dtype, norm
 which bundle it came from, and the parity results. Format-specific facts live in the format's own typed block
 (``coreml``, ``tflite``, ``onnx``), so nothing a converter reports can overwrite a top-level key.
 
-``docs/manifest-schema.json`` is generated from these dataclasses (``python -m toolchain.export.manifest
+``docs/manifest-schema.json`` is generated from these dataclasses (``python -m toolchain.artifact.manifest
 --write``; a test keeps it current). Every reader goes through :func:`read`, which validates the whole file at
 once, migrates version-1 manifests, and refuses a ``file`` that resolves outside the artifact folder.
 """
@@ -18,16 +18,13 @@ import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from toolchain import jsonio, typed
 from toolchain.errors import ManifestError
 from toolchain.fsutil import atomic_write_json, atomic_write_text
-
-if TYPE_CHECKING:  # pragma: no cover
-    from toolchain.export.parity import ParityResult
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 2
@@ -99,8 +96,9 @@ class SourceBundle:
 
 
 @dataclass
-class ParityRecord:
-    """One runtime's parity with PyTorch (``toolchain.export.parity.ParityResult`` as stored)."""
+class ParityResult:
+    """One runtime's parity with PyTorch, as :func:`toolchain.artifact.compare.compare` gives it and the manifest
+    stores it."""
 
     status: Literal["passed", "failed", "skipped"]
     reference: str | None = None  # which runtime ran the artifact
@@ -110,6 +108,9 @@ class ParityRecord:
     samples: int | None = None
     reason: str | None = None
     mismatches: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -173,9 +174,9 @@ class Manifest:
     choice_reasons: list[str] = field(default_factory=list)
     source_bundle: SourceBundle | None = None
     source_bundle_sha256: str | None = None
-    parity: ParityRecord = field(default_factory=lambda: ParityRecord("skipped", reason="not recorded"))
+    parity: ParityResult = field(default_factory=lambda: ParityResult("skipped", reason="not recorded"))
     #: every runtime that checked parity (the first one is ``parity``), or why it could not here
-    parity_by_runtime: dict[str, ParityRecord] = field(default_factory=dict)
+    parity_by_runtime: dict[str, ParityResult] = field(default_factory=dict)
     reference_features: ReferenceFeatures | None = None
     converter_versions: dict[str, str] = field(default_factory=dict)
     convert_seconds: float | None = None
@@ -199,11 +200,6 @@ class Manifest:
 #: The typed per-format blocks of a manifest: field name -> its dataclass.
 FORMAT_BLOCKS: dict[str, type] = {f.name: f.metadata["format_block"] for f in dataclasses.fields(Manifest)
                                   if "format_block" in f.metadata}
-
-
-def parity_record(result: "ParityResult") -> ParityRecord:
-    """A parity result as the manifest stores it."""
-    return typed.build(ParityRecord, result.to_json(), error=ManifestError, source="parity result")
 
 
 def write(folder: Path, manifest: Manifest) -> None:
@@ -232,7 +228,7 @@ def _migrate_v1(raw: dict[str, Any]) -> dict[str, Any]:
             data[block] = {k: v for k, v in moved.items() if v is not None}
     apple = data.pop("apple_runtime", None)
     if isinstance(apple, dict) and "status" in apple:
-        data.setdefault("parity_by_runtime", {})["coreml-apple"] = apple
+        data.setdefault("parity_by_runtime", {})["coreml"] = apple
     for k in _V1_DROPPED:
         data.pop(k, None)
     known = set(Manifest.__dataclass_fields__)
@@ -321,7 +317,7 @@ def schema_text() -> str:
 def _main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m toolchain.export.manifest",
+    ap = argparse.ArgumentParser(prog="python -m toolchain.artifact.manifest",
                                  description="Print, write or check docs/manifest-schema.json.")
     ap.add_argument("--write", action="store_true", help=f"write {DOC_PATH}")
     ap.add_argument("--check", action="store_true", help="exit 1 if the committed schema is stale")
@@ -329,7 +325,7 @@ def _main(argv: list[str] | None = None) -> int:
     if args.check:
         current = DOC_PATH.read_text() if DOC_PATH.is_file() else ""
         if current != schema_text():
-            print(f"{DOC_PATH} is stale: run python -m toolchain.export.manifest --write", file=sys.stderr)
+            print(f"{DOC_PATH} is stale: run python -m toolchain.artifact.manifest --write", file=sys.stderr)
             return 1
         return 0
     if args.write:

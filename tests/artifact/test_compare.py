@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from toolchain.export.parity import compare, cosine_per_sample, settle, skipped, smooth_random_images
+from toolchain.artifact.compare import compare, cosine_per_sample, skipped
+from toolchain.artifact.inputs import smooth_random_images
+from toolchain.export.parity import settle
 from toolchain.policy import MIN_COSINE_BY_PRECISION as DEFAULT_MIN_COSINE
 
 
@@ -55,7 +57,7 @@ def test_a_failure_on_any_runtime_fails_the_artifact():
     ref = np.random.default_rng(0).normal(size=(2, 8))
     good = compare(ref, ref.copy(), min_cosine=0.999, runtime="coreml_ref")
     bad = compare(ref, -ref, min_cosine=0.999, runtime="Core ML 15")
-    assert settle([("coreml-ref", good), ("coreml-apple", skipped("needs macOS"))]).status == "passed"
-    r = settle([("coreml-ref", good), ("coreml-apple", bad)])
+    assert settle([("coreml-ref", good), ("coreml", skipped("needs macOS"))]).status == "passed"
+    r = settle([("coreml-ref", good), ("coreml", bad)])
     assert r.status == "failed" and r.reference == "coreml_ref" and r.cosine_min == good.cosine_min
-    assert all(m.startswith("coreml-apple: sample") for m in r.mismatches) and len(r.mismatches) == 2
+    assert all(m.startswith("coreml: sample") for m in r.mismatches) and len(r.mismatches) == 2

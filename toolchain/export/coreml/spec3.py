@@ -194,13 +194,14 @@ def _blob_shapes(spec: Any) -> dict[str, tuple[int, ...]]:
     """Every blob's shape, from a numpy run of the (spec-4/5) network on zeros; {} when it cannot run."""
     import numpy as np
 
-    from toolchain.export import coreml_ref
+    from toolchain.runtimes.coreml.kernels import UnknownOpError
+    from toolchain.runtimes.coreml.neuralnetwork import run_neuralnetwork
 
     feeds = {d.name: np.zeros([int(v) for v in d.type.multiArrayType.shape], np.float32) for d in spec.description.input}
     blobs: dict[str, Any] = {}
     try:
-        coreml_ref.run_neuralnetwork(spec, feeds, blobs)
-    except coreml_ref.UnknownOpError:
+        run_neuralnetwork(spec, feeds, blobs)
+    except UnknownOpError:
         return {}
     return {k: tuple(v.shape) for k, v in blobs.items()}
 

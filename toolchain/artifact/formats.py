@@ -1,8 +1,10 @@
-"""Artifact formats: what each format plugin knows about itself, and the export decision per device.
+"""Artifact formats: their names, what each format plugin knows about itself, and the export decision per device.
 
-A *format plugin* is one module per format (``onnx.py``, ``coreml.py``, ``tflite.py``) with one class that
-derives from :class:`ArtifactFormat` and implements the converter (``convert``, ``describe``, ``versions``:
-:class:`toolchain.export.types.Exporter`). Everything the rest of the toolchain needs to know about a format
+The format names are defined here, once: runtimes (``toolchain.runtimes``) and readers compare against these
+constants and never import an exporter. A *format plugin* is one module per format in ``toolchain/export/``
+(``onnx.py``, ``coreml/exporter.py``, ``tflite.py``) with one class that derives from :class:`ArtifactFormat`
+and implements the converter (``convert``, ``describe``, ``versions``: ``toolchain.export.types.Exporter``); it
+is imported by name on first use, so this contract layer does not depend on the exporters above it. Everything the rest of the toolchain needs to know about a format
 is asked of its plugin, never decided by comparing its name:
 
 - ``platforms`` it runs on and ``app_platform``, the harness app that runs it (``bench plan``);
@@ -28,17 +30,23 @@ from toolchain.errors import DeviceError
 from toolchain.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
-    from toolchain.export.manifest import Manifest
+    from toolchain.artifact.manifest import Manifest
 
 PRECISIONS = ("fp32", "fp16", "int8")
 LAYOUTS = ("nchw", "nhwc")
 
-#: The format plugins, "module:Class". Adding a format = one module + one line here.
-PLUGINS = (
-    "toolchain.export.onnx:OnnxExporter",
-    "toolchain.export.coreml:CoreMLExporter",
-    "toolchain.export.tflite:TFLiteExporter",
-)
+ONNX = "onnx"
+COREML = "coreml"
+TFLITE = "tflite"
+#: Not an artifact format: a model bundle run by PyTorch (a result's ``artifact.format`` when a bundle was timed).
+BUNDLE_FORMAT = "pytorch"
+
+#: format name -> its plugin, "module:Class". Adding a format = one plugin module + one line here.
+PLUGINS = {
+    ONNX: "toolchain.export.onnx:OnnxExporter",
+    COREML: "toolchain.export.coreml.exporter:CoreMLExporter",
+    TFLITE: "toolchain.export.tflite:TFLiteExporter",
+}
 
 
 @dataclass(frozen=True)
@@ -124,10 +132,12 @@ def formats() -> Registry[ArtifactFormat]:
     global _formats
     if _formats is None:
         reg: Registry[ArtifactFormat] = Registry("export target")
-        for spec in PLUGINS:
+        for name, spec in PLUGINS.items():
             module, cls = spec.split(":")
             plugin = getattr(importlib.import_module(module), cls)()
-            reg.add(plugin.name, plugin)
+            if plugin.name != name:
+                raise RuntimeError(f"{spec} calls itself {plugin.name!r}, registered as {name!r}")
+            reg.add(name, plugin)
         _formats = reg
     return _formats
 

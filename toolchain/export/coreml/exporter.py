@@ -1,4 +1,4 @@
-"""The Core ML format plugin: export through coremltools 9 (run: ``runtimes/coreml_ref`` everywhere, Apple's
+"""The Core ML format plugin: export through coremltools 9 (run: ``runtimes/coreml`` everywhere, Apple's
 runtime on macOS).
 
 * iOS 15+: ML Program (``.mlpackage``), fp16 compute by default, fp32 on request; int8
@@ -32,16 +32,16 @@ import numpy as np
 
 from toolchain.devices import Device
 from toolchain.errors import DeviceError, ExportError, ManifestError
-from toolchain.export import coreml_ref
-from toolchain.export.coreml_spec3 import lower_to_spec3
-from toolchain.export.formats import ArtifactFormat, ExportChoice
-from toolchain.export.manifest import CoreMLDetails, InputSpec, OutputSpec, ToolCheck, package_version
+from toolchain.export.coreml.spec3 import lower_to_spec3
+from toolchain.artifact.formats import COREML, ArtifactFormat, ExportChoice
+from toolchain.artifact.manifest import CoreMLDetails, InputSpec, OutputSpec, ToolCheck, package_version
 from toolchain.policy import COMPRESSED_WEIGHTS_IOS, COREML_SPEC_FOR_IOS, JOINT_COMPRESSION_IOS, MAX_IOS, MIN_IOS
 from toolchain.progress import MessageFn
 from toolchain.registry import Registry
+from toolchain.runtimes.coreml.loader import load_mlpackage_program
 
 if TYPE_CHECKING:  # pragma: no cover
-    from toolchain.export.manifest import Manifest
+    from toolchain.artifact.manifest import Manifest
     from toolchain.export.types import Description, ExportJob
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def _quiet() -> contextlib.AbstractContextManager:
 def _convert(job: "ExportJob", convert_to: str, ios: int, precision: str | None = None) -> Any:
     import coremltools as ct
 
-    from toolchain.export import coreml_ops
+    from toolchain.export.coreml import ops as coreml_ops
 
     coreml_ops.register()  # NumPy 2.4-safe aten::Int / aten::Bool, exact mul+add fusion (coreml_ops explains)
     kwargs: dict[str, Any] = {}
@@ -201,7 +201,7 @@ def fp16_weights(spec: Any) -> Any:
 
 
 class CoreMLExporter(ArtifactFormat):
-    name = "coreml"
+    name = COREML
     display = "Core ML"
     suffix = ".mlpackage"  # ".mlmodel" for NeuralNetwork choices (:meth:`suffix_for`)
     platforms = ("ios",)
@@ -219,7 +219,7 @@ class CoreMLExporter(ArtifactFormat):
         """Minimum iOS, ML Program or NeuralNetwork, and the spec version, for ``device`` (see the module doc).
 
         >>> from toolchain.devices import get_device
-        >>> from toolchain.export.formats import choose
+        >>> from toolchain.artifact.formats import choose
         >>> c = choose("coreml", get_device("iphone6"))
         >>> (c.coreml_format, c.spec_version, c.min_ios, c.precision)
         ('neuralnetwork', 3, 12, 'fp16')
@@ -347,7 +347,7 @@ class CoreMLExporter(ArtifactFormat):
 
     def _summary(self, artifact: Path) -> tuple[Any, dict[str, Any]]:
         if artifact.suffix == ".mlpackage":
-            spec, prog = coreml_ref.load_mlpackage_program(artifact)
+            spec, prog = load_mlpackage_program(artifact)
             ops = Counter(op.op_type for op in prog.functions["main"].operations)
             from coremltools.converters.mil.mil import types
 

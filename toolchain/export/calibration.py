@@ -1,0 +1,40 @@
+"""int8 calibration / Core ML palettization images: the user's folder (``--calibration``), else the seeded ones.
+
+A folder is read with the data layer's own image rules (:data:`toolchain.data.layouts.IMAGE_SUFFIXES`,
+:func:`toolchain.data.images.load_image`), so calibration accepts exactly the files a data set may hold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from toolchain.artifact.inputs import calibration_images
+from toolchain.errors import DataError, ImageError
+from toolchain.policy import CALIBRATION_SAMPLES
+
+
+def load_calibration(size: int, folder: str | Path | None = None, n: int = CALIBRATION_SAMPLES) -> np.ndarray:
+    """Up to ``n`` images from ``folder`` (recursively, unreadable files skipped), resized to ``size``, as raw
+    pixels NCHW float32; the seeded :func:`~toolchain.artifact.inputs.calibration_images` when no folder is given.
+    """
+    if folder is None:
+        return calibration_images(size)
+    from toolchain.data.images import load_image
+    from toolchain.data.layouts import IMAGE_SUFFIXES, list_images
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"--calibration {folder} is not a folder of images")
+    out = []
+    for p in list_images(folder):
+        try:
+            out.append(load_image(p, size).astype(np.float32))
+        except ImageError:
+            continue
+        if len(out) >= n:
+            break
+    if not out:
+        raise DataError(f"--calibration {folder} holds no readable images ({', '.join(IMAGE_SUFFIXES)})")
+    return np.stack(out).transpose(0, 3, 1, 2).copy()

@@ -1,0 +1,168 @@
+"""The numpy Core ML executor's shared kernels (float32, NCHW): convolution, pooling, batch norm, linear, concat.
+
+Both interpreters (:mod:`.neuralnetwork` for ``.mlmodel`` specs, :mod:`.mlprogram` for ``.mlpackage`` MIL
+programs) call these, so a layer and the op it became compute the same numbers.
+
+Kernels compute in float32 (NCHW). Example: a 1x1 convolution with weight 2 and bias 1
+maps ``[[[[3.0]]]]`` to ``[[[[7.0]]]]`` (see :func:`conv2d`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from toolchain.errors import ToolchainError
+
+
+class UnknownOpError(ToolchainError):
+    """The executor has no implementation for a layer/op (or one of its modes)."""
+
+
+# ---------------------------------------------------------------- kernels (float32, NCHW)
+
+def same_padding(hw: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+                 dilation: tuple[int, ...] = (1, 1), top_left_heavy: bool = False) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) for 'same' padding: output = ceil(input / stride).
+
+    >>> same_padding((4, 4), (3, 3), (2, 2))   # 4 -> 2 outputs, needs 1 pixel: at the end
+    (0, 1, 0, 1)
+    """
+    out: list[int] = []
+    for n, k, s, d in zip(hw, kernel, stride, dilation):
+        total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+        small, big = total // 2, total - total // 2
+        out += [big, small] if top_left_heavy else [small, big]
+    return (out[0], out[1], out[2], out[3])
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, stride: tuple[int, ...],
+           pads: tuple[int, int, int, int], dilation: tuple[int, ...] = (1, 1), groups: int = 1) -> np.ndarray:
+    """2-D cross-correlation as PyTorch's ``conv2d``; ``pads`` = (top, bottom, left, right).
+
+    >>> conv2d(np.full((1, 1, 1, 1), 3.0, np.float32), np.full((1, 1, 1, 1), 2.0, np.float32),
+    ...        np.ones(1, np.float32), (1, 1), (0, 0, 0, 0)).ravel().tolist()
+    [7.0]
+    """
+    n, c, _, _ = x.shape
+    o, cg, kh, kw = w.shape
+    if c != cg * groups:
+        raise UnknownOpError(f"conv: input has {c} channels, weights expect {cg} x {groups} groups")
+    pt, pb, pl, pr = pads
+    x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    (sh, sw), (dh, dw) = stride, dilation
+    eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    oh, ow = (x.shape[2] - eh) // sh + 1, (x.shape[3] - ew) // sw + 1
+    win = sliding_window_view(x, (eh, ew), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :oh, :ow]
+    if groups == 1:
+        out = np.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
+    else:
+        win = win.reshape(n, groups, cg, oh, ow, kh, kw)
+        out = np.einsum("ngchwij,gocij->ngohw", win, w.reshape(groups, o // groups, cg, kh, kw), optimize=True)
+        out = out.reshape(n, o, oh, ow)
+    if bias is not None:
+        out = out + bias.reshape(1, -1, 1, 1)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def pool2d(x: np.ndarray, kind: str, kernel: tuple[int, ...], stride: tuple[int, ...],
+           pads: tuple[int, int, int, int], exclude_padding: bool = True, ceil_mode: bool = False) -> np.ndarray:
+    """Max or average pooling, PyTorch's semantics; ``pads`` = (top, bottom, left, right).
+
+    Padded cells never win a max and, with ``exclude_padding``, never count in an average. ``ceil_mode``
+    adds cells at the end so a partial last window still gives an output (one that starts inside the input
+    or the start padding, as PyTorch and NeuralNetwork ``includeLastPixel`` define it); those cells never
+    count, even when the padding does.
+    """
+    pt, pb, pl, pr = pads
+    (kh, kw), (sh, sw) = kernel, stride
+    eb = er = 0
+    if ceil_mode:
+        eb = include_last_pixel_pads(x.shape[2:3], (kh,), (sh,), (pt,))[1] - pb if pt == pb else 0
+        er = include_last_pixel_pads(x.shape[3:4], (kw,), (sw,), (pl,))[1] - pr if pl == pr else 0
+        if pt != pb or pl != pr:  # asymmetric: the general rule for the bottom/right end
+            h, w = x.shape[2] + pt + pb, x.shape[3] + pl + pr
+            eb, er = ((-(h - kh) % sh) if h > kh else 0), ((-(w - kw) % sw) if w > kw else 0)
+        eb, er = max(eb, 0), max(er, 0)
+    fill = -np.inf if kind == "max" else 0.0
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb + eb), (pl, pr + er)), constant_values=fill)
+    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    if kind == "max":
+        return win.max(axis=(4, 5)).astype(np.float32)
+    total = win.sum(axis=(4, 5))
+    counted = np.ones((1, 1) + x.shape[2:], np.float32)
+    if not exclude_padding:
+        counted = np.pad(counted, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=1.0)
+        counted = np.pad(counted, ((0, 0), (0, 0), (0, eb), (0, er)))
+    else:
+        counted = np.pad(counted, ((0, 0), (0, 0), (pt, pb + eb), (pl, pr + er)))
+    count = sliding_window_view(counted, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw].sum(axis=(4, 5))
+    return (total / count).astype(np.float32)
+
+
+def include_last_pixel_pads(hw: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+                            amounts: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of NeuralNetwork.proto's ``includeLastPixel`` pooling (PyTorch ceil_mode).
+
+    ``out = ceil((n + 2p - k) / s) + 1``, one less when p > 0 and the last window would start at or past
+    ``n + p``; the start is padded by p, the end by whatever the last window needs.
+
+    >>> include_last_pixel_pads((6, 6), (3, 3), (2, 2), (0, 0))   # 6 -> 3 outputs, last window needs 1 more
+    (0, 1, 0, 1)
+    """
+    out: list[int] = []
+    for n, k, s, p in zip(hw, kernel, stride, amounts):
+        o = -(-(n + 2 * p - k) // s) + 1
+        if p > 0 and (o - 1) * s >= n + p:
+            o -= 1
+        out += [p, max((o - 1) * s + k - n - p, 0)]
+    return tuple(out)  # type: ignore[return-value]  # (start, end) per axis
+
+
+def batch_norm(x: np.ndarray, mean: np.ndarray, var: np.ndarray, gamma: np.ndarray | None,
+               beta: np.ndarray | None, eps: float) -> np.ndarray:
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    if gamma is not None:
+        y = y * gamma.reshape(shape)
+    if beta is not None:
+        y = y + beta.reshape(shape)
+    return y.astype(np.float32)
+
+
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """``x @ w.T + b`` over the last axis (w is (out, in))."""
+    y = x @ w.T
+    return (y + b if b is not None else y).astype(np.float32)
+
+
+def concat(values: list[np.ndarray], axis: int, interleave: bool = False) -> np.ndarray:
+    """``np.concatenate``; with ``interleave`` the slices alternate (a0, b0, a1, b1, ...), as ShuffleNet's
+    channel shuffle is lowered by coremltools.
+
+    >>> concat([np.array([1, 2]), np.array([3, 4])], 0, interleave=True).tolist()
+    [1, 3, 2, 4]
+    """
+    values = [np.asarray(v) for v in values]
+    if not interleave:
+        return np.concatenate(values, axis=axis)
+    axis = axis % values[0].ndim
+    if len({v.shape for v in values}) != 1:
+        raise UnknownOpError("concat with interleave=True over inputs of different shapes")
+    stacked = np.stack(values, axis=axis + 1)
+    shape = list(values[0].shape)
+    shape[axis] *= len(values)
+    return stacked.reshape(shape)
+
+
+def channel_shape(p: np.ndarray, x: np.ndarray) -> tuple[int, ...]:
+    """Broadcast a (C,) / (C, H, W) / (1,) parameter against an (N, C, H, W) blob."""
+    return (1,) + p.shape + (1,) * (x.ndim - 1 - p.ndim) if p.ndim == 1 and p.size > 1 else (1,) + p.shape
+
+
+def repeat_blocks(p: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Expand a per-block parameter (same rank, each dim dividing ``shape``) to ``shape``."""
+    for axis, (n, b) in enumerate(zip(shape, p.shape)):
+        if b != n:
+            p = np.repeat(p, n // b, axis=axis)
+    return p

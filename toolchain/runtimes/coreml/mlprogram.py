@@ -1,0 +1,349 @@
+"""ML Programs (``.mlpackage``, their MIL read back from disk) run op by op on the numpy kernels.
+
+fp16 programs are emulated: every fp16 tensor is rounded to float16 after each op, as the device stores it.
+Compressed weights (``constexpr_*``: sparse, palettized, int8) are expanded here. An op with no entry in
+``MIL_OPS`` raises :class:`~toolchain.runtimes.coreml.kernels.UnknownOpError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from toolchain.registry import Registry
+from toolchain.runtimes.coreml.kernels import (UnknownOpError, batch_norm, concat, conv2d, linear, pool2d,
+                                               repeat_blocks, same_padding)
+
+MilOp = Callable[..., np.ndarray]
+MIL_OPS: Registry[MilOp] = Registry("MIL op")
+_DTYPES = {"fp16": np.float16, "fp32": np.float32, "fp64": np.float64, "int32": np.int32, "int64": np.int64,
+           "int8": np.int8, "uint8": np.uint8, "int16": np.int16, "uint16": np.uint16, "bool": np.bool_}
+
+
+def _f32(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32)
+
+
+MIL_OPS.add("cast", lambda x, dtype: np.asarray(x).astype(_DTYPES[str(dtype)]))
+MIL_OPS.add("identity", lambda x: x)
+MIL_OPS.add("relu", lambda x: np.maximum(_f32(x), 0))
+MIL_OPS.add("relu6", lambda x: np.clip(_f32(x), 0, 6))
+MIL_OPS.add("clip", lambda x, alpha, beta: np.clip(_f32(x), float(alpha), float(beta)))
+MIL_OPS.add("sigmoid", lambda x: 1 / (1 + np.exp(-_f32(x))))
+MIL_OPS.add("sigmoid_hard", lambda x, alpha=0.2, beta=0.5: np.clip(float(alpha) * _f32(x) + float(beta), 0, 1))
+MIL_OPS.add("thresholded_relu", lambda x, alpha=1.0: np.where(_f32(x) > float(alpha), _f32(x), 0))
+MIL_OPS.add("silu", lambda x: _f32(x) / (1 + np.exp(-_f32(x))))
+MIL_OPS.add("add", lambda x, y: _f32(x) + _f32(y))
+MIL_OPS.add("sub", lambda x, y: _f32(x) - _f32(y))
+MIL_OPS.add("mul", lambda x, y: _f32(x) * _f32(y))
+MIL_OPS.add("real_div", lambda x, y: _f32(x) / _f32(y))
+MIL_OPS.add("equal", lambda x, y: np.equal(x, y))
+MIL_OPS.add("not_equal", lambda x, y: np.not_equal(x, y))
+MIL_OPS.add("select", lambda cond, a, b: np.where(np.asarray(cond, bool), a, b))  # Swin: masked_fill
+MIL_OPS.add("maximum", lambda x, y: np.maximum(_f32(x), _f32(y)))
+MIL_OPS.add("minimum", lambda x, y: np.minimum(_f32(x), _f32(y)))
+MIL_OPS.add("reshape", lambda x, shape: np.reshape(x, tuple(int(s) for s in np.asarray(shape))))
+MIL_OPS.add("squeeze", lambda x, axes=None: np.squeeze(x, axis=None if axes is None else tuple(int(a) for a in axes)))
+MIL_OPS.add("linear", lambda x, weight, bias=None: linear(_f32(x), _f32(weight), None if bias is None else _f32(bias)))
+MIL_OPS.add("concat", lambda values, axis, interleave=False: concat(values, int(axis), bool(interleave)))
+MIL_OPS.add("batch_norm", lambda x, mean, variance, gamma=None, beta=None, epsilon=1e-5: batch_norm(
+    _f32(x), _f32(mean), _f32(variance), None if gamma is None else _f32(gamma), None if beta is None else _f32(beta),
+    float(epsilon)))
+
+
+def _axes(axes: Any) -> tuple[int, ...] | None:
+    return None if axes is None else tuple(int(a) for a in np.atleast_1d(axes))
+
+
+MIL_OPS.add("reduce_mean", lambda x, axes=None, keep_dims=False: _f32(x).mean(axis=_axes(axes), keepdims=bool(keep_dims)))
+MIL_OPS.add("reduce_sum", lambda x, axes=None, keep_dims=False: _f32(x).sum(axis=_axes(axes), keepdims=bool(keep_dims)))
+MIL_OPS.add("reduce_max", lambda x, axes=None, keep_dims=False: _f32(x).max(axis=_axes(axes), keepdims=bool(keep_dims)))
+
+
+@MIL_OPS.register("split")
+def _mil_split(x: np.ndarray, axis: int, num_splits: Any = None, split_sizes: Any = None) -> list[np.ndarray]:
+    x = np.asarray(x)
+    if split_sizes is not None:
+        return np.split(x, np.cumsum([int(v) for v in np.atleast_1d(split_sizes)])[:-1], axis=int(axis))
+    return np.split(x, int(num_splits), axis=int(axis))
+
+
+@MIL_OPS.register("slice_by_index")
+def _mil_slice_by_index(x: np.ndarray, begin: Any, end: Any, stride: Any = None, begin_mask: Any = None,
+                        end_mask: Any = None, squeeze_mask: Any = None) -> np.ndarray:
+    """MIL ``slice_by_index`` (iOS15 defs): per axis ``x[begin:end:stride]``; a set ``begin_mask`` /
+    ``end_mask`` ignores that bound (the whole extent in the stride's direction); a set ``squeeze_mask``
+    takes the single element at ``begin`` and drops the axis. Negative bounds count from the end.
+
+    >>> _mil_slice_by_index(np.arange(12).reshape(3, 4), [0, 1], [0, 3], [1, 1], [True, False], [True, False],
+    ...                     [False, False]).tolist()
+    [[1, 2], [5, 6], [9, 10]]
+    >>> _mil_slice_by_index(np.arange(12).reshape(3, 4), [-1, 0], [0, 0], None, None, [False, True],
+    ...                     [True, False]).tolist()
+    [8, 9, 10, 11]
+    """
+    x = np.asarray(x)
+    n = x.ndim
+    flags = [np.zeros(n, bool) if m is None else np.asarray(m, bool) for m in (begin_mask, end_mask, squeeze_mask)]
+    stride = np.ones(n, int) if stride is None else np.asarray(stride, int)
+    slices: list[slice | int] = []
+    for i, (b, e) in enumerate(zip(np.asarray(begin, int), np.asarray(end, int))):
+        if flags[2][i]:
+            slices.append(int(b))
+            continue
+        slices.append(slice(None if flags[0][i] else int(b), None if flags[1][i] else int(e), int(stride[i])))
+    return x[tuple(slices)]
+
+
+MIL_OPS.add("expand_dims", lambda x, axes: np.expand_dims(np.asarray(x), tuple(int(a) for a in np.atleast_1d(axes))))
+
+
+@MIL_OPS.register("gather")
+def _mil_gather(x: np.ndarray, indices: np.ndarray, axis: int = 0, batch_dims: int = 0,
+                validate_indices: bool = False) -> np.ndarray:
+    """MIL ``gather`` along ``axis`` (Swin's shifted windows are rolls, lowered to gathers); negative indices
+    count from the end. ``batch_dims`` other than 0 is a mode this executor does not implement."""
+    if int(batch_dims) != 0:
+        raise UnknownOpError(f"MIL op 'gather' with batch_dims={int(batch_dims)}")
+    return np.take(np.asarray(x), np.asarray(indices).astype(np.int64), axis=int(axis))
+
+
+@MIL_OPS.register("scatter")
+def _mil_scatter(data: np.ndarray, indices: np.ndarray, updates: np.ndarray, axis: int = 0, mode: str = "update",
+                 validate_indices: bool = False) -> np.ndarray:
+    """MIL ``scatter`` (iOS15 defs): ``updates``' slice ``i`` along ``axis`` goes to ``data``'s slice
+    ``indices[i]`` (``update``) or is combined with it (``add``, ``sub``, ``mul``, ``div``, ``max``, ``min``).
+    Swin's window attention mask is built with it.
+
+    >>> _mil_scatter(np.array([[1, 2, 3], [4, 5, 6]]), np.array([1, 0]), np.array([[5, 6, 7], [8, 9, 10]]),
+    ...              0, "add").tolist()
+    [[9, 11, 13], [9, 11, 13]]
+    """
+    ops = {"update": lambda a, b: b, "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+           "max": np.maximum, "min": np.minimum}
+    if str(mode) not in ops:
+        raise UnknownOpError(f"MIL op 'scatter' mode {mode!r}")
+    out = np.array(data, copy=True)
+    ax = int(axis) % out.ndim
+    for i, j in enumerate(np.asarray(indices).astype(np.int64).ravel()):
+        dst = (slice(None),) * ax + (int(j),)
+        out[dst] = ops[str(mode)](out[dst], np.take(np.asarray(updates), i, axis=ax))
+    return out
+
+
+@MIL_OPS.register("scaled_dot_product_attention")
+def _mil_sdpa(query: np.ndarray, key: np.ndarray, value: np.ndarray, attn_mask: Any = None) -> np.ndarray:
+    """iOS18 ``scaled_dot_product_attention``: ``softmax(Q K^T / sqrt(d) + mask) V`` over the last two axes;
+    a boolean mask keeps the True positions (the others get -inf), a float mask is added."""
+    q, k, v = _f32(query), _f32(key), _f32(value)
+    scores = q @ np.swapaxes(k, -1, -2) / np.float32(np.sqrt(q.shape[-1]))
+    if attn_mask is not None:
+        m = np.asarray(attn_mask)
+        scores = np.where(m, scores, -np.inf) if m.dtype == bool else scores + _f32(m)
+    return _mil_softmax(scores, -1) @ v
+
+
+MIL_OPS.add("slice_by_size", lambda x, begin, size: np.asarray(x)[tuple(
+    slice(int(b), None if int(s) == -1 else int(b) + int(s)) for b, s in zip(np.asarray(begin), np.asarray(size)))])
+MIL_OPS.add("transpose", lambda x, perm: np.transpose(np.asarray(x), [int(p) for p in np.asarray(perm)]))
+
+
+@MIL_OPS.register("softmax")
+def _mil_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    x = _f32(x)
+    e = np.exp(x - x.max(axis=int(axis), keepdims=True))
+    return e / e.sum(axis=int(axis), keepdims=True)
+
+
+@MIL_OPS.register("gelu")
+def _mil_gelu(x: np.ndarray, mode: str = "EXACT") -> np.ndarray:
+    """GELU: EXACT ``x * Phi(x)`` (erf), or the tanh / sigmoid approximations MIL defines."""
+    x = _f32(x)
+    if str(mode) == "EXACT":
+        from scipy.special import erf
+
+        return (0.5 * x * (1 + erf(x / np.sqrt(2)))).astype(np.float32)
+    if str(mode) == "TANH_APPROXIMATION":
+        return (0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))).astype(np.float32)
+    if str(mode) == "SIGMOID_APPROXIMATION":
+        return (x / (1 + np.exp(-1.702 * x))).astype(np.float32)
+    raise UnknownOpError(f"gelu mode {mode!r}")
+
+
+@MIL_OPS.register("layer_norm")
+def _mil_layer_norm(x: np.ndarray, axes: Any, gamma: Any = None, beta: Any = None, epsilon: float = 1e-5) -> np.ndarray:
+    x = _f32(x)
+    ax = tuple(int(a) for a in np.atleast_1d(axes))
+    mean = x.mean(axis=ax, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=ax, keepdims=True)
+    y = (x - mean) / np.sqrt(var + float(epsilon))
+    if gamma is not None:
+        y = y * _f32(gamma)
+    if beta is not None:
+        y = y + _f32(beta)
+    return y.astype(np.float32)
+
+
+@MIL_OPS.register("matmul")
+def _mil_matmul(x: np.ndarray, y: np.ndarray, transpose_x: bool = False, transpose_y: bool = False) -> np.ndarray:
+    x, y = _f32(x), _f32(y)
+    return np.matmul(np.swapaxes(x, -1, -2) if transpose_x else x, np.swapaxes(y, -1, -2) if transpose_y else y)
+
+
+def _mil_pads(x: np.ndarray, pad_type: str, pad: Any, kernel: tuple[int, int], strides: tuple[int, int],
+              dilations: tuple[int, int], op: str) -> tuple[int, int, int, int]:
+    if pad_type == "valid":
+        return (0, 0, 0, 0)
+    if pad_type == "custom":
+        p = [int(v) for v in np.asarray(pad)]
+        return (p[0], p[1], p[2], p[3])
+    if pad_type in ("same", "same_lower"):
+        return same_padding(x.shape[2:], kernel, strides, dilations, top_left_heavy=pad_type == "same_lower")
+    raise UnknownOpError(f"{op} pad_type {pad_type!r}")
+
+
+@MIL_OPS.register("conv")
+def _mil_conv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, strides: Any = None,
+              pad_type: str = "valid", pad: Any = None, dilations: Any = None, groups: int = 1) -> np.ndarray:
+    x, w = _f32(x), _f32(weight)
+    if x.ndim != 4:
+        raise UnknownOpError(f"conv on a rank-{x.ndim} input (only 2-D convolution)")
+    strides = tuple(int(s) for s in strides) if strides is not None else (1, 1)
+    dil = tuple(int(s) for s in dilations) if dilations is not None else (1, 1)
+    pads = _mil_pads(x, str(pad_type), pad, w.shape[2:], strides, dil, "conv")
+    return conv2d(x, w, None if bias is None else _f32(bias), strides, pads, dil, int(groups))
+
+
+def _mil_pool(kind: str) -> MilOp:
+    def pool(x: np.ndarray, kernel_sizes: Any, strides: Any = None, pad_type: str = "valid", pad: Any = None,
+             ceil_mode: bool = False, exclude_padding_from_average: bool = False) -> np.ndarray:
+        x = _f32(x)
+        kernel = tuple(int(k) for k in kernel_sizes)
+        strides = tuple(int(s) for s in strides) if strides is not None else (1, 1)
+        if len(kernel) != 2:
+            raise UnknownOpError(f"{kind}_pool over {len(kernel)} axes")
+        pads = _mil_pads(x, str(pad_type), pad, kernel, strides, (1, 1), f"{kind}_pool")
+        return pool2d(x, kind, kernel, strides, pads, exclude_padding=bool(exclude_padding_from_average),
+                        ceil_mode=bool(ceil_mode))
+    return pool
+
+
+MIL_OPS.add("max_pool", _mil_pool("max"))
+MIL_OPS.add("avg_pool", _mil_pool("avg"))
+
+
+# Compressed weights. iOS16 and iOS18 ops share names; their inputs tell them apart.
+
+def unpack_bits(packed: np.ndarray, nbits: int, count: int) -> np.ndarray:
+    """Unsigned ``nbits`` integers packed LSB first, as coremltools writes them.
+
+    >>> unpack_bits(np.array([0b00100001], np.uint8), 4, 2).tolist()   # low nibble first
+    [1, 2]
+    """
+    bits = np.unpackbits(np.asarray(packed).astype(np.uint8), bitorder="little")[: count * nbits]
+    return (bits.reshape(count, nbits).astype(np.uint32) << np.arange(nbits, dtype=np.uint32)).sum(axis=1)
+
+
+@MIL_OPS.register("constexpr_sparse_to_dense")
+def _mil_sparse(nonzero_data: np.ndarray, mask: np.ndarray, shape: Any = None) -> np.ndarray:
+    mask = np.asarray(mask)
+    if shape is None:  # iOS18: the mask is an unpacked uint1 tensor of the output shape
+        out_shape, flat_mask = mask.shape, mask.reshape(-1) != 0
+    else:  # iOS16: the mask is a packed bit vector
+        out_shape = tuple(int(s) for s in np.asarray(shape))
+        flat_mask = np.unpackbits(mask.astype(np.uint8), bitorder="little")[: int(np.prod(out_shape))] != 0
+    out = np.zeros(int(np.prod(out_shape)), dtype=np.asarray(nonzero_data).dtype)
+    out[flat_mask] = nonzero_data
+    return out.reshape(out_shape)
+
+
+@MIL_OPS.register("constexpr_lut_to_dense")
+def _mil_lut(indices: np.ndarray, lut: np.ndarray, shape: Any = None, vector_axis: Any = None) -> np.ndarray:
+    lut = np.asarray(lut)
+    if shape is not None:  # iOS16: one flat table, indices packed
+        out_shape = tuple(int(s) for s in np.asarray(shape))
+        nbits = int(np.log2(lut.size))
+        return lut.reshape(-1)[unpack_bits(indices, nbits, int(np.prod(out_shape)))].reshape(out_shape)
+    # iOS18: lut (*blocks, 2**nbits, vector); indices unpacked with the output shape
+    idx = np.asarray(indices).astype(np.int64)
+    if lut.shape[-1] != 1:
+        raise UnknownOpError("constexpr_lut_to_dense with vector palettes")
+    grids = np.ogrid[tuple(slice(0, s) for s in idx.shape)]
+    blocks = tuple(g // (s // b) for g, s, b in zip(grids, idx.shape, lut.shape[:-2]))
+    return lut[blocks + (idx, 0)]
+
+
+@MIL_OPS.register("constexpr_lut_to_sparse")
+def _mil_lut_sparse(indices_mask: np.ndarray, indices_nonzero_data: np.ndarray, lut: np.ndarray,
+                    vector_axis: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """iOS18 joint sparse + palette: look up each non-zero's palette index; the mask passes through.
+
+    The palette of a non-zero is that of the block its dense position falls in (lut: (*blocks, 2**nbits, 1)).
+    """
+    mask, lut = np.asarray(indices_mask), np.asarray(lut)
+    if lut.shape[-1] != 1:
+        raise UnknownOpError("constexpr_lut_to_sparse with vector palettes")
+    pos = np.nonzero(mask != 0)  # C order: the order constexpr_sparse_to_dense fills in
+    blocks = tuple(p // (s // b) for p, s, b in zip(pos, mask.shape, lut.shape[:-2]))
+    idx = np.asarray(indices_nonzero_data).astype(np.int64).reshape(-1)
+    return mask, lut[blocks + (idx, 0)]
+
+
+@MIL_OPS.register("constexpr_affine_dequantize")
+def _mil_affine(quantized_data: np.ndarray, zero_point: Any, scale: Any, axis: int) -> np.ndarray:
+    q = np.asarray(quantized_data).astype(np.float32)
+    shape = [1] * q.ndim
+    zp, sc = np.asarray(zero_point, np.float32), np.asarray(scale, np.float32)
+    shape[int(axis)] = -1
+    zp = zp.reshape(shape) if zp.size > 1 else zp
+    sc = sc.reshape(shape) if sc.size > 1 else sc
+    return (q - zp) * sc
+
+
+@MIL_OPS.register("constexpr_blockwise_shift_scale")
+def _mil_blockwise(data: np.ndarray, scale: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+    d = np.asarray(data).astype(np.float32)
+    sc = repeat_blocks(np.asarray(scale, np.float32), d.shape)
+    if offset is not None:
+        d = d - repeat_blocks(np.asarray(offset, np.float32), d.shape)
+    return d * sc
+
+
+MIL_OPS.add("constexpr_cast", lambda source_val, output_dtype: np.asarray(source_val).astype(_DTYPES[str(output_dtype)]))
+
+
+def _value(v: Any, env: dict[str, np.ndarray]) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)):
+        return [_value(x, env) for x in v]
+    if v.name in env:
+        return env[v.name]
+    if v.val is not None:
+        return v.val
+    raise UnknownOpError(f"MIL value {v.name!r} is neither computed nor constant")
+
+
+def run_mil(program: Any, inputs: dict[str, np.ndarray], function: str = "main") -> dict[str, np.ndarray]:
+    """Run a MIL program's ``function`` on one sample; fp16 tensors are rounded to float16 after every op."""
+    from coremltools.converters.mil.mil import types
+
+    func = program.functions[function]
+    env: dict[str, np.ndarray] = {}
+    for name, var in func.inputs.items():
+        env[name] = np.asarray(inputs[name]).astype(_DTYPES.get(types.builtin_to_string(var.dtype), np.float32))
+    for op in func.operations:
+        if op.op_type == "const":
+            env[op.outputs[0].name] = np.asarray(op.outputs[0].val)
+            continue
+        if op.op_type not in MIL_OPS:
+            raise UnknownOpError(f"MIL op {op.op_type!r} (op {op.name!r})")
+        kwargs = {k: _value(v, env) for k, v in op.inputs.items()}
+        out = MIL_OPS.get(op.op_type)(**kwargs)
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        for var, val in zip(op.outputs, outs):
+            dt = _DTYPES.get(types.builtin_to_string(var.dtype))
+            # The fp16 emulation: the device keeps this tensor in half precision.
+            env[var.name] = np.asarray(val).astype(dt) if dt is not None else np.asarray(val)
+    return {v.name: np.asarray(env[v.name]) for v in func.outputs}

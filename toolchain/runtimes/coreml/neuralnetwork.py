@@ -1,0 +1,259 @@
+"""NeuralNetwork specs (spec 3..5, ``.mlmodel``) run layer by layer on the numpy kernels.
+
+One registered function per layer kind (``NN_LAYERS``); a kind with none raises
+:class:`~toolchain.runtimes.coreml.kernels.UnknownOpError`, which the runtime reports as unavailable (parity
+*skipped*, never passed).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from toolchain.registry import Registry
+from toolchain.runtimes.coreml.kernels import (UnknownOpError, batch_norm, channel_shape, concat, conv2d, linear,
+                                               pool2d, same_padding)
+
+NNLayer = Callable[[Any, list[np.ndarray]], np.ndarray]
+NN_LAYERS: Registry[NNLayer] = Registry("NeuralNetwork layer")
+
+
+def nn_weights(wp: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """A ``WeightParams`` as float32: ``floatValue`` or ``float16Value`` (little-endian bytes)."""
+    if len(wp.floatValue):
+        arr = np.asarray(wp.floatValue, dtype=np.float32)
+    elif len(wp.float16Value):
+        arr = np.frombuffer(wp.float16Value, dtype="<f2").astype(np.float32)
+    elif len(wp.rawValue) or wp.HasField("quantization"):
+        raise UnknownOpError("quantized NeuralNetwork weights (rawValue/quantization)")
+    else:
+        arr = np.zeros(0, np.float32)
+    return arr.reshape(shape) if shape is not None else arr
+
+
+def _nn_padding(p: Any, x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                dilation: tuple[int, int] = (1, 1)) -> tuple[int, int, int, int]:
+    kind = p.WhichOneof("ConvolutionPaddingType" if p.DESCRIPTOR.name == "ConvolutionLayerParams" else "PoolingPaddingType")
+    if kind == "valid":
+        b = p.valid.paddingAmounts.borderAmounts
+        if not len(b):
+            return (0, 0, 0, 0)
+        return (b[0].startEdgeSize, b[0].endEdgeSize, b[1].startEdgeSize, b[1].endEdgeSize)
+    if kind == "same":
+        top_heavy = p.same.asymmetryMode == 1  # TOP_LEFT_HEAVY
+        return same_padding(x.shape[2:], kernel, stride, dilation, top_left_heavy=top_heavy)
+    raise UnknownOpError(f"{p.DESCRIPTOR.name} padding {kind!r}")
+
+
+@NN_LAYERS.register("convolution")
+def _nn_conv(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    p = layer.convolution
+    if p.isDeconvolution or len(xs) != 1:
+        raise UnknownOpError("convolution (deconvolution or weights as input)")
+    kh, kw = p.kernelSize
+    stride = tuple(p.stride) or (1, 1)
+    dil = tuple(p.dilationFactor) or (1, 1)
+    w = nn_weights(p.weights, (p.outputChannels, p.kernelChannels, kh, kw))
+    b = nn_weights(p.bias) if p.hasBias else None
+    pads = _nn_padding(p, xs[0], (kh, kw), stride, dil)
+    return conv2d(xs[0], w, b, stride, pads, dil, p.nGroups or 1)
+
+
+@NN_LAYERS.register("batchnorm")
+def _nn_batchnorm(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    p = layer.batchnorm
+    if p.computeMeanVar or p.instanceNormalization:
+        raise UnknownOpError("batchnorm (computeMeanVar / instanceNormalization)")
+    return batch_norm(xs[0], nn_weights(p.mean), nn_weights(p.variance), nn_weights(p.gamma), nn_weights(p.beta),
+                        p.epsilon)
+
+
+_ACTIVATIONS: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
+    "ReLU": lambda x, a: np.maximum(x, 0),
+    "linear": lambda x, a: a.alpha * x + a.beta,
+    "leakyReLU": lambda x, a: np.where(x >= 0, x, a.alpha * x),
+    "sigmoid": lambda x, a: 1 / (1 + np.exp(-x)),
+    "tanh": lambda x, a: np.tanh(x),
+    "sigmoidHard": lambda x, a: np.clip(a.alpha * x + a.beta, 0, 1),
+    "thresholdedReLU": lambda x, a: np.where(x > a.alpha, x, 0),
+}
+
+
+@NN_LAYERS.register("activation")
+def _nn_activation(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    kind = layer.activation.WhichOneof("NonlinearityType")
+    if kind not in _ACTIVATIONS:
+        raise UnknownOpError(f"activation {kind!r}")
+    return _ACTIVATIONS[kind](xs[0], getattr(layer.activation, kind)).astype(np.float32)
+
+
+_UNARY = {0: ("SQRT", lambda x, p: np.sqrt(x)), 1: ("RSQRT", lambda x, p: 1 / np.sqrt(x + p.epsilon)),
+          2: ("INVERSE", lambda x, p: 1 / (x + p.epsilon)), 3: ("POWER", lambda x, p: x ** p.alpha),
+          4: ("EXP", lambda x, p: np.exp(x)), 5: ("LOG", lambda x, p: np.log(x + p.epsilon)),
+          6: ("ABS", lambda x, p: np.abs(x)), 7: ("THRESHOLD", lambda x, p: np.maximum(x, p.alpha))}
+
+
+@NN_LAYERS.register("unary")
+def _nn_unary(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """``y = f(scale * x + shift)``; THRESHOLD is ``max(., alpha)``."""
+    p = layer.unary
+    if p.type not in _UNARY:
+        raise UnknownOpError(f"unary type {p.type}")
+    return _UNARY[p.type][1](p.scale * xs[0] + p.shift, p).astype(np.float32)
+
+
+@NN_LAYERS.register("clip")
+def _nn_clip(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    return np.clip(xs[0], layer.clip.minVal, layer.clip.maxVal)
+
+
+@NN_LAYERS.register("pooling")
+def _nn_pooling(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    p = layer.pooling
+    kind = {0: "max", 1: "avg"}.get(p.type)
+    if kind is None:
+        raise UnknownOpError("pooling type L2")
+    x = xs[0]
+    if p.globalPooling:
+        return x.max(axis=(2, 3), keepdims=True) if kind == "max" else x.mean(axis=(2, 3), keepdims=True)
+    kernel, stride = tuple(p.kernelSize), tuple(p.stride)
+    if p.WhichOneof("PoolingPaddingType") == "includeLastPixel":
+        a = tuple(p.includeLastPixel.paddingAmounts) or (0, 0)
+        return pool2d(x, kind, kernel, stride, (a[0], a[0], a[1], a[1]), exclude_padding=p.avgPoolExcludePadding,
+                      ceil_mode=True)
+    pads = _nn_padding(p, x, kernel, stride)
+    return pool2d(x, kind, kernel, stride, pads, exclude_padding=p.avgPoolExcludePadding)
+
+
+@NN_LAYERS.register("concatND")
+def _nn_concat_nd(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 4/5 ``concatND`` (``interleave`` is spec 5: ShuffleNet's channel shuffle)."""
+    return concat(xs, int(layer.concatND.axis), bool(layer.concatND.interleave))
+
+
+@NN_LAYERS.register("splitND")
+def _nn_split_nd(layer: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
+    p = layer.splitND
+    if len(p.splitSizes):
+        return np.split(xs[0], np.cumsum(list(p.splitSizes))[:-1], axis=int(p.axis))
+    return np.split(xs[0], int(p.numSplits), axis=int(p.axis))
+
+
+@NN_LAYERS.register("split")
+def _nn_split(layer: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Spec 1: ``nOutputs`` equal parts along the channel axis."""
+    return np.split(xs[0], int(layer.split.nOutputs), axis=1)
+
+
+@NN_LAYERS.register("reduceMean")
+def _nn_reduce_mean(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 4 ``reduceMean``; spatial means keep rank 4 ((N, C, 1, 1)) so later layers see one layout."""
+    p = layer.reduceMean
+    if p.reduceAll:
+        return np.asarray(xs[0].mean(), np.float32).reshape(1, 1, 1, 1)
+    axes = tuple(int(a) % xs[0].ndim for a in p.axes)
+    return xs[0].mean(axis=axes, keepdims=True).astype(np.float32)
+
+
+@NN_LAYERS.register("add")
+def _nn_add(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    return xs[0] + layer.add.alpha if len(xs) == 1 else sum(xs[1:], xs[0])
+
+
+@NN_LAYERS.register("multiply")
+def _nn_multiply(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    if len(xs) == 1:
+        return xs[0] * layer.multiply.alpha
+    out = xs[0]
+    for x in xs[1:]:
+        out = out * x  # shapes (N,C,H,W) with (N,C,1,1) / (N,1,H,W): the broadcasts spec 1 allows
+    return out
+
+
+@NN_LAYERS.register("scale")
+def _nn_scale(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    p = layer.scale
+    s = nn_weights(p.scale).reshape(tuple(p.shapeScale) or (1,))
+    out = xs[0] * s.reshape(channel_shape(s, xs[0]))
+    if p.hasBias:
+        bias = nn_weights(p.bias).reshape(tuple(p.shapeBias) or (1,))
+        out = out + bias.reshape(channel_shape(bias, xs[0]))
+    return out
+
+
+@NN_LAYERS.register("flatten")
+def _nn_flatten(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Rank-5 semantics: (C, H, W) -> (C*H*W, 1, 1); mode 0 is CHANNEL_FIRST."""
+    x = xs[0] if layer.flatten.mode == 0 else xs[0].transpose(0, 2, 3, 1)
+    return x.reshape(len(x), -1, 1, 1)
+
+
+@NN_LAYERS.register("reshapeStatic")
+def _nn_reshape_static(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    return xs[0].reshape(tuple(layer.reshapeStatic.targetShape))
+
+
+@NN_LAYERS.register("innerProduct")
+def _nn_inner_product(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    p = layer.innerProduct
+    if p.int8DynamicQuantize:
+        raise UnknownOpError("innerProduct with int8DynamicQuantize")
+    w = nn_weights(p.weights, (p.outputChannels, p.inputChannels))
+    b = nn_weights(p.bias) if p.hasBias else None
+    x = xs[0]
+    if x.ndim == 4 and x.shape[2:] == (1, 1):  # rank-5 blob (C, 1, 1)
+        return linear(x[:, :, 0, 0], w, b)[:, :, None, None]
+    return linear(x, w, b)
+
+
+@NN_LAYERS.register("concat")
+def _nn_concat(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    if layer.concat.sequenceConcat:
+        raise UnknownOpError("concat along the sequence axis")
+    return np.concatenate(xs, axis=1)
+
+
+@NN_LAYERS.register("loadConstant")
+def _nn_load_constant(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 1: a (C, H, W) constant blob."""
+    return nn_weights(layer.loadConstant.data, (1,) + tuple(layer.loadConstant.shape))
+
+
+@NN_LAYERS.register("loadConstantND")
+def _nn_load_constant_nd(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 4: a constant of exactly the given shape (what NN uses for `x * const`)."""
+    return nn_weights(layer.loadConstantND.data, tuple(layer.loadConstantND.shape))
+
+
+@NN_LAYERS.register("softmax")
+def _nn_softmax(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    e = np.exp(xs[0] - xs[0].max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def run_neuralnetwork(spec: Any, inputs: dict[str, np.ndarray], blobs: dict[str, np.ndarray] | None = None
+                      ) -> dict[str, np.ndarray]:
+    """Run a NeuralNetwork spec on one sample (a blob per input name). Returns every model output.
+
+    A spec-3 (rank-5 mapped) input of shape (C, H, W) gets a batch axis, so every blob here
+    is (N, C, H, W) or 2-D after a reshape. ``blobs``, when given, receives every intermediate blob
+    (the spec-3 lowering reads channel counts from it).
+    """
+    if spec.WhichOneof("Type") != "neuralNetwork":
+        raise UnknownOpError(f"model type {spec.WhichOneof('Type')!r} (only plain neuralNetwork)")
+    env: dict[str, np.ndarray] = {}
+    for d in spec.description.input:
+        x = np.asarray(inputs[d.name], np.float32)
+        env[d.name] = x[None] if x.ndim == 3 else x
+    for layer in spec.neuralNetwork.layers:
+        kind = layer.WhichOneof("layer")
+        if kind not in NN_LAYERS:
+            raise UnknownOpError(f"NeuralNetwork layer {kind!r} (layer {layer.name!r})")
+        out = NN_LAYERS.get(kind)(layer, [env[name] for name in layer.input])
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        for name, val in zip(layer.output, outs):
+            env[name] = np.asarray(val, np.float32)
+    if blobs is not None:
+        blobs.update(env)
+    return {d.name: env[d.name] for d in spec.description.output}
