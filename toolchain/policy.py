@@ -44,6 +44,8 @@ CALIBRATION_SEED = 99
 #: Features kept of the fixed input: the manifest's ``reference_features.sample`` and a result's
 #: ``feature_sample`` (results schema v1) hold the first this-many values.
 FEATURE_SAMPLE_LEN = 16
+#: Unreadable image files tolerated in a data set (a fraction 0..1; they are dropped): ``--max-bad-fraction``.
+MAX_BAD_FRACTION = 0.01
 
 #: Core ML specification version introduced by each iOS major version.
 COREML_SPEC_FOR_IOS: dict[int, int] = {12: 3, 13: 4, 14: 5, 15: 6, 16: 7, 17: 8, 18: 9}

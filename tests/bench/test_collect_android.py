@@ -10,13 +10,14 @@ from typer.testing import CliRunner
 
 from tests.bench._results import Polls, dumps, fixture, result
 from tests.fakes import adb as fake_adb
+from toolchain.bench.apps import APP_ID
 from toolchain.bench.android import Adb, AdbTransport, bench_android, collect_android
 from toolchain.bench.schema import MAX_RESULT_BYTES
 from toolchain.bench.store import ResultStore
 from toolchain.bench.transport import RemoteFolderMissing
 from toolchain.errors import CollectError
 
-PKG = "org.oculardeploy.bench"
+PKG = APP_ID
 EXTERNAL = f"/storage/emulated/0/Android/data/{PKG}/files/results"  # getExternalFilesDir("results")
 PRIVATE = f"/data/user/0/{PKG}/files/results"
 

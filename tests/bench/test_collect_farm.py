@@ -7,6 +7,7 @@ import pytest
 
 from tests.bench._results import dumps, fixture, result
 from tests.fakes.devicefarm import PROJECT, RUN, FakeHttp, FarmRun, device, zip_bytes
+from toolchain.bench.apps import APP_ID
 from toolchain.bench import farm
 from toolchain.bench.schema import MAX_RESULT_BYTES
 from toolchain.bench.store import ResultStore
@@ -115,7 +116,7 @@ def _files(tmp_path, platform):
 @pytest.mark.parametrize("platform,fleet,keys,expect_paths", [
     ("ios", [XR, X, I15], ["iphonexr", "iphonex"], {"iosPaths": ["Documents/results"]}),
     ("android", [device("Google Pixel 6a", "14", "ANDROID")], [], {
-        "androidPaths": ["/sdcard/Android/data/org.oculardeploy.bench/files/results"]}),
+        "androidPaths": [f"/sdcard/Android/data/{APP_ID}/files/results"]}),
 ])
 def test_bench_farm_declares_the_results_folder_and_collects_every_run_of_every_device(df, tmp_path, platform, fleet,
                                                                                      keys, expect_paths):

@@ -11,13 +11,14 @@ from typer.testing import CliRunner
 
 from tests.bench._results import Polls, dumps, fixture, result
 from tests.fakes import ios as fake
+from toolchain.bench.apps import APP_ID
 from toolchain.bench import ios
 from toolchain.bench.schema import MAX_RESULT_BYTES
 from toolchain.bench.store import ResultStore
 from toolchain.bench.transport import RemoteFolderMissing
 from toolchain.errors import CollectError
 
-BUNDLE = "org.oculardeploy.bench"  # ios_harness PRODUCT_BUNDLE_IDENTIFIER
+BUNDLE = APP_ID  # ios_harness PRODUCT_BUNDLE_IDENTIFIER
 UDID_XR = "00008020-000E1D6A0E10002E"
 UDID_X = "d6c2c9dd2da8def539603fe180c1e6c59b277f58"
 

@@ -22,11 +22,13 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from toolchain.bench.apps import APP_ID
+
 PROJECT = "arn:aws:devicefarm:us-west-2:123456789012:project:abc"
 RUN = "arn:aws:devicefarm:us-west-2:123456789012:run:abc/run1"
 
 APP_RESULTS = {"ios": "Documents/results",
-               "android": "/sdcard/Android/data/org.oculardeploy.bench/files/results"}
+               "android": f"/sdcard/Android/data/{APP_ID}/files/results"}
 
 
 def zip_bytes(members: dict[str, bytes]) -> bytes:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from toolchain.bench.apps import APP_ID, WAIT_TIMEOUT_S
 from toolchain.bench.schema import load_plan
 from toolchain.bench.store import ResultStore
 from toolchain.bench.transport import (Launch, ReadFailed, RemoteFile, RemoteFolderMissing, TooLarge, Transport,
@@ -37,7 +38,7 @@ from toolchain.errors import CollectError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PACKAGE = "org.oculardeploy.bench"
+DEFAULT_PACKAGE = APP_ID
 DEFAULT_ACTIVITY = ".MainActivity"  # android_harness/app: MainActivity reads the "plan" and "launch_id" extras
 PLAN_EXTRA = "plan"  # a plan.json path on the device
 LAUNCH_EXTRA = "launch_id"
@@ -226,7 +227,7 @@ def collect_android(package: str, store: ResultStore, adb: Adb | None = None):
 
 def bench_android(plan_dir: str | Path, store: ResultStore, package: str = DEFAULT_PACKAGE,
                   activity: str = DEFAULT_ACTIVITY, adb: Adb | None = None, apk: str | Path | None = None,
-                  launch_id: str | None = None, timeout_s: float = 1800.0, poll_s: float = 5.0,
+                  launch_id: str | None = None, timeout_s: float = WAIT_TIMEOUT_S, poll_s: float = 5.0,
                   progress: Callable[[PlanReport], None] | None = None,
                   sleep: Callable[[float], None] | None = None,
                   clock: Callable[[], float] | None = None) -> PlanReport:

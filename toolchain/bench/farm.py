@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
+from toolchain.bench.apps import APP_ID
 from toolchain.bench.android import EXTERNAL_RESULTS
 from toolchain.bench.ios import DEVICECTL_RESULTS
 from toolchain.bench.store import ResultStore
@@ -56,7 +57,7 @@ PLATFORM = {"ios": {"app": "IOS_APP", "package": "XCTEST_TEST_PACKAGE", "test": 
 RUN_DONE = "COMPLETED"
 
 
-def artifact_paths(platform: str, package: str = "org.oculardeploy.bench") -> dict[str, list[str]]:
+def artifact_paths(platform: str, package: str = APP_ID) -> dict[str, list[str]]:
     """``configuration.customerArtifactPaths`` for the harness: where each app writes its results.
 
     iOS paths are inside the app's sandbox (the XCTest host is the app, so PlanRunTests writes to the
@@ -269,7 +270,7 @@ def collect_farm(df: Any, run_arn: str, store: ResultStore, http: Http | None = 
 def bench_farm(df: Any, project_arn: str, platform: str, app: Path, test_package: Path, store: ResultStore,
                devices: list[str], patterns: list[str] = (), plan: dict | None = None, name: str = "ocular-bench",
                max_devices: int | None = None, http: Http | None = None, poll_s: float = 30.0,
-               timeout_s: float = 4 * 3600.0, package: str = "org.oculardeploy.bench",
+               timeout_s: float = 4 * 3600.0, package: str = APP_ID,
                progress: Callable[[str, dict], None] | None = None,
                sleep: Callable[[float], None] = time.sleep) -> tuple[dict, PlanReport]:
     """Upload, schedule on a pool built from the catalog, wait until the run completes, collect.

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from toolchain.bench.apps import APP_ID, WAIT_TIMEOUT_S
 from toolchain.bench.schema import load_plan
 from toolchain.bench.store import ResultStore
 from toolchain.bench.transport import (Launch, ReadFailed, RemoteFile, RemoteFolderMissing, TooLarge, Transport,
@@ -40,7 +41,7 @@ from toolchain.registry import Registry
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BUNDLE_ID = "org.oculardeploy.bench"  # PRODUCT_BUNDLE_IDENTIFIER in ios_harness
+DEFAULT_BUNDLE_ID = APP_ID  # PRODUCT_BUNDLE_IDENTIFIER in ios_harness
 DOCUMENTS_RESULTS = "/Documents/results"  # house-arrest VendDocuments root is the container
 DEVICECTL_RESULTS = "Documents/results"
 #: CoreDevice (devicectl) handles iOS 17 and later only.
@@ -359,7 +360,7 @@ def collect_ios(bundle_id: str, store: ResultStore, udid: str | None = None, via
 
 def bench_ios(plan_dir: str | Path, app: str | Path, store: ResultStore, bundle_id: str = DEFAULT_BUNDLE_ID,
               udid: str | None = None, via: str | None = None, launch_id: str | None = None,
-              timeout_s: float = 1800.0, poll_s: float = 10.0, service_factory: ServiceFactory | None = None,
+              timeout_s: float = WAIT_TIMEOUT_S, poll_s: float = 10.0, service_factory: ServiceFactory | None = None,
               progress: Callable[[PlanReport], None] | None = None,
               on_via: Callable[[str, str], None] | None = None,
               sleep: Callable[[float], None] = time.sleep,

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from toolchain.artifact.formats import BUNDLE_FORMAT, PLUGINS, PRECISIONS, app_format
 from toolchain.errors import SchemaError
 from toolchain.policy import FEATURE_SAMPLE_LEN  # noqa: F401  (one home; the schema's maxItems)
 
@@ -42,8 +43,8 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 UTC_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|\+00:00)$"
 
 STATUSES = ("ok", "error", "partial")
-FORMATS = ("coreml", "tflite", "onnx", "pytorch")
-PRECISIONS = ("fp32", "fp16", "int8")
+#: Every format a result can time: the artifact formats and a bundle run by PyTorch.
+FORMATS = (*PLUGINS, BUNDLE_FORMAT)
 PLATFORMS = ("ios", "ipados", "android", "linux", "macos")
 THERMAL_STATES = ("nominal", "fair", "serious", "critical", "unknown")
 BATTERY_STATES = ("unknown", "unplugged", "charging", "full")
@@ -61,6 +62,14 @@ COMPUTE_UNITS = {
     "coreml": ("cpuOnly", "cpuAndGPU", "all", "cpuAndNeuralEngine"),
     "litert": ("cpu", "gpu", "nnapi"),
 }
+
+
+def app_runtime(fmt: str) -> str:
+    """The results ``runtime.name`` a harness app writes for an artifact of ``fmt``: the runtime that times that
+    format (``coreml``: Apple's Core ML, ``tflite``: LiteRT), as the host runner names it too."""
+    from toolchain.runtimes import runtimes_for
+
+    return runtimes_for(fmt, timing=True)[0].name
 
 _NS = {"type": "integer", "minimum": 0, "maximum": MAX_NS}
 _COUNT = {"type": "integer", "minimum": 0, "maximum": MAX_ITERATIONS}
@@ -187,7 +196,7 @@ PLAN_SCHEMA: dict[str, Any] = {
             "key": {"type": "string", "pattern": RUN_KEY_PATTERN},
             "artifact": _obj({
                 "name": _STR,
-                "format": {"enum": ["coreml", "tflite"]},
+                "format": {"enum": [app_format(p).name for p in ("ios", "android")]},
                 "path": _STR,
                 "sha256": {"type": "string", "pattern": SHA256_PATTERN},
                 "precision": {"enum": [*PRECISIONS, None]},
@@ -277,7 +286,7 @@ def _plan_semantics(p: dict[str, Any]) -> list[str]:
                 out.append(f"runs/{i}/artifact/{field}: {path!r} must be relative to the plan folder")
         if run.get("gpu_options") is not None and run["compute_units"] != "gpu":
             out.append(f"runs/{i}/gpu_options: set for compute_units {run['compute_units']!r}; it applies to gpu only")
-        runtime = "coreml" if run["artifact"]["format"] == "coreml" else "litert"
+        runtime = app_runtime(run["artifact"]["format"])
         if run["compute_units"] not in COMPUTE_UNITS[runtime]:
             out.append(f"runs/{i}/compute_units: {run['compute_units']!r} is not one of "
                        f"{', '.join(COMPUTE_UNITS[runtime])}")

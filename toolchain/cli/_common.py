@@ -15,6 +15,10 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from toolchain.devices import CATALOG
+
+#: The catalog's device keys, for help texts (the catalog is their one home).
+DEVICE_KEYS = ", ".join(CATALOG)
 # Wider than rich's 80-column default when piped to a file or CI log, so tables stay readable.
 console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False, markup=False, width=None if sys.stderr.isatty() else 160)

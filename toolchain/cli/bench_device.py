@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from toolchain.cli._common import console, err_console, styled
+from toolchain.bench.apps import APP_ID, WAIT_TIMEOUT_S
+from toolchain.cli._common import DEVICE_KEYS, console, err_console, styled
 from toolchain.cli.bench import bench_app
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Results store folder.")]
@@ -33,12 +34,12 @@ def _progress(what: str):
 def ios(
     plan: PlanDir,
     app_path: Annotated[Path, typer.Option("--app", help="The harness built with this plan (.app or .ipa).")],
-    bundle_id: Annotated[str, typer.Option("--bundle-id")] = "org.oculardeploy.bench",
+    bundle_id: Annotated[str, typer.Option("--bundle-id")] = APP_ID,
     udid: Annotated[Optional[str], typer.Option(help="Device UDID.")] = None,
     via: Annotated[Optional[str], typer.Option(help="pymobiledevice3 (any iOS) or devicectl (macOS, iOS 17+). Default: chosen per device, and said why.")] = None,
     launch_id: LaunchOpt = None,
     out: OutOpt = Path("results"),
-    timeout: TimeoutOpt = 1800.0,
+    timeout: TimeoutOpt = WAIT_TIMEOUT_S,
 ) -> None:
     """Install the iOS harness, launch it with the plan and collect this launch's results over USB."""
     from toolchain.bench.ios import bench_ios
@@ -55,13 +56,13 @@ def ios(
 @bench_app.command("android")
 def android(
     plan: PlanDir,
-    package: Annotated[str, typer.Option("--package")] = "org.oculardeploy.bench",
+    package: Annotated[str, typer.Option("--package")] = APP_ID,
     activity: Annotated[str, typer.Option("--activity")] = ".MainActivity",
     apk: Annotated[Optional[Path], typer.Option("--apk", help="Install this harness APK first (adb install -r).")] = None,
     serial: Annotated[Optional[str], typer.Option(help="adb device serial.")] = None,
     launch_id: LaunchOpt = None,
     out: OutOpt = Path("results"),
-    timeout: TimeoutOpt = 1800.0,
+    timeout: TimeoutOpt = WAIT_TIMEOUT_S,
 ) -> None:
     """Push the plan, start the Android harness on it and wait for this launch's results (adb)."""
     from toolchain.bench.android import Adb, bench_android
@@ -81,7 +82,7 @@ def farm(
     app_path: Annotated[Path, typer.Option("--app", help=".ipa or .apk of the harness.")],
     test_package: Annotated[Path, typer.Option("--test-package", help="Zipped XCTest runner or instrumentation .apk.")],
     plan: Annotated[Optional[Path], typer.Option("--plan", help="The plan bundled in the app: every run of it is expected from every device (without it: at least one results file per device).")] = None,
-    device: Annotated[Optional[list[str]], typer.Option("--device", help="Catalog device keys (iphonexr, ipad7, ... or all).")] = None,
+    device: Annotated[Optional[list[str]], typer.Option("--device", help=f"Catalog device keys ({DEVICE_KEYS} or all).")] = None,
     farm_device: Annotated[Optional[list[str]], typer.Option("--farm-device", help="Also any Device Farm device whose name contains this.")] = None,
     max_devices: Annotated[Optional[int], typer.Option(help="At most this many devices.")] = None,
     name: Annotated[str, typer.Option(help="Run name.")] = "ocular-bench",

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.bench.timing import TimingProtocol
-from toolchain.cli._common import ForceOpt, console, err_console, styled
+from toolchain.cli._common import DEVICE_KEYS, ForceOpt, console, err_console, styled
 from toolchain.cli.bench import bench_app
 from toolchain.cli.bench_run import AllowParityFailedOpt
 
@@ -16,7 +16,7 @@ from toolchain.cli.bench_run import AllowParityFailedOpt
 @bench_app.command("plan")
 def plan(
     artifacts: Annotated[list[Path], typer.Argument(help="Artifact folders written by `deploy export` (each with manifest.json).")],
-    device: Annotated[str, typer.Option("--device", "-d", help="Catalog key: iphone6, iphonex, iphonexr, ipadair2, ipad7, android.")],
+    device: Annotated[str, typer.Option("--device", "-d", help=f"Catalog key: {DEVICE_KEYS}.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Plan folder to write (replaced as a whole), e.g. ios_harness/BenchPlan "
                                                           "or android_harness/app/src/main/assets/bench_plan.")],
     compute_units: Annotated[Optional[str], typer.Option("--compute-units", "-u", help="Comma list: all, cpu, gpu, ane (iOS; default all); cpu, gpu, nnapi (Android; default cpu).")] = None,

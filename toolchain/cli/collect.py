@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from toolchain.bench.apps import APP_ID
 from toolchain.cli import app
 from toolchain.cli._common import console, err_console, styled
 
@@ -117,7 +118,7 @@ def collect_dir(
 
 @collect_app.command("ios")
 def collect_ios(
-    bundle_id: Annotated[str, typer.Option("--bundle-id", help="The harness app's bundle identifier.")] = "org.oculardeploy.bench",
+    bundle_id: Annotated[str, typer.Option("--bundle-id", help="The harness app's bundle identifier.")] = APP_ID,
     out: OutOpt = Path("results"),
     udid: Annotated[Optional[str], typer.Option(help="Device UDID (default: the one connected device).")] = None,
     via: Annotated[Optional[str], typer.Option(help="pymobiledevice3 (any iOS, Linux or macOS) or devicectl (macOS, iOS 17+). Default: chosen per device, and said why.")] = None,
@@ -137,7 +138,7 @@ def collect_ios(
 
 @collect_app.command("android")
 def collect_android(
-    package: Annotated[str, typer.Option("--package", help="The harness app's package name.")] = "org.oculardeploy.bench",
+    package: Annotated[str, typer.Option("--package", help="The harness app's package name.")] = APP_ID,
     out: OutOpt = Path("results"),
     serial: Annotated[Optional[str], typer.Option(help="adb device serial (default: the one connected device).")] = None,
     plan: PlanOpt = None,

@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from toolchain.cli import app
-from toolchain.cli._common import ForceOpt, console, err_console, styled
+from toolchain.cli._common import DEVICE_KEYS, ForceOpt, console, err_console, styled
 from toolchain.policy import LOSSY_COMPRESSION_MIN_COSINE, MIN_COSINE_BY_PRECISION
 
 _MIN_COSINE_HELP = ("Parity threshold per sample (default, toolchain.policy: "
@@ -21,7 +21,7 @@ def parity_table(outcomes, title: str = "Exports"):
     """One row per artifact: what it is, where it runs, its size and its parity numbers."""
     from rich.table import Table
 
-    from toolchain.export.formats import get_format
+    from toolchain.artifact.formats import get_format
 
     t = Table(title=title, title_justify="left")
     for col in ("artifact", "format", "precision", "devices", "size MB", "parity", "cosine min", "max abs", "checked with"):
@@ -42,7 +42,7 @@ def export(
     bundle: Annotated[Path, typer.Argument(help="Model bundle folder (model.json + model.safetensors).")],
     target: Annotated[list[str], typer.Option("--target", "-t", help="onnx, coreml or tflite (repeatable).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; one sub-folder (artifact + manifest.json) per artifact.")],
-    device: Annotated[Optional[list[str]], typer.Option("--device", "-d", help="iphone6, iphonex, iphonexr, ipadair2, ipad7, android (repeatable, comma-separated, or 'all'). Picks format, spec version, precision and minimum OS.")] = None,
+    device: Annotated[Optional[list[str]], typer.Option("--device", "-d", help=f"{DEVICE_KEYS} (repeatable, comma-separated, or 'all'). Picks format, spec version, precision and minimum OS.")] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8 (default per target: Core ML fp16, ONNX/TFLite fp32).")] = None,
     min_ios: Annotated[Optional[int], typer.Option("--min-ios", help="Override the minimum iOS (12..18): 12 = NeuralNetwork spec 3, 13-14 NeuralNetwork, 15+ ML Program.")] = None,
     layout: Annotated[Optional[str], typer.Option(help="Input layout nchw or nhwc (default: TFLite nhwc, others nchw).")] = None,

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from toolchain.policy import MAX_BAD_FRACTION
 from toolchain.errors import DataError, ImageError
 from toolchain.registry import Registry
 
@@ -146,7 +147,7 @@ class ImageDataset:
 
     def __init__(self, paths: Sequence[str | Path], labels: Sequence[int], size: int,
                  mean: Sequence[float], std: Sequence[float], augment: str = "none",
-                 max_bad_fraction: float = 0.01, cache: bool | None = None, fit: str = "stretch") -> None:
+                 max_bad_fraction: float = MAX_BAD_FRACTION, cache: bool | None = None, fit: str = "stretch") -> None:
         import torch
 
         from toolchain.data.augment import AUGMENTATIONS

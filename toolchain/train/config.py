@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable
 
+from toolchain.policy import MAX_BAD_FRACTION
 from toolchain.errors import ConfigError
 from toolchain.registry import Registry
 
@@ -40,7 +41,7 @@ class TrainConfig:
     amp: str = "auto"  # auto (on with CUDA) | on | off
     num_workers: int = 0
     threads: int = 0  # CPU threads of the run; 0: PyTorch's default (the machine's cores). Recorded; see train/repro.py
-    max_bad_fraction: float = 0.01
+    max_bad_fraction: float = MAX_BAD_FRACTION
     grad_clip_norm: float | None = None
     eval_batch_size: int = 64
 

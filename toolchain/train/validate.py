@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from toolchain.policy import MAX_BAD_FRACTION
 from toolchain.data.images import ImageDataset
 from toolchain.data.splits import Protocol
 from toolchain.errors import DataError
@@ -31,7 +32,7 @@ class ValSet:
 
     @classmethod
     def from_protocol(cls, protocol: Protocol, size: int, mean: Sequence[float], std: Sequence[float],
-                      max_bad_fraction: float = 0.01) -> "ValSet":
+                      max_bad_fraction: float = MAX_BAD_FRACTION) -> "ValSet":
         paths = protocol.paths()
         ds = ImageDataset(paths, [-1] * len(paths), size, mean, std, augment="none",
                           max_bad_fraction=max_bad_fraction)
