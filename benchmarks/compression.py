@@ -66,8 +66,8 @@ def build_rows(work: Path, p: dict) -> tuple[Path, Path, list[dict]]:
     """Train the teacher and every compressed variant; returns (data, test protocol, rows)."""
     from toolchain.compress import run
     from toolchain.compress.distill import LossSpec
-    from toolchain.compress.pruning.structured import WidthConfig
-    from toolchain.compress.pruning.unstructured import METHODS
+    from toolchain.compress.config import WidthConfig
+    from toolchain.compress.config import METHODS
     from toolchain.data.synth import generate
     from toolchain.train.run import train
 

@@ -1,6 +1,6 @@
 """Dataclasses as validated data: build one from parsed JSON/TOML listing *every* problem, and its JSON Schema.
 
-The manifest (``export/manifest.py``) and the pipeline's stage configs (``pipeline/config.py``) are dataclasses;
+The manifest (``artifact/manifest.py``) and the pipeline's stage configs (``pipeline/config.py``) are dataclasses;
 this module turns a parsed dict into one, checking types, unknown keys and missing keys all at once, so a bad
 file gets one error naming each problem instead of the first one (or a traceback hours later). It also derives
 a JSON Schema (draft 2020-12) from the same type hints, so the committed schema cannot drift from the code.
@@ -82,6 +82,12 @@ def _check(tp: Any, v: Any, path: str, out: list[str]) -> Any:
             out.append(f"{path}: expected a list, got {_describe(v)}")
             return v
         return [_check(item, x, f"{path}[{i}]", out) for i, x in enumerate(v)]
+    if origin is tuple:  # tuple[X, ...]: a list or tuple in the data, a tuple built
+        item = (typing.get_args(tp) or (Any,))[0]
+        if not isinstance(v, (list, tuple)):
+            out.append(f"{path}: expected a list, got {_describe(v)}")
+            return v
+        return tuple(_check(item, x, f"{path}[{i}]", out) for i, x in enumerate(v))
     if origin is dict:
         _, item = typing.get_args(tp) or (str, Any)
         if not isinstance(v, dict):
@@ -217,6 +223,8 @@ def json_schema(tp: Any, defs: dict[str, Any] | None = None) -> dict[str, Any]:
     if origin is list:
         (item,) = typing.get_args(tp) or (Any,)
         return {"type": "array", "items": json_schema(item, defs)}
+    if origin is tuple:
+        return {"type": "array", "items": json_schema((typing.get_args(tp) or (Any,))[0], defs)}
     if origin is dict:
         _, item = typing.get_args(tp) or (str, Any)
         return {"type": "object", "additionalProperties": json_schema(item, defs)}

@@ -368,7 +368,7 @@ def _train_classes(synth_data, tmp_path) -> int:
 
 def test_structured_probe_head_is_recorded_as_softmax(tiny_bundle, synth_data, tmp_path, monkeypatch):
     """A probe head fitted for Taylor scores is a least-squares W f + b: the bundle must not say arcface."""
-    from toolchain.compress.pruning.structured import WidthConfig
+    from toolchain.compress.config import WidthConfig
     from toolchain.compress.run import DataSpec, prune_structured
 
     calls = _spy_head_loss(monkeypatch)
@@ -383,7 +383,7 @@ def test_structured_probe_head_is_recorded_as_softmax(tiny_bundle, synth_data, t
 
 
 def test_structured_taylor_scores_read_the_margin_head_logits(tiny_bundle, synth_data, tmp_path, monkeypatch):
-    from toolchain.compress.pruning.structured import WidthConfig
+    from toolchain.compress.config import WidthConfig
     from toolchain.compress.run import DataSpec, prune_structured
 
     calls = _spy_head_loss(monkeypatch)

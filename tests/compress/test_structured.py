@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from toolchain.compress.pruning import depth
-from toolchain.compress.pruning.structured import IMPORTANCES, WidthConfig, prune_width, width_multiplier
+from toolchain.compress.config import WidthConfig
+from toolchain.compress.pruning.structured import IMPORTANCES, prune_width, width_multiplier
 from toolchain.errors import CompressionError
 from toolchain.models.arch import probe_feature_dim
 from toolchain.models.bundle import derive_meta, load_bundle, save_bundle

@@ -17,12 +17,12 @@ from toolchain.cli._common import (
     progress,
     styled,
 )
-from toolchain.compress.config import DISTILL, PRUNE
+from toolchain.compress.config import DISTILL, METHODS, PRUNE, STRUCTURED, WidthConfig
 from toolchain.train.config import FINETUNE_LR
 from toolchain.train.config import TrainConfig as _T
 
-UNSTRUCTURED = ("global-magnitude", "layer-magnitude", "global-gradient", "layer-gradient", "random")
-STRUCTURED = ("channel", "depth", "width-multiplier")
+_W = WidthConfig()  # width pruning's defaults (its one home)
+
 
 
 def _data_spec(data: Optional[Path], layout, subject_regex, index, splits, split_seed):
@@ -47,9 +47,9 @@ def _run_with_bar(fn, *args, show: bool = True, **kwargs):
 
 def _warn_ignored(method: str, ratio_of: str, gradient_mode: str) -> None:
     """One yellow line naming the options given a non-default value that ``method`` (a known one) never reads."""
-    from toolchain.compress.pruning.unstructured import METHODS
+    from toolchain.compress.config import METHODS, method_kind
 
-    unstructured = method not in STRUCTURED
+    unstructured = method_kind(method) == "unstructured"  # an unknown name lists every method
     ignored = []
     if ratio_of != PRUNE.ratio_of and not unstructured:
         ignored.append("--ratio-of")
@@ -90,8 +90,8 @@ def _print_result(res) -> None:
 def prune_command(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder to prune.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder; the pruned bundle goes to OUT/bundle.")],
-    method: Annotated[str, typer.Option(help="Unstructured: " + ", ".join(UNSTRUCTURED) + ". Structured: channel "
-                                             "(Torch-Pruning width), depth (remove residual blocks), width-multiplier.")] = PRUNE.method,
+    method: Annotated[str, typer.Option(help="Unstructured: " + ", ".join(METHODS.names()) + ". Structured: "
+                                             + ", ".join(STRUCTURED.names()) + ".")] = PRUNE.method,
     ratio: Annotated[float, typer.Option(help="Unstructured: total / non-zero parameters (see --ratio-of). channel: "
                                               "parameter or FLOP ratio (--target).")] = PRUNE.ratio,
     ratio_of: Annotated[str, typer.Option("--ratio-of", help="Unstructured: which parameters --ratio counts: deployed "
@@ -109,12 +109,12 @@ def prune_command(
                                                                           "never pruned; repeatable.")] = None,
     exclude_type: Annotated[Optional[list[str]], typer.Option("--exclude-type", help="Conv2d or Linear; repeatable.")] = None,
     prune_feature_head: Annotated[bool, typer.Option("--prune-feature-head", help="Also prune the trunk's last Linear.")] = False,
-    importance: Annotated[str, typer.Option(help="channel: l1, l2, taylor or random.")] = "l1",
-    target: Annotated[str, typer.Option(help="channel: params or flops.")] = "params",
-    scope: Annotated[str, typer.Option(help="channel: global or uniform.")] = "global",
+    importance: Annotated[str, typer.Option(help="channel: l1, l2, taylor or random.")] = _W.importance,
+    target: Annotated[str, typer.Option(help="channel: params or flops.")] = _W.target,
+    scope: Annotated[str, typer.Option(help="channel: global or uniform.")] = _W.scope,
     keep_per_stage: Annotated[Optional[int], typer.Option("--keep-per-stage", help="depth: blocks kept per stage.")] = None,
     remove_blocks: Annotated[Optional[list[str]], typer.Option("--remove-block", help="depth: block to remove, e.g. layer3.5; repeatable.")] = None,
-    multiplier: Annotated[float, typer.Option(help="width-multiplier: fraction of channels kept (0..1].")] = 0.5,
+    multiplier: Annotated[float, typer.Option(help="width-multiplier: fraction of channels kept (0..1].")] = PRUNE.multiplier,
     calibration_batches: Annotated[int, typer.Option("--calibration-batches", help="Batches for Taylor scores and "
                                                      "--gradient-mode eval.", min=1)] = PRUNE.calibration,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Fine-tuning and calibration batch size.", min=1)] = _T.batch_size,
@@ -139,30 +139,21 @@ def prune_command(
     cfg = _train_cfg(finetune_epochs, batch_size, lr, seed, device, augment, head)
     if finetune_epochs > 0 and data is None:
         raise CompressionError("--finetune-epochs needs --data")
-    if method in STRUCTURED:
-        from toolchain.compress.pruning.structured import WidthConfig
+    from toolchain.compress.config import method_kind
 
-        _warn_ignored(method, ratio_of, gradient_mode)
-        kw = {}
-        if method == "channel":
-            kw["width"] = WidthConfig(ratio=ratio, target=target, importance=importance, scope=scope, seed=seed)
-        elif method == "width-multiplier":
-            kw["multiplier"] = multiplier
-        else:
-            kw.update(keep_per_stage=keep_per_stage, remove_blocks=remove_blocks or ())
-        res = _run_with_bar(run.prune_structured, bundle, out, show=cfg is not None, data=spec, cfg=cfg,
-                            calibration=calibration_batches, batch_size=batch_size, force=force, **kw)
-    else:
-        from toolchain.compress.pruning.unstructured import METHODS
-
-        if method not in METHODS:
-            raise CompressionError(f"unknown pruning method {method!r}; known: {', '.join(UNSTRUCTURED + STRUCTURED)}")
-        _warn_ignored(method, ratio_of, gradient_mode)
-        sc = PruneScope(exclude_names=tuple(exclude or ()), exclude_types=tuple(exclude_type or ()),
-                        exclude_feature_head=not prune_feature_head)
-        res = _run_with_bar(run.prune_unstructured, bundle, out, method, ratio, show=cfg is not None, data=spec, cfg=cfg,
-                            schedule=schedule, steps=steps, scope=sc, calibration=calibration_batches, seed=seed,
-                            gradient_mode=gradient_mode, ratio_of=ratio_of, batch_size=batch_size, force=force)
+    _warn_ignored(method, ratio_of, gradient_mode)
+    if method_kind(method) == "unstructured":
+        options = dict(ratio=ratio, schedule=schedule, steps=steps, seed=seed, gradient_mode=gradient_mode,
+                       ratio_of=ratio_of, scope=PruneScope(exclude_names=tuple(exclude or ()),
+                                                           exclude_types=tuple(exclude_type or ()),
+                                                           exclude_feature_head=not prune_feature_head))
+    else:  # only the options the structured method reads (STRUCTURED), each built when it is read
+        given = {"width": lambda: WidthConfig(ratio=ratio, target=target, importance=importance, scope=scope, seed=seed),
+                 "multiplier": lambda: multiplier, "keep_per_stage": lambda: keep_per_stage,
+                 "remove_blocks": lambda: tuple(remove_blocks or ())}
+        options = {key: given[key]() for key in STRUCTURED.get(method)}
+    res = _run_with_bar(run.prune, bundle, out, method, options, show=cfg is not None, data=spec, cfg=cfg,
+                        calibration=calibration_batches, batch_size=batch_size, force=force)
     _print_result(res)
 
 

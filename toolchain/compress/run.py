@@ -19,16 +19,18 @@ from typing import Any, Sequence
 
 import torch
 
-from toolchain.compress.config import PRUNE
+from toolchain.compress.config import PRUNE, STRUCTURED, method_kind
 from toolchain.compress.logits import HeadSpec, head_loss, head_of
 from toolchain.compress.pruning.masks import PruneScope, count_parameters
 from toolchain.compress.pruning.schedule import SCHEDULES, PruneHooks, finalize
-from toolchain.compress.pruning.unstructured import GRADIENT_MODES, METHODS, ScoreContext, fit_probe_head
+from toolchain.compress.config import GRADIENT_MODES, METHODS
+from toolchain.compress.pruning.unstructured import ScoreContext, fit_probe_head
 from toolchain.errors import CompressionError
 from toolchain.fsutil import claim_output_dir
 from toolchain.models.arch import probe_feature_dim, recalibrate_batchnorm
 from toolchain.models.bundle import Bundle, derive_meta, load_bundle, save_bundle
 from toolchain.models.graph import require_rebuildable
+from toolchain.policy import MAX_BAD_FRACTION
 from toolchain.train.loop import FitResult, Hooks, ProgressFn, TrainConfig, fit
 
 log = logging.getLogger(__name__)
@@ -206,7 +208,7 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
     head = head_of(parent.meta)
     if data is not None:
         prepared = prepare_data(data, out, parent.input_size, parent.mean, parent.std,
-                                cfg.augment if cfg else "none", cfg.max_bad_fraction if cfg else 0.01)
+                                cfg.augment if cfg else "none", cfg.max_bad_fraction if cfg else MAX_BAD_FRACTION)
         if m.score == "gradient":
             n = 1 if gradient_mode == "shrinkbench" else calibration  # ShrinkBench: next(iter(train_dl))
             batches = calibration_batches(prepared.train, n, bs, seed)
@@ -242,6 +244,29 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
     return _save(model, parent, out, recipe, compression, result, prepared, head=head)
 
 
+def prune(bundle_dir: str | Path, out: str | Path, method: str, options: dict[str, Any] | None = None,
+          **common: Any) -> CompressResult:
+    """Prune with any method of :data:`~toolchain.compress.config.PRUNING_METHODS`: the CLI's and the pipeline's
+    one entry point (an unknown name lists every method).
+
+    Args:
+        options: the method's own settings. Unstructured: ``ratio`` (default ``PRUNE.ratio``) and the keywords
+            of :func:`prune_unstructured` (schedule, steps, scope, seed, gradient_mode, ratio_of). Structured: the
+            keys :data:`~toolchain.compress.config.STRUCTURED` lists for it (channel: ``width``, a
+            :class:`~toolchain.compress.pruning.structured.WidthConfig`; depth: ``keep_per_stage`` /
+            ``remove_blocks``; width-multiplier: ``multiplier``).
+        common: data, cfg, calibration, batch_size, progress, force.
+    """
+    opts = dict(options or {})
+    if method_kind(method) == "unstructured":
+        return prune_unstructured(bundle_dir, out, method, opts.pop("ratio", PRUNE.ratio), **opts, **common)
+    reads = STRUCTURED.get(method)
+    extra = sorted(set(opts) - set(reads))
+    if extra:
+        raise CompressionError(f"{method} pruning does not read {', '.join(extra)}; it reads {', '.join(reads)}")
+    return prune_structured(bundle_dir, out, **opts, **common)
+
+
 def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = None, multiplier: float | None = None,
                      keep_per_stage: int | Sequence[int] | None = None, remove_blocks: Sequence[str] = (),
                      data: DataSpec | None = None, cfg: TrainConfig | None = None, calibration: int = PRUNE.calibration,
@@ -269,7 +294,7 @@ def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = No
     head = head_of(parent.meta)
     if data is not None:
         prepared = prepare_data(data, out, size, parent.mean, parent.std, cfg.augment if cfg else "none",
-                                cfg.max_bad_fraction if cfg else 0.01)
+                                cfg.max_bad_fraction if cfg else MAX_BAD_FRACTION)
         if needs_batches:
             batches = calibration_batches(prepared.train, calibration, _calibration_batch_size(batch_size, cfg), 0)
             if model.head is None or model.head.out_features != prepared.train.num_classes:

@@ -43,6 +43,46 @@ class Recipe:
         return d
 
 
+def _width_config() -> type:
+    from toolchain.compress.config import WidthConfig
+
+    return WidthConfig
+
+
+def _prune_scope() -> type:
+    from toolchain.compress.pruning.masks import PruneScope
+
+    return PruneScope
+
+
+#: Sub-tables of a recipe's ``prune`` / ``structured`` table that are typed configs, built as the CLI builds them:
+#: ``prune.scope`` -> PruneScope (``--exclude``, ``--exclude-type``, ``--prune-feature-head``), ``structured.width``
+#: -> WidthConfig (``--method channel --ratio --target --importance --scope``).
+PRUNE_TABLES = {"scope": _prune_scope}
+STRUCTURED_TABLES = {"width": _width_config}
+
+
+def nested_options(table: dict[str, Any], tables: dict[str, Any], where: str,
+                   problems: list[str] | None = None) -> dict[str, Any]:
+    """``table`` with its typed sub-tables built (``tables``: key -> the dataclass, looked up lazily).
+
+    With ``problems`` every problem of every sub-table is appended there (``--dry-run``); without, the first
+    bad one raises ConfigError (a stage running a recipe that was validated never does).
+    """
+    from toolchain.errors import ConfigError
+
+    out = dict(table)
+    for key, cls_of in tables.items():
+        if key not in out:
+            continue
+        cls = cls_of()
+        if problems is None:
+            out[key] = typed.build(cls, out[key], error=ConfigError, source=f"{where}.{key}")
+        else:
+            problems += [f"{where}.{key}: {p}" for p in typed.problems(cls, out[key])]
+    return out
+
+
 def names_problems(values: list[str], known: list[str], what: str, where: str, problems: list[str]) -> None:
     for v in values:
         if v not in known:
@@ -56,9 +96,9 @@ def _params(fn: Any, drop: set[str]) -> set[str]:
 
 def _recipe_problems(r: Recipe, where: str, problems: list[str]) -> None:
     from toolchain.compress import run as C
-    from toolchain.compress.config import GRADIENT_MODES, RATIO_DEFINITIONS
+    from toolchain.compress.config import GRADIENT_MODES, RATIO_DEFINITIONS, ratio_problem
     from toolchain.compress.distill import KD_LOSSES
-    from toolchain.compress.pruning.unstructured import METHODS
+    from toolchain.compress.config import METHODS
 
     if r.prune is not None:
         p = r.prune
@@ -73,10 +113,9 @@ def _recipe_problems(r: Recipe, where: str, problems: list[str]) -> None:
         ratio = p.get("ratio")
         if ratio is None:
             problems.append(f"{where} prune needs ratio = total / non-zero parameters (e.g. 8)")
-        elif isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
-            problems.append(f"{where} prune: ratio must be a number, got {ratio!r}")
-        elif not ratio > 1:
-            problems.append(f"{where} prune: ratio {ratio} must be greater than 1 (total / non-zero parameters)")
+        elif ratio_problem(ratio):
+            problems.append(f"{where} prune: {ratio_problem(ratio)}")
+        nested_options(p, PRUNE_TABLES, f"{where} prune", problems)
         for key, choices in (("gradient_mode", GRADIENT_MODES), ("ratio_of", RATIO_DEFINITIONS)):
             if key in p and p[key] not in choices:
                 problems.append(f"{where} prune: {key} must be one of {', '.join(choices)}, got {p[key]!r}")
@@ -86,6 +125,7 @@ def _recipe_problems(r: Recipe, where: str, problems: list[str]) -> None:
         bad = sorted(set(s) - allowed)
         if bad:
             problems.append(f"{where} structured has unknown keys {bad}; known: {sorted(allowed)}")
+        nested_options(s, STRUCTURED_TABLES, f"{where} structured", problems)
         m = s.get("multiplier")
         if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 < m <= 1):
             problems.append(f"{where} structured: multiplier {m!r} must be in (0, 1]")

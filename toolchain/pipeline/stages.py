@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from toolchain import __version__, typed
-from toolchain.export import manifest
+from toolchain.artifact import manifest
 from toolchain.pipeline.config import PipelineConfig
+from toolchain.pipeline import recipes
 from toolchain.pipeline.engine import Context, PipelineError, Stage
-from toolchain.runtimes.pytorch import BUNDLE_FORMAT
+from toolchain.artifact.formats import BUNDLE_FORMAT
 
 BUNDLE = "bundle"
 DATA_IMAGES = "images"
@@ -133,16 +134,15 @@ def run_compress(ctx: Context) -> dict[str, Any]:
     current = parent.path / BUNDLE
     steps = []
     if c.get("prune"):
-        p = dict(c["prune"])
+        p = recipes.nested_options(c["prune"], recipes.PRUNE_TABLES, "prune")
         epochs = int(c.get("finetune_epochs", 0))
         cfg = _finetune_cfg(c["train"], epochs, c["seed"])
         out = ctx.out / "pruned"
-        res = C.prune_unstructured(current, out, p.pop("method"), float(p.pop("ratio")),
-                                   data=spec if epochs else None, cfg=cfg, seed=c["seed"],
-                                   progress=_epoch_log(ctx, "prune fine-tune"), **p)
+        res = C.prune(current, out, p.pop("method"), {**p, "ratio": float(p["ratio"]), "seed": c["seed"]},
+                      data=spec if epochs else None, cfg=cfg, progress=_epoch_log(ctx, "prune fine-tune"))
         current, steps = res.bundle, steps + ["prune"]
     if c.get("structured"):
-        s = dict(c["structured"])
+        s = recipes.nested_options(c["structured"], recipes.STRUCTURED_TABLES, "structured")
         epochs = int(c.get("finetune_epochs", 0))
         cfg = _finetune_cfg(c["train"], epochs, c["seed"])
         out = ctx.out / "structured"
@@ -218,7 +218,7 @@ def run_bench(ctx: Context) -> dict[str, Any]:
 def run_plan(ctx: Context) -> dict[str, Any]:
     from toolchain.bench.plan import PlanRequest, make_plan
     from toolchain.devices import get_device
-    from toolchain.export.formats import app_format
+    from toolchain.artifact.formats import app_format
 
     c = ctx.config
     written = {}
@@ -251,7 +251,7 @@ def run_report(ctx: Context) -> dict[str, Any]:
 
 def _versions(*packages: str) -> dict[str, str]:
     """The toolchain's and these packages' versions: part of a stage's key, so an upgrade re-runs the stage."""
-    from toolchain.export.manifest import package_version
+    from toolchain.artifact.manifest import package_version
 
     return {"toolchain": __version__, **{p: package_version(p) for p in packages}}
 
@@ -261,7 +261,7 @@ RUNTIME_PACKAGES = ("torch", "onnxruntime", "ai-edge-litert", "coremltools")
 
 
 def build_stages(cfg: PipelineConfig) -> list[Stage]:
-    from toolchain.export.formats import converter_versions
+    from toolchain.artifact.formats import converter_versions
 
     seed = cfg.pipeline.seed
     d, t = cfg.data, cfg.teacher

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 # RATIO_DEFINITIONS is re-exported from its light home
+from toolchain.compress.config import ratio_problem
 from toolchain.compress.config import PRUNE, RATIO_DEFINITIONS
 from toolchain.errors import CompressionError
 
@@ -167,8 +168,9 @@ def keep_exact(model: nn.Module, layers: dict[str, nn.Module], ratio: float, fix
     ``ratio_of``: ``deployed`` (the trunk) or ``shrinkbench`` (the whole model with its head,
     every non-prunable parameter counted as non-zero, exactly ShrinkBench's ``fraction_to_keep``).
     """
-    if not ratio >= 1.0:
-        raise CompressionError(f"the compression ratio must be at least 1 (total / non-zero parameters), got {ratio}")
+    problem = ratio_problem(ratio, "the compression ratio (total / non-zero parameters)")
+    if problem:
+        raise CompressionError(problem)
     if ratio_of not in RATIO_DEFINITIONS:
         raise CompressionError(f"unknown ratio definition {ratio_of!r}; known: {', '.join(RATIO_DEFINITIONS)}")
     prunable = sum(m.weight.numel() for m in layers.values())
@@ -281,9 +283,3 @@ def report(model: nn.Module, masks: dict[str, torch.Tensor], ratio_target: float
     layer = {k: 1.0 - float(m.float().mean()) for k, m in masks.items()}
     reached = sb_total / max(sb_nz, 1) if ratio_of == "shrinkbench" else total / max(nz, 1)
     return MaskReport(ratio_target, reached, total, nz, layer, ratio_of, sb_total, sb_nz)
-
-
-def iter_weights(model: nn.Module, names: Iterable[str]) -> Iterable[tuple[str, torch.Tensor]]:
-    net = deployed(model)
-    for n in names:
-        yield n, net.get_submodule(n).weight

@@ -22,16 +22,16 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
+from toolchain.compress.config import IMPORTANCES, WidthConfig
 from toolchain.compress.logits import HeadSpec, LossFn, head_loss
 from toolchain.compress.measure import count_flops
 from toolchain.compress.pruning.masks import deployed
 from toolchain.errors import CompressionError
-from toolchain.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -54,56 +54,6 @@ def _tp():
 
     return tp
 
-
-#: name -> factory(seed) of a Torch-Pruning importance
-IMPORTANCES: Registry[Callable[[int], Any]] = Registry("channel importance")
-IMPORTANCES.add("l1", lambda seed: _tp().importance.MagnitudeImportance(p=1))
-IMPORTANCES.add("l2", lambda seed: _tp().importance.MagnitudeImportance(p=2))
-IMPORTANCES.add("taylor", lambda seed: _tp().importance.TaylorImportance())  # Molchanov et al., CVPR 2019
-IMPORTANCES.add("random", lambda seed: SeededRandomImportance(seed))
-
-TARGETS = ("params", "flops")
-SCOPES = ("global", "uniform")
-
-
-@dataclass
-class WidthConfig:
-    """A width-pruning request.
-
-    Args:
-        ratio: target ``before / after`` of ``target`` (parameters or FLOPs), at least 1.
-        target: ``params`` or ``flops``.
-        importance: a name in :data:`IMPORTANCES` (``taylor`` needs calibration batches).
-        scope: ``global`` or ``uniform``.
-        max_layer_pruning: no layer loses more than this fraction (0..1) of its channels.
-        round_to: keep channel counts multiples of this (e.g. 8 for mobile kernels), or None.
-        tolerance: relative error on the ratio at which bisection stops.
-        seed: seed of the ``random`` importance.
-    """
-
-    ratio: float = 2.0
-    target: str = "params"
-    importance: str = "l1"
-    scope: str = "global"
-    max_layer_pruning: float = 0.9
-    round_to: int | None = None
-    tolerance: float = 0.01
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.ratio >= 1.0:
-            raise CompressionError(f"the width-pruning ratio must be at least 1, got {self.ratio}")
-        if self.target not in TARGETS:
-            raise CompressionError(f"unknown width-pruning target {self.target!r}; known: {', '.join(TARGETS)}")
-        if self.scope not in SCOPES:
-            raise CompressionError(f"unknown width-pruning scope {self.scope!r}; known: {', '.join(SCOPES)}")
-        IMPORTANCES.get(self.importance)
-        if not 0.0 < self.max_layer_pruning < 1.0:
-            raise CompressionError(f"max_layer_pruning must be a fraction in (0, 1), got {self.max_layer_pruning}")
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("ratio", "target", "importance", "scope", "max_layer_pruning",
-                                              "round_to", "tolerance", "seed")}
 
 
 class _WithHead(nn.Module):

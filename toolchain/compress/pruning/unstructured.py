@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # GRADIENT_MODES is re-exported from its light home
-from toolchain.compress.config import GRADIENT_MODES, PRUNE
+from toolchain.compress.config import GRADIENT_MODES, METHODS, PRUNE
 from toolchain.compress.logits import HeadSpec, LossFn, head_loss
 from toolchain.compress.pruning.masks import (
     MaskReport,
@@ -157,21 +157,6 @@ def random_scores(model: nn.Module, layers: dict[str, nn.Module], ctx: ScoreCont
     return {n: torch.rand(m.weight.shape, generator=g) for n, m in layers.items()}
 
 
-@dataclass(frozen=True)
-class Method:
-    """An unstructured pruning method: a scorer name in :data:`SCORERS` and a scope."""
-
-    score: str
-    scope: str  # "global" | "layer"
-    description: str = ""
-
-
-METHODS: Registry[Method] = Registry("pruning method")
-METHODS.add("global-magnitude", Method("magnitude", "global", "smallest |w| over the whole network"))
-METHODS.add("layer-magnitude", Method("magnitude", "layer", "smallest |w| in each layer, same fraction per layer"))
-METHODS.add("global-gradient", Method("gradient", "global", "smallest |w * dL/dw| over the whole network"))
-METHODS.add("layer-gradient", Method("gradient", "layer", "smallest |w * dL/dw| in each layer"))
-METHODS.add("random", Method("random", "layer", "uniformly random weights, same fraction per layer (seeded)"))
 
 
 @dataclass
