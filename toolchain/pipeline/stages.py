@@ -257,11 +257,9 @@ def _versions(*packages: str) -> dict[str, str]:
 
 
 #: What evaluating or timing artifacts runs on (the runtime layer's packages).
-RUNTIME_PACKAGES = ("torch", "onnxruntime", "ai-edge-litert", "coremltools")
-
-
 def build_stages(cfg: PipelineConfig) -> list[Stage]:
     from toolchain.artifact.formats import converter_versions
+    from toolchain.runtimes import runtime_packages
 
     seed = cfg.pipeline.seed
     d, t = cfg.data, cfg.teacher
@@ -291,7 +289,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
         models.append(r.name)
     export_cfg = {**typed.to_data(cfg.export),
                   "versions": {**_versions("torch"), **converter_versions(cfg.export.targets)}}
-    evaluate_versions = _versions(*RUNTIME_PACKAGES)
+    evaluate_versions = _versions(*runtime_packages())
     exports = []
     for m in models:
         if d is not None:

@@ -64,3 +64,8 @@ def open_session(model: Any, fmt: str, *, timing: bool = False, threads: int | N
     if not candidates:
         raise RuntimeUnavailable(f"{what}: no runtime {'times' if timing else 'runs'} {fmt} artifacts")
     raise RuntimeUnavailable(f"{what}: " + "; ".join(reasons))
+
+
+def runtime_packages() -> list[str]:
+    """The pip distributions every registered runtime needs (the pipeline keys evaluation on their versions)."""
+    return sorted({dist for n in RUNTIMES.names() for _, dist in get_runtime(n).requires})

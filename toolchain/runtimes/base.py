@@ -44,7 +44,8 @@ class Runtime:
     formats: ClassVar[tuple[str, ...]]  # the formats it opens (``toolchain.artifact.formats`` names)
     timing: ClassVar[bool] = True  # do its latencies mean something (a numpy reference executor's do not)
     preference: ClassVar[int] = 0  # lower runs first: the first available one is a format's primary parity reference
-    #: importable modules it needs, and the pip package to name when one is missing
+    #: (importable module, its pip distribution) it needs: checked by :meth:`unavailable`, and the versions of
+    #: the distributions are part of the pipeline's evaluation stage keys
     requires: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def unavailable(self) -> str | None:

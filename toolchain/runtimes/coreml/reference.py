@@ -24,7 +24,7 @@ class CoreMLReference(Runtime):
     name = "coreml-ref"
     formats = (COREML,)
     timing = False
-    requires = (("coremltools", "coremltools (it reads the saved model)"),)
+    requires = (("coremltools", "coremltools"),)  # it reads the saved model back
 
     def _open(self, model: Any, threads: int | None) -> "Session":
         path = Path(model.path)
