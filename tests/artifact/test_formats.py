@@ -2,10 +2,10 @@
 
 import pytest
 
+from toolchain.artifact.formats import artifact_name, choose, format_names, get_format
 from toolchain.devices import get_device
 from toolchain.errors import DeviceError
 from toolchain.export.coreml.exporter import coreml_format_for
-from toolchain.artifact.formats import artifact_name, choose, format_names, get_format
 
 
 @pytest.mark.parametrize("key,fmt,spec,min_ios", [

@@ -7,8 +7,8 @@ import json
 import jsonschema
 import pytest
 
-from toolchain.errors import ManifestError
 from toolchain.artifact import manifest as M
+from toolchain.errors import ManifestError
 
 
 def _v2(**over) -> dict:

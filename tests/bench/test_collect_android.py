@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from tests.bench._results import Polls, dumps, fixture, result
 from tests.fakes import adb as fake_adb
-from toolchain.bench.apps import APP_ID
 from toolchain.bench.android import Adb, AdbTransport, bench_android, collect_android
+from toolchain.bench.apps import APP_ID
 from toolchain.bench.schema import MAX_RESULT_BYTES
 from toolchain.bench.store import ResultStore
 from toolchain.bench.transport import RemoteFolderMissing

@@ -7,8 +7,8 @@ import pytest
 
 from tests.bench._results import dumps, fixture, result
 from tests.fakes.devicefarm import PROJECT, RUN, FakeHttp, FarmRun, device, zip_bytes
-from toolchain.bench.apps import APP_ID
 from toolchain.bench import farm
+from toolchain.bench.apps import APP_ID
 from toolchain.bench.schema import MAX_RESULT_BYTES
 from toolchain.bench.store import ResultStore
 from toolchain.errors import CollectError

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from tests.bench._results import Polls, dumps, fixture, result
 from tests.fakes import ios as fake
-from toolchain.bench.apps import APP_ID
 from toolchain.bench import ios
+from toolchain.bench.apps import APP_ID
 from toolchain.bench.schema import MAX_RESULT_BYTES
 from toolchain.bench.store import ResultStore
 from toolchain.bench.transport import RemoteFolderMissing

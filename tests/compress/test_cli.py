@@ -9,8 +9,8 @@ import torch
 from typer.testing import CliRunner
 
 from toolchain.cli import app
-from toolchain.compress.pruning.masks import compression_ratio
 from toolchain.compress.config import METHODS, STRUCTURED
+from toolchain.compress.pruning.masks import compression_ratio
 from toolchain.errors import CompressionError
 from toolchain.models.bundle import load_bundle
 

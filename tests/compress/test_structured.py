@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toolchain.compress.pruning import depth
 from toolchain.compress.config import WidthConfig
+from toolchain.compress.pruning import depth
 from toolchain.compress.pruning.structured import IMPORTANCES, prune_width, width_multiplier
 from toolchain.errors import CompressionError
 from toolchain.models.arch import probe_feature_dim

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from toolchain.artifact.inputs import smooth_random_images
 from toolchain.errors import MetricsError, ToolchainError
 from toolchain.evaluate.features import (
     MODEL_KINDS,
@@ -16,7 +17,6 @@ from toolchain.evaluate.features import (
     save_scores,
 )
 from toolchain.evaluate.metrics import compute_metrics
-from toolchain.artifact.inputs import smooth_random_images
 
 
 @pytest.fixture(scope="module")

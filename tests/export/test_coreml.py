@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import platform
 
+import coremltools as ct
 import numpy as np
 import pytest
 import torch
 
-import coremltools as ct
-
-from toolchain import runtimes  # noqa: E402
-from toolchain.errors import DeviceError, RuntimeUnavailable  # noqa: E402
-from toolchain.artifact.compare import compare, cosine_per_sample  # noqa: E402
-from toolchain.artifact.inputs import smooth_random_images  # noqa: E402
-from toolchain.artifact.folder import ArtifactRef  # noqa: E402
-from toolchain.export.base import ExportRequest, export_bundle  # noqa: E402
-from toolchain.artifact.manifest import InputSpec, OutputSpec  # noqa: E402
-from toolchain.artifact.inputs import parity_inputs  # noqa: E402
-from toolchain.models.bundle import init_bundle, load_bundle, save_bundle  # noqa: E402
-from toolchain.evaluate.features import load_artifact_model  # noqa: E402
-from toolchain.export.parity import parity_runs  # noqa: E402
+from toolchain import runtimes
+from toolchain.artifact.compare import compare, cosine_per_sample
+from toolchain.artifact.folder import ArtifactRef
+from toolchain.artifact.inputs import parity_inputs, smooth_random_images
+from toolchain.artifact.manifest import InputSpec, OutputSpec
+from toolchain.errors import DeviceError, RuntimeUnavailable
+from toolchain.evaluate.features import load_artifact_model
+from toolchain.export.base import ExportRequest, export_bundle
+from toolchain.export.parity import parity_runs
+from toolchain.models.bundle import init_bundle, load_bundle, save_bundle
 
 torch.set_num_threads(1)
 

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
+import coremltools as ct
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-import coremltools as ct
-
+from tests.runtimes._coreml import run_coreml
 from toolchain.export.coreml import ops as coreml_ops
 
-
-def run_coreml(path, feeds):
-    """Every output of one sample, through the ``coreml-ref`` runtime that parity and evaluation use."""
-    from pathlib import Path
-
-    from toolchain.artifact.folder import ArtifactRef
-    from toolchain.artifact.formats import COREML
-    from toolchain.artifact.manifest import InputSpec, OutputSpec
-    from toolchain.runtimes import get_runtime
-
-    ref = ArtifactRef(Path(path), COREML, Path(path).stem, InputSpec("x", []), OutputSpec())
-    session = get_runtime("coreml-ref").open(ref)
-    return session.run(feeds), session.description
 
 
 class _ViewFlatten(nn.Module):

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import coremltools as ct
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-import coremltools as ct
-
-from toolchain.errors import UnsupportedLayerError  # noqa: E402
-from toolchain.runtimes.coreml.neuralnetwork import run_neuralnetwork  # noqa: E402
-from toolchain.export.coreml.spec3 import check_spec3, lower_to_spec3, spec3_layer_kinds  # noqa: E402
+from toolchain.errors import UnsupportedLayerError
+from toolchain.export.coreml.spec3 import check_spec3, lower_to_spec3, spec3_layer_kinds
+from toolchain.runtimes.coreml.neuralnetwork import run_neuralnetwork
 
 torch.set_num_threads(1)
 

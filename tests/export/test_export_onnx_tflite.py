@@ -6,10 +6,10 @@ import shutil
 import numpy as np
 import pytest
 
-from toolchain.errors import BundleError, DeviceError, ParityError, RegistryError, ToolchainError
-from toolchain.export.base import ExportRequest, export_bundle
 from toolchain.artifact.inputs import smooth_random_images
+from toolchain.errors import BundleError, DeviceError, ParityError, RegistryError, ToolchainError
 from toolchain.evaluate.features import load_artifact_model
+from toolchain.export.base import ExportRequest, export_bundle
 
 # Manifest v2: format facts (Core ML's spec_version, TFLite's int8_mode, ONNX's opset) moved into the
 # format's own block, which every manifest carries (checked below as `target in m`).

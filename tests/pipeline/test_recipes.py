@@ -3,12 +3,10 @@ builds them; a bad one is refused at ``--dry-run`` (exit 2, one line per problem
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from toolchain.models.bundle import load_bundle

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from toolchain import runtimes
+from toolchain.artifact.formats import format_names
+from toolchain.artifact.formats import BUNDLE_FORMAT
+from toolchain.artifact.inputs import smooth_random_images
 from toolchain.errors import ParityError, RuntimeUnavailable
 from toolchain.export.base import ExportRequest, export_bundle
-from toolchain.artifact.formats import format_names
-from toolchain.artifact.inputs import smooth_random_images
-from toolchain.artifact.formats import BUNDLE_FORMAT
 
 
 @pytest.mark.parametrize("name", runtimes.RUNTIMES.names())

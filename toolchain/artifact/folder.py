@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolchain.errors import ArtifactError, ManifestError
 from toolchain.artifact import manifest as manifest_mod
 from toolchain.artifact.manifest import InputSpec, Manifest, OutputSpec
+from toolchain.errors import ArtifactError, ManifestError
 from toolchain.fsutil import sha256_file
 
 

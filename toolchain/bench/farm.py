@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from toolchain.bench.apps import APP_ID
 from toolchain.bench.android import EXTERNAL_RESULTS
+from toolchain.bench.apps import APP_ID
 from toolchain.bench.ios import DEVICECTL_RESULTS
 from toolchain.bench.store import ResultStore
 from toolchain.bench.transport import ReadFailed, RemoteFile, TooLarge, Transport

@@ -31,9 +31,9 @@ from typing import Any, Callable
 import numpy as np
 
 from toolchain import __version__
+from toolchain.artifact.folder import ArtifactFolder
 from toolchain.bench.timing import TimingProtocol
 from toolchain.errors import BenchError, ManifestError, RuntimeUnavailable
-from toolchain.artifact.folder import ArtifactFolder
 from toolchain.policy import FEATURE_SAMPLE_LEN, FIXED_INPUT_SEED
 from toolchain.progress import ProgressFn, no_progress
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolchain.artifact.folder import ArtifactFolder, open_artifact
+from toolchain.artifact.manifest import MANIFEST_FILE, Manifest
 from toolchain.bench.schema import PLAN_VERSION, default_gpu_options, validate_plan
 from toolchain.bench.timing import TimingProtocol
 from toolchain.devices import Device, get_device
 from toolchain.errors import ArtifactError, DeviceError, ManifestError, PlanError
-from toolchain.artifact.folder import ArtifactFolder, open_artifact
-from toolchain.artifact.manifest import MANIFEST_FILE, Manifest
 from toolchain.fsutil import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir, sha256_file
 from toolchain.progress import MessageFn
 

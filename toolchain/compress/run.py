@@ -20,10 +20,10 @@ from typing import Any, Sequence
 import torch
 
 from toolchain.compress.config import PRUNE, STRUCTURED, method_kind
+from toolchain.compress.config import GRADIENT_MODES, METHODS
 from toolchain.compress.logits import HeadSpec, head_loss, head_of
 from toolchain.compress.pruning.masks import PruneScope, count_parameters
 from toolchain.compress.pruning.schedule import SCHEDULES, PruneHooks, finalize
-from toolchain.compress.config import GRADIENT_MODES, METHODS
 from toolchain.compress.pruning.unstructured import ScoreContext, fit_probe_head
 from toolchain.errors import CompressionError
 from toolchain.fsutil import claim_output_dir

@@ -20,8 +20,8 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
-from toolchain.policy import MAX_BAD_FRACTION
 from toolchain.errors import DataError, ImageError
+from toolchain.policy import MAX_BAD_FRACTION
 from toolchain.registry import Registry
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from toolchain.devices import Device
 from toolchain.artifact.formats import TFLITE, ArtifactFormat, ExportChoice
 from toolchain.artifact.manifest import InputSpec, OutputSpec, Quantization, TFLiteDetails, package_version
+from toolchain.devices import Device
 from toolchain.progress import MessageFn
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save
 from toolchain import __version__, jsonio
 from toolchain.errors import BundleError, WeightsError
 from toolchain.fsutil import atomic_dir, check_output_dir, sha256_file
+from toolchain.models import feature_head
 from toolchain.models.arch import (
     FeatureModel,
     build_model,
@@ -33,7 +34,6 @@ from toolchain.models.arch import (
     recalibrate_batchnorm,
     base_network,
 )
-from toolchain.models import feature_head
 from toolchain.models.cards import Card, load_card
 from toolchain.models.meta import validate_meta
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from toolchain import __version__, typed
 from toolchain.artifact import manifest
-from toolchain.pipeline.config import PipelineConfig
-from toolchain.pipeline import recipes
-from toolchain.pipeline.engine import Context, PipelineError, Stage
 from toolchain.artifact.formats import BUNDLE_FORMAT
+from toolchain.pipeline import recipes
+from toolchain.pipeline.config import PipelineConfig
+from toolchain.pipeline.engine import Context, PipelineError, Stage
 
 BUNDLE = "bundle"
 DATA_IMAGES = "images"

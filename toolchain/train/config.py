@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable
 
-from toolchain.policy import MAX_BAD_FRACTION
 from toolchain.errors import ConfigError
+from toolchain.policy import MAX_BAD_FRACTION
 from toolchain.registry import Registry
 
 #: Fine-tunes shorter than this many epochs get no learning-rate warm-up (a 1-epoch warm-up would be most

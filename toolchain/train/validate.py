@@ -14,10 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from toolchain.policy import MAX_BAD_FRACTION
 from toolchain.data.images import ImageDataset
 from toolchain.data.splits import Protocol
 from toolchain.errors import DataError
+from toolchain.policy import MAX_BAD_FRACTION
 
 log = logging.getLogger(__name__)
 

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
+from toolchain.artifact.formats import COREML, ArtifactFormat, ExportChoice
+from toolchain.artifact.manifest import CoreMLDetails, InputSpec, OutputSpec, ToolCheck, package_version
 from toolchain.devices import Device
 from toolchain.errors import DeviceError, ExportError, ManifestError
 from toolchain.export.coreml.spec3 import lower_to_spec3
-from toolchain.artifact.formats import COREML, ArtifactFormat, ExportChoice
-from toolchain.artifact.manifest import CoreMLDetails, InputSpec, OutputSpec, ToolCheck, package_version
 from toolchain.policy import COMPRESSED_WEIGHTS_IOS, COREML_SPEC_FOR_IOS, JOINT_COMPRESSION_IOS, MAX_IOS, MIN_IOS
 from toolchain.progress import MessageFn
 from toolchain.registry import Registry
