@@ -55,9 +55,9 @@ def test_thresholds_by_precision_and_compression():
 def test_a_failure_on_any_runtime_fails_the_artifact():
     """The Apple runtime's result is read: a second runtime failing fails the artifact, naming it."""
     ref = np.random.default_rng(0).normal(size=(2, 8))
-    good = compare(ref, ref.copy(), min_cosine=0.999, runtime="coreml_ref")
+    good = compare(ref, ref.copy(), min_cosine=0.999, runtime="coreml-ref")
     bad = compare(ref, -ref, min_cosine=0.999, runtime="Core ML 15")
     assert settle([("coreml-ref", good), ("coreml", skipped("needs macOS"))]).status == "passed"
     r = settle([("coreml-ref", good), ("coreml", bad)])
-    assert r.status == "failed" and r.reference == "coreml_ref" and r.cosine_min == good.cosine_min
+    assert r.status == "failed" and r.reference == "coreml-ref" and r.cosine_min == good.cosine_min
     assert all(m.startswith("coreml: sample") for m in r.mismatches) and len(r.mismatches) == 2
