@@ -1,9 +1,10 @@
 import CoreML
 import Foundation
 
-/// Core ML: compiles `.mlmodel` / `.mlpackage` at run time (timed as compile_ns; a bundled
-/// `.mlmodelc` that Xcode compiled skips it), loads with the plan's compute units (load_ns),
-/// feeds raw pixels as a float32 MLMultiArray and reads the `features` output.
+/// Core ML: compiles `.mlmodel` / `.mlpackage` on the device at every run (timed as compile_ns, kept
+/// out of latency): `BenchPlan` is a folder reference, so Xcode copies the models as they are and never
+/// compiles them; only a plan that ships an `.mlmodelc` skips the step. Loads with the plan's compute
+/// units (load_ns), feeds raw pixels as a float32 MLMultiArray and reads the `features` output.
 final class CoreMLBackend: InferenceBackend {
     let runtimeName = "coreml"
     var runtimeVersion: String {
