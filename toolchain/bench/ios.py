@@ -20,6 +20,7 @@ import asyncio
 import inspect
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -31,8 +32,8 @@ from typing import Any, Callable
 
 from toolchain.bench.schema import load_plan
 from toolchain.bench.store import ResultStore
-from toolchain.bench.transport import (Launch, ReadFailed, RemoteFile, RemoteFolderMissing, TooLarge, Transport,
-                                       check_launch_id, collect, new_launch_id)
+from toolchain.bench.transport import (Launch, ReadFailed, RemoteFile, RemoteFolderMissing, TooLarge, Transient,
+                                       Transport, check_launch_id, collect, new_launch_id)
 from toolchain.bench.wait import PlanReport, wait_for_plan
 from toolchain.devices import get_device
 from toolchain.errors import CollectError
@@ -62,7 +63,31 @@ async def _maybe(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-def _tool(argv: list[str], what: str, timeout_s: float = 600.0) -> subprocess.CompletedProcess:
+#: pymobiledevice3 errors of a connection that died or a device that is (for now) gone: the USB cable
+#: knocked, the phone re-enumerating (pymobiledevice3 ``exceptions.py``; OS socket errors under it).
+#: A wait re-creates the house-arrest service on the next try.
+LOST_CONNECTION = frozenset({"ConnectionTerminatedError", "NoDeviceConnectedError", "DeviceNotFoundError",
+                             "ConnectionFailedError", "ConnectionFailedToUsbmuxdError", "MuxException",
+                             "ConnectionAbortedError", "ConnectionResetError", "BrokenPipeError"})
+#: What `devicectl device copy from` prints, sorted: a folder the app has not made yet, and the failures a
+#: later try may not see (unplugged: CoreDeviceError 1000, flutter_tools core_devices_test.dart; a lost
+#: connection: error 1 / 4000 / ControlChannelConnectionError; a passcode-locked phone). Anything else —
+#: trust revoked, pairing lost, an unknown error — ends the wait at once.
+DEVICECTL_MISSING = re.compile(r"doesn.t exist|does not exist|NSCocoaErrorDomain error 260|No such file")
+DEVICECTL_TRANSIENT = re.compile(r"CoreDeviceError error (?:1|1000|4000)\b|could not be established"
+                                 r"|ControlChannelConnectionError|disconnected|passcode protected|is locked"
+                                 r"|Operation timed out", re.I)
+
+
+def _devicectl_copy_error(text: str, msg: str) -> CollectError:
+    """A failed ``devicectl device copy from``: missing folder, transient, or permanent (by its whole output)."""
+    if DEVICECTL_MISSING.search(text):
+        return RemoteFolderMissing(msg)
+    return (Transient if DEVICECTL_TRANSIENT.search(text) else CollectError)(msg)
+
+
+def _tool(argv: list[str], what: str, timeout_s: float = 600.0,
+          error: Callable[[str, str], CollectError] | None = None) -> subprocess.CompletedProcess:
     exe = shutil.which(argv[0])
     if exe is None:
         hint = ("devicectl needs macOS with Xcode 15+; elsewhere use --via pymobiledevice3" if argv[0] == "xcrun"
@@ -70,8 +95,10 @@ def _tool(argv: list[str], what: str, timeout_s: float = 600.0) -> subprocess.Co
         raise CollectError(f"{argv[0]} not found for {what}: {hint}")
     cp = subprocess.run([exe, *argv[1:]], capture_output=True, timeout=timeout_s)
     if cp.returncode != 0:
-        msg = (cp.stderr or cp.stdout).decode("utf-8", "replace").strip().splitlines()
-        raise CollectError(f"{what} failed (`{' '.join(argv)}`): {msg[-1] if msg else f'exit {cp.returncode}'}")
+        text = (cp.stderr or cp.stdout).decode("utf-8", "replace").strip()
+        lines = text.splitlines()
+        msg = f"{what} failed (`{' '.join(argv)}`): {lines[-1] if lines else f'exit {cp.returncode}'}"
+        raise (error or (lambda _text, m: CollectError(m)))(text, msg)
     return cp
 
 
@@ -109,14 +136,23 @@ class HouseArrestTransport(Transport):
             except CollectError:
                 raise
             except Exception as e:  # noqa: BLE001 - pymobiledevice3's errors: no device, not paired, app missing
+                if type(e).__name__ in LOST_CONNECTION:
+                    raise Transient(f"cannot reach the device for {self.bundle_id} ({type(e).__name__}: {e})") from None
                 raise _house_arrest_error(self.bundle_id, e) from None
         return self._service
+
+    def _lost(self, e: Exception) -> None:
+        """A dead connection: drop the service (the next try opens a new one) and raise Transient."""
+        if type(e).__name__ in LOST_CONNECTION:
+            self._service = None  # its socket is gone: closing it would only fail again
+            raise Transient(f"the connection to the device dropped ({type(e).__name__}: {e})") from None
 
     def list(self) -> list[RemoteFile]:
         svc = self._svc()
         try:
             names = self._run(svc.listdir(DOCUMENTS_RESULTS))
         except Exception as e:  # noqa: BLE001
+            self._lost(e)
             if type(e).__name__ == "AfcFileNotFoundError" or isinstance(e, FileNotFoundError):
                 raise RemoteFolderMissing(f"{self.bundle_id} has no {DOCUMENTS_RESULTS} yet: has the app run a plan "
                                           "yet?") from None
@@ -138,7 +174,10 @@ class HouseArrestTransport(Transport):
     def read(self, file: RemoteFile, limit_bytes: int) -> bytes:
         try:
             data = bytes(self._run(self._svc().get_file_contents(f"{DOCUMENTS_RESULTS}/{file.name}")))
+        except Transient:
+            raise
         except Exception as e:  # noqa: BLE001
+            self._lost(e)
             raise ReadFailed(f"{type(e).__name__}: {e}") from None
         if len(data) > limit_bytes:
             raise TooLarge(f"{len(data)} bytes")
@@ -244,20 +283,19 @@ class DevicectlTransport(Transport):
                 raise CollectError(f"devicectl cannot reach {udid}: {why}; use --via pymobiledevice3")
         self._tmp = tempfile.TemporaryDirectory(prefix="ios-results-")
 
-    def _xcrun(self, args: list[str], what: str) -> subprocess.CompletedProcess:
-        return _tool(["xcrun", "devicectl", *args], what)
+    def _xcrun(self, args: list[str], what: str, error: Callable[[str, str], CollectError] | None = None
+               ) -> subprocess.CompletedProcess:
+        return _tool(["xcrun", "devicectl", *args], what, error=error)
 
     def list(self) -> list[RemoteFile]:
         root = Path(self._tmp.name) / f"copy{time.monotonic_ns()}"
         root.mkdir()
-        try:
-            self._xcrun(["device", "copy", "from", "--device", self.udid, "--domain-type", "appDataContainer",
-                         "--domain-identifier", self.bundle_id, "--source", DEVICECTL_RESULTS,
-                         "--destination", str(root)], f"copying {self.bundle_id}'s {DEVICECTL_RESULTS}")
-        except CollectError as e:
-            # The device answered the device check, so a failed copy is most likely a folder the app has not
-            # made yet; a one-off collect still reports it as an error (RemoteFolderMissing is a CollectError).
-            raise RemoteFolderMissing(str(e)) from None
+        # A missing folder is "not yet" (RemoteFolderMissing), an unplugged or locked phone Transient, and any
+        # other failure (trust lost, pairing gone) a CollectError that ends a wait: see DEVICECTL_MISSING.
+        self._xcrun(["device", "copy", "from", "--device", self.udid, "--domain-type", "appDataContainer",
+                     "--domain-identifier", self.bundle_id, "--source", DEVICECTL_RESULTS,
+                     "--destination", str(root)], f"copying {self.bundle_id}'s {DEVICECTL_RESULTS}",
+                    error=_devicectl_copy_error)
         root = root.resolve()
         out = []
         for p in sorted(root.rglob("*")):
