@@ -48,6 +48,7 @@ from toolchain.bench.schema import load_plan
 from toolchain.bench.store import ResultStore
 from toolchain.bench.transport import (Launch, ReadFailed, RemoteFile, RemoteFolderMissing, TooLarge, Transient,
                                        Transport, check_launch_id, collect, new_launch_id)
+from toolchain.bench.tool_errors import adb_error
 from toolchain.bench.wait import PlanReport, wait_for_plan
 from toolchain.errors import CollectError
 
@@ -64,16 +65,6 @@ DEVICE_PLAN_ROOT = "/data/local/tmp/ocularbench/plans"
 RC_MARK = "__ocular_rc="
 _RC_LINE = re.compile(rb"\n" + re.escape(RC_MARK.encode()) + rb"(\d+)\n$")
 _PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
-#: adb's own errors that a later try may not see (AOSP ``adb/client/adb_client.cpp`` and ``transport.cpp``
-#: wording): the phone offline, unplugged, re-enumerating, or the connection closed under us.
-TRANSIENT_ADB = ("device offline", "no devices/emulators found", "not found", "closed", "protocol fault",
-                 "connection reset", "device still authorizing", "device still connecting")
-
-
-def _adb_error(what: str, text: str) -> CollectError:
-    """A Transient for adb's "not now" errors, else a plain CollectError (unauthorized, unknown command ...)."""
-    cls = Transient if any(t in text for t in TRANSIENT_ADB) else CollectError
-    return cls(f"{what}: {text}")
 
 
 @dataclass
@@ -119,7 +110,7 @@ class Adb:
         cp = subprocess.CompletedProcess(argv, proc.returncode, out, err)
         if check and proc.returncode != 0 and not (limit_bytes is not None and len(out) > limit_bytes):
             msg = (err or out).decode("utf-8", "replace").strip().splitlines()
-            raise _adb_error(f"`adb {' '.join(args)}` failed", msg[-1] if msg else f"exit {proc.returncode}")
+            raise adb_error(f"`adb {' '.join(args)}` failed", msg[-1] if msg else f"exit {proc.returncode}")
         return cp
 
     def exec(self, command: str, limit_bytes: int | None = None) -> tuple[int | None, bytes]:
@@ -140,7 +131,7 @@ class Adb:
             what = f"adb could not run `{command}` on the device"
             err = cp.stderr.decode("utf-8", "replace").strip().splitlines()
             if err:  # adb itself failed (offline, no device, unauthorized): its error is on stderr
-                raise _adb_error(what, next((ln for ln in err if ln.startswith("error:")), err[-1]))
+                raise adb_error(what, next((ln for ln in err if ln.startswith("error:")), err[-1]))
             # No trailer and no error of adb's: the stream ended early (the connection failed mid-transfer,
             # adb exits -1 = 255 after a failed read). The command may well have run: try again later.
             raise Transient(f"{what}: the stream was cut after {len(out)} bytes (adb exit {cp.returncode})")

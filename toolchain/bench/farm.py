@@ -44,7 +44,8 @@ from typing import Any, Callable
 from toolchain.bench.android import EXTERNAL_RESULTS
 from toolchain.bench.ios import DEVICECTL_RESULTS
 from toolchain.bench.store import ResultStore
-from toolchain.bench.transport import ReadFailed, RemoteFile, TooLarge, Transient, Transport
+from toolchain.bench.tool_errors import aws_error
+from toolchain.bench.transport import ReadFailed, RemoteFile, TooLarge, Transport
 from toolchain.bench.wait import PlanReport, wait_for_plan
 from toolchain.devices import parse_devices
 from toolchain.errors import CollectError
@@ -140,22 +141,11 @@ def client(region: str = REGION) -> Any:
     return boto3.client("devicefarm", region_name=region)
 
 
-#: Error codes that say "not now", not "never" (botocore ``data/_retry.json`` "general" throttling codes,
-#: which the service model's clients retry too): a wait tries again later instead of giving up.
-TRANSIENT_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException",
-                             "RequestLimitExceeded", "ServiceUnavailable", "InternalFailure"})
-#: Connection-level failures botocore raises (botocore/exceptions.py): the network, not the request.
-TRANSIENT_ERRORS = frozenset({"EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
-                              "ConnectTimeoutError"})
-
-
 def _call(what: str, fn: Callable[..., dict], **kw: Any) -> dict:
     try:
         return fn(**kw)
-    except Exception as e:  # botocore ClientError, NoCredentialsError, ...: one clear line
-        code = ((getattr(e, "response", None) or {}).get("Error") or {}).get("Code")
-        cls = Transient if code in TRANSIENT_CODES or type(e).__name__ in TRANSIENT_ERRORS else CollectError
-        raise cls(f"Device Farm {what} failed: {type(e).__name__}: {e}") from None
+    except Exception as e:  # botocore ClientError, NoCredentialsError, ...: one clear line (Transient if throttled)
+        raise aws_error(what, e) from None
 
 
 def _pages(fn: Callable[..., dict], key: str, what: str, **kw: Any) -> list[dict]:

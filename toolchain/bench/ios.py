@@ -20,7 +20,6 @@ import asyncio
 import inspect
 import json
 import logging
-import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from toolchain.bench.schema import load_plan
 from toolchain.bench.store import ResultStore
 from toolchain.bench.transport import (Launch, ReadFailed, RemoteFile, RemoteFolderMissing, TooLarge, Transient,
                                        Transport, check_launch_id, collect, new_launch_id)
+from toolchain.bench.tool_errors import LOST_CONNECTION, devicectl_copy_error
 from toolchain.bench.wait import PlanReport, wait_for_plan
 from toolchain.devices import get_device
 from toolchain.errors import CollectError
@@ -61,29 +61,6 @@ def launch_arguments(launch: Launch) -> list[str]:
 
 async def _maybe(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
-
-
-#: pymobiledevice3 errors of a connection that died or a device that is (for now) gone: the USB cable
-#: knocked, the phone re-enumerating (pymobiledevice3 ``exceptions.py``; OS socket errors under it).
-#: A wait re-creates the house-arrest service on the next try.
-LOST_CONNECTION = frozenset({"ConnectionTerminatedError", "NoDeviceConnectedError", "DeviceNotFoundError",
-                             "ConnectionFailedError", "ConnectionFailedToUsbmuxdError", "MuxException",
-                             "ConnectionAbortedError", "ConnectionResetError", "BrokenPipeError"})
-#: What `devicectl device copy from` prints, sorted: a folder the app has not made yet, and the failures a
-#: later try may not see (unplugged: CoreDeviceError 1000, flutter_tools core_devices_test.dart; a lost
-#: connection: error 1 / 4000 / ControlChannelConnectionError; a passcode-locked phone). Anything else —
-#: trust revoked, pairing lost, an unknown error — ends the wait at once.
-DEVICECTL_MISSING = re.compile(r"doesn.t exist|does not exist|NSCocoaErrorDomain error 260|No such file")
-DEVICECTL_TRANSIENT = re.compile(r"CoreDeviceError error (?:1|1000|4000)\b|could not be established"
-                                 r"|ControlChannelConnectionError|disconnected|passcode protected|is locked"
-                                 r"|Operation timed out", re.I)
-
-
-def _devicectl_copy_error(text: str, msg: str) -> CollectError:
-    """A failed ``devicectl device copy from``: missing folder, transient, or permanent (by its whole output)."""
-    if DEVICECTL_MISSING.search(text):
-        return RemoteFolderMissing(msg)
-    return (Transient if DEVICECTL_TRANSIENT.search(text) else CollectError)(msg)
 
 
 def _tool(argv: list[str], what: str, timeout_s: float = 600.0,
@@ -291,11 +268,11 @@ class DevicectlTransport(Transport):
         root = Path(self._tmp.name) / f"copy{time.monotonic_ns()}"
         root.mkdir()
         # A missing folder is "not yet" (RemoteFolderMissing), an unplugged or locked phone Transient, and any
-        # other failure (trust lost, pairing gone) a CollectError that ends a wait: see DEVICECTL_MISSING.
+        # other failure (trust lost, pairing gone) a CollectError that ends a wait: see bench/tool_errors.py.
         self._xcrun(["device", "copy", "from", "--device", self.udid, "--domain-type", "appDataContainer",
                      "--domain-identifier", self.bundle_id, "--source", DEVICECTL_RESULTS,
                      "--destination", str(root)], f"copying {self.bundle_id}'s {DEVICECTL_RESULTS}",
-                    error=_devicectl_copy_error)
+                    error=devicectl_copy_error)
         root = root.resolve()
         out = []
         for p in sorted(root.rglob("*")):
