@@ -309,3 +309,18 @@ def test_a_sleeping_swipe_locked_phone_is_woken_and_a_pin_locked_one_refused_bef
     with pytest.raises(CollectError, match=r"the phone is locked \(keyguard showing\) after waking it"):
         _bench(write_plan(tmp_path, plan_id="p2"), ResultStore(tmp_path / "s2"), launch_id="L2")
     assert not any("am start" in a[1] and "L2" in a[1] for a in log(phone) if a[:1] == ["exec-out"])
+
+
+def test_a_run_collected_over_adb_keeps_native_invoke_time_and_where_the_ops_ran(phone, tmp_path):
+    """The defects (9, 10): results said `gpu` without how much of the graph ran there, and kept only Java wall time."""
+    from toolchain.bench.measures import partly_delegated
+
+    store = ResultStore(tmp_path / "s")
+    report = _bench(write_plan(tmp_path), store, launch_id="L1")
+    assert report.complete
+    for run_id in report.found.values():
+        r = store.get(run_id)
+        assert r["schema_version"] == 2 and len(r["native_latency_ns"]) == len(r["latency_ns"])
+        assert all(n < w for n, w in zip(r["native_latency_ns"], r["latency_ns"]))
+        assert r["placement"] == {**r["placement"], "source": "litert_log", "delegated_nodes": 42, "total_nodes": 45}
+        assert partly_delegated(r) is True
