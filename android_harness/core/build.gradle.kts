@@ -9,8 +9,10 @@ java {
     targetCompatibility = JavaVersion.VERSION_1_8
 }
 
+// No jvmToolchain(N): it would demand exactly JDK N, and with no toolchain resolver a machine with only
+// another JDK (Android Studio bundles 21) fails "No matching toolchains found". The JDK running Gradle
+// compiles; the bytecode target is pinned below, as :app pins it.
 kotlin {
-    jvmToolchain(17)
     compilerOptions {
         jvmTarget.set(org.jetbrains.kotlin.gradle.dsl.JvmTarget.JVM_1_8)
     }

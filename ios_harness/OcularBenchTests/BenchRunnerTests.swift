@@ -75,7 +75,57 @@ final class FakeEnvironment: BenchEnvironment {
     }
 }
 
+/// Reports memory and a full device state, so the runner's v2 fields can be checked.
+final class MeasuredEnvironment: BenchEnvironment {
+    let appInfo = AppInfo(name: "OcularBench", version: "1.0", build: "1")
+    var footprint: UInt64 = 40_000_000
+    var foreground = true
+
+    func deviceInfo() -> DeviceInfo {
+        return FakeEnvironment().deviceInfo()
+    }
+
+    func thermalState() -> String {
+        return "nominal"
+    }
+
+    func readState() -> DeviceStateReading? {
+        return DeviceStateReading(batteryLevel: 0.8, charging: false, lowPowerMode: false, thermalState: "nominal",
+                                  foreground: foreground, screenOn: nil)
+    }
+
+    func memory() -> MemoryReading? {
+        footprint += 1_000_000
+        return MemoryReading(bytes: footprint, peakBytes: footprint + 5_000_000)
+    }
+}
+
 final class BenchRunnerTests: XCTestCase {
+    func testV2FieldsWarmLoadsMemoryAndDeviceState() throws {
+        let clock = FakeClock()
+        let p = try plan()
+        var opened = 0
+        let env = MeasuredEnvironment()
+        let r = BenchRunner(clock: clock).runOne(plan: p, run: p.runs[0], environment: env,
+                                                 openBackend: { opened += 1; return FakeBackend(clock: clock) },
+                                                 fixedPixels: { [Float](repeating: 1, count: 12) })
+        XCTAssertEqual(r.schemaVersion, 2)
+        XCTAssertEqual(r.coldLoadNs, 37_000_000)
+        XCTAssertEqual(r.warmLoadNs, [37_000_000, 37_000_000, 37_000_000])
+        XCTAssertEqual(opened, 1 + BenchRunner.warmLoads)
+        XCTAssertNil(r.nativeLatencyNs)
+        XCTAssertEqual(r.memory?.kind, "phys_footprint")
+        XCTAssertEqual(r.memory?.beforeBytes, 41_000_000)
+        XCTAssertEqual(r.memory?.peakBytes, 49_000_000) // the ledger's peak of the last reading
+        XCTAssertEqual(r.placement?.source, "unknown")
+        XCTAssertEqual(r.deviceState?.stayedForeground, true)
+        XCTAssertNil(r.deviceState?.screenStayedOn) // iOS cannot tell: null, not true
+        XCTAssertGreaterThanOrEqual(r.deviceState?.samples.count ?? 0, 3)
+        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(r), options: []) as? [String: Any]
+        XCTAssertTrue(json?["native_latency_ns"] is NSNull)
+        XCTAssertNotNil(json?["device_state"] as? [String: Any])
+    }
+
     private func plan(iterations: Int = 5, warmup: Int = 3) throws -> BenchPlan {
         let json = """
         {"plan_version": 1, "plan_id": "iphone6-20250301T120000", "created_at": "2025-03-01T12:00:00Z",

@@ -34,7 +34,7 @@ final class FixtureDecodingTests: XCTestCase {
 
     /// Encoding what was decoded gives the same JSON: every key, nulls written as null.
     func testFixturesRoundTrip() throws {
-        for name in ["ok", "error", "partial"] {
+        for name in ["ok", "error", "partial", "v2_ios", "v2_android"] {
             let data = try fixture(name)
             let decoded = try JSONDecoder().decode(BenchResult.self, from: data)
             let encoded = try JSONEncoder().encode(decoded)
@@ -42,6 +42,18 @@ final class FixtureDecodingTests: XCTestCase {
             let again = try JSONSerialization.jsonObject(with: encoded, options: []) as? NSDictionary
             XCTAssertEqual(original, again, "\(name).json changes in a decode/encode round trip")
         }
+    }
+
+    func testV2FixturesDecode() throws {
+        let ios = try JSONDecoder().decode(BenchResult.self, from: fixture("v2_ios"))
+        XCTAssertEqual(ios.schemaVersion, 2)
+        XCTAssertEqual(ios.warmLoadNs?.count, 3)
+        XCTAssertEqual(ios.placement?.opsByDevice?["neural_engine"], 49)
+        XCTAssertEqual(ios.memory?.kind, "phys_footprint")
+        XCTAssertNil(ios.nativeLatencyNs)
+        let android = try JSONDecoder().decode(BenchResult.self, from: fixture("v2_android"))
+        XCTAssertEqual(android.nativeLatencyNs?.count, android.latencyNs.count)
+        XCTAssertEqual(android.deviceState?.stayedForeground, false)
     }
 
     func testSeededPixelsMatchKotlinAndPython() {

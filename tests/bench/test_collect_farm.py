@@ -8,7 +8,6 @@ import pytest
 from tests.bench._results import dumps, fixture, result
 from tests.fakes.devicefarm import PROJECT, RUN, FakeHttp, FarmRun, device, zip_bytes
 from toolchain.bench import farm
-from toolchain.bench.apps import APP_ID
 from toolchain.bench.schema import MAX_RESULT_BYTES
 from toolchain.bench.store import ResultStore
 from toolchain.errors import CollectError
@@ -115,12 +114,13 @@ def _files(tmp_path, platform):
 
 @pytest.mark.parametrize("platform,fleet,keys,expect_paths", [
     ("ios", [XR, X, I15], ["iphonexr", "iphonex"], {"iosPaths": ["Documents/results"]}),
-    ("android", [device("Google Pixel 6a", "14", "ANDROID")], [], {
-        "androidPaths": [f"/sdcard/Android/data/{APP_ID}/files/results"]}),
+    ("android", [device("Google Pixel 6a", "14", "ANDROID")], [], None),
 ])
 def test_bench_farm_declares_the_results_folder_and_collects_every_run_of_every_device(df, tmp_path, platform, fleet,
                                                                                      keys, expect_paths):
-    """The defect: schedule_run set no customerArtifactPaths, so Device Farm pulled nothing off the devices."""
+    """The defect: schedule_run set no customerArtifactPaths, so Device Farm pulled nothing off the devices.
+
+    Android runs in custom mode: its spec copies the results into $DEVICEFARM_LOG_DIR (the zip layout differs)."""
     plan = _plan(platform)
     sim = FarmRun(df, platform, fleet, plan=plan)
     picked = fleet[:2] if platform == "ios" else fleet
@@ -132,10 +132,14 @@ def test_bench_farm_declares_the_results_folder_and_collects_every_run_of_every_
     run, report = farm.bench_farm(df, PROJECT, platform, app, pkg, ResultStore(tmp_path / "s"), keys,
                                   [] if platform == "ios" else ["Pixel"], plan=plan, name="bench", http=sim.http,
                                   poll_s=0, sleep=lambda s: None, progress=lambda st, info: stages.append((st, info)))
-    assert sim.scheduled["configuration"]["customerArtifactPaths"] == expect_paths
+    if expect_paths is None:
+        assert "configuration" not in sim.scheduled and sim.scheduled["test"]["testSpecArn"] == f"{PROJECT}/upload2"
+        assert sim.http.puts[2][1].decode() == farm.android_test_spec()
+    else:
+        assert sim.scheduled["configuration"]["customerArtifactPaths"] == expect_paths
     assert run["status"] == "COMPLETED" and report.complete and report.expected == 2 * len(picked)
     assert sorted(report.found) == sorted((d["name"], k) for d in picked for k in ("r1", "r2"))
-    assert sim.http.puts == [("https://put/0", b"app-bytes"), ("https://put/1", b"pkg-bytes")]
+    assert sim.http.puts[:2] == [("https://put/0", b"app-bytes"), ("https://put/1", b"pkg-bytes")]
     assert any(st == "run" and info.get("status") == "RUNNING" for st, info in stages)
 
 
@@ -221,3 +225,85 @@ def test_collecting_a_run_that_is_still_running_says_so(df, tmp_path):
     report = farm.collect_farm(df, RUN, ResultStore(tmp_path / "s"), FakeHttp(), plan=_plan())
     assert report.missing == ["Apple iPhone XR: r1", "Apple iPhone XR: r2"] and not report.timed_out
     assert "RUNNING" in report.problem and "collect again later" in report.problem
+
+
+def test_an_empty_job_list_while_scheduling_is_not_a_complete_plan(df, tmp_path):
+    """The defect: ListJobs is empty while the run is SCHEDULING, so 0 of 0 expected runs ended the wait at once."""
+    plan = _plan()
+    sim = FarmRun(df, "ios", [XR], plan=plan, polls_scheduling=2)
+    app, pkg = _files(tmp_path, "ios")
+    sim.stub_uploads(app.name, pkg.name)
+    sim.stub_pool([XR])
+    sim.stub_schedule([XR])
+    seen = []
+    _, report = farm.bench_farm(df, PROJECT, "ios", app, pkg, ResultStore(tmp_path / "s"), ["iphonexr"], plan=plan,
+                                name="bench", http=sim.http, poll_s=0, sleep=lambda s: None,
+                                progress=lambda st, info: seen.append(info.get("status")) if st == "run" else None)
+    assert seen[:2] == ["SCHEDULING", "SCHEDULING"] and report.complete
+    assert sorted(report.found) == [("Apple iPhone XR", "r1"), ("Apple iPhone XR", "r2")]
+
+
+def test_a_run_that_failed_at_parsing_has_no_jobs_and_is_a_failure_not_success(df, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from toolchain.cli import app as cli
+
+    df.stub.add_response("get_run", {"run": {"arn": RUN, "status": "COMPLETED", "result": "ERRORED",
+                                             "resultCode": "PARSING_FAILED", "message": "Invalid test package"}},
+                         {"arn": RUN})
+    df.stub.add_response("list_jobs", {"jobs": []}, {"arn": RUN})
+    report = farm.collect_farm(df, RUN, ResultStore(tmp_path / "s"), FakeHttp(), plan=_plan())
+    assert not report.complete and report.failures == ["run PARSING_FAILED: Invalid test package"]
+    assert report.missing == ["every run: no device has a job yet (ListJobs is empty)"]
+    df.stub.add_response("get_run", {"run": {"arn": RUN, "status": "COMPLETED", "result": "ERRORED",
+                                             "resultCode": "PARSING_FAILED", "message": "Invalid test package"}},
+                         {"arn": RUN})
+    df.stub.add_response("list_jobs", {"jobs": []}, {"arn": RUN})
+    monkeypatch.setattr(farm, "client", lambda region: df)
+    res = CliRunner().invoke(cli, ["collect", "farm", "--run-arn", RUN, "--out", str(tmp_path / "s2")])
+    assert res.exit_code == 1 and "PARSING_FAILED" in res.output, res.output
+
+
+@pytest.mark.parametrize("result", ["ERRORED", "STOPPED"])
+def test_an_errored_or_stopped_job_is_reported_as_a_failure_even_with_its_results(df, tmp_path, result):
+    plan = _plan()
+    sim = FarmRun(df, "ios", [XR, I15], plan=plan, job_results={"Apple iPhone 15": (result, "Device went offline")})
+    app, pkg = _files(tmp_path, "ios")
+    sim.stub_uploads(app.name, pkg.name)
+    sim.stub_pool([XR, I15])
+    sim.stub_schedule([XR, I15])
+    _, report = farm.bench_farm(df, PROJECT, "ios", app, pkg, ResultStore(tmp_path / "s"), ["iphonexr"], ["15"],
+                                plan=plan, name="bench", http=sim.http, poll_s=0, sleep=lambda s: None)
+    assert not report.missing and not report.complete
+    assert report.failures == [f"Apple iPhone 15: job {result}: Device went offline"]
+
+
+def test_throttling_is_retried_and_counted_and_a_permanent_error_ends_the_wait(df, tmp_path):
+    plan = _plan()
+    sim = FarmRun(df, "ios", [XR], plan=plan, throttle_first_poll=True)
+    app, pkg = _files(tmp_path, "ios")
+    sim.stub_uploads(app.name, pkg.name)
+    sim.stub_pool([XR])
+    sim.stub_schedule([XR])
+    pauses = []
+    _, report = farm.bench_farm(df, PROJECT, "ios", app, pkg, ResultStore(tmp_path / "s"), ["iphonexr"], plan=plan,
+                                name="bench", http=sim.http, poll_s=0, sleep=pauses.append)
+    assert report.complete and report.retries == 1 and pauses[0] >= 1.0
+    from toolchain.bench.wait import wait_for_plan
+
+    df.stub.add_client_error("get_run", "NotFoundException", "run not found")
+    with pytest.raises(CollectError, match="run not found") as e:
+        wait_for_plan(farm.FarmTransport(df, RUN, FakeHttp()), plan, ResultStore(tmp_path / "s"), None,
+                      timeout_s=100, poll_s=0, sleep=lambda s: None)
+    assert "transient" not in str(e.value)
+
+
+def test_results_in_the_custom_mode_layout_and_the_standard_one_are_both_read(df, tmp_path):
+    r1, r2 = result("p.r1.a", plan_id="p", run_key="r1"), result("p.r2.b", plan_id="p", run_key="r2")
+    z = zip_bytes({"Host_Machine_Files/$DEVICEFARM_LOG_DIR/ocular_results/p.r1.a.json": dumps(r1),
+                   "Host_Machine_Files/$DEVICEFARM_LOG_DIR/instrument.log": b"INSTRUMENTATION_CODE: -1",
+                   "Documents/results/p.r2.b.json": dumps(r2)})
+    _stub_collect(df, {"Customer Artifacts": z})
+    store = ResultStore(tmp_path / "s")
+    report = farm.collect_farm(df, RUN, store, FakeHttp({"https://s3.example/Customer Artifacts": z}))
+    assert sorted(e.run_id for e in store.entries()) == ["p.r1.a", "p.r2.b"] and report.complete

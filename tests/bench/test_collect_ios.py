@@ -221,3 +221,58 @@ def test_cli_bench_ios_exits_1_naming_the_missing_runs_and_says_which_transport(
     assert res.exit_code == 1, res.output
     assert "via pymobiledevice3: asked for with --via" in res.output
     assert "no results file for 1 run(s): r2" in res.output
+
+
+def _set(phone, **kw):
+    p = fake.IPhone(phone.root)
+    p.state.update(kw)
+    p.save()
+
+
+def test_devicectl_unplugged_or_locked_is_retried_and_lost_trust_is_not_a_missing_folder(phone, tmp_path):
+    """The defect: every failed `devicectl device copy from` read as "folder missing": a wait of 1800 s."""
+    plan_dir = write_ios_plan(tmp_path)
+    app = fake.fake_app(tmp_path / "OcularBench.app", BUNDLE, plan_dir)
+
+    def trouble(report):
+        if not getattr(trouble, "done", False):
+            _set(phone, copy_failures=["unplugged", "locked"])
+            trouble.done = True
+
+    report = _bench(phone, plan_dir, app, ResultStore(tmp_path / "s"), "devicectl", UDID_XR, launch_id="L1",
+                    progress=trouble)
+    assert report.complete and report.retries == 2
+    _set(phone, copy_failures=["untrusted"])
+    t = ios.DevicectlTransport(BUNDLE, UDID_XR)
+    with pytest.raises(CollectError, match="no longer paired") as e:
+        t.list()
+    assert not isinstance(e.value, RemoteFolderMissing)
+    polls = []
+    with pytest.raises(CollectError, match="no longer paired"):
+        _set(phone, copy_failures=["untrusted"])
+        from toolchain.bench.wait import wait_for_plan
+
+        wait_for_plan(t, None, ResultStore(tmp_path / "s2"), timeout_s=1800, poll_s=5, sleep=polls.append,
+                      clock=Polls())
+    assert polls == []  # ended at once, no waiting
+    shutil_rm = phone.documents(BUNDLE) / "results"
+    import shutil
+
+    shutil.rmtree(shutil_rm)
+    with pytest.raises(RemoteFolderMissing, match="doesn’t exist"):
+        t.list()
+
+
+def test_house_arrest_is_opened_again_after_a_usb_drop(phone, tmp_path):
+    """The defect: a USB drop killed the house-arrest connection and the wait ended on the first error."""
+    plan_dir = write_ios_plan(tmp_path)
+    app = fake.fake_app(tmp_path / "OcularBench.app", BUNDLE, plan_dir)
+
+    def drop(report):
+        if not getattr(drop, "done", False):
+            _set(phone, usb_drops=1, absent_for=2)
+            drop.done = True
+
+    report = _bench(phone, plan_dir, app, ResultStore(tmp_path / "s"), "pymobiledevice3", UDID_XR, launch_id="L1",
+                    progress=drop)
+    assert report.complete and report.retries == 3  # the dead connection, then two tries with no device

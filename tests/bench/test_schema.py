@@ -1,4 +1,4 @@
-"""Results schema v1: the shared fixtures validate, malformed results fail with every problem named."""
+"""Results schema v1 and v2: the shared fixtures validate, malformed results fail with every problem named."""
 
 from __future__ import annotations
 
@@ -22,7 +22,31 @@ def fixture(name: str) -> dict:
 def test_fixtures_validate(name):
     r = schema.load_result(FIXTURES / f"{name}.json")
     assert r["status"] == name
-    assert r["schema_version"] == schema.SCHEMA_VERSION
+    assert r["schema_version"] == 1  # v1 files written before v2 still read
+
+
+def test_v2_fixtures_validate_and_v2_rules_hold():
+    from toolchain.bench.measures import partly_delegated
+
+    ios, android = schema.load_result(FIXTURES / "v2_ios.json"), schema.load_result(FIXTURES / "v2_android.json")
+    assert ios["schema_version"] == android["schema_version"] == schema.SCHEMA_VERSION == 2
+    assert partly_delegated(android) is True and partly_delegated(ios) is True  # 3 Core ML ops left on the CPU
+    assert partly_delegated(fixture("ok")) is None  # v1: not recorded
+    bad = copy.deepcopy(android)
+    bad["native_latency_ns"] = bad["native_latency_ns"][:-1]
+    with pytest.raises(SchemaError, match="native_latency_ns: 36 values for 37 latency samples"):
+        schema.validate_result(bad)
+    del bad["memory"]
+    with pytest.raises(SchemaError, match="'memory' is a required property"):
+        schema.validate_result(bad)
+    v1 = fixture("ok")
+    v1["warm_load_ns"] = [1]
+    with pytest.raises(SchemaError, match="warm_load_ns: schema v2 fields in a schema_version 1 file"):
+        schema.validate_result(v1)
+    wrong = copy.deepcopy(ios)
+    wrong["placement"]["ops_by_device"] = {"tpu": 3}
+    with pytest.raises(SchemaError, match="placement/ops_by_device"):
+        schema.validate_result(wrong)
 
 
 def test_fixture_contents_are_what_other_sides_test_against():
@@ -47,8 +71,8 @@ def test_committed_json_schema_is_valid_under_its_meta_schema():
     doc = json.loads(schema.DOC_PATH.read_text())
     jsonschema.Draft202012Validator.check_schema(doc)
     jsonschema.Draft202012Validator.check_schema(schema.PLAN_SCHEMA)
-    assert "#" not in doc["$id"] and doc["$anchor"] == "result-v1"
-    for name in ("ok", "error", "partial"):
+    assert "#" not in doc["$id"] and doc["$anchor"] == "result-v2"
+    for name in ("ok", "error", "partial", "v2_ios", "v2_android"):
         jsonschema.validate(fixture(name), doc)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**fixture("ok"), "schema_version": 2}, doc)
@@ -102,7 +126,7 @@ def test_every_problem_is_named_at_once():
 
 def test_newer_schema_version_says_upgrade():
     with pytest.raises(SchemaError, match="upgrade the toolchain"):
-        schema.validate_result(_broken(lambda r: r.update(schema_version=2)), "x.json")
+        schema.validate_result(_broken(lambda r: r.update(schema_version=3)), "x.json")
 
 
 def test_load_result_errors_name_the_file(tmp_path):

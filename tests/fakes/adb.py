@@ -24,6 +24,27 @@ Each behaviour below is the real tool's, with where it comes from:
   (``Context.getExternalFilesDir``), readable and writable by adb's shell user on Android 10 and 11+
   alike, while other apps cannot read it on Android 11+ (Android 11 storage changes). The private
   ``/data/user/0/PKG`` is reachable only through run-as.
+- ``adb push`` into an app-specific folder: adbd ``chown``s every file it creates (``handle_send_file`` in
+  ``adb/daemon/file_sync_service.cpp``: ``fchown`` to the uid/gid it computed for the path), which the
+  FUSE/sdcardfs layer refuses on some Android 11+ builds: ``adb: error: failed to copy 'X' to 'Y': remote
+  fchown failed: Operation not permitted`` (AOSP issue tracker 160258766 and many user reports); exit 1.
+  The fake fails so from API 30 on (``push_chown_fails``, default True), the builds the collector must survive.
+  ``/data/local/tmp`` is adb's own folder (owner shell) and always takes a push.
+- A lost connection (``device_drops``): the next commands fail with ``error: device offline`` (exit 1,
+  exec-out 255), ``adb devices`` lists the serial as ``offline`` (``adb/transport.cpp``
+  ``connection_state_name``); a stream cut mid-transfer (``cut_streams``) delivers part of the output and
+  exits 255 (the client's ``read_and_dump`` ends, ``adb_commandline`` returns -1); a stall
+  (``stall_s``) delivers part of the output and then nothing for that long.
+- Android 5.x (API 21-22) runs toolbox's ``ls`` (toybox's came in Android 6): it knows ``-l -n -s -R -d -Z
+  -a -F -i`` only and refuses any other flag with ``ls: Unknown option '-1'. Aborting.``, exit 1 (AOSP
+  ``system/core/toolbox/ls.c``, lollipop-release, the option loop of ``ls_main``); it prints one name per
+  line whatever the output. Toybox ``ls`` prints one per line when stdout is not a tty (``ls.c``: implied
+  ``-1``), as through exec-out.
+- Screen state: ``input keyevent KEYCODE_WAKEUP`` wakes the phone (KeyEvent.KEYCODE_WAKEUP, API 20);
+  ``dumpsys power`` prints ``mWakefulness=Awake|Asleep|Dozing|Dreaming`` (PowerManagerService
+  ``dumpInternal``); ``dumpsys window`` prints ``mDreamingLockscreen=`` (PhoneWindowManager ``dump``)
+  and the KeyguardServiceDelegate's ``showing=``; ``wm dismiss-keyguard`` (API 26+) or ``input keyevent 82``
+  (the menu key, older) dismisses a swipe keyguard but never a PIN/pattern/password one (``secure_lock``).
 - ``adb install``: ``Performing Streamed Install`` then ``Success``; a failure prints
   ``adb: failed to install APK: Failure [...]`` and exits 1.
 - ``am start -W -n PKG/ACT``: ``Error: Activity class {PKG/PKG.ACT} does not exist.`` when the app is
@@ -54,7 +75,9 @@ def install(bindir: Path, root: Path, state: dict | None = None) -> Path:
     bindir.mkdir(parents=True, exist_ok=True)
     (root / "fs").mkdir(parents=True, exist_ok=True)
     write_state(root, {"serials": ["SER123"], "sdk": 33, "external_storage": True, "writes_per_command": 1,
-                       "packages": {}, "queue": [], "skip_keys": [], **(state or {})})
+                       "packages": {}, "queue": [], "skip_keys": [], "push_chown_fails": True,
+                       "device_drops": 0, "cut_streams": 0, "stall_s": 0, "awake": True, "locked": False,
+                       "secure_lock": False, "wont_wake": False, "screen_log": [], **(state or {})})
     exe = bindir / "adb"
     # -S and a lazy shutil: the fake runs once per adb call, so its start-up time is the tests' time.
     exe.write_text(f"#!{sys.executable} -S\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
@@ -98,6 +121,12 @@ class Phone:
     def shell_may_write(self, device_path: str) -> bool:
         p = str(self.host(device_path).relative_to(self.root / "fs"))
         return p.startswith(EXTERNAL.lstrip("/")) or p.startswith("data/local/tmp")
+
+    def push_refused(self, device_path: str) -> bool:
+        """adbd's fchown into an app-specific folder fails on some Android 11+ builds."""
+        p = str(self.host(device_path).relative_to(self.root / "fs"))
+        return (self.state["push_chown_fails"] and self.state["sdk"] >= 30
+                and p.startswith(f"{EXTERNAL.lstrip('/')}/Android/"))
 
     # -- the fake harness app: one queued result written per adb command
     def app_step(self) -> None:
@@ -148,6 +177,11 @@ class Phone:
             fmt = args[0].encode().decode("unicode_escape")
             return 0, (fmt % tuple(str(last_rc) if a == "$?" else a for a in args[1:])).encode(), b""
         if cmd == "ls":
+            flags = "".join(a[1:] for a in args if a.startswith("-"))
+            toolbox = self.state["sdk"] < 23
+            bad = [f for f in flags if f not in "lnsRdZaFi"] if toolbox else []
+            if bad:
+                return 1, b"", f"ls: Unknown option '-{bad[0]}'. Aborting.\n".encode()
             target = path(args[-1])
             p = self.host(target)
             if not p.is_dir():
@@ -167,6 +201,33 @@ class Phone:
         if cmd == "mkdir":
             self.host(path(args[-1])).mkdir(parents=True, exist_ok=True)
             return 0, b"", b""
+        if cmd == "chmod":
+            return 0, b"", b""
+        if cmd == "getprop" and args == ["ro.build.version.sdk"]:
+            return 0, f"{self.state['sdk']}\n".encode(), b""
+        if cmd == "input" and args[:1] == ["keyevent"]:
+            self.state["screen_log"].append(args[1])
+            if args[1] == "KEYCODE_WAKEUP" and not self.state["wont_wake"]:
+                self.state["awake"] = True
+            if args[1] == "82" and self.state["awake"] and not self.state["secure_lock"]:
+                self.state["locked"] = False
+            return 0, b"", b""
+        if cmd == "wm" and args == ["dismiss-keyguard"]:
+            self.state["screen_log"].append("dismiss-keyguard")
+            if self.state["sdk"] < 26:
+                return 1, b"", b"Error: unknown command 'dismiss-keyguard'\n"
+            if self.state["awake"] and not self.state["secure_lock"]:
+                self.state["locked"] = False
+            return 0, b"", b""
+        if cmd == "dumpsys" and args == ["power"]:
+            wake = "Awake" if self.state["awake"] else "Asleep"
+            return 0, (f"POWER MANAGER (dumpsys power)\n\nPower Manager State:\n  mDirty=0x0\n"
+                       f"  mWakefulness={wake}\n  mWakefulnessChanging=false\n  mIsPowered=true\n").encode(), b""
+        if cmd == "dumpsys" and args == ["window"]:
+            locked = "true" if self.state["locked"] else "false"
+            return 0, (f"WINDOW MANAGER POLICY STATE (dumpsys window policy)\n    mShowingDream=false "
+                       f"mDreamingLockscreen={locked} mDreamingSleepToken=null\n    KeyguardServiceDelegate\n"
+                       f"      showing={locked}\n      inputRestricted={locked}\n").encode(), b""
         if cmd == "run-as":
             pkg, rest = args[0], args[1:]
             info = self.state["packages"].get(pkg)
@@ -198,11 +259,22 @@ def main(argv: list[str], root: str) -> int:
         if serial not in serials:
             sys.stderr.write(f"error: device '{serial}' not found\n")
             return 1
+    if phone.state.get("unauthorized"):  # the RSA key was revoked: adb/client/adb_client.cpp wording
+        sys.stderr.write("error: device unauthorized.\nThis adb server's $ADB_VENDOR_KEYS is not set\n"
+                         "Try 'adb kill-server' if that seems wrong.\n"
+                         "Otherwise check for a confirmation dialog on your device.\n")
+        return 255 if argv[:1] == ["exec-out"] else 1
+    offline = phone.state["device_drops"] > 0
     if argv == ["devices"]:
         print("List of devices attached")
         for s in serials:
-            print(f"{s}\tdevice")
+            print(f"{s}\t{'offline' if offline else 'device'}")
         return 0
+    if offline:
+        phone.state["device_drops"] -= 1
+        phone.save()
+        sys.stderr.write("error: device offline\n")
+        return 255 if argv[:1] == ["exec-out"] else 1
     if not serials:
         sys.stderr.write("error: no devices/emulators found\n")
         return 255 if argv[:1] == ["exec-out"] else 1
@@ -221,7 +293,21 @@ def run(phone: Phone, argv: list[str]) -> int:
     if cmd == "exec-out":
         line = " ".join([argv[1], *(shlex.quote(a) for a in argv[2:])])
         _, chunks = phone.sh(line)
-        sys.stdout.buffer.write(b"".join(data for _, data in chunks))  # one stream: stderr merged on the device
+        out = b"".join(data for _, data in chunks)  # one stream: stderr merged on the device
+        if phone.state["cut_streams"] > 0 or phone.state["stall_s"] > 0:
+            stall = phone.state["stall_s"]
+            if phone.state["cut_streams"] > 0:
+                phone.state["cut_streams"] -= 1
+            phone.state["stall_s"] = 0
+            phone.save()
+            sys.stdout.buffer.write(out[:max(1, len(out) // 2)])
+            sys.stdout.buffer.flush()
+            if stall:
+                import time
+
+                time.sleep(stall)
+            return 255
+        sys.stdout.buffer.write(out)
         return 0
     if cmd == "shell":
         rc, chunks = phone.sh(" ".join([argv[1], *(shlex.quote(a) for a in argv[2:])]))
@@ -232,6 +318,10 @@ def run(phone: Phone, argv: list[str]) -> int:
         import shutil
 
         src, dest = Path(argv[1]), argv[2]
+        if phone.push_refused(dest):
+            sys.stderr.write(f"adb: error: failed to copy '{src}' to '{dest}': remote fchown failed: "
+                             "Operation not permitted\n")
+            return 1
         if not phone.shell_may_write(dest):
             sys.stderr.write(f"adb: error: failed to copy '{src}' to '{dest}': remote Permission denied\n")
             return 1

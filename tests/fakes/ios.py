@@ -16,8 +16,17 @@ Behaviours and where they come from:
   shows an older device with ``pairingState: unsupported`` and empty ``hardwareProperties`` — no UDID
   (callstack/agent-device#331, sweetpad-dev/sweetpad#224); ``device ... --device UDID`` for it exits 1
   with ``ERROR: The specified device was not found. (com.apple.dt.CoreDeviceError error 1000.)``
-  (flutter_tools ``test/general.shard/ios/core_devices_test.dart``). The wording of a failed
-  ``device copy from`` for a missing folder is *not* taken from a real run: only its exit status 1 is relied on.
+  (flutter_tools ``test/general.shard/ios/core_devices_test.dart``). ``device copy from`` a folder the app has
+  not made prints ``ERROR: The file couldn’t be opened because it doesn’t exist. (NSCocoaErrorDomain error
+  260.)`` (the same flutter_tools test file); exit 1.
+- ``device copy from`` on a phone that is unplugged mid-wait fails with the error-1000 line above; on a
+  passcode-locked phone with ``The specified device is passcode protected`` (as third-party devicectl
+  wrappers' test fixtures report it; not from our own run); after trust was revoked with a pairing error
+  (wording *made up*: the collector only relies on it being neither "missing" nor a transient wording).
+  ``copy_failures``: a list of "unplugged" / "locked" / "untrusted" consumed one per copy.
+- A USB drop (``usb_drops``): every open house-arrest connection dies — its next call raises pymobiledevice3's
+  ``ConnectionTerminatedError`` (``exceptions.py``; AFC's ``_recvall`` on a closed socket) — and the next
+  ``absent_for`` attempts to open one raise ``NoDeviceConnectedError`` (usbmux lists no device).
 
 The fake app (ios_harness ``PlanSession``): launched with ``-launch_id ID`` (and optionally ``-plan``), it runs
 the newest of its bundled ``BenchPlan/plan.json`` and a ``Documents/BenchPlan/plan.json`` (by ``created_at``;
@@ -42,6 +51,14 @@ class PyMobileDevice3Exception(Exception):
 
 
 class AppNotInstalledError(PyMobileDevice3Exception):
+    pass
+
+
+class ConnectionTerminatedError(PyMobileDevice3Exception):
+    pass
+
+
+class NoDeviceConnectedError(PyMobileDevice3Exception):
     pass
 
 
@@ -127,6 +144,7 @@ class HouseArrest:
         if not app["file_sharing"]:
             raise PyMobileDevice3Exception("InstallationLookupFailed")
         self.phone, self.bundle_id, self.closed, self.asked = phone, bundle_id, False, []
+        self.epoch = phone.state.get("usb_drops", 0)  # the USB connection this service was opened on
 
     def _path(self, path: str) -> Path:
         rel = path.lstrip("/")
@@ -136,8 +154,13 @@ class HouseArrest:
 
     def _step(self) -> None:
         self.phone = IPhone(self.phone.root)
+        self._alive()
         self.phone.app_step()
         self.phone.save()
+
+    def _alive(self) -> None:
+        if self.phone.state.get("usb_drops", 0) != self.epoch:
+            raise ConnectionTerminatedError("Connection terminated")
 
     def listdir(self, path: str) -> list[str]:
         self._step()
@@ -153,6 +176,8 @@ class HouseArrest:
         return {"st_size": p.stat().st_size, "st_ifmt": "S_IFDIR" if p.is_dir() else "S_IFREG"}
 
     def get_file_contents(self, path: str) -> bytes:
+        self.phone = IPhone(self.phone.root)
+        self._alive()
         self.asked.append(path)
         p = self._path(path)
         if not p.is_file():
@@ -195,6 +220,10 @@ def factory(root: Path, cls: type = HouseArrest):
     """A ``service_factory`` for toolchain.bench.ios: ``(bundle_id, udid) -> service`` on the phone in ``root``."""
     def make(bundle_id: str, udid: str | None):
         phone = IPhone(root)
+        if phone.state.get("absent_for", 0) > 0:
+            phone.state["absent_for"] -= 1
+            phone.save()
+            raise NoDeviceConnectedError()
         if udid is not None and udid != phone.state["udid"]:
             raise PyMobileDevice3Exception(f"Device {udid} is not connected")  # usbmux finds no such device
         return cls(phone, bundle_id)
@@ -287,9 +316,21 @@ def xcrun_main(argv: list[str], root: str) -> int:
         phone.save()
         bundle = _opt(a, "--domain-identifier")
         if a[1:3] == ["copy", "from"]:
+            failures = phone.state.get("copy_failures") or []
+            if failures:
+                why = failures.pop(0)
+                phone.save()
+                sys.stderr.write({"unplugged": NOT_FOUND_1000,
+                                  "locked": "ERROR: The specified device is passcode protected. "
+                                            "(com.apple.dt.CoreDeviceError error 2.)",
+                                  "untrusted": "ERROR: The device is no longer paired with this Mac; pair it "
+                                               "again and trust this computer. (com.apple.dt.CoreDeviceError "
+                                               "error 3.)"}[why] + "\n")
+                return 1
             src = phone.documents(bundle).parent / _opt(a, "--source")
             if not src.is_dir():
-                sys.stderr.write(f"ERROR: {_opt(a, '--source')} does not exist in the app's container.\n")
+                sys.stderr.write("ERROR: The file couldn’t be opened because it doesn’t exist. "
+                                 "(NSCocoaErrorDomain error 260.)\n")
                 return 1
             dest = Path(_opt(a, "--destination"))
             for p in src.iterdir():  # symlinks are copied as links, like a file copy would

@@ -209,6 +209,14 @@ def gradle_problems(project: Path, min_sdk: int = 21) -> list[str]:
         problems.append("app/build.gradle.kts sets minSdkPreview: a preview SDK installs on no released Android")
     if not re.search(r'noCompress\s*(\+=|\.add\(|=|\()\s*[^\n]*"tflite"', text):
         problems.append("app/build.gradle.kts does not keep .tflite uncompressed (androidResources { noCompress += \"tflite\" })")
+    # jvmToolchain(N) makes Gradle find exactly JDK N; with no toolchain resolver in settings, a machine
+    # that has only another JDK (current Android Studio bundles JDK 21) fails "No matching toolchains found"
+    # (Gradle user guide, "Toolchains for JVM projects": auto-provisioning needs a resolver plugin).
+    resolver = "toolchains.foojay-resolver" in _strip_line_comments(settings)
+    for f in kts:
+        if re.search(r"\bjvmToolchain\s*\(", _without_comments(f)) and not resolver:
+            problems.append(f"{f.relative_to(project)} sets jvmToolchain(...) but settings.gradle.kts has no "
+                            "toolchain resolver: a machine without that exact JDK cannot build")
     wrapper = project / "gradle" / "wrapper" / "gradle-wrapper.properties"
     if not wrapper.is_file() or "distributionUrl=" not in wrapper.read_text():
         problems.append("gradle/wrapper/gradle-wrapper.properties with distributionUrl is missing")
@@ -221,6 +229,10 @@ def gradle_problems(project: Path, min_sdk: int = 21) -> list[str]:
     except (OSError, tomllib.TOMLDecodeError) as e:
         problems.append(f"{catalog}: {e}")
     return problems
+
+
+def _strip_line_comments(text: str) -> str:
+    return "\n".join(ln.split("//", 1)[0] for ln in text.splitlines())
 
 
 def _without_comments(path: Path) -> str:

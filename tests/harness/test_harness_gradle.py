@@ -73,3 +73,17 @@ def test_kotlin_syntax_error_is_caught(copy):
     f = copy / "core" / "build.gradle.kts"
     f.write_text(f.read_text().replace("dependencies {", "dependencies {{"))
     assert any("core/build.gradle.kts" in p for p in hc.gradle_problems(copy))
+
+
+def test_a_jvm_toolchain_without_a_resolver_is_caught(copy):
+    """The defect: core set jvmToolchain(17) with no resolver; a machine with only JDK 21 could not build it."""
+    core = copy / "core" / "build.gradle.kts"
+    core.write_text(core.read_text().replace("kotlin {\n", "kotlin {\n    jvmToolchain(17)\n"))
+    assert hc.gradle_problems(copy) == ["core/build.gradle.kts sets jvmToolchain(...) but settings.gradle.kts has "
+                                        "no toolchain resolver: a machine without that exact JDK cannot build"]
+    settings = copy / "settings.gradle.kts"
+    settings.write_text(settings.read_text().replace(
+        "dependencyResolutionManagement {",
+        'plugins {\n    id("org.gradle.toolchains.foojay-resolver-convention") version "0.9.0"\n}\n\n'
+        "dependencyResolutionManagement {"))
+    assert hc.gradle_problems(copy) == []

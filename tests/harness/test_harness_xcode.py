@@ -132,3 +132,12 @@ def test_a_test_target_without_its_host_dependency_is_caught(copy):
     _edit(copy, "\t\t\t\tE54DEBD65D8142E7785275AA /* PBXTargetDependency */,\n", "")
     problems = hc.pbxproj_problems(copy / "OcularBench.xcodeproj")
     assert any("does not depend on OcularBench" in p for p in problems), problems
+
+
+def test_the_core_ml_comment_says_the_bundled_plan_is_compiled_on_the_device():
+    """The defect: the comment said Xcode compiles the bundled model; BenchPlan is a folder reference, so
+    Xcode copies it verbatim and every run compiles on the device (kept out of latency as compile_ns)."""
+    pbx = (IOS / "OcularBench.xcodeproj" / "project.pbxproj").read_text()
+    assert re.search(r"/\* BenchPlan \*/ = \{isa = PBXFileReference; lastKnownFileType = folder;", pbx)
+    doc = (IOS / "OcularBench" / "CoreML" / "CoreMLBackend.swift").read_text().split("final class")[0]
+    assert "Xcode compiled" not in doc and "folder reference" in doc and "on the device" in doc

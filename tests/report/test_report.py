@@ -265,3 +265,25 @@ def test_report_names_the_verification_protocol(scene, tmp_path):
     doc["data"]["verification_protocol"]["label"] = "all-pairs (other eye excluded)"
     _write(met / "student" / "metrics.json", doc)
     assert "are not comparable" in protocol_line(_report(scene))
+
+
+def test_v2_runs_show_load_times_and_peak_memory_and_flag_partial_delegation(scene):
+    for name in ("v2_ios", "v2_android"):
+        shutil.copy(FIXTURES / f"{name}.json", scene["results"][0] / f"{name}.json")
+    rep = _report(scene)
+    out = scene["tmp"] / "report-v2"
+    write_report(rep, out, plots=False)
+    runs = {r["run_id"]: r for r in csv.DictReader(open(out / "runs.csv"))}
+    ios, android = _fixture("v2_ios"), _fixture("v2_android")
+    row = runs[ios["run_id"]]
+    assert float(row["cold_load_ms"]) == ios["cold_load_ns"] / 1e6
+    assert float(row["warm_load_ms"]) == statistics.median(ios["warm_load_ns"]) / 1e6
+    assert int(row["peak_memory_bytes"]) == ios["memory"]["peak_bytes"]
+    assert runs[_fixture("ok")["run_id"]]["cold_load_ms"] == ""  # v1: not recorded, not made up
+    flags = {vw.run_id: {f.check: (f.level, f.message) for f in vw.flags} for vw in rep.runs}
+    assert flags[android["run_id"]]["delegation"] == ("warn", "partly delegated: 42 of 45 nodes delegated")
+    assert flags[android["run_id"]]["device_state"][0] == "warn"  # the fixture left the foreground
+    assert flags[ios["run_id"]]["delegation"][0] == "warn" and "cpu 3" in flags[ios["run_id"]]["delegation"][1]
+    assert flags[_fixture("ok")["run_id"]]["delegation"][0] == "skipped"
+    md = (out / "report.md").read_text()
+    assert "cold load ms" in md and "peak MB" in md and "74.5" in md

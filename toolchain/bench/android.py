@@ -15,6 +15,20 @@ Two facts of the real tool shape the code (AOSP ``adb/client/commandline.cpp``):
   ``; printf '\\n__ocular_rc=%s\\n' $?`` and the exit status is read from that line, never from adb's own.
 - ``run-as PKG`` on a non-debuggable build prints ``run-as: package not debuggable: PKG`` and exits 1
   (AOSP ``run-as/run-as.cpp``, ``main``); through exec-out that text arrives on stdout with exit 0.
+- A connection that fails (``error: device offline``, the phone unplugged, the stream cut) makes adb
+  exit non-zero without the trailer line; those are :class:`~toolchain.bench.transport.Transient`, so a
+  wait retries them. A transfer that stalls is killed after ``Adb.timeout_s`` (also transient).
+
+The plan goes to ``/data/local/tmp`` (:data:`DEVICE_PLAN_ROOT`), never into the app's own folders:
+adbd ``chown``s every file it pushes (``handle_send_file``, ``adb/daemon/file_sync_service.cpp``),
+which fails in ``Android/data/<pkg>`` on some Android 11+ builds ("remote fchown failed"). The app
+copies the plan from there into its private files before running it (``PlanImport.kt``). That works
+on Android 5 to 15: ``/data/local/tmp`` is ``drwxrwx--x shell shell`` (others may traverse it) and the
+pushed files are made world-readable here; SELinux lets apps read ``shell_data_file`` —
+``allow untrusted_app shell_data_file:file r_file_perms`` (and ``:dir r_dir_perms``), in
+``untrusted_app.te`` since Android 5 for the package verifier and in ``untrusted_app_all.te`` since 8.0
+("Used by: ... Android Studio when attaching a profiler"). TFLite's Android benchmark app reads its
+models from ``/data/local/tmp`` the same way (``tensorflow/lite/tools/benchmark/android/README.md``).
 """
 
 from __future__ import annotations
@@ -22,8 +36,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import selectors
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,8 +47,9 @@ from typing import Callable
 from toolchain.bench.apps import APP_ID, WAIT_TIMEOUT_S
 from toolchain.bench.schema import load_plan
 from toolchain.bench.store import ResultStore
-from toolchain.bench.transport import (Launch, ReadFailed, RemoteFile, RemoteFolderMissing, TooLarge, Transport,
-                                       check_launch_id, collect, new_launch_id)
+from toolchain.bench.transport import (Launch, ReadFailed, RemoteFile, RemoteFolderMissing, TooLarge, Transient,
+                                       Transport, check_launch_id, collect, new_launch_id)
+from toolchain.bench.tool_errors import adb_error
 from toolchain.bench.wait import PlanReport, wait_for_plan
 from toolchain.errors import CollectError
 
@@ -44,9 +61,8 @@ PLAN_EXTRA = "plan"  # a plan.json path on the device
 LAUNCH_EXTRA = "launch_id"
 PRIVATE_RESULTS = "files/results"  # relative to the app's data dir (run-as starts there)
 EXTERNAL_RESULTS = "/sdcard/Android/data/{package}/files/results"
-#: The app's external files folder: adb can write it and the app reads it without permissions
-#: (apps cannot read /data/local/tmp under SELinux).
-DEVICE_PLAN_ROOT = "/sdcard/Android/data/{package}/files/plans"
+#: adb's own folder: a push there is never refused, and the app may read it (see the module docstring).
+DEVICE_PLAN_ROOT = "/data/local/tmp/ocularbench/plans"
 RC_MARK = "__ocular_rc="
 _RC_LINE = re.compile(rb"\n" + re.escape(RC_MARK.encode()) + rb"(\d+)\n$")
 _PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
@@ -70,7 +86,11 @@ class Adb:
         return [self.exe, *(["-s", self.serial] if self.serial else []), *args]
 
     def run(self, args: list[str], check: bool = True, limit_bytes: int | None = None) -> subprocess.CompletedProcess:
-        """Run adb; with ``limit_bytes`` stdout is cut there (an oversized file is not read whole)."""
+        """Run adb; with ``limit_bytes`` stdout is cut there (an oversized file is not read whole).
+
+        Never longer than ``timeout_s``: a transfer that stalls (the phone stops sending, the cable half
+        out) is killed and raised as :class:`Transient`.
+        """
         argv = self._argv(args)
         try:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -80,17 +100,18 @@ class Adb:
             if limit_bytes is None:
                 out, err = proc.communicate(timeout=self.timeout_s)
             else:
-                out = proc.stdout.read(limit_bytes + 1)
+                out = _read_at_most(proc, limit_bytes + 1, time.monotonic() + self.timeout_s)
                 if len(out) > limit_bytes:
                     proc.kill()
                 err = proc.communicate(timeout=self.timeout_s)[1]
         except subprocess.TimeoutExpired:
             proc.kill()
-            raise CollectError(f"`{' '.join(argv)}` did not finish in {self.timeout_s:.0f} s") from None
+            proc.communicate()
+            raise Transient(f"`{' '.join(argv)}` stalled: no end after {self.timeout_s:.0f} s") from None
         cp = subprocess.CompletedProcess(argv, proc.returncode, out, err)
         if check and proc.returncode != 0 and not (limit_bytes is not None and len(out) > limit_bytes):
             msg = (err or out).decode("utf-8", "replace").strip().splitlines()
-            raise CollectError(f"`adb {' '.join(args)}` failed: {msg[-1] if msg else f'exit {proc.returncode}'}")
+            raise adb_error(f"`adb {' '.join(args)}` failed", msg[-1] if msg else f"exit {proc.returncode}")
         return cp
 
     def exec(self, command: str, limit_bytes: int | None = None) -> tuple[int | None, bytes]:
@@ -108,10 +129,13 @@ class Adb:
         if m is None:
             if limit_bytes is not None and len(out) > limit_bytes:
                 return None, out
-            # adb itself failed (no device, unauthorized): its error is on stderr, its exit status non-zero
-            msg = (cp.stderr or out).decode("utf-8", "replace").strip().splitlines()
-            raise CollectError(f"adb could not run `{command}` on the device: "
-                               f"{msg[-1] if msg else f'exit {cp.returncode}'}")
+            what = f"adb could not run `{command}` on the device"
+            err = cp.stderr.decode("utf-8", "replace").strip().splitlines()
+            if err:  # adb itself failed (offline, no device, unauthorized): its error is on stderr
+                raise adb_error(what, next((ln for ln in err if ln.startswith("error:")), err[-1]))
+            # No trailer and no error of adb's: the stream ended early (the connection failed mid-transfer,
+            # adb exits -1 = 255 after a failed read). The command may well have run: try again later.
+            raise Transient(f"{what}: the stream was cut after {len(out)} bytes (adb exit {cp.returncode})")
         return int(m.group(1)), out[:m.start()]
 
     def devices(self) -> list[str]:
@@ -127,6 +151,25 @@ class Adb:
             raise CollectError(f"{len(found)} devices connected ({', '.join(found)}): choose one with --serial")
         if self.serial is not None and self.serial not in found:
             raise CollectError(f"device {self.serial} is not connected; connected: {', '.join(found)}")
+
+
+def _read_at_most(proc: subprocess.Popen, n_bytes: int, deadline: float) -> bytes:
+    """Up to ``n_bytes`` of ``proc``'s stdout, or TimeoutExpired when nothing ends it before ``deadline``."""
+    fd = proc.stdout.fileno()
+    chunks: list[bytes] = []
+    got = 0
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while got < n_bytes:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                raise subprocess.TimeoutExpired(proc.args, left)
+            chunk = os.read(fd, min(65536, n_bytes - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    return b"".join(chunks)
 
 
 def _text(data: bytes) -> str:
@@ -159,7 +202,9 @@ class AdbTransport(Transport):
         missing_only = True
         listed = False
         for folder, where, wrap in self._locations():
-            rc, out = self.adb.exec(wrap(f"ls -1 {folder}"))
+            # Plain `ls`: one name per line from toybox (stdout is no tty) and from Android 5.x's toolbox,
+            # which refuses `-1` ("Unknown option '-1'. Aborting.").
+            rc, out = self.adb.exec(wrap(f"ls {folder}"))
             if rc != 0:
                 text = _text(out) or f"exit {rc}"
                 problems.append(f"{where}: {text}")
@@ -195,6 +240,11 @@ class AdbTransport(Transport):
         if rc != 0:
             raise CollectError(f"cannot prepare {remote} on the device: {_text(out)}")
         self.adb.run(["push", str(local), remote])  # adb push does exit non-zero on failure (do_sync_push)
+        # The app (another uid) reads it: directories traversable, files readable. Octal and -R: toolbox
+        # chmod (Android 5.x) knows no symbolic modes.
+        rc, out = self.adb.exec(f"chmod -R 755 {DEVICE_PLAN_ROOT.rsplit('/', 1)[0]}")
+        if rc != 0:
+            raise CollectError(f"cannot make {remote} readable for the app: {_text(out)}")
         return remote
 
     def install(self, app: Path) -> None:
@@ -207,7 +257,25 @@ class AdbTransport(Transport):
         if "Success" not in text:
             raise CollectError(f"adb install {app.name} failed: {text.splitlines()[-1] if text else cp.returncode}")
 
+    def ensure_interactive(self) -> None:
+        """Wake the phone, dismiss a swipe keyguard, and refuse unless it is awake and unlocked.
+
+        An activity started on a sleeping or locked phone runs behind the keyguard, not as the top app
+        (little cores, low priority): the numbers would be wrong without any error.
+        """
+        self.adb.exec("input keyevent KEYCODE_WAKEUP")  # KEYCODE_WAKEUP (API 20+): no-op when already awake
+        rc, sdk = self.adb.exec("getprop ro.build.version.sdk")
+        dismiss = "wm dismiss-keyguard" if rc == 0 and _text(sdk).isdigit() and int(_text(sdk)) >= 26 \
+            else "input keyevent 82"  # the menu key dismisses a swipe keyguard before Android 8
+        self.adb.exec(dismiss)
+        problems = screen_problems(_text(self.adb.exec("dumpsys power")[1]), _text(self.adb.exec("dumpsys window")[1]))
+        if problems:
+            raise CollectError(f"not starting the benchmark: the phone is {' and '.join(problems)} after waking it "
+                               "(an app behind the keyguard runs on little cores at low priority); unlock it, "
+                               "keep the screen on (Settings > Developer options > Stay awake) and run again")
+
     def launch(self, launch: Launch) -> None:
+        self.ensure_interactive()
         extras = [f"--es {LAUNCH_EXTRA} {check_launch_id(launch.launch_id)}"]
         if launch.plan_ref:
             extras.insert(0, f"--es {PLAN_EXTRA} {launch.plan_ref}")
@@ -218,6 +286,25 @@ class AdbTransport(Transport):
         if rc != 0 or any(ln.startswith("Error") for ln in text.splitlines()):
             raise CollectError(f"cannot start {self.package}/{self.activity}: {text or f'exit {rc}'} "
                                "(is the harness installed? `deploy bench android --apk ...` installs it)")
+
+
+def screen_problems(power: str, window: str) -> list[str]:
+    """What keeps an activity from being the interactive top app, from ``dumpsys power`` and ``dumpsys window``.
+
+    >>> screen_problems("  mWakefulness=Asleep", "    mShowingDream=false mDreamingLockscreen=true")
+    ['not awake (mWakefulness=Asleep)', 'locked (keyguard showing)']
+    >>> screen_problems("  mWakefulness=Awake", "    KeyguardServiceDelegate\\n      showing=false")
+    []
+    """
+    out = []
+    m = re.search(r"mWakefulness=(\w+)", power)
+    if m is None or m.group(1) != "Awake":
+        out.append(f"not awake (mWakefulness={m.group(1) if m else 'not reported'})")
+    locked = re.search(r"(mDreamingLockscreen|mShowingLockscreen|isStatusBarKeyguard)=true|^\s*showing=true\s*$",
+                       window, re.M)
+    if locked:
+        out.append("locked (keyguard showing)")
+    return out
 
 
 def collect_android(package: str, store: ResultStore, adb: Adb | None = None):

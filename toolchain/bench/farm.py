@@ -9,14 +9,18 @@ Flow of :func:`bench_farm` (boto3 ``devicefarm`` client, region us-west-2, the o
    pattern, ``create_device_pool`` with an ``ARN IN [...]`` rule. Device Farm's iOS hosts run
    iOS 15 to 26 (developer guide, "Hosts for custom test environments"): a catalog device whose last
    iOS is older — the iPhone 6 (12.5.7) — can never be in a pool, and is refused saying so.
-3. ``schedule_run`` (XCTEST / INSTRUMENTATION) with ``configuration.customerArtifactPaths``: Device
-   Farm copies files off the device *only* from those paths (API reference, CustomerArtifactPaths),
-   so they name the harness's results folder: the app's ``Documents/results`` on iOS, its external
-   files folder on Android.
-4. :class:`FarmTransport` lists every job's CUSTOMER_ARTIFACT zips; each ``.json`` under a ``results``
-   folder in them is one results file of that job's device (member names are labels only, never
-   paths). :func:`~toolchain.bench.wait.wait_for_plan` polls it until the run completes and reports
-   which device/run pairs never produced a file.
+3. ``schedule_run``. Android runs in *custom mode* (what AWS recommends): an INSTRUMENTATION_TEST_SPEC
+   (:func:`android_test_spec`) runs the instrumentation and copies the results folder into
+   ``$DEVICEFARM_LOG_DIR``, which custom mode collects. iOS XCTEST has no test-spec upload type in the
+   service model, so iOS stays in standard mode with ``configuration.customerArtifactPaths`` naming the
+   app's ``Documents/results`` (Device Farm copies files off the device only from those paths; API
+   reference, CustomerArtifactPaths).
+4. :class:`FarmTransport` lists every job's CUSTOMER_ARTIFACT zips; each ``.json`` under an
+   ``ocular_results`` (custom mode) or ``results`` (standard mode) folder in them is one results file
+   of that job's device (member names are labels only, never paths).
+   :func:`~toolchain.bench.wait.wait_for_plan` polls it until the run completes and reports which
+   device/run pairs never produced a file, and which jobs the service reports ERRORED or STOPPED
+   (a run that failed at parsing, ``resultCode: PARSING_FAILED``, has no jobs at all).
 
 boto3 is an optional extra (``pip install '.[farm]'``); tests use botocore's Stubber, which checks
 every request against the real API model. HTTP transfers go through a seam (:class:`Http`).
@@ -28,6 +32,7 @@ import io
 import json
 import logging
 import re
+import tempfile
 import time
 import urllib.request
 import zipfile
@@ -40,6 +45,7 @@ from toolchain.bench.android import EXTERNAL_RESULTS
 from toolchain.bench.apps import APP_ID
 from toolchain.bench.ios import DEVICECTL_RESULTS
 from toolchain.bench.store import ResultStore
+from toolchain.bench.tool_errors import aws_error
 from toolchain.bench.transport import ReadFailed, RemoteFile, TooLarge, Transport
 from toolchain.bench.wait import PlanReport, wait_for_plan
 from toolchain.devices import parse_devices
@@ -51,10 +57,19 @@ REGION = "us-west-2"
 MAX_ARTIFACT_BYTES = 512 << 20
 #: The oldest iOS a Device Farm iOS host runs (macos_sequoia host: "iOS 15 to 26").
 FARM_MIN_IOS = 15
-PLATFORM = {"ios": {"app": "IOS_APP", "package": "XCTEST_TEST_PACKAGE", "test": "XCTEST", "farm": "IOS"},
+#: ``spec``: the test-spec upload type of the platform's custom mode; XCTEST has none in the service model
+#: (UploadType lists XCTEST_UI_TEST_SPEC only), so iOS stays in standard mode with customerArtifactPaths.
+PLATFORM = {"ios": {"app": "IOS_APP", "package": "XCTEST_TEST_PACKAGE", "test": "XCTEST", "farm": "IOS", "spec": None},
             "android": {"app": "ANDROID_APP", "package": "INSTRUMENTATION_TEST_PACKAGE", "test": "INSTRUMENTATION",
-                        "farm": "ANDROID"}}
+                        "farm": "ANDROID", "spec": "INSTRUMENTATION_TEST_SPEC"}}
+#: The folder the custom-mode test spec copies the results into, under ``$DEVICEFARM_LOG_DIR``.
+SPEC_RESULTS = "ocular_results"
+#: Zip member folders whose .json files are results: the spec's folder, and the app's own ``results``
+#: (standard mode, where the zip holds the pulled customerArtifactPaths folder).
+RESULT_FOLDERS = (SPEC_RESULTS, "results")
 RUN_DONE = "COMPLETED"
+#: ExecutionResult values that mean the run or job did not run the app to its end (service model enum).
+FAILED_RESULTS = ("ERRORED", "STOPPED")
 
 
 def artifact_paths(platform: str, package: str = APP_ID) -> dict[str, list[str]]:
@@ -66,6 +81,37 @@ def artifact_paths(platform: str, package: str = APP_ID) -> dict[str, list[str]]
     if platform == "ios":
         return {"iosPaths": [DEVICECTL_RESULTS]}
     return {"androidPaths": [EXTERNAL_RESULTS.format(package=package)]}
+
+
+def android_test_spec(package: str = "org.oculardeploy.bench") -> str:
+    """Device Farm custom-mode test spec: run the harness instrumentation, then copy its results folder
+    into ``$DEVICEFARM_LOG_DIR``, the folder custom mode collects as the job's "Customer Artifacts".
+
+    The test phase is AWS's default Android instrumentation spec (developer guide, "Test spec reference"
+    and "Android instrumentation" custom environment); ``post_test`` runs whether the test passed or not,
+    so the results of a run that crashed half-way still come back. ExecuTorch's Android benchmark spec
+    pulls its results into ``$DEVICEFARM_LOG_DIR`` the same way.
+    """
+    results = EXTERNAL_RESULTS.format(package=package)
+    return f"""version: 0.1
+# Written by `deploy bench farm` (toolchain/bench/farm.py): custom mode for the ocular harness.
+phases:
+  install:
+    commands:
+  pre_test:
+    commands:
+  test:
+    commands:
+      - echo "Running the harness instrumentation"
+      - |
+        adb -s "$DEVICEFARM_DEVICE_UDID" shell "am instrument -r -w --no-window-animation $DEVICEFARM_TEST_PACKAGE_NAME/$DEVICEFARM_TEST_PACKAGE_RUNNER 2>&1 || echo ': -1'" | tee $DEVICEFARM_LOG_DIR/instrument.log
+  post_test:
+    commands:
+      - mkdir -p "$DEVICEFARM_LOG_DIR/{SPEC_RESULTS}"
+      - adb -s "$DEVICEFARM_DEVICE_UDID" pull "{results}/." "$DEVICEFARM_LOG_DIR/{SPEC_RESULTS}/" || true
+artifacts:
+  - $DEVICEFARM_LOG_DIR
+"""
 
 
 @dataclass
@@ -99,8 +145,8 @@ def client(region: str = REGION) -> Any:
 def _call(what: str, fn: Callable[..., dict], **kw: Any) -> dict:
     try:
         return fn(**kw)
-    except Exception as e:  # botocore ClientError, NoCredentialsError, ...: one clear line
-        raise CollectError(f"Device Farm {what} failed: {type(e).__name__}: {e}") from None
+    except Exception as e:  # botocore ClientError, NoCredentialsError, ...: one clear line (Transient if throttled)
+        raise aws_error(what, e) from None
 
 
 def _pages(fn: Callable[..., dict], key: str, what: str, **kw: Any) -> list[dict]:
@@ -206,6 +252,18 @@ class FarmTransport(Transport):
         self.run = _call("get_run", self.df.get_run, arn=self.run_arn)["run"]
         return self.run.get("status") == RUN_DONE
 
+    def failures(self) -> list[str]:
+        """The run's and each job's ERRORED/STOPPED result, and a run that failed before any job (PARSING_FAILED)."""
+        out = []
+        run = self.run or {}
+        if run.get("resultCode") or run.get("result") in FAILED_RESULTS:
+            why = run.get("resultCode") or run.get("result")
+            out.append(f"run {why}: {run.get('message') or 'no message from Device Farm'}")
+        for job in self._jobs or []:
+            if job.get("result") in FAILED_RESULTS:
+                out.append(f"{self.device_of(job)}: job {job['result']}: {job.get('message') or 'no message'}")
+        return out
+
     def _zip(self, art: dict) -> zipfile.ZipFile | str:
         if art["arn"] not in self._zips:
             try:
@@ -233,7 +291,8 @@ class FarmTransport(Transport):
                     continue
                 for info in zf.infolist():
                     parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-                    if info.is_dir() or not info.filename.endswith(".json") or "results" not in parts[:-1]:
+                    if (info.is_dir() or not info.filename.endswith(".json")
+                            or not any(f in parts[:-1] for f in RESULT_FOLDERS)):
                         continue
                     out.append(RemoteFile(PurePosixPath(parts[-1]).name, f"{source}!{info.filename}", info.file_size,
                                           group=device, ref=(zf, info)))
@@ -294,11 +353,19 @@ def bench_farm(df: Any, project_arn: str, platform: str, app: Path, test_package
     app_arn = upload(df, project_arn, app, p["app"], http, sleep=sleep)
     say("upload", {"file": str(test_package)})
     pkg_arn = upload(df, project_arn, test_package, p["package"], http, sleep=sleep)
+    test: dict[str, Any] = {"type": p["test"], "testPackageArn": pkg_arn}
+    if p["spec"]:  # custom mode: the spec copies the results into $DEVICEFARM_LOG_DIR, which Device Farm collects
+        with tempfile.TemporaryDirectory(prefix="farm-spec-") as tmp:
+            spec = Path(tmp) / "ocular-bench-spec.yml"
+            spec.write_text(android_test_spec(package))
+            say("upload", {"file": spec.name})
+            test["testSpecArn"] = upload(df, project_arn, spec, p["spec"], http, sleep=sleep)
     pool_arn, picked = device_pool(df, project_arn, platform, list(devices), list(patterns), f"{name}-pool", max_devices)
     say("pool", {"devices": [d.get("name") for d in picked]})
+    # customerArtifactPaths is what standard mode pulls; custom mode collects the spec's artifacts instead.
+    config = {} if p["spec"] else {"configuration": {"customerArtifactPaths": artifact_paths(platform, package)}}
     run = _call("schedule_run", df.schedule_run, projectArn=project_arn, appArn=app_arn, devicePoolArn=pool_arn,
-                name=name, test={"type": p["test"], "testPackageArn": pkg_arn},
-                configuration={"customerArtifactPaths": artifact_paths(platform, package)})["run"]
+                name=name, test=test, **config)["run"]
     say("scheduled", {"arn": run["arn"]})
     transport = FarmTransport(df, run["arn"], http)
     report = wait_for_plan(transport, plan, store, None, timeout_s=timeout_s, poll_s=poll_s, sleep=sleep,

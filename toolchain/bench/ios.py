@@ -32,8 +32,9 @@ from typing import Any, Callable
 from toolchain.bench.apps import APP_ID, WAIT_TIMEOUT_S
 from toolchain.bench.schema import load_plan
 from toolchain.bench.store import ResultStore
-from toolchain.bench.transport import (Launch, ReadFailed, RemoteFile, RemoteFolderMissing, TooLarge, Transport,
-                                       check_launch_id, collect, new_launch_id)
+from toolchain.bench.transport import (Launch, ReadFailed, RemoteFile, RemoteFolderMissing, TooLarge, Transient,
+                                       Transport, check_launch_id, collect, new_launch_id)
+from toolchain.bench.tool_errors import LOST_CONNECTION, devicectl_copy_error
 from toolchain.bench.wait import PlanReport, wait_for_plan
 from toolchain.devices import get_device
 from toolchain.errors import CollectError
@@ -63,7 +64,8 @@ async def _maybe(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-def _tool(argv: list[str], what: str, timeout_s: float = 600.0) -> subprocess.CompletedProcess:
+def _tool(argv: list[str], what: str, timeout_s: float = 600.0,
+          error: Callable[[str, str], CollectError] | None = None) -> subprocess.CompletedProcess:
     exe = shutil.which(argv[0])
     if exe is None:
         hint = ("devicectl needs macOS with Xcode 15+; elsewhere use --via pymobiledevice3" if argv[0] == "xcrun"
@@ -71,8 +73,10 @@ def _tool(argv: list[str], what: str, timeout_s: float = 600.0) -> subprocess.Co
         raise CollectError(f"{argv[0]} not found for {what}: {hint}")
     cp = subprocess.run([exe, *argv[1:]], capture_output=True, timeout=timeout_s)
     if cp.returncode != 0:
-        msg = (cp.stderr or cp.stdout).decode("utf-8", "replace").strip().splitlines()
-        raise CollectError(f"{what} failed (`{' '.join(argv)}`): {msg[-1] if msg else f'exit {cp.returncode}'}")
+        text = (cp.stderr or cp.stdout).decode("utf-8", "replace").strip()
+        lines = text.splitlines()
+        msg = f"{what} failed (`{' '.join(argv)}`): {lines[-1] if lines else f'exit {cp.returncode}'}"
+        raise (error or (lambda _text, m: CollectError(m)))(text, msg)
     return cp
 
 
@@ -110,14 +114,23 @@ class HouseArrestTransport(Transport):
             except CollectError:
                 raise
             except Exception as e:  # noqa: BLE001 - pymobiledevice3's errors: no device, not paired, app missing
+                if type(e).__name__ in LOST_CONNECTION:
+                    raise Transient(f"cannot reach the device for {self.bundle_id} ({type(e).__name__}: {e})") from None
                 raise _house_arrest_error(self.bundle_id, e) from None
         return self._service
+
+    def _lost(self, e: Exception) -> None:
+        """A dead connection: drop the service (the next try opens a new one) and raise Transient."""
+        if type(e).__name__ in LOST_CONNECTION:
+            self._service = None  # its socket is gone: closing it would only fail again
+            raise Transient(f"the connection to the device dropped ({type(e).__name__}: {e})") from None
 
     def list(self) -> list[RemoteFile]:
         svc = self._svc()
         try:
             names = self._run(svc.listdir(DOCUMENTS_RESULTS))
         except Exception as e:  # noqa: BLE001
+            self._lost(e)
             if type(e).__name__ == "AfcFileNotFoundError" or isinstance(e, FileNotFoundError):
                 raise RemoteFolderMissing(f"{self.bundle_id} has no {DOCUMENTS_RESULTS} yet: has the app run a plan "
                                           "yet?") from None
@@ -139,7 +152,10 @@ class HouseArrestTransport(Transport):
     def read(self, file: RemoteFile, limit_bytes: int) -> bytes:
         try:
             data = bytes(self._run(self._svc().get_file_contents(f"{DOCUMENTS_RESULTS}/{file.name}")))
+        except Transient:
+            raise
         except Exception as e:  # noqa: BLE001
+            self._lost(e)
             raise ReadFailed(f"{type(e).__name__}: {e}") from None
         if len(data) > limit_bytes:
             raise TooLarge(f"{len(data)} bytes")
@@ -245,20 +261,19 @@ class DevicectlTransport(Transport):
                 raise CollectError(f"devicectl cannot reach {udid}: {why}; use --via pymobiledevice3")
         self._tmp = tempfile.TemporaryDirectory(prefix="ios-results-")
 
-    def _xcrun(self, args: list[str], what: str) -> subprocess.CompletedProcess:
-        return _tool(["xcrun", "devicectl", *args], what)
+    def _xcrun(self, args: list[str], what: str, error: Callable[[str, str], CollectError] | None = None
+               ) -> subprocess.CompletedProcess:
+        return _tool(["xcrun", "devicectl", *args], what, error=error)
 
     def list(self) -> list[RemoteFile]:
         root = Path(self._tmp.name) / f"copy{time.monotonic_ns()}"
         root.mkdir()
-        try:
-            self._xcrun(["device", "copy", "from", "--device", self.udid, "--domain-type", "appDataContainer",
-                         "--domain-identifier", self.bundle_id, "--source", DEVICECTL_RESULTS,
-                         "--destination", str(root)], f"copying {self.bundle_id}'s {DEVICECTL_RESULTS}")
-        except CollectError as e:
-            # The device answered the device check, so a failed copy is most likely a folder the app has not
-            # made yet; a one-off collect still reports it as an error (RemoteFolderMissing is a CollectError).
-            raise RemoteFolderMissing(str(e)) from None
+        # A missing folder is "not yet" (RemoteFolderMissing), an unplugged or locked phone Transient, and any
+        # other failure (trust lost, pairing gone) a CollectError that ends a wait: see bench/tool_errors.py.
+        self._xcrun(["device", "copy", "from", "--device", self.udid, "--domain-type", "appDataContainer",
+                     "--domain-identifier", self.bundle_id, "--source", DEVICECTL_RESULTS,
+                     "--destination", str(root)], f"copying {self.bundle_id}'s {DEVICECTL_RESULTS}",
+                    error=devicectl_copy_error)
         root = root.resolve()
         out = []
         for p in sorted(root.rglob("*")):

@@ -1,4 +1,4 @@
-"""Results schema v1 and the run-plan schema: the one source for Python, Swift and Kotlin.
+"""Results schema (v2; v1 files still read) and the run-plan schema: the one source for Python, Swift and Kotlin.
 
 A *result* is one JSON file per run, written by the harness apps (iOS, Android) and the
 host runner: raw integer nanoseconds, never statistics (those live in ``toolchain.report``).
@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from toolchain.artifact.formats import BUNDLE_FORMAT, PLUGINS, PRECISIONS, app_format
+from toolchain.bench.measures import V2_FIELDS, v2_properties, v2_semantics
 from toolchain.errors import SchemaError
 from toolchain.policy import FEATURE_SAMPLE_LEN  # noqa: F401  (one home; the schema's maxItems)
 
-SCHEMA_VERSION = 1
+#: What the writers write now; :data:`SCHEMA_VERSIONS` are all a reader accepts (v2 = v1 + toolchain.bench.measures).
+SCHEMA_VERSION = 2
+SCHEMA_VERSIONS = (1, 2)
 PLAN_VERSION = 1
 #: A results file is a few KB (10 000 samples ~ 100 KB); anything far larger is not one.
 MAX_RESULT_BYTES = 8 << 20
@@ -92,10 +95,10 @@ RESULTS_SCHEMA: dict[str, Any] = {
     # "$id" is an absolute URI without a fragment (JSON Schema 2020-12, section 8.2.1); the
     # plain-name fragment goes in "$anchor" so the document passes its own meta-schema.
     "$id": "https://github.com/ocular-deploy/toolchain/docs/results-schema.json",
-    "$anchor": "result-v1",
-    "title": "Benchmark result v1: one run of one artifact on one device",
+    "$anchor": "result-v2",
+    "title": "Benchmark result v2 (v1 still reads): one run of one artifact on one device",
     **_obj({
-        "schema_version": {"const": SCHEMA_VERSION},
+        "schema_version": {"enum": list(SCHEMA_VERSIONS)},
         "run_id": {"type": "string", "pattern": RUN_ID_PATTERN},
         "status": {"enum": list(STATUSES)},
         "error": _nullable(_STR),
@@ -148,7 +151,11 @@ RESULTS_SCHEMA: dict[str, Any] = {
         "launch_id": _nullable({"type": "string", "pattern": LAUNCH_ID_PATTERN}),
         "run_key": _nullable({"type": "string", "pattern": RUN_KEY_PATTERN}),
         "timed_region": {"enum": list(TIMED_REGIONS)},
-    }, optional=("notes", "extra", "launch_id", "run_key", "timed_region")),
+        **v2_properties(_NS, _nullable, _obj, THERMAL_STATES),
+    }, optional=("notes", "extra", "launch_id", "run_key", "timed_region", *V2_FIELDS)),
+    # v2 needs its fields (said here, so plain jsonschema users see it too; measures.v2_semantics adds the rest).
+    "if": {"properties": {"schema_version": {"const": 2}}},
+    "then": {"required": list(V2_FIELDS)},
 }
 
 #: LiteRT GPU delegate settings a plan asks for (GpuDelegateFactory.Options), recorded in ``runtime.options``.
@@ -268,7 +275,7 @@ def _result_semantics(r: dict[str, Any]) -> list[str]:
     sample, dim = r["feature_sample"], r["feature_dim"]
     if sample is not None and dim is not None and len(sample) > dim:
         out.append(f"feature_sample: {len(sample)} values but feature_dim is {dim}")
-    return out
+    return out + v2_semantics(r)
 
 
 def _plan_semantics(p: dict[str, Any]) -> list[str]:
@@ -329,11 +336,12 @@ def _validate(obj: Any, schema: dict[str, Any], semantics: Callable[[dict[str, A
 
 
 def validate_result(obj: dict[str, Any], source: str = "") -> None:
-    """Raise :class:`SchemaError` naming ``source`` and every problem if ``obj`` is not a v1 result."""
-    if isinstance(obj, dict) and obj.get("schema_version") not in (None, SCHEMA_VERSION):
+    """Raise :class:`SchemaError` naming ``source`` and every problem if ``obj`` is not a v1 or v2 result."""
+    if isinstance(obj, dict) and obj.get("schema_version") not in (None, *SCHEMA_VERSIONS):
         raise SchemaError(f"{source or 'object'}: schema_version {obj.get('schema_version')!r} is not supported "
-                          f"(this toolchain reads {SCHEMA_VERSION}); upgrade the toolchain")
-    _validate(obj, RESULTS_SCHEMA, _result_semantics, "result (schema v1)", source)
+                          f"(this toolchain reads {', '.join(map(str, SCHEMA_VERSIONS))}); upgrade the toolchain")
+    version = obj.get("schema_version") if isinstance(obj, dict) else None
+    _validate(obj, RESULTS_SCHEMA, _result_semantics, f"result (schema v{version or SCHEMA_VERSION})", source)
 
 
 def validate_plan(obj: dict[str, Any], source: str = "") -> None:

@@ -41,6 +41,13 @@ class TooLarge(ReadFailed):
     """A file is larger than a results file can be: left on the device, not read whole."""
 
 
+class Transient(CollectError):
+    """A failure the next poll may not see: the device went offline or was unplugged, the stream was cut,
+    the service throttled us. A wait retries it with backoff (a bounded number of times in a row, each
+    one counted in the final report); a one-off collection reports it like any other error.
+    """
+
+
 class RemoteFolderMissing(CollectError):
     """The app's results folder does not exist (yet): nothing has been written there.
 
@@ -119,6 +126,10 @@ class Transport:
     def finished(self) -> bool:
         """True once nothing more will arrive (a Device Farm run completed); an app on a phone may always write more."""
         return False
+
+    def failures(self) -> list[str]:
+        """Runs the service itself reports as failed (a Device Farm job ERRORED or STOPPED), each with why."""
+        return []
 
     def reconnect(self) -> None:
         """Drop any open connection (after the app was reinstalled); the next call opens a new one."""

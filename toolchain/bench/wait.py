@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable
 
 from toolchain.bench.apps import WAIT_TIMEOUT_S
 from toolchain.bench.store import AddOutcome, ResultStore
-from toolchain.bench.transport import Collected, RemoteFolderMissing, Transport, collect
+from toolchain.bench.transport import Collected, RemoteFolderMissing, Transient, Transport, collect
+from toolchain.errors import CollectError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,13 @@ def run_key_of(result: dict[str, Any], keys: Iterable[str]) -> str | None:
     return None
 
 
+#: What :attr:`PlanReport.missing` says while no device (Device Farm job) is listed at all.
+NO_GROUP = "every run: no device has a job yet (ListJobs is empty)"
+#: Transient errors survived in a row before the wait gives up, and the longest pause between two tries.
+MAX_TRANSIENT_IN_A_ROW = 8
+MAX_BACKOFF_S = 60.0
+
+
 def _slot(group: str | None, key: str | None) -> str:
     return f"{group}: {key}" if group else str(key)
 
@@ -79,7 +87,9 @@ class PlanReport:
     foreign: list[str] = field(default_factory=list)
     outcomes: list[AddOutcome] = field(default_factory=list)
     timed_out: bool = False
-    problem: str | None = None  # the last "folder not there yet" message while waiting
+    problem: str | None = None  # the last "folder not there yet" (or transient error) message while waiting
+    failures: list[str] = field(default_factory=list)  # runs/jobs the service reports as failed, with why
+    retries: int = 0  # transient errors (device offline, stream cut, throttled) survived on the way
 
     @property
     def expected(self) -> int:
@@ -88,7 +98,13 @@ class PlanReport:
 
     @property
     def missing(self) -> list[str]:
-        """Each expected run with no result, as ``key`` or ``device: key`` (``device: any result`` without a plan)."""
+        """Each expected run with no result, as ``key`` or ``device: key`` (``device: any result`` without a plan).
+
+        No group at all (a Device Farm run whose ListJobs is still empty: SCHEDULING, PENDING, or a run that
+        failed at parsing) is never "nothing missing": every run is missing, on no device yet.
+        """
+        if not self.groups:
+            return [NO_GROUP]
         out = []
         for g in self.groups:
             if self.expectation.keys is None:
@@ -100,7 +116,7 @@ class PlanReport:
 
     @property
     def complete(self) -> bool:
-        return not self.missing
+        return not self.missing and not self.failures
 
 
 def match(exp: Expectation, collected: Iterable[Collected], groups: list[str | None]) -> PlanReport:
@@ -146,26 +162,50 @@ def wait_for_plan(transport: Transport, plan: dict[str, Any] | None, store: Resu
     Returns the report; ``report.missing`` names the runs that never produced a results file and
     ``report.timed_out`` says whether the time ran out. A file is read once: later polls skip sources
     already stored or rejected for their content.
+
+    A :class:`~toolchain.bench.transport.Transient` error (device offline, unplugged, a cut stream,
+    throttling) is retried after a pause that doubles each time (at most ``MAX_BACKOFF_S``), at most
+    ``MAX_TRANSIENT_IN_A_ROW`` times in a row; ``report.retries`` counts them. Any other error ends the
+    wait at once (a permanent failure: the app is not installed, trust was revoked).
     """
     exp = expect(plan, launch_id)
     seen: dict[str, Collected] = {}  # read once: stored, duplicate, or rejected for its content
     failed: dict[str, Collected] = {}  # the last failed read of each source: retried on the next poll
     deadline = clock() + timeout_s
     problem = None
+    retries = in_a_row = 0
     while True:
-        done = transport.finished()  # before listing, so the last listing sees everything a finished run has
         try:
-            for c in collect(transport, store, skip=seen):
-                if c.outcome.status == "rejected" and "cannot read" in c.outcome.message:
-                    failed[c.remote.source] = c
-                else:
-                    seen[c.remote.source] = c
-                    failed.pop(c.remote.source, None)
-            problem = None
-        except RemoteFolderMissing as e:
-            problem = str(e)
-        report = match(exp, [*seen.values(), *failed.values()], transport.groups())
-        report.problem = problem
+            done = transport.finished()  # before listing, so the last listing sees everything a finished run has
+            try:
+                for c in collect(transport, store, skip=seen):
+                    if c.outcome.status == "rejected" and "cannot read" in c.outcome.message:
+                        failed[c.remote.source] = c
+                    else:
+                        seen[c.remote.source] = c
+                        failed.pop(c.remote.source, None)
+                problem = None
+            except RemoteFolderMissing as e:
+                problem = str(e)
+            groups = transport.groups()
+            failures = transport.failures() if done else []
+            in_a_row = 0
+        except Transient as e:
+            # Offline, unplugged, cut stream, throttled: try again after a growing pause, a bounded number of times.
+            retries, in_a_row = retries + 1, in_a_row + 1
+            log.warning("transient error (%d in a row): %s", in_a_row, e)
+            transport.reconnect()  # a USB drop kills an open house-arrest connection: the next try opens a new one
+            if in_a_row > MAX_TRANSIENT_IN_A_ROW:
+                raise CollectError(f"{e} (gave up after {in_a_row} tries in a row; {retries} transient error(s) "
+                                   "in this wait)") from None
+            left = deadline - clock()
+            if left <= 0:
+                raise CollectError(f"{e} (still failing when the time ran out; {retries} transient error(s) "
+                                   "in this wait)") from None
+            sleep(min(max(poll_s, 1.0) * 2 ** (in_a_row - 1), MAX_BACKOFF_S, left))
+            continue
+        report = match(exp, [*seen.values(), *failed.values()], groups)
+        report.problem, report.failures, report.retries = problem, failures, retries
         if progress:
             progress(report)
         if report.complete or done:

@@ -63,7 +63,13 @@ def print_plan_report(report) -> bool:
                                  f" no results file for {len(missing)} run(s): {', '.join(missing)}"), soft_wrap=True)
         if report.problem:
             err_console.print(styled((f"last problem: {report.problem}", "dim")), soft_wrap=True)
-    return bool(missing)
+    failures = getattr(report, "failures", [])
+    for f in failures:
+        err_console.print(styled(("failed:", "red"), f" {f}"), soft_wrap=True)
+    if getattr(report, "retries", 0):
+        console.print(styled((f"{report.retries} transient error(s) (device offline, stream cut, throttled) "
+                              "were retried on the way", "dim")))
+    return bool(missing or failures)
 
 
 def finish(outcomes: list, store_root: Path, report=None) -> None:

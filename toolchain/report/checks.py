@@ -115,3 +115,33 @@ def check_status(r: dict[str, Any], ctx: CheckContext) -> Flag:
 
 def run_checks(r: dict[str, Any], ctx: CheckContext) -> list[Flag]:
     return [CHECKS.get(name)(r, ctx) for name in CHECKS.names()]
+
+
+@CHECKS.register("delegation")
+def check_delegation(r: dict[str, Any], ctx: CheckContext) -> Flag:
+    """An accelerator run that left part of the graph on the CPU times a mix, not the accelerator (v2 placement)."""
+    from toolchain.bench.measures import partly_delegated
+
+    p = r.get("placement") or {}
+    partly = partly_delegated(r)
+    if partly is None:
+        return Flag("delegation", "skipped", "where the ops ran was not recorded"
+                    + (f" ({p['note']})" if p.get("note") else " (results v1, or the runtime does not say)"))
+    where = (f"{p['delegated_nodes']} of {p['total_nodes']} nodes delegated" if p.get("delegated_nodes") is not None
+             else ", ".join(f"{k} {v}" for k, v in sorted((p.get("ops_by_device") or {}).items())) + " ops")
+    return Flag("delegation", "warn" if partly else "ok", ("partly delegated: " if partly else "") + where)
+
+
+@CHECKS.register("device_state")
+def check_device_state(r: dict[str, Any], ctx: CheckContext) -> Flag:
+    """A run that left the foreground or whose screen went off ran at background priority for part of it."""
+    ds = r.get("device_state")
+    if not ds:
+        return Flag("device_state", "skipped", "device state not recorded (results v1, or a host run)")
+    bad = [what for what, key in (("left the foreground", "stayed_foreground"), ("the screen went off", "screen_stayed_on"))
+           if ds.get(key) is False]
+    if bad:
+        return Flag("device_state", "warn", " and ".join(bad) + " during the run: the numbers are not foreground numbers")
+    unknown = [key for key in ("stayed_foreground", "screen_stayed_on") if ds.get(key) is None]
+    return Flag("device_state", "ok", f"{len(ds.get('samples', []))} samples"
+                + (f"; {', '.join(unknown)} unknown" if unknown else "; foreground, screen on throughout"))

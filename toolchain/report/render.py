@@ -61,9 +61,22 @@ def paper_table(rep: "Report") -> Table:
     return head, rows
 
 
+def _median(values: list[int] | None) -> float | None:
+    """The middle warm load (results v2 ``warm_load_ns``); None when there is none."""
+    if not values:
+        return None
+    v = sorted(values)
+    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
+
+
+def _mb(n_bytes: int | None) -> str:
+    return "–" if n_bytes is None else f"{n_bytes / 1e6:.1f}"
+
+
 def runs_table(rep: "Report") -> Table:
     head = ["run", "device", "OS", "runtime", "variant", "status", "n", "median ms", "p90 ms", "mean ± sd ms",
-            "min ms", "median 95% CI ms", "first inference ms", "load ms", "flags"]
+            "min ms", "median 95% CI ms", "first inference ms", "load ms", "cold load ms", "warm load ms", "peak MB",
+            "flags"]
     rows = []
     for vw in rep.runs:
         r, s = vw.result, vw.summary
@@ -77,7 +90,8 @@ def runs_table(rep: "Report") -> Table:
             "–" if s is None else f"{_ms(s.mean_ns)} ± {_ms(s.sd_ns) if s.sd_ns is not None else '–'}",
             _ms(s.min_ns if s else None),
             "–" if s is None else f"[{_ms(s.ci_low_ns)}, {_ms(s.ci_high_ns)}]",
-            _ms(r.get("first_inference_ns")), _ms(r.get("load_ns")), flags,
+            _ms(r.get("first_inference_ns")), _ms(r.get("load_ns")), _ms(r.get("cold_load_ns")),
+            _ms(_median(r.get("warm_load_ns"))), _mb((r.get("memory") or {}).get("peak_bytes")), flags,
         ])
     return head, rows
 
@@ -242,6 +256,8 @@ def csv_files(rep: "Report") -> dict[str, str]:
              vw.result["runtime"]["name"], vw.result["runtime"].get("compute_units") or "", vw.variant,
              vw.result["artifact"]["sha256"], vw.result["status"], *stats(vw.summary),
              _num(vw.result.get("first_inference_ns")), _num(vw.result.get("load_ns")),
+             _num(vw.result.get("cold_load_ns")), _num(_median(vw.result.get("warm_load_ns"))),
+             (vw.result.get("memory") or {}).get("peak_bytes") or "",
              ";".join(f.check for f in vw.flags if f.level in ("warn", "fail"))] for vw in rep.runs]
     table = [[c.row, c.variant, len(c.runs), *stats(c.summary)] for c in rep.cells.values()]
     models = [[v.label, v.bundle_sha256 or "", v.parameters or "", v.nonzero_parameters or "",
@@ -253,7 +269,8 @@ def csv_files(rep: "Report") -> dict[str, str]:
     checks = [[vw.run_id, f.check, f.level, f.message] for vw in rep.runs for f in vw.flags]
     return {
         "runs.csv": _csv(["run_id", "device", "identifier", "os_version", "runtime", "compute_units", "variant",
-                          "artifact_sha256", "status", *stat_cols, "first_inference_ms", "load_ms", "flags"], runs),
+                          "artifact_sha256", "status", *stat_cols, "first_inference_ms", "load_ms", "cold_load_ms",
+                          "warm_load_ms", "peak_memory_bytes", "flags"], runs),
         "table.csv": _csv(["device_runtime", "variant", "runs", *stat_cols], table),
         "models.csv": _csv(["variant", "bundle_sha256", "parameters", "nonzero_parameters", "compression",
                             "compression_deployed", "compression_shrinkbench", "bundle_size_bytes", "eer",

@@ -78,4 +78,60 @@ final class DeviceEnvironment: BenchEnvironment {
     func thermalState() -> String {
         return DeviceEnvironment.thermalNames[ProcessInfo.processInfo.thermalState] ?? "unknown"
     }
+
+    /// Whether the app is active, kept from UIApplication's notifications (applicationState is main-thread only,
+    /// and the runner samples from its worker thread).
+    private var active = true
+    private let lock = NSLock()
+    private var observers = [NSObjectProtocol]()
+
+    /// Starts following the app's state; call on the main thread before a run.
+    func observeAppState() {
+        active = UIApplication.shared.applicationState == .active
+        let center = NotificationCenter.default
+        for (name, value) in [(UIApplication.didBecomeActiveNotification, true),
+                              (UIApplication.willResignActiveNotification, false),
+                              (UIApplication.didEnterBackgroundNotification, false)] {
+            observers.append(center.addObserver(forName: name, object: nil, queue: nil) { [weak self] _ in
+                self?.lock.lock()
+                self?.active = value
+                self?.lock.unlock()
+            })
+        }
+    }
+
+    /// Battery level and charging (UIDevice, read on the main thread), low-power mode, thermal state, whether the
+    /// app was active. iOS has no public "screen on": `screenOn` stays nil (an inactive app covers a locked screen).
+    func readState() -> DeviceStateReading? {
+        var level: Float = -1
+        var state = UIDevice.BatteryState.unknown
+        let read = {
+            UIDevice.current.isBatteryMonitoringEnabled = true
+            level = UIDevice.current.batteryLevel
+            state = UIDevice.current.batteryState
+        }
+        if Thread.isMainThread { read() } else { DispatchQueue.main.sync(execute: read) }
+        lock.lock()
+        let foreground = active
+        lock.unlock()
+        return DeviceStateReading(batteryLevel: level >= 0 ? Double(level) : nil,
+                                  charging: state == .unknown ? nil : (state == .charging || state == .full),
+                                  lowPowerMode: ProcessInfo.processInfo.isLowPowerModeEnabled,
+                                  thermalState: thermalState(), foreground: foreground, screenOn: nil)
+    }
+
+    /// `phys_footprint` from task_info(TASK_VM_INFO): what Xcode's memory gauge and jetsam count; the peak is the
+    /// kernel's `ledger_phys_footprint_peak` (TASK_VM_INFO revision 2+, iOS 12 has it).
+    func memory() -> MemoryReading? {
+        var info = task_vm_info_data_t()
+        var count = mach_msg_type_number_t(MemoryLayout<task_vm_info_data_t>.size / MemoryLayout<natural_t>.size)
+        let kr = withUnsafeMutablePointer(to: &info) {
+            $0.withMemoryRebound(to: integer_t.self, capacity: Int(count)) {
+                task_info(mach_task_self_, task_flavor_t(TASK_VM_INFO), $0, &count)
+            }
+        }
+        guard kr == KERN_SUCCESS else { return nil }
+        return MemoryReading(bytes: info.phys_footprint,
+                             peakBytes: info.ledger_phys_footprint_peak > 0 ? UInt64(info.ledger_phys_footprint_peak) : nil)
+    }
 }

@@ -69,7 +69,9 @@ final class RunViewController: UIViewController {
         let writer: ResultWriter
         do {
             writer = try ResultWriter.documentsResults()
-            newSession = try PlanSession(planURL: url, environment: DeviceEnvironment(), writer: writer,
+            let environment = DeviceEnvironment()
+            environment.observeAppState() // on the main thread: results v2 device_state.foreground
+            newSession = try PlanSession(planURL: url, environment: environment, writer: writer,
                                          launchId: launchId)
         } catch {
             statusLabel.text = "Cannot start: \(error)"

@@ -126,7 +126,8 @@ struct RuntimeInfo: Codable, Equatable {
 
 /// One run in results schema v1: raw integer nanoseconds, never statistics (Python computes those).
 struct BenchResult: Codable, Equatable {
-    static let currentSchemaVersion = 1
+    /// What this writer writes (results v2); a v1 file still decodes, and encodes back as v1.
+    static let currentSchemaVersion = 2
     static let featureSampleLength = 16
     /// What one latency sample contains (results v1 `timed_region`): the prediction and reading every
     /// feature back as float32 — what the Android runner times too.
@@ -156,8 +157,20 @@ struct BenchResult: Codable, Equatable {
     var runKey: String?
     /// Optional in v1: nil only when decoded from a file that did not say.
     var timedRegion: String?
+    // results v2 (toolchain/bench/measures.py); all nil in a v1 result.
+    var coldLoadNs: UInt64?
+    var warmLoadNs: [UInt64]?
+    var nativeLatencyNs: [UInt64]?
+    var memory: MemoryRecord?
+    var placement: PlacementRecord?
+    var deviceState: DeviceStateRecord?
 
     enum CodingKeys: String, CodingKey {
+        case memory, placement
+        case coldLoadNs = "cold_load_ns"
+        case warmLoadNs = "warm_load_ns"
+        case nativeLatencyNs = "native_latency_ns"
+        case deviceState = "device_state"
         case status, error, artifact, device, app, runtime, notes
         case launchId = "launch_id"
         case runKey = "run_key"
@@ -198,6 +211,15 @@ struct BenchResult: Codable, Equatable {
         try c.encode(featureDim, forKey: .featureDim)
         try c.encode(featureSample, forKey: .featureSample)
         try c.encodeIfPresent(notes, forKey: .notes)
+        if schemaVersion >= 2 {
+            try c.encode(coldLoadNs, forKey: .coldLoadNs)
+            try c.encode(warmLoadNs ?? [], forKey: .warmLoadNs)
+            try c.encode(nativeLatencyNs, forKey: .nativeLatencyNs)
+            try c.encode(memory, forKey: .memory)
+            try c.encode(placement ?? PlacementRecord.unknown("not recorded"), forKey: .placement)
+            try c.encode(deviceState ?? DeviceStateRecord(samples: [], stayedForeground: nil, screenStayedOn: nil),
+                         forKey: .deviceState)
+        }
     }
 
     /// ISO 8601 UTC with milliseconds, e.g. 2025-03-01T14:22:05.318Z.

@@ -12,6 +12,8 @@ import Foundation
 final class BenchRunner {
     /// At most four progress reports a second: each one makes the app redraw on the main thread.
     static let defaultProgressIntervalNs: UInt64 = 250_000_000
+    /// Warm loads after the timed loop (toolchain/bench/measures.py WARM_LOADS).
+    static let warmLoads = 3
 
     private let clock: NanoClock
     private let progressIntervalNs: UInt64
@@ -42,12 +44,20 @@ final class BenchRunner {
         var runtimeName = "coreml"
         var runtimeVersion = "unknown"
         var backend: InferenceBackend?
+        let state = StateRecorder(clock: clock) { environment.readState() }
+        state.sample()
+        let memBefore = environment.memory()
+        var memDuring = [MemoryReading]()
+        var warmLoads = [UInt64]()
+        var placement = PlacementRecord.unknown("the run failed before the model was built")
         do {
             let b = try openBackend()
             backend = b
             runtimeName = b.runtimeName
             runtimeVersion = b.runtimeVersion
             try b.prepare(timer: timer)
+            placement = b.placement()
+            if let m = environment.memory() { memDuring.append(m) }
             let fixed = try fixedPixels()
             let count = run.input.elementCount
             if let f = fixed, f.count != count {
@@ -78,6 +88,7 @@ final class BenchRunner {
             for _ in 0..<timing.warmup {
                 _ = try timeOne(b)
             }
+            state.sample()
             var lastReport = clock.now()
             for i in 0..<timing.iterations {
                 if let reason = shouldStop() {
@@ -87,8 +98,29 @@ final class BenchRunner {
                 let now = clock.now()
                 if now - lastReport >= progressIntervalNs || i + 1 == timing.iterations {
                     progress(i + 1, timing.iterations)
+                    state.sample() // between samples, at the progress cadence: never inside a timed one
                     lastReport = now
                 }
+            }
+            if let m = environment.memory() { memDuring.append(m) }
+            // Warm loads: the same model again (compiled, caches warm), each in a fresh backend, after the
+            // timed loop with the timed backend closed, so neither disturbs the other. A failure here keeps
+            // the timed run and says so in notes.
+            b.close()
+            backend = nil
+            do {
+                for _ in 0..<BenchRunner.warmLoads {
+                    let w = try openBackend()
+                    defer { w.close() }
+                    let t = PhaseTimer(clock: clock)
+                    try w.prepare(timer: t)
+                    if t.loadNs != nil || t.compileNs != nil {
+                        warmLoads.append((t.loadNs ?? 0) + (t.compileNs ?? 0))
+                    }
+                }
+            } catch {
+                notes = [notes, "warm load \(warmLoads.count + 1) failed: \(error)"].compactMap { $0 }
+                    .joined(separator: "; ")
             }
         } catch let e as HarnessError {
             failure = e.description
@@ -100,6 +132,13 @@ final class BenchRunner {
         }
         backend?.close()
         let status = failure == nil ? "ok" : (samples.isEmpty ? "error" : "partial")
+        state.sample()
+        let memAfter = environment.memory()
+        let readings = [memBefore].compactMap { $0 } + memDuring + [memAfter].compactMap { $0 }
+        let memory: MemoryRecord? = readings.isEmpty ? nil : MemoryRecord(
+            kind: "phys_footprint", beforeBytes: memBefore?.bytes, afterBytes: memAfter?.bytes,
+            peakBytes: readings.map { max($0.bytes, $0.peakBytes ?? 0) }.max(),
+            nativeHeapBeforeBytes: nil, nativeHeapAfterBytes: nil)
         var device = environment.deviceInfo()
         device.thermalStateStart = thermalStart
         device.thermalStateEnd = environment.thermalState()
@@ -125,7 +164,13 @@ final class BenchRunner {
             notes: notes,
             launchId: launchId,
             runKey: run.key,
-            timedRegion: BenchResult.timedRegionValue)
+            timedRegion: BenchResult.timedRegionValue,
+            coldLoadNs: timer.loadNs == nil && timer.compileNs == nil ? nil : (timer.loadNs ?? 0) + (timer.compileNs ?? 0),
+            warmLoadNs: warmLoads,
+            nativeLatencyNs: nil, // Core ML reports no time of its own
+            memory: memory,
+            placement: placement,
+            deviceState: state.record)
     }
 
     /// One sample: the prediction and reading its features back, inside its own autorelease pool.

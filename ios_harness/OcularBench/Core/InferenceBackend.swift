@@ -43,6 +43,8 @@ protocol InferenceBackend: AnyObject {
     /// The feature vector of the last run.
     func output() throws -> [Float]
     func close()
+    /// Where the graph runs, known after `prepare` (results v2 `placement`; default: unknown).
+    func placement() -> PlacementRecord
 }
 
 /// What the app knows about where it runs; the thermal state is read at the start and end of a run.
@@ -52,4 +54,8 @@ protocol BenchEnvironment {
     var appInfo: AppInfo { get }
     /// nominal, fair, serious, critical or unknown.
     func thermalState() -> String
+    /// Battery, charging, low power, thermal state, foreground, screen now (results v2; default: thermal only).
+    func readState() -> DeviceStateReading?
+    /// This process's memory now (results v2 `memory`; default: nil).
+    func memory() -> MemoryReading?
 }

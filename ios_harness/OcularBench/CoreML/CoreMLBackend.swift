@@ -1,9 +1,10 @@
 import CoreML
 import Foundation
 
-/// Core ML: compiles `.mlmodel` / `.mlpackage` at run time (timed as compile_ns; a bundled
-/// `.mlmodelc` that Xcode compiled skips it), loads with the plan's compute units (load_ns),
-/// feeds raw pixels as a float32 MLMultiArray and reads the `features` output.
+/// Core ML: compiles `.mlmodel` / `.mlpackage` on the device at every run (timed as compile_ns, kept
+/// out of latency): `BenchPlan` is a folder reference, so Xcode copies the models as they are and never
+/// compiles them; only a plan that ships an `.mlmodelc` skips the step. Loads with the plan's compute
+/// units (load_ns), feeds raw pixels as a float32 MLMultiArray and reads the `features` output.
 final class CoreMLBackend: InferenceBackend {
     let runtimeName = "coreml"
     var runtimeVersion: String {
@@ -58,6 +59,62 @@ final class CoreMLBackend: InferenceBackend {
             throw HarnessError.unsupported("\(modelURL.lastPathComponent) is not a Core ML model (.mlmodel, .mlpackage, .mlmodelc)")
         }
         model = try timer.time(.load) { try MLModel(contentsOf: compiled, configuration: config) }
+        placementRecord = CoreMLBackend.placement(compiled: compiled, configuration: config) // outside the timed phases
+    }
+
+    private var placementRecord = PlacementRecord.unknown("not prepared")
+
+    func placement() -> PlacementRecord {
+        return placementRecord
+    }
+
+    /// Where Core ML prefers to run each op: `MLComputePlan` (iOS 17.4+, Xcode 15.3+ SDK), counted per device.
+    /// Below iOS 17.4 there is no API for it: recorded as unknown, saying so.
+    static func placement(compiled: URL, configuration: MLModelConfiguration) -> PlacementRecord {
+        #if compiler(>=5.10)
+        if #available(iOS 17.4, macOS 14.4, *) {
+            var loaded: Result<MLComputePlan, Error>?
+            let done = DispatchSemaphore(value: 0)
+            MLComputePlan.load(contentsOf: compiled, configuration: configuration) { result in
+                loaded = result
+                done.signal()
+            }
+            done.wait()
+            guard case .success(let plan)? = loaded else {
+                return .unknown("MLComputePlan could not be loaded: \(String(describing: loaded))")
+            }
+            var counts = [String: Int]()
+            func count(_ usage: MLComputePlan.DeviceUsage?) {
+                guard let usage = usage else { return }
+                let name: String
+                switch usage.preferred {
+                case .cpu: name = "cpu"
+                case .gpu: name = "gpu"
+                case .neuralEngine: name = "neural_engine"
+                @unknown default: name = "cpu"
+                }
+                counts[name, default: 0] += 1
+            }
+            switch plan.modelStructure {
+            case .program(let program):
+                func walk(_ block: MLModelStructure.Program.Block) {
+                    for op in block.operations {
+                        count(plan.deviceUsage(for: op))
+                        op.blocks.forEach(walk)
+                    }
+                }
+                program.functions.values.forEach { walk($0.block) }
+            case .neuralNetwork(let network):
+                network.layers.forEach { count(plan.deviceUsage(for: $0)) }
+            default:
+                return .unknown("MLComputePlan has no per-op devices for this model type (a pipeline)")
+            }
+            let total = counts.values.reduce(0, +)
+            return PlacementRecord(source: "mlcomputeplan", totalNodes: total, delegatedNodes: nil,
+                                   opsByDevice: counts, note: "preferred device per op (MLComputePlan)")
+        }
+        #endif
+        return .unknown("MLComputePlan needs iOS 17.4 or later")
     }
 
     func setInput(_ pixels: [Float]) throws {

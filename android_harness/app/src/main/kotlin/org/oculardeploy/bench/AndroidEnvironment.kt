@@ -1,13 +1,17 @@
 package org.oculardeploy.bench
 
+import android.app.ActivityManager
 import android.content.Context
 import android.content.Intent
 import android.content.IntentFilter
 import android.os.BatteryManager
 import android.os.Build
+import android.os.Debug
 import android.os.PowerManager
 import org.oculardeploy.bench.core.AppInfo
 import org.oculardeploy.bench.core.DeviceInfo
+import org.oculardeploy.bench.core.DeviceState
+import org.oculardeploy.bench.core.MemoryReading
 import org.oculardeploy.bench.core.Environment
 
 /** Device facts for results v1: model, Android version, thermal status (API 29+), power saving, battery. */
@@ -44,6 +48,27 @@ class AndroidEnvironment(private val context: Context) : Environment {
      */
     private fun currentThermalStatus(): Int =
         PowerManager::class.java.getMethod("getCurrentThermalStatus").invoke(power) as Int
+
+    /** Battery level and charging from the sticky ACTION_BATTERY_CHANGED, power saving, thermal, foreground, screen. */
+    override fun readState(): DeviceState {
+        val sticky = context.registerReceiver(null, IntentFilter(Intent.ACTION_BATTERY_CHANGED))
+        val level = sticky?.getIntExtra(BatteryManager.EXTRA_LEVEL, -1) ?: -1
+        val scale = sticky?.getIntExtra(BatteryManager.EXTRA_SCALE, -1) ?: -1
+        val plugged = sticky?.getIntExtra(BatteryManager.EXTRA_PLUGGED, -1)
+        val me = ActivityManager.RunningAppProcessInfo()
+        ActivityManager.getMyMemoryState(me)
+        return DeviceState(
+            batteryLevel = if (level >= 0 && scale > 0) level.toDouble() / scale else null,
+            charging = plugged?.takeIf { it >= 0 }?.let { it != 0 },
+            lowPowerMode = power.isPowerSaveMode,
+            thermalState = thermalState(),
+            foreground = me.importance == ActivityManager.RunningAppProcessInfo.IMPORTANCE_FOREGROUND,
+            screenOn = power.isInteractive, // API 20
+        )
+    }
+
+    /** PSS of this process (Debug.getPss, kB) and the native heap in use: read outside the timed loop (ms each). */
+    override fun memory(): MemoryReading = MemoryReading("pss", Debug.getPss() * 1024, Debug.getNativeHeapAllocatedSize())
 
     private fun batteryState(): String {
         val sticky = context.registerReceiver(null, IntentFilter(Intent.ACTION_BATTERY_CHANGED)) ?: return "unknown"

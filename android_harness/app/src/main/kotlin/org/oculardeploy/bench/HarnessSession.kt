@@ -4,6 +4,7 @@ import android.content.Context
 import org.oculardeploy.bench.core.BenchRunner
 import org.oculardeploy.bench.core.Plan
 import org.oculardeploy.bench.core.PlanExecutor
+import org.oculardeploy.bench.core.PlanImport
 import org.oculardeploy.bench.core.Progress
 import org.oculardeploy.bench.core.ResultWriter
 import java.io.File
@@ -13,7 +14,7 @@ import java.io.File
  * [launchId] (the `launch_id` extra of `deploy bench android`) goes into every result.
  */
 class HarnessSession(private val context: Context, planArg: String?, val launchId: String? = null) {
-    private val located = PlanFolder.locate(planArg, context.assets)
+    private val located = PlanFolder.locate(importIfPushed(context, planArg), context.assets)
     val folder: PlanFolder = located.first
     val plan: Plan = Plan.parse(folder.readText(located.second))
 
@@ -40,4 +41,17 @@ class HarnessSession(private val context: Context, planArg: String?, val launchI
             launchId = launchId,
         )
     }
+}
+
+/**
+ * A plan file outside the app's own folders (`deploy bench android` pushes to /data/local/tmp) is copied
+ * into files/plans first ([PlanImport] says why that works on Android 5 to 15); assets and plans already
+ * in the app's folders are used where they are.
+ */
+internal fun importIfPushed(context: Context, planArg: String?): String? {
+    if (planArg.isNullOrBlank() || planArg.startsWith(PlanFolder.ASSET_PREFIX)) return planArg
+    val file = File(planArg)
+    val own = listOfNotNull(context.filesDir, context.getExternalFilesDir(null))
+    if (!PlanImport.needsImport(file, own)) return planArg
+    return PlanImport.copy(file, File(context.filesDir, "plans")).path
 }

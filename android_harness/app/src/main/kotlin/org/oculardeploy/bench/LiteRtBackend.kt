@@ -2,6 +2,7 @@ package org.oculardeploy.bench
 
 import org.oculardeploy.bench.core.InferenceBackend
 import org.oculardeploy.bench.core.Phase
+import org.oculardeploy.bench.core.Placement
 import org.oculardeploy.bench.core.PhaseTimer
 import org.oculardeploy.bench.core.PlanRun
 import org.tensorflow.lite.DataType
@@ -67,12 +68,18 @@ class LiteRtBackend(private val run: PlanRun, private val mapModel: () -> Mapped
         val model = timer.time(Phase.LOAD) { mapModel() }
         val configure = configurers[run.computeUnits]
             ?: throw IllegalArgumentException("unknown compute units ${run.computeUnits}; use cpu, gpu or nnapi")
+        val logBefore = delegateLog() // outside the timed phases: reading logcat takes milliseconds
         val interp = timer.time(Phase.COMPILE) {
             val options = Interpreter.Options()
             configure(options)
             Interpreter(model, options).also { it.allocateTensors() }
         }
         interpreter = interp
+        val logAfter = delegateLog()
+        val fresh = if (logAfter.startsWith(logBefore)) logAfter.substring(logBefore.length) else logAfter
+        placement = Placement.fromDelegateLog(fresh) ?: Placement.unknown(
+            "no \"Replacing N out of M node(s) with delegate\" line in this app's tflite log (no delegate applied, " +
+                "or logcat unreadable)")
         val inTensor = interp.getInputTensor(0)
         input = ByteBuffer.allocateDirect(inTensor.numBytes()).order(ByteOrder.nativeOrder())
         val outIndex = try {
@@ -103,6 +110,25 @@ class LiteRtBackend(private val run: PlanRun, private val mapModel: () -> Mapped
 
     private fun quantize(x: Float, scale: Double, zeroPoint: Int, lo: Int, hi: Int): Int =
         (Math.round(x / scale).toInt() + zeroPoint).coerceIn(lo, hi)
+
+    private var placement = Placement.unknown("not prepared")
+
+    override fun placement(): Placement = placement
+
+    /** LiteRT's own invoke time of the last run (no Java buffer copies): what `benchmark_model` reports. */
+    override fun lastNativeInferenceNs(): Long? = interpreter?.lastNativeInferenceDurationNanoseconds
+
+    /**
+     * This app's own `tflite` log lines (an app may read its own log since Android 4.1, no permission):
+     * the delegate logs "Replacing N out of M node(s) with delegate" when it is applied
+     * (tensorflow/lite/core/subgraph.cc), the node count the Java API does not expose.
+     */
+    private fun delegateLog(): String = try {
+        val p = ProcessBuilder("logcat", "-d", "-v", "raw", "-s", "tflite:I").redirectErrorStream(true).start()
+        p.inputStream.bufferedReader().use { it.readText() }.also { p.waitFor() }
+    } catch (e: Exception) {
+        ""
+    }
 
     override fun run() {
         input.rewind()

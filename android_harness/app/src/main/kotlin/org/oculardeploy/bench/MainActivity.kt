@@ -14,8 +14,9 @@ import org.oculardeploy.bench.core.LaunchGuard
 
 /**
  * One screen: the plan, a Run button, progress. `adb shell am start -n
- * org.oculardeploy.bench/.MainActivity --es plan /sdcard/Android/data/org.oculardeploy.bench/files/plans/P/plan.json
- * --es launch_id L` (what `deploy bench android` runs; or `--es plan asset:bench_plan/plan.json`) runs the plan at once.
+ * org.oculardeploy.bench/.MainActivity --es plan /data/local/tmp/ocularbench/plans/P/plan.json
+ * --es launch_id L` (what `deploy bench android` runs; the app copies the plan into its own files first;
+ * or `--es plan asset:bench_plan/plan.json`) runs the plan at once.
  *
  * The benchmark belongs to the process, not to an activity: [RunningSession] holds it, and an activity
  * created again (a configuration change the manifest does not declare, the intent re-delivered from

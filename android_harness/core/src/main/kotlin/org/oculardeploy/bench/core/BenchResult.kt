@@ -31,6 +31,19 @@ data class RuntimeInfo(
     val options: Map<String, Any>? = null,
 )
 
+/**
+ * results v2's additions (toolchain/bench/measures.py), JSON-ready: `memory`, `placement` and `device_state`
+ * as built by [MemoryResult], [Placement] and [StateRecorder] (or read back from a file as they were).
+ */
+data class V2Fields(
+    val coldLoadNs: Long?,
+    val warmLoadNs: List<Long>,
+    val nativeLatencyNs: List<Long>?,
+    val memory: JSONObject?,
+    val placement: JSONObject,
+    val deviceState: JSONObject,
+)
+
 /** One run: raw integer nanoseconds, never statistics (those are computed in Python). */
 data class BenchResult(
     val runId: String,
@@ -58,12 +71,14 @@ data class BenchResult(
     val runKey: String? = null,
     /** What one latency sample contains; null only when read from a file that did not say. */
     val timedRegion: String? = TIMED_REGION,
+    /** results v2 fields; null: a v1 result (read from an older file), written back as v1. */
+    val v2: V2Fields? = null,
 ) {
     /** The results v1 JSON object; nulls are written as JSON null (org.json drops a key put with Kotlin null). */
     fun toJson(): JSONObject {
         fun n(v: Any?): Any = v ?: JSONObject.NULL
         return JSONObject()
-            .put("schema_version", SCHEMA_VERSION)
+            .put("schema_version", if (v2 == null) 1 else SCHEMA_VERSION)
             .put("run_id", runId)
             .put("status", status)
             .put("error", n(error))
@@ -99,10 +114,21 @@ data class BenchResult(
             .put("feature_dim", n(featureDim))
             .put("feature_sample", featureSample?.let { s -> JSONArray().also { a -> s.forEach { a.put(it) } } } ?: JSONObject.NULL)
             .apply { notes?.let { put("notes", it) } }
+            .apply {
+                v2?.let { m ->
+                    put("cold_load_ns", n(m.coldLoadNs))
+                    put("warm_load_ns", JSONArray().also { a -> m.warmLoadNs.forEach { a.put(it) } })
+                    put("native_latency_ns", m.nativeLatencyNs?.let { l -> JSONArray().also { a -> l.forEach { a.put(it) } } } ?: JSONObject.NULL)
+                    put("memory", n(m.memory))
+                    put("placement", m.placement)
+                    put("device_state", m.deviceState)
+                }
+            }
     }
 
     companion object {
-        const val SCHEMA_VERSION = 1
+        /** What this writer writes; version 1 files still read (and write back as 1). */
+        const val SCHEMA_VERSION = 2
         const val FEATURE_SAMPLE_LEN = 16
 
         /** One inference on an input set before the loop, plus reading every feature back as float32 (iOS times the same). */
@@ -120,10 +146,12 @@ data class BenchResult(
             return id.take(128).also { check(RUN_ID.matches(it)) }
         }
 
-        /** Read a results v1 file (the shared fixtures); a wrong field is a [PlanException] naming it. */
+        /** Read a results v1 or v2 file (the shared fixtures); a wrong field is a [PlanException] naming it. */
         fun fromJson(text: String): BenchResult {
-            val r = Reader(JSONObject(text), "result")
-            if (r.int("schema_version") != SCHEMA_VERSION) throw PlanException("result.schema_version is not $SCHEMA_VERSION")
+            val o = JSONObject(text)
+            val r = Reader(o, "result")
+            val version = r.int("schema_version")
+            if (version != 1 && version != SCHEMA_VERSION) throw PlanException("result.schema_version $version is not 1 or $SCHEMA_VERSION")
             val a = r.obj("artifact")
             val d = r.obj("device")
             val app = r.obj("app")
@@ -155,6 +183,14 @@ data class BenchResult(
                 launchId = r.stringOrNull("launch_id"),
                 runKey = r.stringOrNull("run_key"),
                 timedRegion = r.stringOrNull("timed_region"),
+                v2 = if (version == 1) null else V2Fields(
+                    coldLoadNs = r.longOrNull("cold_load_ns"),
+                    warmLoadNs = r.array("warm_load_ns").map { (it as Number).toLong() },
+                    nativeLatencyNs = r.arrayOrNull("native_latency_ns")?.map { (it as Number).toLong() },
+                    memory = if (o.isNull("memory")) null else o.getJSONObject("memory"),
+                    placement = o.getJSONObject("placement"),
+                    deviceState = o.getJSONObject("device_state"),
+                ),
             )
         }
     }

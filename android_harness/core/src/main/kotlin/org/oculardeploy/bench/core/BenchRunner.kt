@@ -7,6 +7,12 @@ interface Environment {
 
     /** One of nominal, fair, serious, critical, unknown (results v1 `thermal_state_*`). */
     fun thermalState(): String
+
+    /** Battery, charging, low power, thermal state, foreground, screen now (results v2 `device_state`). */
+    fun readState(): DeviceState? = DeviceState(null, null, device.lowPowerMode, thermalState(), null, null)
+
+    /** This process's memory now (results v2 `memory`), or null where it cannot be read. */
+    fun memory(): MemoryReading? = null
 }
 
 /** Progress of one run: [done] of [total] timed iterations. */
@@ -15,6 +21,24 @@ fun interface Progress {
 }
 
 private class StopRequested(val reason: String) : Exception(reason)
+
+/** Sums each phase's durations with the runner's clock (a backend never times itself). */
+private class PhaseSum(private val clock: NanoClock) : PhaseTimer {
+    var loadNs: Long? = null
+    var compileNs: Long? = null
+    val totalNs: Long? get() = if (loadNs == null && compileNs == null) null else (loadNs ?: 0L) + (compileNs ?: 0L)
+
+    override fun <T> time(phase: Phase, block: () -> T): T {
+        val t0 = clock.nanoTime()
+        val value = block()
+        val dt = clock.nanoTime() - t0
+        when (phase) {
+            Phase.LOAD -> loadNs = (loadNs ?: 0L) + dt
+            Phase.COMPILE -> compileNs = (compileNs ?: 0L) + dt
+        }
+        return value
+    }
+}
 
 /**
  * The timing loop: prepare (load/compile, timed), first inference (timed, on the fixed input so
@@ -51,8 +75,14 @@ class BenchRunner(
         val proto = plan.protocol
         val thermalStart = env.thermalState()
         val samples = ArrayList<Long>(proto.iterations)
-        var loadNs: Long? = null
-        var compileNs: Long? = null
+        val phases = PhaseSum(clock)
+        val state = StateRecorder(clock) { env.readState() }
+        state.sample()
+        val memBefore = safely { env.memory() }
+        val memDuring = ArrayList<MemoryReading>()
+        var native: ArrayList<Long>? = ArrayList(proto.iterations)
+        val warmLoads = ArrayList<Long>()
+        var placement = Placement.unknown("the run failed before the model was built")
         var firstNs: Long? = null
         var featureDim: Int? = null
         var featureSample: List<Double>? = null
@@ -66,18 +96,9 @@ class BenchRunner(
             backend = b
             runtimeName = b.runtimeName
             runtimeVersion = b.runtimeVersion
-            b.prepare(object : PhaseTimer {
-                override fun <T> time(phase: Phase, block: () -> T): T {
-                    val t0 = clock.nanoTime()
-                    val value = block()
-                    val dt = clock.nanoTime() - t0
-                    when (phase) {
-                        Phase.LOAD -> loadNs = (loadNs ?: 0L) + dt
-                        Phase.COMPILE -> compileNs = (compileNs ?: 0L) + dt
-                    }
-                    return value
-                }
-            })
+            b.prepare(phases)
+            placement = safely { b.placement() } ?: Placement.unknown("the backend could not say")
+            safely { env.memory() }?.let { memDuring.add(it) }
             val fixed = fixedPixels()
             val n = run.input.elementCount
             fixed?.let { require(it.size == n) { "fixed input has ${it.size} values; ${run.input.name} takes $n" } }
@@ -96,15 +117,39 @@ class BenchRunner(
             }
             b.setInput(timed)
             repeat(proto.warmup) { b.run(); b.output() }
+            state.sample()
             var lastReport = clock.nanoTime()
             for (i in 0 until proto.iterations) {
                 shouldStop()?.let { throw StopRequested(it) }
                 samples.add(timeOne(b).first)
+                val nativeNs = safely { b.lastNativeInferenceNs() }
+                if (nativeNs == null) native = null else native?.add(nativeNs)
                 val now = clock.nanoTime()
                 if (now - lastReport >= progressIntervalNs || i + 1 == proto.iterations) {
                     progress.update(run.key, i + 1, proto.iterations)
+                    state.sample() // between samples, at the progress cadence: never inside a timed one
                     lastReport = now
                 }
+            }
+            safely { env.memory() }?.let { memDuring.add(it) }
+            // Warm loads: the same model loaded again (already compiled, caches warm), each in a fresh backend,
+            // after the timed loop and with the timed backend closed, so neither disturbs the other.
+            backend = null
+            b.close()
+            try {
+                repeat(WARM_LOADS) {
+                    val w = openBackend()
+                    try {
+                        val sum = PhaseSum(clock)
+                        w.prepare(sum)
+                        sum.totalNs?.let { warmLoads.add(it) }
+                    } finally {
+                        w.close()
+                    }
+                }
+            } catch (e: Exception) { // the timed run stands; only the warm loads are cut short
+                notes = listOfNotNull(notes, "warm load ${warmLoads.size + 1} failed: ${e.javaClass.simpleName}: ${e.message}")
+                    .joinToString("; ")
             }
         } catch (e: StopRequested) {
             error = "stopped after ${samples.size} of ${proto.iterations} iterations: ${e.reason}"
@@ -126,6 +171,16 @@ class BenchRunner(
             samples.isEmpty() -> "error"
             else -> "partial"
         }
+        state.sample()
+        val memAfter = safely { env.memory() }
+        val v2 = V2Fields(
+            coldLoadNs = phases.totalNs,
+            warmLoadNs = warmLoads.toList(),
+            nativeLatencyNs = if (status == "error") null else native?.toList()?.takeIf { it.size == samples.size },
+            memory = MemoryResult.of(memBefore, memDuring, memAfter)?.toJson(),
+            placement = placement.toJson(),
+            deviceState = state.toJson(),
+        )
         return BenchResult(
             runId = BenchResult.newRunId(plan.planId, run.key),
             status = status,
@@ -140,8 +195,8 @@ class BenchRunner(
             runtime = RuntimeInfo(runtimeName, runtimeVersion, run.computeUnits, run.delegate, run.threads,
                 run.effectiveGpuOptions?.toMap()),
             protocol = proto,
-            loadNs = loadNs,
-            compileNs = compileNs,
+            loadNs = phases.loadNs,
+            compileNs = phases.compileNs,
             firstInferenceNs = firstNs,
             latencyNs = if (status == "error") emptyList() else samples.toList(),
             featureDim = featureDim,
@@ -149,7 +204,15 @@ class BenchRunner(
             notes = notes,
             launchId = launchId,
             runKey = run.key,
+            v2 = v2,
         )
+    }
+
+    /** A measurement beside the timings must never fail the run: null when it throws. */
+    private fun <T> safely(read: () -> T?): T? = try {
+        read()
+    } catch (e: Exception) {
+        null
     }
 
     /** One sample: the inference and reading its features back (what [BenchResult.TIMED_REGION] says). */
@@ -163,6 +226,9 @@ class BenchRunner(
     companion object {
         /** At most four progress reports a second. */
         const val DEFAULT_PROGRESS_INTERVAL_NS = 250_000_000L
+
+        /** Warm loads after the timed loop (toolchain/bench/measures.py WARM_LOADS). */
+        const val WARM_LOADS = 3
     }
 }
 

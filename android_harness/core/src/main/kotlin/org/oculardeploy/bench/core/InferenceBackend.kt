@@ -35,6 +35,12 @@ interface InferenceBackend : AutoCloseable {
      * a backend may return the same array every time (valid until the next [run]).
      */
     fun output(): FloatArray
+
+    /** The runtime's own duration of the last [run] (LiteRT's native invoke time), or null where it has none. */
+    fun lastNativeInferenceNs(): Long? = null
+
+    /** Where the graph runs, known after [prepare] (results v2 `placement`). */
+    fun placement(): Placement = Placement.unknown("the runtime does not report where its nodes run")
 }
 
 /** A monotonic clock in nanoseconds (System.nanoTime on the device, a fake one in tests). */
