@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from toolchain.errors import StageFailedError
 from toolchain.pipeline.engine import PipelineError, Stage, run
 
 
@@ -47,8 +48,10 @@ def test_config_change_reruns_that_stage_and_downstream_only(tmp_path):
 
 def test_failed_stage_leaves_nothing_and_rerun_completes(tmp_path):
     calls = []
-    with pytest.raises(RuntimeError):
+    with pytest.raises(StageFailedError, match="teacher: RuntimeError: boom. Not run because of it: rep") as e:
         run(make(calls, fail_on="teacher"), tmp_path)
+    assert isinstance(e.value.__cause__, RuntimeError)  # the stage's own exception, for the traceback
+    assert [r.status for r in e.value.reports] == ["ran", "failed", "blocked"]
     assert not list((tmp_path / "train").iterdir())  # no half output, no temp folder
     r = run(make(calls), tmp_path)
     assert [x.status for x in r] == ["cached", "ran", "ran"]
