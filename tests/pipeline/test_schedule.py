@@ -142,3 +142,31 @@ def test_bad_jobs_and_executor_are_refused(fns, tmp_path):
         run(st, tmp_path / "w", jobs=2, executor=executors.make("inline", tmp_path / "w"))
     with pytest.raises(Exception, match="unknown executor 'slurmm'; known: inline, local, local-submitit, slurm"):
         executors.make("slurmm", tmp_path / "w")
+
+
+def test_cleanup_keeps_the_temp_folder_of_a_stage_another_run_holds(fns, tmp_path):
+    """On a cluster the writer's pid is on another node; its driver's stage lock says the attempt is alive."""
+    from toolchain.pipeline.schedule import StageLock
+
+    work = tmp_path / "w"
+    run([Stage("a", "data", {"text": "a"}, fns.write)], work)
+    held = Stage("b", "compress", {"text": "b"}, fns.write)
+    other = Stage("c", "compress", {"text": "c"}, fns.write)
+    from toolchain.pipeline.engine import resolve
+
+    resolve([held, other])
+    dead_pid = 2 ** 22 + 1  # above pid_max's default: no such process here
+    temps = {}
+    for s in (held, other):
+        t = work / "compress" / f".{s.folder(work).name}.{dead_pid}-abc.tmp"
+        t.mkdir(parents=True)
+        temps[s.name] = t
+    lock = StageLock.of(work, held)
+    assert lock.try_acquire()
+    try:
+        said: list[str] = []
+        run([Stage("a", "data", {"text": "a"}, fns.write)], work, progress=said.append)
+    finally:
+        lock.release()
+    assert temps["b"].is_dir() and not temps["c"].exists()
+    assert any(temps["c"].name in m for m in said)

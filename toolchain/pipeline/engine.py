@@ -4,7 +4,7 @@ A stage's key is the sha256 of its kind, its config and its dependencies' keys, 
 anywhere upstream re-keys everything downstream. Its output folder is
 ``WORK/<kind>/<name>-<key12>/``, written through :func:`toolchain.fsutil.atomic_dir`: the
 rename at the end is the commit point, so a stage killed at any moment leaves only a
-``.tmp`` folder, which the next run removes. ``stage.json`` inside records the key, config
+``.tmp`` folder, which the next run removes (:mod:`toolchain.pipeline.schedule` runs the graph). ``stage.json`` inside records the key, config
 and the stage's summary.
 
 >>> key_of("train", {"epochs": 2}, ["ab"]) == key_of("train", {"epochs": 2}, ["ab"])
@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from toolchain import jsonio
 from toolchain.errors import PipelineError, ToolchainError
-from toolchain.fsutil import atomic_dir, clean_stale_temps
+from toolchain.fsutil import atomic_dir
 
 STAGE_FILE = "stage.json"
 #: Order of stage kinds (what --only / --force name).
@@ -131,15 +131,6 @@ def resolve(stages: list[Stage]) -> list[Stage]:
     for s in stages:
         visit(s, ())
     return ordered
-
-
-def clean_stale(work: Path) -> list[Path]:
-    """Remove temporary folders left by a stage that was killed (they are never valid outputs)."""
-    removed: list[Path] = []
-    if work.is_dir():
-        for kind_dir in sorted(p for p in work.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            removed += clean_stale_temps(kind_dir)  # a live run's temps (its pid still running) are kept
-    return removed
 
 
 def load_done(stage: Stage, work: Path) -> Done | None:

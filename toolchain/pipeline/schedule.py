@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from toolchain.errors import PipelineError, StageFailedError, ToolchainError
-from toolchain.fsutil import check_output_dir, claim_output_dir
-from toolchain.pipeline.engine import (KINDS, Done, Stage, StageReport, clean_stale, load_done, resolve,
-                                       task_of)
+from toolchain.fsutil import check_output_dir, claim_output_dir, clean_stale_temps
+from toolchain.pipeline.engine import KINDS, Done, Stage, StageReport, load_done, resolve, task_of
 
 #: How often the driver looks again at a stage another run holds (seconds).
 LOCK_POLL_S = 0.5
@@ -35,9 +34,13 @@ LOCK_POLL_S = 0.5
 class StageLock:
     """An exclusive, non-blocking ``flock`` on one stage's lock file, held by the driver while the stage runs."""
 
-    def __init__(self, work: Path, stage: Stage) -> None:
-        self.path = work / ".locks" / f"{stage.kind}-{stage.folder(work).name}.lock"
+    def __init__(self, work: Path, kind: str, folder_name: str) -> None:
+        self.path = work / ".locks" / f"{kind}-{folder_name}.lock"
         self._fd: int | None = None
+
+    @classmethod
+    def of(cls, work: Path, stage: Stage) -> "StageLock":
+        return cls(work, stage.kind, stage.folder(work).name)
 
     def try_acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +76,28 @@ def _claim(work: Path) -> None:
         claim_output_dir(work, "pipeline", what="pipeline work folder")
     finally:
         os.close(fd)  # closing drops the lock
+
+
+def _clean_stale(work: Path) -> list[Path]:
+    """Remove what killed stage attempts left, except the temp folders of stages another run holds.
+
+    A temp folder names its writer's pid, but on a cluster that pid lives on another node: the stage lock, which
+    the driver of that job holds (``flock`` reaches across NFS), is what says the attempt is still alive.
+    """
+    removed: list[Path] = []
+    if not work.is_dir():
+        return removed
+    for kind_dir in sorted(p for p in work.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        names = {p.name[1:].rsplit(".", 2)[0] for p in kind_dir.iterdir()
+                 if p.name.startswith(".") and p.name.endswith((".tmp", ".old"))}
+        for name in sorted(names):
+            lock = StageLock(work, kind_dir.name, name)
+            if lock.try_acquire():
+                try:
+                    removed += clean_stale_temps(kind_dir, name)
+                finally:
+                    lock.release()
+    return removed
 
 
 def _error_text(e: BaseException) -> str:
@@ -140,7 +165,7 @@ def run(stages: list[Stage], work: Path, *, only: set[str] | None = None, force:
     to_run = _plan(ordered, work, only, force, dry_run, done, reports)
     if not dry_run:
         _claim(work)
-        for p in clean_stale(work):
+        for p in _clean_stale(work):
             say(f"removed a half-written stage output left by an interrupted run: {p.name}")
         driver = _Driver(work, executor, jobs or executor.default_jobs(len(to_run)), force, say, done, reports)
         driver.drive(to_run)
@@ -213,7 +238,7 @@ class _Driver:
                 continue
             if len(self.running) >= self.jobs or not all(d in self.done for d in s.deps):
                 continue
-            lock = StageLock(self.work, s)
+            lock = StageLock.of(self.work, s)
             if not lock.try_acquire():
                 if s.name not in self.waiting:
                     self.waiting.add(s.name)
