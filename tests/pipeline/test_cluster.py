@@ -15,7 +15,8 @@ from toolchain.errors import PipelineError, StageFailedError
 from toolchain.pipeline import executors
 from toolchain.pipeline.cluster import ClusterSection, StageResources, check_stage_names, submitit_parameters
 from toolchain.pipeline.config import parse
-from toolchain.pipeline.engine import Stage, run
+from toolchain.pipeline.engine import Stage
+from toolchain.pipeline.schedule import run
 
 DEPLOY = str(Path(sys.executable).parent / "deploy")
 BASE = {"data": {"synth": {"subjects": 4, "images_per_subject": 2, "size": 32}},

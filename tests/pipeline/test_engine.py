@@ -10,7 +10,8 @@ import textwrap
 import pytest
 
 from toolchain.errors import StageFailedError
-from toolchain.pipeline.engine import PipelineError, Stage, run
+from toolchain.pipeline.engine import PipelineError, Stage
+from toolchain.pipeline.schedule import run
 
 
 def make(calls, fail_on=None):
@@ -87,7 +88,8 @@ def test_killed_mid_stage_restarts_cleanly(tmp_path):
     script.write_text(textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from toolchain.pipeline.engine import Stage, run
+        from toolchain.pipeline.engine import Stage
+        from toolchain.pipeline.schedule import run
         def slow(ctx):
             (ctx.out / "big.bin").write_bytes(b"0" * 1000)
             print("STARTED", flush=True)

@@ -12,7 +12,8 @@ import pytest
 
 from toolchain.errors import PipelineError, StageFailedError
 from toolchain.pipeline import executors
-from toolchain.pipeline.engine import Stage, run
+from toolchain.pipeline.engine import Stage
+from toolchain.pipeline.schedule import run
 
 # Worker processes import stage functions by module name, so they live in a real module on PYTHONPATH.
 STAGE_FNS = textwrap.dedent('''
@@ -34,11 +35,14 @@ STAGE_FNS = textwrap.dedent('''
             time.sleep(0.05)
         ctx.progress(f"{ctx.config['me']} met {ctx.config['partner']}")
         (ctx.out / "out.txt").write_text(ctx.config["me"])
-        return {}
+        return {"pid": os.getpid()}
 
     def fail(ctx):
         (ctx.out / "partial.bin").write_bytes(b"x")
         raise RuntimeError("boom")
+
+    def crash(ctx):
+        os._exit(3)  # as a converter's segfault would: no exception, no message
 
     def counted(ctx):
         """Append to a log outside the work folder, then take a while (so two runs overlap)."""
@@ -77,7 +81,9 @@ def test_ready_stages_run_at_the_same_time(fns, tmp_path):
     assert any(m.startswith("running (2/2): ") and {"b", "c"} <= set(m.split(": ")[1].split(", ")) for m in said)
     assert "[b] b met c" in said  # a worker's progress comes back, named by its stage
     assert (tmp_path / "w" / ".logs").is_dir()
-    assert len({r.summary.get("pid") for r in (reports[0], reports[3])} | {os.getpid()}) == 3  # subprocesses
+    pids = {r.summary["pid"] for r in reports}
+    assert len(pids) == 2 and os.getpid() not in pids  # two worker processes, reused for the four stages
+    assert (tmp_path / "w" / ".logs" / f"compress-{reports[1].path.name}.log").is_file()
 
 
 def test_one_job_at_a_time_would_never_meet(fns, tmp_path):
@@ -109,6 +115,16 @@ def test_a_failure_stops_only_its_dependants(fns, tmp_path):
     assert blocked == {"export-bad": "not run: bad failed", "report": "not run: bad failed"}
     assert "(log: " in next(r.error for r in e.value.reports if r.name == "bad")
     assert not list((tmp_path / "w" / "compress").glob(".*.tmp"))  # the failed stage left no half folder
+
+
+def test_a_worker_that_dies_fails_only_its_stage(fns, tmp_path):
+    stages = [Stage("a", "data", {}, fns.crash), Stage("b", "data", {"text": "b"}, fns.write),
+              Stage("c", "train", {"text": "c"}, fns.write, deps=["b"])]
+    with pytest.raises(StageFailedError) as e:
+        run(stages, tmp_path / "w", jobs=2)
+    status = {r.name: (r.status, r.error) for r in e.value.reports}
+    assert status["a"][0] == "failed" and "worker exited with status 3" in status["a"][1]
+    assert status["b"] == ("ran", None) and status["c"] == ("ran", None)
 
 
 def test_two_runs_on_one_work_folder_do_each_stage_once(fns, tmp_path):
@@ -170,3 +186,14 @@ def test_cleanup_keeps_the_temp_folder_of_a_stage_another_run_holds(fns, tmp_pat
         lock.release()
     assert temps["b"].is_dir() and not temps["c"].exists()
     assert any(temps["c"].name in m for m in said)
+
+
+def test_help_names_every_executor():
+    from typer.testing import CliRunner
+
+    from toolchain.cli import app
+
+    r = CliRunner().invoke(app, ["pipeline", "run", "--help"], env={"COLUMNS": "300"})
+    assert r.exit_code == 0
+    for name in executors.EXECUTORS.names():
+        assert f"{name} (" in r.output, name

@@ -36,7 +36,7 @@ def _run(config, dry_run: bool, only: list[str] | None, force: list[str] | None,
     """Run a validated :class:`~toolchain.pipeline.config.PipelineConfig`."""
     from toolchain.pipeline import executors
     from toolchain.pipeline.cluster import check_stage_names
-    from toolchain.pipeline.engine import run
+    from toolchain.pipeline.schedule import run
     from toolchain.pipeline.stages import build_stages
 
     work = Path(config.pipeline.work_dir)
@@ -83,7 +83,7 @@ def run_cmd(
     force: Annotated[Optional[list[str]], typer.Option("--force", help="Rerun this stage kind or name even if done (repeatable).")] = None,
     ci: Annotated[bool, typer.Option("--ci", help="Print a machine-readable JSON summary on stdout; exit 1 on any parity failure.")] = False,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Run up to N ready stages (all inputs done) at once; a failed stage stops only its dependants. Default: 1 (with --executor slurm: every ready stage).")] = None,
-    executor: Annotated[Optional[str], typer.Option("--executor", help="Where stages run: inline (this process; default for --jobs 1), local (a subprocess per stage; default for --jobs >1), slurm (a Slurm job per stage via submitit, resources from [cluster]), local-submitit (submitit's local executor, for testing the Slurm path).")] = None,
+    executor: Annotated[Optional[str], typer.Option("--executor", help="Where stages run: inline (this process; default for --jobs 1), local (a subprocess per stage; default for --jobs >1), slurm (a Slurm job per stage via submitit, resources from the recipe's cluster section), local-submitit (submitit's local executor, for testing the Slurm path).")] = None,
 ) -> None:
     """Run the pipeline: every stage is keyed by a hash of its config and inputs, so reruns skip what is done.
 

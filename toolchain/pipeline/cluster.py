@@ -32,7 +32,7 @@ from typing import Any
 
 from toolchain.errors import PipelineError
 from toolchain.pipeline.engine import KINDS, Stage, Task
-from toolchain.pipeline.executors import MessageFn
+from toolchain.progress import MessageFn
 
 _MIN0 = {"minimum": 0}
 _MIN1 = {"minimum": 1}
@@ -182,3 +182,6 @@ class SubmititExecutor:
         with self._lock:
             for job in list(self._jobs):
                 job.cancel(check=False)
+
+    def close(self) -> None:
+        return None

@@ -31,8 +31,7 @@ STAGE_FILE = "stage.json"
 KINDS = ("data", "train", "compress", "evaluate", "export", "bench", "plan", "report")
 
 
-__all__ = ["PipelineError", "Stage", "Context", "Done", "Task", "StageReport", "run", "execute", "resolve", "key_of",
-           "KINDS"]
+__all__ = ["PipelineError", "Stage", "Context", "Done", "Task", "StageReport", "execute", "resolve", "key_of", "KINDS"]
 
 
 def key_of(kind: str, config: dict[str, Any], dep_keys: list[str]) -> str:
@@ -168,13 +167,3 @@ def execute(task: "Task", progress: Callable[[str], None]) -> dict[str, Any]:
         (tmp / STAGE_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
     shutil.rmtree(task.scratch, ignore_errors=True)
     return summary
-
-
-def run(stages: list[Stage], work: Path, *, only: set[str] | None = None, force: set[str] | None = None,
-        dry_run: bool = False, progress: Callable[[str], None] | None = None, jobs: int | None = None,
-        executor: Any = None) -> list[StageReport]:
-    """Run stages in dependency order, cached ones skipped; see :func:`toolchain.pipeline.schedule.run`."""
-    from toolchain.pipeline.schedule import run as run_graph
-
-    return run_graph(stages, work, only=only, force=force, dry_run=dry_run, progress=progress, jobs=jobs,
-                     executor=executor)

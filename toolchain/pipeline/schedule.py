@@ -224,6 +224,7 @@ class _Driver:
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
+            self.executor.close()
 
     def _start_ready(self, pending: list[Stage], pool: cf.ThreadPoolExecutor | None) -> None:
         started = False

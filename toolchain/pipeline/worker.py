@@ -1,8 +1,9 @@
-"""``python -m toolchain.pipeline.worker``: run one pipeline stage sent pickled on stdin (the ``local`` executor).
+"""``python -m toolchain.pipeline.worker``: run pipeline stages sent on stdin, one after another (``local`` executor).
 
-Protocol: JSON lines on the *original* stdout — ``{"progress": msg}`` while it runs, ``{"error": msg}`` on failure
-(exit 1). Anything the libraries print goes to stderr instead (fd 1 is pointed there first), so a converter's chatter
-cannot corrupt the protocol; the driver keeps stderr as the stage's log.
+Protocol. In: frames of an 8-byte big-endian length and a pickled ``(log path, Task)``; end of input ends the worker.
+Out: JSON lines on the *original* stdout — ``{"progress": msg}`` while a stage runs, then ``{"done": true}`` or
+``{"error": msg}``. While a stage runs, fds 1 and 2 point at its log file, so whatever the libraries print (a
+converter's chatter, a traceback) lands there and cannot corrupt the protocol.
 """
 
 from __future__ import annotations
@@ -14,24 +15,38 @@ import sys
 import traceback
 
 
+def _read_frame(stream) -> bytes | None:
+    head = stream.read(8)
+    if len(head) < 8:
+        return None
+    return stream.read(int.from_bytes(head, "big"))
+
+
 def main() -> int:
     proto = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
 
-    def send(**msg: str) -> None:
+    def send(**msg) -> None:
         proto.write(json.dumps(msg) + "\n")
         proto.flush()
 
     from toolchain.errors import ToolchainError
     from toolchain.pipeline.engine import execute
 
-    try:
-        task = pickle.load(sys.stdin.buffer)  # written by our own driver into this child's stdin
-        execute(task, lambda m: send(progress=m))
-    except BaseException as e:  # noqa: BLE001  # every failure is reported to the driver, then exit 1
-        traceback.print_exc()
-        send(error=str(e) if isinstance(e, ToolchainError) else f"{type(e).__name__}: {e}")
-        return 1
+    while (frame := _read_frame(sys.stdin.buffer)) is not None:
+        log, task = pickle.loads(frame)  # written by our own driver into this child's stdin
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        try:
+            execute(task, lambda m: send(progress=m))
+        except Exception as e:  # noqa: BLE001  # reported to the driver; the worker takes the next stage
+            traceback.print_exc()
+            send(error=str(e) if isinstance(e, ToolchainError) else f"{type(e).__name__}: {e}")
+        else:
+            send(done=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
     return 0
 
 
