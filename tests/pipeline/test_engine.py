@@ -109,3 +109,17 @@ def test_killed_mid_stage_restarts_cleanly(tmp_path):
     assert not list((tmp_path / "work" / "data").glob(".*.tmp"))
     (done,) = (tmp_path / "work" / "data").iterdir()
     assert json.loads((done / "stage.json").read_text())["name"] == "d"
+
+
+def test_an_interrupt_keeps_the_table_of_what_happened(tmp_path):
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    ok = lambda ctx: {}  # noqa: E731
+    stages = [Stage("a", "data", {}, ok), Stage("b", "train", {}, interrupted, deps=["a"]),
+              Stage("c", "report", {}, ok, deps=["b"])]
+    with pytest.raises(KeyboardInterrupt) as e:
+        run(stages, tmp_path)
+    assert [(r.name, r.status, r.error) for r in e.value.reports] == [
+        ("a", "ran", None), ("b", "failed", "interrupted"), ("c", "blocked", "interrupted")]
+    assert not list((tmp_path / "train").iterdir())  # no half output

@@ -168,7 +168,13 @@ def run(stages: list[Stage], work: Path, *, only: set[str] | None = None, force:
         for p in _clean_stale(work):
             say(f"removed a half-written stage output left by an interrupted run: {p.name}")
         driver = _Driver(work, executor, jobs or executor.default_jobs(len(to_run)), force, say, done, reports)
-        driver.drive(to_run)
+        try:
+            driver.drive(to_run)
+        except BaseException as e:  # Ctrl-C, or a bug in the driver: the CLI still prints what had happened
+            for s in ordered:  # the stage running in this process when it was interrupted
+                reports.setdefault(s.name, StageReport(s.name, s.kind, "failed", s.folder(work), error="interrupted"))
+            e.reports = [reports[s.name] for s in ordered]  # type: ignore[attr-defined]
+            raise
     out = [reports[s.name] for s in ordered]
     failed = [r for r in out if r.status == "failed"]
     if failed:
