@@ -7,6 +7,8 @@ tiny_ocular with a short fine-tune), which depend on the teacher alone, so ``--j
 ``--jobs 1`` is the tool's default (stages in this process, one after another); ``--jobs 2`` starts a worker
 process per stage, which pays its own imports. Every stage uses one thread (``[teacher] threads = 1``), so two
 jobs fit two cores. The outputs of both runs are compared (sha256 of every weights file): they must be equal.
+On a machine other sessions keep busy, Linux's per-session fair share (``/proc/sys/kernel/sched_autogroup_enabled``)
+gives this run's workers one session's slice between them, so the ratio there says little about an idle machine.
 
     .venv/bin/python benchmarks/pipeline_jobs.py --out benchmarks/results/pipeline_jobs.json
 """
@@ -63,6 +65,13 @@ def _weights(work: Path) -> dict[str, str]:
             for p in sorted((work / "compress").rglob("*.safetensors"))}
 
 
+def _autogroup() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip()
+    except OSError:
+        return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--subjects", type=int, default=16, help="Synthetic subjects (6 images each, 32 px).")
@@ -107,6 +116,7 @@ def main() -> None:
     doc = {"benchmark": "pipeline_jobs", "cpus": os.cpu_count(), "platform": platform.platform(),
            "python": platform.python_version(), "subjects": args.subjects, "finetune_epochs": args.finetune_epochs,
            "runs": rows, "speedup_jobs2_over_jobs1": round(ratio, 3), "outputs_identical": same,
+           "sched_autogroup": _autogroup(),
            "note": "one run each, on a machine shared with other jobs (see the load averages)"}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
