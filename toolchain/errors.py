@@ -88,6 +88,10 @@ class PipelineError(ConfigError):
     """A pipeline file or stage selection that cannot run."""
 
 
+class StageFailedError(PipelineError):
+    """Pipeline stages failed; the stages that did not depend on them still ran (``reports`` lists every stage)."""
+
+
 class UsageError(ToolchainError):
     """Command-line arguments that do not go together."""
 

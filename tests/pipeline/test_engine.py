@@ -9,7 +9,9 @@ import textwrap
 
 import pytest
 
-from toolchain.pipeline.engine import PipelineError, Stage, run
+from toolchain.errors import StageFailedError
+from toolchain.pipeline.engine import PipelineError, Stage
+from toolchain.pipeline.schedule import run
 
 
 def make(calls, fail_on=None):
@@ -47,8 +49,10 @@ def test_config_change_reruns_that_stage_and_downstream_only(tmp_path):
 
 def test_failed_stage_leaves_nothing_and_rerun_completes(tmp_path):
     calls = []
-    with pytest.raises(RuntimeError):
+    with pytest.raises(StageFailedError, match="teacher: RuntimeError: boom. Not run because of it: rep") as e:
         run(make(calls, fail_on="teacher"), tmp_path)
+    assert isinstance(e.value.__cause__, RuntimeError)  # the stage's own exception, for the traceback
+    assert [r.status for r in e.value.reports] == ["ran", "failed", "blocked"]
     assert not list((tmp_path / "train").iterdir())  # no half output, no temp folder
     r = run(make(calls), tmp_path)
     assert [x.status for x in r] == ["cached", "ran", "ran"]
@@ -84,7 +88,8 @@ def test_killed_mid_stage_restarts_cleanly(tmp_path):
     script.write_text(textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from toolchain.pipeline.engine import Stage, run
+        from toolchain.pipeline.engine import Stage
+        from toolchain.pipeline.schedule import run
         def slow(ctx):
             (ctx.out / "big.bin").write_bytes(b"0" * 1000)
             print("STARTED", flush=True)
@@ -104,3 +109,17 @@ def test_killed_mid_stage_restarts_cleanly(tmp_path):
     assert not list((tmp_path / "work" / "data").glob(".*.tmp"))
     (done,) = (tmp_path / "work" / "data").iterdir()
     assert json.loads((done / "stage.json").read_text())["name"] == "d"
+
+
+def test_an_interrupt_keeps_the_table_of_what_happened(tmp_path):
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    ok = lambda ctx: {}  # noqa: E731
+    stages = [Stage("a", "data", {}, ok), Stage("b", "train", {}, interrupted, deps=["a"]),
+              Stage("c", "report", {}, ok, deps=["b"])]
+    with pytest.raises(KeyboardInterrupt) as e:
+        run(stages, tmp_path)
+    assert [(r.name, r.status, r.error) for r in e.value.reports] == [
+        ("a", "ran", None), ("b", "failed", "interrupted"), ("c", "blocked", "interrupted")]
+    assert not list((tmp_path / "train").iterdir())  # no half output

@@ -38,11 +38,17 @@ def _train_cfg(epochs: int, batch_size: int, lr: float, seed: int, device: str, 
 
 
 def _run_with_bar(fn, *args, show: bool = True, **kwargs):
-    if not show:
-        return fn(*args, **kwargs)
-    with progress() as bar:
-        task = bar.add_task("fine-tuning", total=None, status="")
-        return fn(*args, progress=epoch_reporter(bar, task), **kwargs)
+    """Run ``fn`` with a progress bar on rank 0 (torchrun's other ranks show nothing), then leave the process group."""
+    from toolchain.train import distributed as D
+
+    try:
+        if not show or not D.info().is_main:
+            return fn(*args, **kwargs)
+        with progress() as bar:
+            task = bar.add_task("fine-tuning", total=None, status="")
+            return fn(*args, progress=epoch_reporter(bar, task), **kwargs)
+    finally:
+        D.shutdown()
 
 
 def _warn_ignored(method: str, ratio_of: str, gradient_mode: str) -> None:
@@ -66,6 +72,8 @@ def _ratio(x) -> str:
 
 
 def _print_result(res) -> None:
+    if res.bundle is None:  # a torchrun rank other than 0: rank 0 reports
+        return
     prov = res.meta["provenance"]
     comp = prov.get("compression") or {}
     w = res.meta["weights"]

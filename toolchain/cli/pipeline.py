@@ -23,26 +23,34 @@ def _status_table(reports):
     t = Table(title="Pipeline stages", title_justify="left")
     for c in ("stage", "kind", "status", "seconds", "output"):
         t.add_column(c)
-    colour = {"ran": "green", "cached": "cyan", "failed": "red", "would run": "yellow", "not selected": "dim"}
+    colour = {"ran": "green", "cached": "cyan", "failed": "red", "blocked": "magenta", "would run": "yellow",
+              "not selected": "dim"}
     for r in reports:
         t.add_row(r.name, r.kind, Text(r.status, style=colour.get(r.status, "white")),
                   f"{r.seconds:.1f}" if r.seconds else "", str(r.path))
     return t
 
 
-def _run(config, dry_run: bool, only: list[str] | None, force: list[str] | None, ci: bool) -> list:
+def _run(config, dry_run: bool, only: list[str] | None, force: list[str] | None, ci: bool, jobs: int | None = None,
+         executor: str | None = None) -> list:
     """Run a validated :class:`~toolchain.pipeline.config.PipelineConfig`."""
-    from toolchain.pipeline.engine import run
+    from toolchain.pipeline import executors
+    from toolchain.pipeline.cluster import check_stage_names
+    from toolchain.pipeline.schedule import run
     from toolchain.pipeline.stages import build_stages
 
     work = Path(config.pipeline.work_dir)
+    name = executor or ("inline" if (jobs or 1) == 1 else "local")
+    ex = executors.make(name, work, config.cluster)
 
     def say(msg: str) -> None:
         err_console.log(msg)
 
+    stages = build_stages(config)
+    check_stage_names(config.cluster, stages)
     try:
-        reports = run(build_stages(config), work, only=set(only) if only else None, force=set(force or []),
-                      dry_run=dry_run, progress=say)
+        reports = run(stages, work, only=set(only) if only else None, force=set(force or []),
+                      dry_run=dry_run, progress=say, jobs=jobs, executor=ex)
     except BaseException as e:
         reports = getattr(e, "reports", None)
         if reports:
@@ -74,14 +82,17 @@ def run_cmd(
     only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only this stage kind or name (repeatable); its inputs must be done.")] = None,
     force: Annotated[Optional[list[str]], typer.Option("--force", help="Rerun this stage kind or name even if done (repeatable).")] = None,
     ci: Annotated[bool, typer.Option("--ci", help="Print a machine-readable JSON summary on stdout; exit 1 on any parity failure.")] = False,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Run up to N ready stages (all inputs done) at once; a failed stage stops only its dependants. Default: 1 (with --executor slurm: every ready stage).")] = None,
+    executor: Annotated[Optional[str], typer.Option("--executor", help="Where stages run: inline (this process; default for --jobs 1), local (a subprocess per stage; default for --jobs >1), slurm (a Slurm job per stage via submitit, resources from the recipe's cluster section), local-submitit (submitit's local executor, for testing the Slurm path).")] = None,
 ) -> None:
     """Run the pipeline: every stage is keyed by a hash of its config and inputs, so reruns skip what is done.
 
     The whole file is validated first (types, names, values), --dry-run included: every problem in one error.
+    With --jobs N, stages whose inputs are done run in parallel; --executor slurm sends each to Slurm (see README).
     """
     from toolchain.pipeline.config import load
 
-    reports = _run(load(file), dry_run, only, force, ci)
+    reports = _run(load(file), dry_run, only, force, ci, jobs, executor)
     report = next((r for r in reports if r.kind == "report" and r.status in ("ran", "cached")), None)
     if report is not None and not ci:
         console.print(f"report: {report.path / 'report' / 'report.html'} (and report.md)")

@@ -8,6 +8,10 @@ labels), and the run folder gets the same ``splits.json`` / ``protocol-{val,test
 
 Provenance of the output bundle: ``recipe`` (what was done, with every setting), ``compression``
 (ratio, sparsity, widths, removed blocks), ``training`` (the loop's config and history).
+
+Under ``torchrun --nproc-per-node N -m toolchain.cli prune|distill``, every process scores and fine-tunes (the loop
+is DistributedDataParallel, as for ``deploy train``) and only rank 0 writes: the run folder, the splits and the bundle
+(:func:`_writes`); the other ranks return a result whose ``bundle`` is None.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from toolchain.models.arch import probe_feature_dim, recalibrate_batchnorm
 from toolchain.models.bundle import Bundle, derive_meta, load_bundle, save_bundle
 from toolchain.models.graph import require_rebuildable
 from toolchain.policy import MAX_BAD_FRACTION
+from toolchain.train import distributed as D
 from toolchain.train.loop import FitResult, Hooks, ProgressFn, TrainConfig, fit
 
 log = logging.getLogger(__name__)
@@ -55,6 +60,16 @@ class Prepared:
     info: dict[str, Any]
 
 
+def _writes() -> bool:
+    """True in the process that writes outputs: rank 0 under torchrun, the only process otherwise."""
+    return D.info().is_main
+
+
+def _claim(out: str | Path, force: bool) -> Path:
+    """The run folder, checked and marked by rank 0 only (never a folder of the user's; see claim_output_dir)."""
+    return claim_output_dir(out, "run", force) if _writes() else Path(out)
+
+
 def prepare_data(spec: DataSpec, out: Path, size: int, mean: Sequence[float], std: Sequence[float],
                  augment: str, max_bad_fraction: float) -> Prepared:
     """Training split as an ImageDataset and the val protocol; writes splits and protocols into ``out``."""
@@ -73,12 +88,14 @@ def prepare_data(spec: DataSpec, out: Path, size: int, mean: Sequence[float], st
     train = ImageDataset([s.path for s in samples], [label[s.identity] for s in samples], size, mean, std,
                          augment, max_bad_fraction)
     val = None
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "splits.json", splits_json(assignment, spec.split_seed, DEFAULT_FRACTIONS, dataset))
+    if _writes():
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "splits.json", splits_json(assignment, spec.split_seed, DEFAULT_FRACTIONS, dataset))
     if len(by_split["val"]) >= 2:
         val = make_protocol(dataset.select(by_split["val"]), spec.split_seed, VAL_MAX_IMPOSTORS, dataset.root, "val")
-        save_protocol(val, out / "protocol-val.json")
-    if len(by_split["test"]) >= 2:
+        if _writes():
+            save_protocol(val, out / "protocol-val.json")
+    if len(by_split["test"]) >= 2 and _writes():
         save_protocol(make_protocol(dataset.select(by_split["test"]), spec.split_seed, root=dataset.root,
                                     split="test"), out / "protocol-test.json")
     info = {"root": str(dataset.root), "layout": dataset.layout, "split_seed": spec.split_seed,
@@ -102,7 +119,7 @@ def calibration_batches(train_ds: Any, batches: int, batch_size: int, seed: int)
 
 @dataclass
 class CompressResult:
-    bundle: Path
+    bundle: Path | None  # None on ranks other than 0 (torchrun): they write nothing
     meta: dict[str, Any]
     fit: FitResult | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -141,6 +158,8 @@ def _save(model: Any, parent: Bundle, out: Path, recipe: dict[str, Any], compres
           result: FitResult | None, prepared: Prepared | None, removed: Sequence[str] = (),
           head: Any = None) -> CompressResult:
     model.eval()
+    if not _writes():
+        return CompressResult(None, {}, result)
     meta = derive_meta(parent, recipe=recipe)
     # What the head's logits mean (KD from this bundle reads them): the fine-tune's head, else the parent's.
     meta["provenance"]["classification_head"] = (HeadSpec.from_config(result.config) if result
@@ -197,7 +216,7 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
     if ratio_of not in RATIO_DEFINITIONS:
         raise CompressionError(f"unknown --ratio-of {ratio_of!r}; known: {', '.join(RATIO_DEFINITIONS)}")
     bs = _calibration_batch_size(batch_size, cfg)
-    out = claim_output_dir(out, "run", force)  # OUT/bundle is replaced: never in a folder of the user's
+    out = _claim(out, force)  # OUT/bundle is replaced: never in a folder of the user's
     epochs = cfg.epochs if cfg else 0
     _needs_data(epochs, m.score == "gradient", data, f"--method {method}")
     parent = load_bundle(bundle_dir)
@@ -280,7 +299,7 @@ def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = No
 
     if width is None and multiplier is None and keep_per_stage is None and not remove_blocks:
         raise CompressionError("nothing to do: give a width ratio, a width multiplier, --keep-per-stage or --remove-blocks")
-    out = claim_output_dir(out, "run", force)
+    out = _claim(out, force)
     epochs = cfg.epochs if cfg else 0
     needs_batches = width is not None and width.importance == "taylor"
     _needs_data(epochs, needs_batches, data, "structured pruning")
@@ -370,7 +389,7 @@ def distill(teacher_dir: str | Path, student: str, out: str | Path, data: DataSp
     """Distil a frozen teacher bundle into a student (card, ``torchvision:NAME`` or bundle) on ``data``."""
     from toolchain.compress.distill import DistillHooks, check_pair
 
-    out = claim_output_dir(out, "run", force)
+    out = _claim(out, force)
     teacher = load_bundle(teacher_dir)
     model, meta, removed = build_student(student, teacher, cfg.seed, multiplier, keep_per_stage)
     check_pair(teacher.meta, meta)
@@ -384,6 +403,8 @@ def distill(teacher_dir: str | Path, student: str, out: str | Path, data: DataSp
     model.train()
     result = fit(model, prepared.train, prepared.val, cfg, out, hooks=hooks, progress=progress)
     student_model = result.model.eval()
+    if not _writes():
+        return CompressResult(None, {}, result)
     meta = dict(meta)
     meta["provenance"] = {**meta["provenance"], "parent_sha256": meta["provenance"].get("parent_sha256"),
                           "teacher_sha256": teacher.sha256,

@@ -24,6 +24,7 @@ from toolchain.bench.timing import TimingProtocol
 from toolchain.data.config import SplitConfig, SynthConfig
 from toolchain.devices import CATALOG, get_device
 from toolchain.errors import PipelineError, ToolchainError
+from toolchain.pipeline.cluster import ClusterSection
 from toolchain.pipeline.recipes import Recipe, names_problems as _names, recipes
 from toolchain.train.config import TrainConfig
 
@@ -136,11 +137,12 @@ class PipelineConfig:
     bench: BenchSection
     plan: PlanSection
     report: ReportSection
+    cluster: ClusterSection = field(default_factory=ClusterSection)  # only --executor slurm reads it
 
 
 SECTIONS: dict[str, type] = {"pipeline": PipelineSection, "data": DataSection, "teacher": TeacherSection,
                              "evaluate": EvaluateSection, "export": ExportSection, "bench": BenchSection,
-                             "plan": PlanSection, "report": ReportSection}
+                             "plan": PlanSection, "report": ReportSection, "cluster": ClusterSection}
 
 
 def _format_names() -> list[str]:
@@ -269,7 +271,7 @@ def parse(raw: dict[str, Any], base: Path = Path("."), source: str = "pipeline c
         p = Path(data.path)
         data.path = str(p if p.is_absolute() else (base / p).resolve())
     cfg = PipelineConfig(sections["pipeline"], data, teacher, compress, evaluate, sections["export"],
-                         sections["bench"], sections["plan"], sections["report"])
+                         sections["bench"], sections["plan"], sections["report"], sections["cluster"])
     _checks(cfg, raw, base, problems)
     if problems:
         raise PipelineError(typed.problem_text(source, problems))

@@ -4,7 +4,7 @@ A stage's key is the sha256 of its kind, its config and its dependencies' keys, 
 anywhere upstream re-keys everything downstream. Its output folder is
 ``WORK/<kind>/<name>-<key12>/``, written through :func:`toolchain.fsutil.atomic_dir`: the
 rename at the end is the commit point, so a stage killed at any moment leaves only a
-``.tmp`` folder, which the next run removes. ``stage.json`` inside records the key, config
+``.tmp`` folder, which the next run removes (:mod:`toolchain.pipeline.schedule` runs the graph). ``stage.json`` inside records the key, config
 and the stage's summary.
 
 >>> key_of("train", {"epochs": 2}, ["ab"]) == key_of("train", {"epochs": 2}, ["ab"])
@@ -24,14 +24,14 @@ from typing import Any, Callable
 
 from toolchain import jsonio
 from toolchain.errors import PipelineError, ToolchainError
-from toolchain.fsutil import atomic_dir, claim_output_dir, clean_stale_temps
+from toolchain.fsutil import atomic_dir
 
 STAGE_FILE = "stage.json"
 #: Order of stage kinds (what --only / --force name).
 KINDS = ("data", "train", "compress", "evaluate", "export", "bench", "plan", "report")
 
 
-__all__ = ["PipelineError", "Stage", "Context", "Done", "StageReport", "run", "resolve", "key_of", "KINDS"]
+__all__ = ["PipelineError", "Stage", "Context", "Done", "Task", "StageReport", "execute", "resolve", "key_of", "KINDS"]
 
 
 def key_of(kind: str, config: dict[str, Any], dep_keys: list[str]) -> str:
@@ -47,6 +47,9 @@ class Context:
     config: dict[str, Any]
     inputs: dict[str, "Done"]
     progress: Callable[[str], None]
+    #: A folder that outlives a killed or requeued attempt of this stage (training checkpoints go there, so a
+    #: preempted Slurm job resumes); None where the caller has none. Removed once the stage is committed.
+    scratch: Path | None = None
 
 
 @dataclass
@@ -73,10 +76,25 @@ class Stage:
 
 
 @dataclass
+class Task:
+    """One stage, ready to run anywhere: picklable (``fn`` is a module-level function), inputs resolved."""
+
+    name: str
+    kind: str
+    key: str
+    config: dict[str, Any]
+    deps: list[str]
+    fn: Callable[[Context], dict[str, Any]]
+    inputs: dict[str, Done]
+    folder: Path
+    scratch: Path
+
+
+@dataclass
 class StageReport:
     name: str
     kind: str
-    status: str  # "cached" | "ran" | "would run" | "not selected" | "failed"
+    status: str  # "cached" | "ran" | "would run" | "not selected" | "failed" | "blocked" (an input failed)
     path: Path
     seconds: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
@@ -114,15 +132,6 @@ def resolve(stages: list[Stage]) -> list[Stage]:
     return ordered
 
 
-def clean_stale(work: Path) -> list[Path]:
-    """Remove temporary folders left by a stage that was killed (they are never valid outputs)."""
-    removed: list[Path] = []
-    if work.is_dir():
-        for kind_dir in sorted(p for p in work.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            removed += clean_stale_temps(kind_dir)  # a live run's temps (its pid still running) are kept
-    return removed
-
-
 def load_done(stage: Stage, work: Path) -> Done | None:
     folder = stage.folder(work)
     try:
@@ -134,53 +143,27 @@ def load_done(stage: Stage, work: Path) -> Done | None:
     return Done(stage.name, stage.kind, stage.key, folder, info.get("summary", {}))
 
 
-def run(stages: list[Stage], work: Path, *, only: set[str] | None = None, force: set[str] | None = None,
-        dry_run: bool = False, progress: Callable[[str], None] | None = None) -> list[StageReport]:
-    """Run stages in dependency order; cached ones are skipped. Stops at the first failure (re-raised)."""
-    say = progress or (lambda m: None)
-    force = force or set()
-    for sel in (only or set()) | force:
-        if sel not in KINDS and sel not in {s.name for s in stages}:
-            raise PipelineError(f"unknown stage {sel!r}; stage kinds: {', '.join(KINDS)}, or a stage name")
-    ordered = resolve(stages)
-    work = Path(work)
-    if not dry_run:
-        claim_output_dir(work, "pipeline", what="pipeline work folder")  # never a user's folder
+def task_of(stage: Stage, work: Path, done: dict[str, Done]) -> "Task":
+    """What running ``stage`` needs, whichever process or cluster node runs it."""
+    folder = stage.folder(work)
+    return Task(stage.name, stage.kind, stage.key, stage.config, list(stage.deps), stage.fn,
+                {d: done[d] for d in stage.deps}, folder, work / ".scratch" / stage.kind / folder.name)
 
-        for p in clean_stale(work):
-            say(f"removed a half-written stage output left by an interrupted run: {p.name}")
-    done: dict[str, Done] = {}
-    reports: list[StageReport] = []
-    for s in ordered:
-        selected = only is None or s.kind in only or s.name in only
-        forced = s.kind in force or s.name in force
-        cached = load_done(s, work)
-        folder = s.folder(work)
-        if cached is not None and not forced:
-            done[s.name] = cached
-            reports.append(StageReport(s.name, s.kind, "cached", folder, summary=cached.summary))
-            continue
-        if not selected:
-            reports.append(StageReport(s.name, s.kind, "not selected", folder))
-            continue
-        if dry_run:
-            reports.append(StageReport(s.name, s.kind, "would run", folder))
-            continue
-        missing = [d for d in s.deps if d not in done]
-        if missing:
-            raise PipelineError(f"stage {s.name!r} needs {', '.join(missing)} first (run without --only, or include them)")
-        say(f"[{s.kind}] {s.name}: running")
-        t0 = time.perf_counter()
-        try:
-            with atomic_dir(folder, "stage") as tmp:
-                summary = s.fn(Context(tmp, s.config, {d: done[d] for d in s.deps}, say)) or {}
-                info = {"name": s.name, "kind": s.kind, "key": s.key, "config": s.config, "deps": s.deps,
-                        "summary": summary, "seconds": round(time.perf_counter() - t0, 2)}
-                (tmp / STAGE_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
-        except BaseException as e:
-            reports.append(StageReport(s.name, s.kind, "failed", folder, time.perf_counter() - t0, error=str(e)))
-            e.reports = reports  # type: ignore[attr-defined]  # the CLI prints what ran before the failure
-            raise
-        done[s.name] = Done(s.name, s.kind, s.key, folder, summary)
-        reports.append(StageReport(s.name, s.kind, "ran", folder, time.perf_counter() - t0, summary))
-    return reports
+
+def execute(task: "Task", progress: Callable[[str], None]) -> dict[str, Any]:
+    """Run one stage into its own atomic folder; the final rename is the only commit point.
+
+    Used by every executor (this process, a worker subprocess, a Slurm job), so a stage is written the same way
+    wherever it runs. ``task.scratch`` survives a killed or requeued attempt (training checkpoints) and is removed
+    once the stage folder is committed.
+    """
+    import shutil
+
+    t0 = time.perf_counter()
+    with atomic_dir(task.folder, "stage") as tmp:
+        summary = task.fn(Context(tmp, task.config, dict(task.inputs), progress, task.scratch)) or {}
+        info = {"name": task.name, "kind": task.kind, "key": task.key, "config": task.config, "deps": task.deps,
+                "summary": summary, "seconds": round(time.perf_counter() - t0, 2)}
+        (tmp / STAGE_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
+    shutil.rmtree(task.scratch, ignore_errors=True)
+    return summary

@@ -112,12 +112,24 @@ def run_import(ctx: Context) -> dict[str, Any]:
 
 
 def run_train(ctx: Context) -> dict[str, Any]:
+    import shutil
+
+    from toolchain.train.checkpoint import STATE_FILE
     from toolchain.train.run import train
 
     (data,) = ctx.inputs.values()
     c = ctx.config
-    res = train(c["model"], data_root(data), ctx.out / "run", _train_cfg(c, c["seed"]), input_size=c["input_size"],
-                weights=c["weights"], splits_file=data.path / "splits.json", progress=_epoch_log(ctx, "teacher"))
+    # The run folder lives in the stage's scratch (it outlives a killed or requeued attempt), so a preempted
+    # Slurm job, or a rerun after Ctrl-C, resumes from the last epoch's checkpoint instead of starting over.
+    run_dir = ctx.scratch / "run" if ctx.scratch is not None else ctx.out / "run"
+    resume = (run_dir / STATE_FILE).is_file()
+    if resume:
+        ctx.progress(f"resuming from the checkpoint in {run_dir}")
+    res = train(c["model"], data_root(data), run_dir, _train_cfg(c, c["seed"]), input_size=c["input_size"],
+                weights=c["weights"], splits_file=data.path / "splits.json", progress=_epoch_log(ctx, "teacher"),
+                resume=resume)
+    if run_dir != ctx.out / "run":
+        shutil.move(run_dir, ctx.out / "run")
     (ctx.out / "run" / BUNDLE).rename(ctx.out / BUNDLE)
     return {"bundle": BUNDLE, "best_epoch": res.fit.best_epoch, "best_val_eer": res.fit.best_val_eer}
 
