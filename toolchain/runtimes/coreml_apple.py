@@ -22,7 +22,12 @@ class AppleCoreML:
     name = "coreml-apple"
     formats = (CoreMLExporter.name,)
     timing = True
-    preference = 1
+
+    @property
+    def preference(self) -> int:
+        """On a Mac, Apple's runtime is what the devices run: it is the primary parity reference there (the numpy
+        executor still checks every artifact too); elsewhere it ranks after the executor, as it cannot run."""
+        return -1 if sys.platform == "darwin" else 1
 
     def unavailable(self) -> str | None:
         if sys.platform != "darwin":
