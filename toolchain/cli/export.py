@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.text import Text
@@ -43,14 +43,14 @@ def export(
     target: Annotated[list[str], typer.Option("--target", "-t", help="onnx, coreml or tflite (repeatable).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; one sub-folder (artifact + manifest.json) per artifact.")],
     device: Annotated[Optional[list[str]], typer.Option("--device", "-d", help="iphone6, iphonex, iphonexr, ipadair2, ipad7, android (repeatable, comma-separated, or 'all'). Picks format, spec version, precision and minimum OS.")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8 (default per target: Core ML fp16, ONNX/TFLite fp32).")] = None,
+    precision: Annotated[Optional[Literal["fp32", "fp16", "int8"]], typer.Option(help="fp32, fp16 or int8 (default per target: Core ML fp16, ONNX/TFLite fp32).")] = None,
     min_ios: Annotated[Optional[int], typer.Option("--min-ios", help="Override the minimum iOS (12..18): 12 = NeuralNetwork spec 3, 13-14 NeuralNetwork, 15+ ML Program.")] = None,
-    layout: Annotated[Optional[str], typer.Option(help="Input layout nchw or nhwc (default: TFLite nhwc, others nchw).")] = None,
+    layout: Annotated[Optional[Literal["nchw", "nhwc"]], typer.Option(help="Input layout nchw or nhwc (default: TFLite nhwc, others nchw).")] = None,
     calibration: Annotated[Optional[Path], typer.Option(help="Folder of images for int8 calibration and parity inputs' calibration (default: seeded synthetic images).")] = None,
     compress: Annotated[Optional[str], typer.Option(
         help="Core ML weight compression: sparse (exact zeros, lossless), palettize4/6/8 (iOS 16+); "
              "sparse-palettize4/6/8: both at once, for pruned models (iOS 18+).")] = None,
-    int8: Annotated[str, typer.Option("--int8", help="TFLite int8 kind: static (calibrated activations) or dynamic (dynamic range).")] = "static",
+    int8: Annotated[Literal["static", "dynamic"], typer.Option("--int8", help="TFLite int8 kind: static (calibrated activations) or dynamic (dynamic range).")] = "static",
     min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help=_MIN_COSINE_HELP)] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the parity check (recorded as skipped in the manifest).")] = False,
     force: ForceOpt = False,
