@@ -27,6 +27,10 @@ NOISE: dict[str, list[re.Pattern[str]]] = {
     # torchao (imported by litert-torch) registers its KernelPreference enum as a pytree constant, which torch 2.14
     # deprecates for enums: a note to torchao's authors, logged at every import.
     "torch.utils._pytree": [re.compile(r"is an Enum subclass and is now natively supported")],
+    # triton: the Makefile uninstalls it (the CUDA torch wheel's triton segfaults when loaded after TensorFlow), and
+    # CPU-only torch has none; both libraries say so at import although nothing here runs triton kernels.
+    "torch.utils.flop_counter": [re.compile(r"triton not found")],
+    "torchao.kernel.intmm": [re.compile(r"Detected no triton")],
 }
 if sys.platform != "darwin":
     # coremltools/models/model.py, compute_plan.py, compute_device.py: libcoremlpython (Apple's runtime) exists on
