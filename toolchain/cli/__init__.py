@@ -52,6 +52,9 @@ for _name in COMMAND_MODULES:
 def main() -> None:
     from toolchain.errors import ToolchainError
 
+    from toolchain.cli._common import expand_multi_value
+
+    sys.argv[1:] = expand_multi_value(sys.argv[1:])  # `--bundles runs/*/bundle`: several values after one option
     try:
         app()
     except ToolchainError as e:

@@ -84,6 +84,8 @@ def export(
     for o in outcomes:
         if o.manifest.parity.status == "skipped":
             console.print(styled(("parity skipped", "yellow"), f" for {o.manifest.name}: {o.manifest.parity.reason}"))
-    console.print(f"artifacts and manifests in {out}")
+    console.print(f"artifacts and manifests in {out}:")
+    for o in outcomes:  # whole paths, for the next command (the table may shorten names)
+        console.print(f"  {out / o.manifest.name}")
     if failure is not None:
         raise failure
