@@ -110,8 +110,10 @@ test-apps: test-swift test-xcode test-apk
 test: setup test-kotlin-core test-apps
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# DEMO_ARGS=--quick: the same stages with a tiny model (about a minute on an idle machine).
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(VENV)/bin/deploy demo
+	$(VENV)/bin/deploy demo $(DEMO_ARGS)
 
 clean-venv:
 	rm -rf $(VENV) $(TOOLS)
