@@ -80,8 +80,20 @@ def test_coreml_needs_macos_and_other_targets_still_run(exported, tmp_path):
     with pytest.raises(RuntimeUnavailable, match="need macOS"):
         run_target(resolve_target(art), PROTO)
     outcomes = bench_host([art, exported["onnx"]], PROTO, tmp_path / "results")
-    assert "need macOS" in outcomes[0].error and outcomes[0].run is None
+    assert "need macOS" in outcomes[0].skipped and outcomes[0].error is None and outcomes[0].run is None
     assert outcomes[1].stored.status == "stored"
+    from typer.testing import CliRunner
+
+    from toolchain.cli import app
+
+    # the CLI: one line for the skipped artifact, the rest timed, exit 0 (the README's `bench host exports/*`)
+    res = CliRunner().invoke(app, ["bench", "host", str(art), str(exported["onnx"]), "--warmup", "0", "--iterations",
+                                   "2", "--out", str(tmp_path / "r2")])
+    assert res.exit_code == 0, res.output
+    skipped = [ln for ln in res.output.splitlines() if ln.startswith("skipped")]
+    assert len(skipped) == 1 and skipped[0].startswith("skipped cm: Core ML artifacts need macOS"), res.output
+    only_coreml = CliRunner().invoke(app, ["bench", "host", str(art), "--out", str(tmp_path / "r3")])
+    assert only_coreml.exit_code == 2 and "nothing could be timed" in only_coreml.output
 
 
 def test_every_registered_runtime_is_covered():

@@ -246,12 +246,14 @@ def run_target(target: Target, protocol: TimingProtocol, progress: ProgressFn | 
 
 @dataclass
 class HostOutcome:
-    """One target's outcome: the run and where the store put it, or why it could not run."""
+    """One target's outcome: the run and where the store put it, why it failed, or why it cannot run here."""
 
     target: Target
     run: HostRun | None = None
     stored: Any = None  # toolchain.bench.store.AddOutcome
     error: str | None = None
+    #: no runtime on this machine times it (Core ML off macOS): not a failure, the rest still run
+    skipped: str | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -264,7 +266,7 @@ def bench_host(paths: list[str | Path], protocol: TimingProtocol, store_dir: str
 
     Bad paths, tampered artifacts and parity-failed ones (unless ``allow_parity_failed``) fail before any
     timing. A target whose runtime is unavailable here (Core ML off macOS) is reported in its outcome's
-    ``error`` and the others still run. ``progress`` gets ``info = {"target": name}``.
+    ``skipped`` and the others still run. ``progress`` gets ``info = {"target": name}``.
     """
     from toolchain.bench.store import ResultStore
 
@@ -277,7 +279,7 @@ def bench_host(paths: list[str | Path], protocol: TimingProtocol, store_dir: str
         try:
             run = run_target(t, protocol, cb)
         except RuntimeUnavailable as e:
-            out.append(HostOutcome(t, error=str(e)))
+            out.append(HostOutcome(t, skipped=str(e)))
             continue
         out.append(HostOutcome(t, run, store.add_object(run.result, source=f"host:{t.path}")))
     return out

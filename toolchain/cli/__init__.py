@@ -11,7 +11,11 @@ from __future__ import annotations
 import importlib
 import sys
 
+from typing import Annotated
+
 import typer
+
+from toolchain.cli._help import CONTEXT_SETTINGS, version_callback
 
 app = typer.Typer(
     name="deploy",
@@ -24,7 +28,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode="rich",
+    context_settings=CONTEXT_SETTINGS,
 )
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=version_callback,
+        help="Print the tool's version and those of torch, coremltools, litert-torch and onnxruntime, then exit.")]
+        = False) -> None:
+    """Make an ocular recognition CNN small and fast enough for phones, and prove it."""
 
 # Each module adds its commands to `app` on import; all of them import only typer/rich at top level.
 COMMAND_MODULES = [
@@ -39,6 +52,9 @@ for _name in COMMAND_MODULES:
 def main() -> None:
     from toolchain.errors import ToolchainError
 
+    from toolchain.cli._common import expand_multi_value
+
+    sys.argv[1:] = expand_multi_value(sys.argv[1:])  # `--bundles runs/*/bundle`: several values after one option
     try:
         app()
     except ToolchainError as e:

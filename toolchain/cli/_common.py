@@ -58,3 +58,36 @@ def epoch_reporter(bar, task):
         else:
             bar.update(task, status="validating")
     return report
+
+
+#: command words -> options that take several values at once, as a shell glob gives them: ``--bundles runs/*/bundle``.
+#: Click options take one value each; :func:`expand_multi_value` turns ``--bundles a b`` into ``--bundles a --bundles b``.
+MULTI_VALUE: dict[tuple[str, ...], frozenset[str]] = {}
+
+
+def expand_multi_value(argv: list[str], table: dict[tuple[str, ...], frozenset[str]] = MULTI_VALUE) -> list[str]:
+    """``argv`` with every registered several-value option repeated once per value (values run to the next ``-``).
+
+    >>> table = {("cmd",): frozenset({"--in", "-i"})}
+    >>> expand_multi_value(["cmd", "--in", "a", "b", "-i", "c", "--out", "o"], table)
+    ['cmd', '--in', 'a', '--in', 'b', '-i', 'c', '--out', 'o']
+    >>> expand_multi_value(["other", "--in", "a", "b"], table)
+    ['other', '--in', 'a', 'b']
+    """
+    words = tuple(a for a in argv[:3] if not a.startswith("-"))
+    opts = next((table[words[:n]] for n in range(len(words), 0, -1) if words[:n] in table), None)
+    if not opts:
+        return list(argv)
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        out.append(a)
+        i += 1
+        if a in opts:
+            first = True
+            while i < len(argv) and not argv[i].startswith("-"):
+                out += [argv[i]] if first else [a, argv[i]]
+                first = False
+                i += 1
+    return out

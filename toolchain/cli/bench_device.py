@@ -6,7 +6,7 @@ Each exits 1 when an expected run produced no results file (naming it) or a file
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -34,9 +34,9 @@ def _progress(what: str):
 def ios(
     plan: PlanDir,
     app_path: Annotated[Path, typer.Option("--app", help="The harness built with this plan (.app or .ipa).")],
-    bundle_id: Annotated[str, typer.Option("--bundle-id")] = APP_ID,
+    bundle_id: Annotated[str, typer.Option("--bundle-id", help="The harness app's bundle identifier (as built from ios_harness).")] = APP_ID,
     udid: Annotated[Optional[str], typer.Option(help="Device UDID.")] = None,
-    via: Annotated[Optional[str], typer.Option(help="pymobiledevice3 (any iOS) or devicectl (macOS, iOS 17+). Default: chosen per device, and said why.")] = None,
+    via: Annotated[Optional[Literal["pymobiledevice3", "devicectl"]], typer.Option(help="pymobiledevice3 (any iOS) or devicectl (macOS, iOS 17+). Default: chosen per device, and said why.")] = None,
     launch_id: LaunchOpt = None,
     out: OutOpt = Path("results"),
     timeout: TimeoutOpt = WAIT_TIMEOUT_S,
@@ -56,8 +56,8 @@ def ios(
 @bench_app.command("android")
 def android(
     plan: PlanDir,
-    package: Annotated[str, typer.Option("--package")] = APP_ID,
-    activity: Annotated[str, typer.Option("--activity")] = ".MainActivity",
+    package: Annotated[str, typer.Option("--package", help="The harness app's package name (as built from android_harness).")] = APP_ID,
+    activity: Annotated[str, typer.Option("--activity", help="The activity `adb shell am start` launches.")] = ".MainActivity",
     apk: Annotated[Optional[Path], typer.Option("--apk", help="Install this harness APK first (adb install -r).")] = None,
     serial: Annotated[Optional[str], typer.Option(help="adb device serial.")] = None,
     launch_id: LaunchOpt = None,
@@ -78,7 +78,7 @@ def android(
 @bench_app.command("farm")
 def farm(
     project_arn: Annotated[str, typer.Option("--project-arn", help="Device Farm project ARN.")],
-    platform: Annotated[str, typer.Option(help="ios (XCTEST) or android (INSTRUMENTATION).")],
+    platform: Annotated[Literal["ios", "android"], typer.Option(help="ios (XCTEST) or android (INSTRUMENTATION).")],
     app_path: Annotated[Path, typer.Option("--app", help=".ipa or .apk of the harness.")],
     test_package: Annotated[Path, typer.Option("--test-package", help="Zipped XCTest runner or instrumentation .apk.")],
     plan: Annotated[Optional[Path], typer.Option("--plan", help="The plan bundled in the app: every run of it is expected from every device (without it: at least one results file per device).")] = None,
@@ -86,7 +86,7 @@ def farm(
     farm_device: Annotated[Optional[list[str]], typer.Option("--farm-device", help="Also any Device Farm device whose name contains this.")] = None,
     max_devices: Annotated[Optional[int], typer.Option(help="At most this many devices.")] = None,
     name: Annotated[str, typer.Option(help="Run name.")] = "ocular-bench",
-    region: Annotated[str, typer.Option()] = "us-west-2",
+    region: Annotated[str, typer.Option(help="AWS region (Device Farm lives in us-west-2).")] = "us-west-2",
     out: OutOpt = Path("results"),
     timeout: TimeoutOpt = 4 * 3600.0,
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -22,7 +22,7 @@ def plan(
     compute_units: Annotated[Optional[str], typer.Option("--compute-units", "-u", help="Comma list: all, cpu, gpu, ane (iOS; default all); cpu, gpu, nnapi (Android; default cpu).")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed runs before timing.")] = TimingProtocol.warmup,
     iterations: Annotated[int, typer.Option(help="Timed runs; each is one latency_ns sample.")] = TimingProtocol.iterations,
-    input_source: Annotated[str, typer.Option("--input", help="image (the artifact's fixed input) or random (seeded).")] = "image",
+    input_source: Annotated[Literal["image", "random"], typer.Option("--input", help="image (the artifact's fixed input) or random (seeded).")] = "image",
     seed: Annotated[Optional[int], typer.Option(help="Seed of random inputs (--input random).")] = None,
     cooldown_ms: Annotated[int, typer.Option("--cooldown-ms", help="Pause between runs of the plan, in ms.")] = TimingProtocol.cooldown_ms,
     threads: Annotated[Optional[int], typer.Option(help="LiteRT CPU threads (Android; default 4).")] = None,

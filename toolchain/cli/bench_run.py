@@ -46,11 +46,16 @@ def host(
             bar.update(tasks[name], completed=step, status=phase)
 
         outcomes = bench_host(targets, proto, out, progress=on, allow_parity_failed=allow_parity_failed)
-    failed = 0
+    failed = timed = 0
     for o in outcomes:
         for w in o.warnings:
             err_console.print(styled(("warning:", "yellow"), f" {w}"), soft_wrap=True)
     for o in outcomes:
+        if o.skipped:  # one line each; the others are still timed
+            why = o.skipped.splitlines()[0]
+            why = why if why.startswith(f"{o.target.name}:") else f"{o.target.name}: {why}"
+            err_console.print(styled(("skipped", "yellow"), f" {why}"), soft_wrap=True)
+            continue
         if o.error:
             failed += 1
             err_console.print(styled((f"{o.target.name}:", "red"), f" {o.error}"), soft_wrap=True)
@@ -60,5 +65,10 @@ def host(
         med = (lat[(len(lat) - 1) // 2] + lat[len(lat) // 2]) / 2e6 if lat else float("nan")
         console.print(f"{o.target.name} [{r['runtime']['name']} x{threads}]: {r['status']}, median {med:.3f} ms over "
                       f"{len(lat)} runs, load {r['load_ns'] / 1e6:.1f} ms -> {o.stored.path or o.stored.message}")
-    if failed:
+        timed += 1
+    if timed:
+        console.print(f"results: {out} (deploy report --results {out} ...)")
+    if failed or not timed:
+        if not timed and not failed:
+            err_console.print(styled(("error:", "bold red"), " nothing could be timed on this machine"), soft_wrap=True)
         raise typer.Exit(2)

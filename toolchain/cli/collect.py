@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -127,7 +127,7 @@ def collect_ios(
     bundle_id: Annotated[str, typer.Option("--bundle-id", help="The harness app's bundle identifier.")] = APP_ID,
     out: OutOpt = Path("results"),
     udid: Annotated[Optional[str], typer.Option(help="Device UDID (default: the one connected device).")] = None,
-    via: Annotated[Optional[str], typer.Option(help="pymobiledevice3 (any iOS, Linux or macOS) or devicectl (macOS, iOS 17+). Default: chosen per device, and said why.")] = None,
+    via: Annotated[Optional[Literal["pymobiledevice3", "devicectl"]], typer.Option(help="pymobiledevice3 (any iOS, Linux or macOS) or devicectl (macOS, iOS 17+). Default: chosen per device, and said why.")] = None,
     plan: PlanOpt = None,
     launch_id: LaunchOpt = None,
 ) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.text import Text
 
 from toolchain.cli import app
+from toolchain.artifact.formats import PRECISIONS
 from toolchain.cli._common import DEVICE_KEYS, ForceOpt, console, err_console, styled
 from toolchain.policy import LOSSY_COMPRESSION_MIN_COSINE, MIN_COSINE_BY_PRECISION
 
@@ -43,14 +44,14 @@ def export(
     target: Annotated[list[str], typer.Option("--target", "-t", help="onnx, coreml or tflite (repeatable).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; one sub-folder (artifact + manifest.json) per artifact.")],
     device: Annotated[Optional[list[str]], typer.Option("--device", "-d", help=f"{DEVICE_KEYS} (repeatable, comma-separated, or 'all'). Picks format, spec version, precision and minimum OS.")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8 (default per target: Core ML fp16, ONNX/TFLite fp32).")] = None,
+    precision: Annotated[Optional[Literal[PRECISIONS]], typer.Option(help="fp32, fp16 or int8 (default per target: Core ML fp16, ONNX/TFLite fp32).")] = None,
     min_ios: Annotated[Optional[int], typer.Option("--min-ios", help="Override the minimum iOS (12..18): 12 = NeuralNetwork spec 3, 13-14 NeuralNetwork, 15+ ML Program.")] = None,
-    layout: Annotated[Optional[str], typer.Option(help="Input layout nchw or nhwc (default: TFLite nhwc, others nchw).")] = None,
+    layout: Annotated[Optional[Literal["nchw", "nhwc"]], typer.Option(help="Input layout nchw or nhwc (default: TFLite nhwc, others nchw).")] = None,
     calibration: Annotated[Optional[Path], typer.Option(help="Folder of images for int8 calibration and parity inputs' calibration (default: seeded synthetic images).")] = None,
     compress: Annotated[Optional[str], typer.Option(
         help="Core ML weight compression: sparse (exact zeros, lossless), palettize4/6/8 (iOS 16+); "
              "sparse-palettize4/6/8: both at once, for pruned models (iOS 18+).")] = None,
-    int8: Annotated[str, typer.Option("--int8", help="TFLite int8 kind: static (calibrated activations) or dynamic (dynamic range).")] = "static",
+    int8: Annotated[Literal["static", "dynamic"], typer.Option("--int8", help="TFLite int8 kind: static (calibrated activations) or dynamic (dynamic range).")] = "static",
     min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help=_MIN_COSINE_HELP)] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the parity check (recorded as skipped in the manifest).")] = False,
     force: ForceOpt = False,
@@ -84,6 +85,8 @@ def export(
     for o in outcomes:
         if o.manifest.parity.status == "skipped":
             console.print(styled(("parity skipped", "yellow"), f" for {o.manifest.name}: {o.manifest.parity.reason}"))
-    console.print(f"artifacts and manifests in {out}")
+    console.print(f"artifacts and manifests in {out}:")
+    for o in outcomes:  # whole paths, for the next command (the table may shorten names)
+        console.print(f"  {out / o.manifest.name}")
     if failure is not None:
         raise failure

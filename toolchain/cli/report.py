@@ -8,17 +8,20 @@ from typing import Annotated, Optional
 import typer
 
 from toolchain.cli import app
-from toolchain.cli._common import ForceOpt, console, err_console, styled
+from toolchain.cli._common import MULTI_VALUE, ForceOpt, console, err_console, styled
 from toolchain.policy import MIN_TIMED_ITERATIONS
+
+
+MULTI_VALUE[("report",)] = frozenset({"--results", "-r", "--artifacts", "-a", "--bundles", "-b", "--metrics", "-m"})
 
 
 @app.command("report")
 def report(
-    results: Annotated[list[Path], typer.Option("--results", "-r", help="Results stores / folders / files (repeatable).")],
+    results: Annotated[list[Path], typer.Option("--results", "-r", help="Results stores / folders / files: several values (results/*) or repeated.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, report.html, *.csv, plots/).")] = Path("report"),
-    artifacts: Annotated[Optional[list[Path]], typer.Option("--artifacts", "-a", help="Exported artifact folders (manifest.json searched recursively).")] = None,
-    bundles: Annotated[Optional[list[Path]], typer.Option("--bundles", "-b", help="Model bundle folders (model.json searched recursively).")] = None,
-    metrics: Annotated[Optional[list[Path]], typer.Option("--metrics", "-m", help="metrics.json files or folders from `deploy evaluate`.")] = None,
+    artifacts: Annotated[Optional[list[Path]], typer.Option("--artifacts", "-a", help="Exported artifact folders (manifest.json searched recursively): several values or repeated.")] = None,
+    bundles: Annotated[Optional[list[Path]], typer.Option("--bundles", "-b", help="Model bundle folders (model.json searched recursively): several values (runs/*/bundle) or repeated.")] = None,
+    metrics: Annotated[Optional[list[Path]], typer.Option("--metrics", "-m", help="metrics.json files or folders from `deploy evaluate`: several values (eval/*) or repeated.")] = None,
     min_iterations: Annotated[int, typer.Option(help="Flag runs with fewer timed iterations.", min=1)] = MIN_TIMED_ITERATIONS,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG and SVG figures.")] = True,
     force: ForceOpt = False,

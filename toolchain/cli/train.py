@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -21,16 +21,16 @@ def train_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step (per process).", min=1)] = _T.batch_size,
     lr: Annotated[float, typer.Option(help="Peak learning rate.", min=0.0)] = _T.lr,
     optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = _T.optimizer,
-    weight_decay: Annotated[float, typer.Option("--weight-decay")] = _T.weight_decay,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="Weight decay (AdamW: decoupled; SGD: L2).")] = _T.weight_decay,
     warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", help="Linear warm-up, then cosine.", min=0.0)] = _T.warmup_epochs,
-    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = _T.label_smoothing,
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing", help="Label smoothing of the classification loss (0: none).")] = _T.label_smoothing,
     head: Annotated[str, typer.Option(help="softmax, arcface (additive angular margin) or cosface.")] = _T.head,
     margin: Annotated[float, typer.Option(help="Margin of arcface (radians) / cosface.")] = _T.margin,
     scale: Annotated[float, typer.Option(help="Logit scale of margin heads.")] = _T.scale,
     augment: Annotated[str, typer.Option(help="ocular (no flip), ocular-hflip or none.")] = _T.augment,
     seed: Annotated[int, typer.Option(help="Seed of weights init, data order and augmentation.")] = _T.seed,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = _T.device,
-    amp: Annotated[str, typer.Option(help="Mixed precision: auto (with CUDA), on, off.")] = _T.amp,
+    amp: Annotated[Literal["auto", "on", "off"], typer.Option(help="Mixed precision: auto (with CUDA), on, off.")] = _T.amp,
     workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.", min=0, max=256)] = _T.num_workers,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: PyTorch's default, the machine's cores). "
                                          "Same seed + same threads on the same machine = bit-identical weights.",
@@ -39,11 +39,11 @@ def train_command(
     input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input pixels (card default).", min=16, max=4096)] = None,
     weights: Annotated[str, typer.Option(help="Start from random or imagenet weights (cards only; never downloads).")] = "random",
     layout: Annotated[Optional[str], typer.Option(help="Data layout (default: detected).")] = None,
-    subject_regex: Annotated[Optional[str], typer.Option("--subject-regex")] = None,
+    subject_regex: Annotated[Optional[str], typer.Option("--subject-regex", help="Regex on each image path with a (?P<subject>...) group (and optional session/eye groups) when no layout fits (default: the layout's own rules).")] = None,
     index: Annotated[Optional[Path], typer.Option("--index", help="CSV index for the csv layout.")] = None,
     splits: Annotated[Optional[Path], typer.Option("--splits", help="splits.json from deploy data split "
                                                    "(default: assigned with --split-seed).")] = None,
-    split_seed: Annotated[int, typer.Option("--split-seed")] = 0,
+    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the subject-disjoint split when no --splits file is given.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     force: ForceOpt = False,
 ) -> None:

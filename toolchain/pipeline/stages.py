@@ -223,7 +223,7 @@ def run_bench(ctx: Context) -> dict[str, Any]:
     if BUNDLE_FORMAT in c["formats"]:
         paths += [d.path / BUNDLE for d in models]
     outcomes = bench_host(paths, TimingProtocol(c["warmup"], c["iterations"], c["threads"]), ctx.out / "results")
-    return {"runs": sum(1 for o in outcomes if o.error is None),
+    return {"runs": sum(1 for o in outcomes if o.error is None and o.skipped is None),
             "errors": [f"{o.target}: {o.error}" for o in outcomes if o.error]}
 
 

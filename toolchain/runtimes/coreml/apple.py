@@ -20,8 +20,13 @@ from toolchain.runtimes.base import Runtime
 class AppleCoreML(Runtime):
     name = "coreml"
     formats = (COREML,)
-    preference = 1
     requires = (("coremltools", "coremltools"),)
+
+    @property
+    def preference(self) -> int:
+        """On a Mac, Apple's runtime is what the devices run: it is the primary parity reference there (the numpy
+        executor still checks every artifact too); elsewhere it ranks after the executor, as it cannot run."""
+        return -1 if sys.platform == "darwin" else 1
 
     def unavailable(self) -> str | None:
         if sys.platform != "darwin":
