@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import warnings
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,18 +90,38 @@ def load_torchscript(path: Path, arch: dict[str, Any], size: int) -> nn.Module:
     return PerSample(program)
 
 
+def open_zip(path: Path) -> zipfile.ZipFile:
+    """A model archive (``.pt2``, TorchScript) opened as a zip; a damaged one is one :class:`ImportModelError`.
+
+    Why: ``zipfile`` decodes entry names flagged UTF-8 eagerly, so an archive with non-UTF-8 names raised
+    ``UnicodeDecodeError`` (a traceback) before anything was read.
+    """
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, UnicodeDecodeError, ValueError, EOFError, NotImplementedError) as e:
+        raise ImportModelError(f"{path.name} is not a readable model archive (a zip file): "
+                               f"{type(e).__name__}: {str(e)[:160]}") from None
+
+
 def check_pt2(path: Path) -> None:
     """Refuse a ``.pt2`` archive whose pickled entries need more than ``torch.load(weights_only=True)``."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise ImportModelError(f"{path} is not a torch.export archive (.pt2 is a zip file)") from None
-    with zf:
+    from toolchain import jsonio
+
+    with open_zip(path) as zf:
         names = zf.namelist()
         for cfg_name in [n for n in names if n.endswith(("_weights_config.json", "_constants_config.json"))]:
             folder = cfg_name.rsplit("/", 1)[0]
-            config = json.loads(zf.read(cfg_name)).get("config", {})
+            try:
+                data = zf.read(cfg_name)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
+                raise ImportModelError(f"{path.name}: {cfg_name} cannot be read ({type(e).__name__})") from None
+            top = jsonio.loads(data, f"{path.name}:{cfg_name}", error=ImportModelError)
+            config = top.get("config", {}) if isinstance(top, dict) else None
+            if not isinstance(config, dict):
+                raise ImportModelError(f"{path.name}: {cfg_name} has no config table; not a torch.export archive")
             for fqn, entry in config.items():
+                if not isinstance(entry, dict):
+                    raise ImportModelError(f"{path.name}: {cfg_name} entry {fqn!r} is not a table")
                 member = f"{folder}/{entry.get('path_name')}"
                 pickled = entry.get("use_pickle") or not str(entry.get("path_name", "")).startswith(("weight_", "tensor_"))
                 if not pickled:
