@@ -10,7 +10,7 @@ cheap and runs *before* the allocation or the work the value would drive (a 1000
 >>> check_int(-1, "input size", *INPUT_SIZE_PX)
 Traceback (most recent call last):
 ...
-toolchain.errors.ConfigError: input size is -1; allowed: an integer in [8, 1024]
+toolchain.errors.ConfigError: input size is -1; allowed: an integer in [16, 1024]
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 from toolchain.errors import ConfigError, ToolchainError
 
 # ---- sizes
-#: Square network input side (pixels): 8 is the smallest a CNN with strides reaches; 1024 is far above any
-#: periocular model (64..640) and keeps one fp32 activation of a wide layer within memory.
-INPUT_SIZE_PX = (8, 1024)
+#: Square network input side (pixels): 16 is the smallest a CNN with strides reaches; 1024 is far above any
+#: periocular model (64..640) and keeps export parity (a few images at that size) within seconds and memory.
+INPUT_SIZE_PX = (16, 1024)
 #: Synthetic image side (pixels).
 IMAGE_SIZE_PX = (32, 4096)
 #: Pixels an image file may declare before it is decoded (a decompression bomb is refused, not decoded):
@@ -47,6 +47,7 @@ IMAGES_PER_SUBJECT = (1, 10_000)
 ITERATIONS = (1, 10_000_000)
 EPOCHS = (1, 100_000)
 BATCH_SIZE = (1, 65_536)
+MAX_IMPOSTORS = (0, 100_000_000)
 
 # ---- rates and thresholds
 LEARNING_RATE = (0.0, 10.0)  # exclusive low end: lr > 0

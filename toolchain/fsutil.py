@@ -30,6 +30,34 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def walk_files(root: str | Path, *, skip_hidden: bool = False) -> Iterator[Path]:
+    """Every non-folder entry under ``root`` (files, and symlinks not to folders), without recursion.
+
+    Why not ``Path.rglob``/``os.walk``: on Python 3.11 both recurse once per folder level, so a tree 2,000
+    folders deep raised ``RecursionError``. This keeps an explicit stack, never descends into a symlinked
+    folder (no loops), and skips names starting with ``.`` when ``skip_hidden``. Order is unspecified: sort.
+    """
+    stack = [Path(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:
+            continue  # unreadable (or vanished) sub-folder; the root itself is checked by callers
+        for e in entries:
+            if skip_hidden and e.name.startswith("."):
+                continue
+            try:
+                is_dir = e.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if is_dir:
+                stack.append(Path(e.path))
+            else:
+                yield Path(e.path)
+
+
 def size_bytes(path: str | Path) -> int:
     path = Path(path)
     if path.is_dir():

@@ -139,8 +139,8 @@ _ARCH = '[architecture]\nsource = "toolchain"\nname = "tiny_resnet"\n'
 
 @pytest.mark.parametrize("body, needles", [
     (_ARCH + "kwargs = { widths = [100000, 100000] }\n[input]\nsize = 64\n", ("parameters",)),
-    (_ARCH + "[input]\nsize = -8\n", ("[input] size", "[8, 1024]")),
-    (_ARCH + "[input]\nsize = 100000\n", ("[input] size", "[8, 1024]")),
+    (_ARCH + "[input]\nsize = -8\n", ("[input] size", "[16, 1024]")),
+    (_ARCH + "[input]\nsize = 100000\n", ("[input] size", "[16, 1024]")),
     (_ARCH + "input_size = 64\n[input]\nsize = 64\n", ("input_size",)),  # misplaced: inside [architecture]
     ('input_size = 64\nmean = [0.5, 0.5, 0.5]\n' + _ARCH, ("input_size",)),  # misplaced: top level
     (_ARCH + "[input]\nsize = 64\nstd = [0.0, 0.2, 0.2]\n", ("std",)),

@@ -145,14 +145,21 @@ def load_images(folder: str | Path, n: int, size: int) -> np.ndarray:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"--calibration {folder} is not a folder of images")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+    from toolchain.fsutil import walk_files
+
+    files = sorted(p for p in walk_files(folder) if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+    from toolchain.data.images import check_declared_size
+
     out = []
     for p in files:
         try:
             with Image.open(p) as im:
+                check_declared_size(im, p)  # a decompression bomb is a clean error, never decoded
                 out.append(np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32))
-        except (UnidentifiedImageError, OSError):
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
             continue
+        except Image.DecompressionBombError as e:
+            raise DataError(f"--calibration image {p}: {e}") from None
         if len(out) >= n:
             break
     if not out:
