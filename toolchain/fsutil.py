@@ -78,11 +78,16 @@ FILE_MODE = 0o666 & ~_UMASK
 DIR_MODE = 0o777 & ~_UMASK
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
+def atomic_write_bytes(path: str | Path, data: bytes, clean: bool = True) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over ``path``.
+
+    ``clean=False``: the caller already removed stale temps of the folder (a batch of many writes, where
+    rescanning the folder per write is quadratic).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(path.parent, path.name)
+    if clean:
+        clean_stale_temps(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, FILE_MODE)
