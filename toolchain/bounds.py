@@ -44,9 +44,10 @@ MAX_FOLDER_DEPTH = 64
 # ---- counts
 SUBJECTS = (1, 100_000)
 IMAGES_PER_SUBJECT = (1, 10_000)
-ITERATIONS = (1, 10_000_000)
+ITERATIONS = (1, 10_000_000)  # timed runs of one benchmark: results schema v1's MAX_ITERATIONS
 EPOCHS = (1, 100_000)
 BATCH_SIZE = (1, 65_536)
+THREADS = (1, 1024)
 MAX_IMPOSTORS = (0, 100_000_000)
 
 # ---- rates and thresholds

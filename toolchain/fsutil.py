@@ -58,6 +58,26 @@ def walk_files(root: str | Path, *, skip_hidden: bool = False) -> Iterator[Path]
                 yield Path(e.path)
 
 
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError, ``shutil.Error`` included (its message is a list of (src, dst, why) tuples,
+    one per file a ``copytree`` could not copy: on a full disk, thousands)."""
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        first = e.args[0][0]
+        src, dst, why = (list(first) + ["", "", ""])[:3] if isinstance(first, (tuple, list)) else ("", "", first)
+        more = len(e.args[0]) - 1
+        return f"{dst or src}: {why}" + (f" (and {more} more file(s) not copied)" if more else "")
+    where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+    return f"{where}{e.strerror or e}"
+
+
+def copy_tree(src: str | Path, dst: str | Path) -> None:
+    """``shutil.copytree`` whose failure is one OSError line (see :func:`os_error_line`)."""
+    try:
+        shutil.copytree(src, dst)
+    except shutil.Error as e:
+        raise OSError(os_error_line(e)) from None
+
+
 def size_bytes(path: str | Path) -> int:
     path = Path(path)
     if path.is_dir():
