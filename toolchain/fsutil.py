@@ -127,7 +127,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    from toolchain import jsonio
+
+    atomic_write_text(path, jsonio.dumps(obj, indent=2, sort_keys=False) + "\n")  # no NaN/Inf literals
 
 
 #: The file every output folder carries: which tool wrote it and as what (``kind``). A folder is replaced or

@@ -222,7 +222,7 @@ class ResultStore:
         return AddOutcome(source, "conflict", out.message, run_id, out.path)
 
     def add_object(self, obj: dict[str, Any], source: str) -> AddOutcome:
-        return self.add_bytes((json.dumps(obj, indent=2) + "\n").encode("utf-8"), source)
+        return self.add_bytes((jsonio.dumps(obj, indent=2) + "\n").encode("utf-8"), source)
 
     def add_file(self, path: str | Path, source: str | None = None) -> AddOutcome:
         """Read at most the size limit (so a huge file is refused without reading it all)."""
