@@ -141,11 +141,26 @@ def check_pt2(path: Path) -> None:
                                        "re-save it with a current torch.export.save") from None
 
 
+def export_load(path: Path) -> Any:
+    """``torch.export.load`` with torch's own fallback warning silenced: on a damaged archive torch logs the
+    first loader's full traceback before trying the legacy one, which reads like a crash to a user; the
+    caller turns the final failure into one ImportModelError line instead."""
+    import logging
+
+    log = logging.getLogger("torch.export")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return torch.export.load(str(path))
+    finally:
+        log.setLevel(level)
+
+
 def pt2_input_size(path: Path) -> int | None:
     """The square input size a ``.pt2`` program was exported with (from its first input's example), if any."""
     check_pt2(path)
     try:
-        ep = torch.export.load(str(path))
+        ep = export_load(path)
         shapes = [n.meta["val"].shape for n in ep.graph.nodes if n.op == "placeholder" and "val" in n.meta
                   and n.name in ep.graph_signature.user_inputs]
     except Exception:  # noqa: BLE001 - load_pt2 reports the real problem
@@ -158,7 +173,7 @@ def pt2_input_size(path: Path) -> int | None:
 def load_pt2(path: Path, arch: dict[str, Any], size: int) -> nn.Module:
     check_pt2(path)
     try:
-        ep = torch.export.load(str(path))
+        ep = export_load(path)
     except Exception as e:  # noqa: BLE001
         raise ImportModelError(f"{path} cannot be loaded as a torch.export program "
                                f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None

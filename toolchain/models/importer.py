@@ -475,9 +475,17 @@ def _reference_program(source: str, path: Path, x: torch.Tensor) -> np.ndarray:
         prog = torch.jit.load(str(path), map_location="cpu").eval()
     else:
         graph.check_pt2(path)
-        prog = torch.export.load(str(path)).module()
-    with torch.no_grad():
-        return np.concatenate([prog(x[i:i + 1]).numpy() for i in range(len(x))])
+        try:
+            prog = graph.export_load(path).module()
+        except Exception as e:  # noqa: BLE001 - a damaged archive fails inside torch's zip reader in many ways
+            raise ImportModelError(f"{path.name} cannot be loaded as a torch.export program "
+                                   f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    try:
+        with torch.no_grad():
+            return np.concatenate([prog(x[i:i + 1]).numpy() for i in range(len(x))])
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        raise ImportModelError(f"{path.name}: the program fails on a {tuple(x.shape[1:])} image "
+                               f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
 
 
 IMPORTERS.add("torchscript", _import_program("torchscript"))
