@@ -38,8 +38,6 @@ MAX_PARAMETERS = 1_000_000_000
 MAX_CSV_FIELD_CHARS = 4096
 #: Characters of a name used as a folder (a pipeline stage, a bundle name).
 MAX_NAME_CHARS = 100
-#: Folder depth walked below a data set root (no data set nests deeper than ~8).
-MAX_FOLDER_DEPTH = 64
 
 # ---- counts
 SUBJECTS = (1, 100_000)
@@ -65,19 +63,15 @@ SEED = (0, 2 ** 32 - 1)  # numpy's SeedSequence and torch.manual_seed both take 
 REGEX_TIMEOUT_S = 0.5
 
 
-def _err(error: type[ToolchainError]) -> type[ToolchainError]:
-    return error or ConfigError
-
-
 def check_int(value: Any, field: str, low: int, high: int, error: type[ToolchainError] = ConfigError) -> int:
     """``value`` as an int in ``[low, high]`` (bools and non-integral floats refused)."""
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)
         else:
-            raise _err(error)(f"{field} is {_show(value)}; allowed: an integer in [{low}, {high}]")
+            raise error(f"{field} is {_show(value)}; allowed: an integer in [{low}, {high}]")
     if not low <= value <= high:
-        raise _err(error)(f"{field} is {_show(value)}; allowed: an integer in [{low}, {high}]")
+        raise error(f"{field} is {_show(value)}; allowed: an integer in [{low}, {high}]")
     return value
 
 
@@ -87,21 +81,21 @@ def check_float(value: Any, field: str, low: float, high: float, *, low_open: bo
     lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
     allowed = f"a finite number in {lo}{low:g}, {high:g}{hi}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _err(error)(f"{field} is {_show(value)}; allowed: {allowed}")
+        raise error(f"{field} is {_show(value)}; allowed: {allowed}")
     v = float(value)
     if not math.isfinite(v) or v < low or v > high or (low_open and v == low) or (high_open and v == high):
-        raise _err(error)(f"{field} is {_show(value)}; allowed: {allowed}")
+        raise error(f"{field} is {_show(value)}; allowed: {allowed}")
     return v
 
 
 def check_name(value: Any, field: str, error: type[ToolchainError] = ConfigError) -> str:
     """A name that becomes a folder: non-empty, at most :data:`MAX_NAME_CHARS`, one plain path segment."""
     if not isinstance(value, str) or not value.strip():
-        raise _err(error)(f"{field} is {_show(value)}; allowed: a non-empty name")
+        raise error(f"{field} is {_show(value)}; allowed: a non-empty name")
     if len(value) > MAX_NAME_CHARS:
-        raise _err(error)(f"{field} is {len(value)} characters long; allowed: at most {MAX_NAME_CHARS}")
+        raise error(f"{field} is {len(value)} characters long; allowed: at most {MAX_NAME_CHARS}")
     if "/" in value or "\\" in value or "\x00" in value or value in (".", ".."):
-        raise _err(error)(f"{field} {_show(value)} is not one folder name (no '/', '\\', NUL, '.' or '..')")
+        raise error(f"{field} {_show(value)} is not one folder name (no '/', '\\', NUL, '.' or '..')")
     return value
 
 
@@ -111,10 +105,10 @@ def check_elements(shape: Any, field: str, error: type[ToolchainError] = ConfigE
     for d in shape:
         d = int(d)
         if d < 0:
-            raise _err(error)(f"{field} has a negative dimension {d} (shape {list(shape)})")
+            raise error(f"{field} has a negative dimension {d} (shape {list(shape)})")
         n *= d
         if n > MAX_TENSOR_ELEMENTS:
-            raise _err(error)(f"{field} claims shape {list(map(int, shape))} (more than {MAX_TENSOR_ELEMENTS:,} "
+            raise error(f"{field} claims shape {list(map(int, shape))} (more than {MAX_TENSOR_ELEMENTS:,} "
                               "elements); allowed: at most that many")
     return n
 
