@@ -235,3 +235,163 @@ def test_fuzz_pipeline_configs_through_dry_run(capsys, tmp_path_factory, data):
     r = deploy(capsys, "pipeline", "run", root / "pipeline.toml", "--dry-run")
     _check(r, allowed=(0, 2))
     assert snapshot(root) == before  # a dry run writes nothing
+
+
+# ---- second round (issue 29): model files, cards, CSV indexes and folder trees ------------------------------
+
+def _mutate_bytes(data: bytes, draw) -> bytes:
+    """Flip, cut, splice or repeat bytes of a valid file: what a damaged or forged copy looks like."""
+    kind = draw(st.sampled_from(["flip", "cut", "splice", "repeat"]))
+    if not data:
+        return data
+    i = draw(st.integers(0, len(data) - 1))
+    if kind == "flip":
+        return data[:i] + bytes([data[i] ^ draw(st.integers(1, 255))]) + data[i + 1:]
+    if kind == "cut":
+        return data[:i]
+    if kind == "splice":
+        return data[:i] + draw(st.binary(min_size=1, max_size=16)) + data[i:]
+    return data[:i] + data[i:i + 64] * draw(st.integers(2, 50)) + data[i + 64:]
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory) -> dict[str, bytes]:
+    """A small valid ONNX file (Conv-Relu-Pool-Gemm) and a torch.export .pt2 archive of a tiny network."""
+    import io
+
+    import onnx
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal((4, 5)).astype(np.float32), "fc")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("MatMul", ["f", "fc"], ["y"], name="head")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], initializer=inits)
+    onnx_bytes = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    buf = io.BytesIO()
+    torch.export.save(torch.export.export(net, (torch.zeros(1, 3, 32, 32),)), buf)
+    return {"m.onnx": onnx_bytes, "m.pt2": buf.getvalue()}
+
+
+@fuzz(6)
+@given(data=st.data())
+def test_fuzz_model_files_through_model_import(capsys, tmp_path_factory, model_files, data):
+    name = data.draw(st.sampled_from(sorted(model_files)))
+    root = tmp_path_factory.mktemp("fi")
+    (root / name).write_bytes(_mutate_bytes(model_files[name], data.draw))
+    outside = snapshot(root)
+    r = deploy(capsys, "model", "import", root / name, "--input-size", "32", "--out", root / "b")
+    _check(r, allowed=(0, 2))
+    after = snapshot(root)
+    assert {k: v for k, v in after.items() if not k.startswith("b")} == outside
+    if r.code != 0:
+        assert not (root / "b").exists()  # no half-made bundle
+
+
+_CARD = {"name": "c", "architecture": {"source": "toolchain", "name": "tiny_resnet"},
+         "input": {"size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}, "features": {"dim": 64}}
+_CARD_VALUES = st.one_of(_VALUES, st.sampled_from([float("nan"), float("inf"), -1, 0, 100000, 10 ** 12, [0, 0, 0],
+                                                   {"widths": [100000, 100000]}, {"widths": [4, 4]}, "conv1", ""]))
+
+
+@fuzz(10)
+@given(data=st.data())
+def test_fuzz_cards_through_model_init(capsys, tmp_path_factory, data):
+    paths = _paths(_CARD) + [("input", "input_size"), ("input_size",), ("architecture", "kwargs"), ("colour",)]
+    path = data.draw(st.sampled_from([p for p in paths if p]))
+    kind = data.draw(st.sampled_from(["replace", "replace", "drop"]))
+    cfg = copy.deepcopy(_CARD)
+    if kind == "drop" and path[0] in cfg and (len(path) == 1 or path[-1] in cfg.get(path[0], {})):
+        cfg = _drop(cfg, path)
+    else:
+        cur = cfg
+        for p in path[:-1]:
+            cur = cur.setdefault(p, {}) if isinstance(cur, dict) else cur
+        if isinstance(cur, dict):
+            cur[path[-1]] = data.draw(_CARD_VALUES)
+    try:
+        text = _toml(cfg).replace("nan", "nan").replace("1e300", "inf" if data.draw(st.booleans()) else "1e300")
+    except TypeError:
+        return
+    root = tmp_path_factory.mktemp("fc")
+    (root / "card.toml").write_text(text)
+    outside = snapshot(root)
+    r = deploy(capsys, "model", "init", root / "card.toml", "--out", root / "b")
+    _check(r, allowed=(0, 2))
+    assert {k: v for k, v in snapshot(root).items() if not k.startswith("b")} == outside
+    if r.code != 0:
+        assert not (root / "b").exists()
+
+
+def _tiny_images(root: Path, names: list[str]) -> None:
+    from PIL import Image
+
+    for i, n in enumerate(names):
+        p = root / n
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (i * 7 % 256, 40, 90)).save(p)
+
+
+_FIELDS = st.one_of(st.text(max_size=8), st.sampled_from(["", " ", "a" * 5000, "../x.png", "/etc/passwd", "\x00",
+                                                          '"', "s,1", "é", "a\nb", "0.png", "s00/0.png"]))
+
+
+@fuzz(10)
+@given(data=st.data())
+def test_fuzz_csv_indexes_through_data_check_and_split(capsys, tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("fx")
+    names = [f"s{s:02d}/{i}.png" for s in range(4) for i in range(2)]
+    _tiny_images(root / "data", names)
+    rows = [[n, n.split("/")[0]] for n in names]
+    for _ in range(data.draw(st.integers(0, 4))):
+        rows.insert(data.draw(st.integers(0, len(rows))), [data.draw(_FIELDS), data.draw(_FIELDS)])
+    if data.draw(st.booleans()):
+        rows += [rows[0]] * data.draw(st.integers(1, 200))  # duplicates
+    header = data.draw(st.sampled_from(["path,subject", "path,subject,session,eye", "subject,path", "x,y", ""]))
+    text = header + "\n" + "\n".join(",".join(r) for r in rows) + "\n"
+    raw = text.encode("utf-8", "surrogatepass")
+    if data.draw(st.booleans()):
+        raw = _mutate_bytes(raw, data.draw)
+    (root / "data" / "index.csv").write_bytes(raw)
+    outside = snapshot(root)
+    _check(deploy(capsys, "data", "check", root / "data"), allowed=(0, 2))
+    r = deploy(capsys, "data", "split", root / "data", "--out", root / "sp", "--no-check-images",
+               "--fractions", "0.5,0.25,0.25")
+    _check(r, allowed=(0, 2))
+    assert {k: v for k, v in snapshot(root).items() if not k.startswith("sp")} == outside
+
+
+@fuzz(8)
+@given(data=st.data())
+def test_fuzz_folder_trees_through_data_check_and_split(capsys, tmp_path_factory, data):
+    import os
+
+    root = tmp_path_factory.mktemp("ft")
+    parts = st.sampled_from(["s0", "s1", "s2", "a b", ".hidden", "é", "x" * 60, "sub", "C1_S1_I1_L.png"])
+    names = set()
+    for _ in range(data.draw(st.integers(2, 12))):
+        depth = data.draw(st.integers(0, 6))
+        folders = [data.draw(parts) for _ in range(depth)]
+        names.add("/".join([*folders, data.draw(st.sampled_from(["0.png", "1.jpg", "2.png", "n.txt", ".x.png"]))]))
+    try:
+        _tiny_images(root / "data", sorted(n for n in names if n.endswith((".png", ".jpg"))))
+    except (OSError, ValueError):
+        return  # a name the file system refuses (a file where a folder is asked for): not a case
+    if data.draw(st.booleans()):  # a symlink loop, a non-UTF-8 name, an empty image
+        os.symlink(root / "data", root / "data" / "loop")
+        bad = os.path.join(os.fsencode(root / "data"), b"n\xff")
+        os.makedirs(bad, exist_ok=True)
+        open(os.path.join(bad, b"0.png"), "wb").close()
+    outside = snapshot(root) if not (root / "data" / "loop").exists() else None
+    _check(deploy(capsys, "data", "check", root / "data"), allowed=(0, 2))
+    _check(deploy(capsys, "data", "split", root / "data", "--out", root / "sp", "--no-check-images"), allowed=(0, 2))
+    if outside is not None:
+        assert {k: v for k, v in snapshot(root).items() if not k.startswith("sp")} == outside

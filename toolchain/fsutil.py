@@ -30,6 +30,54 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def walk_files(root: str | Path, *, skip_hidden: bool = False) -> Iterator[Path]:
+    """Every non-folder entry under ``root`` (files, and symlinks not to folders), without recursion.
+
+    Why not ``Path.rglob``/``os.walk``: on Python 3.11 both recurse once per folder level, so a tree 2,000
+    folders deep raised ``RecursionError``. This keeps an explicit stack, never descends into a symlinked
+    folder (no loops), and skips names starting with ``.`` when ``skip_hidden``. Order is unspecified: sort.
+    """
+    stack = [Path(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:
+            continue  # unreadable (or vanished) sub-folder; the root itself is checked by callers
+        for e in entries:
+            if skip_hidden and e.name.startswith("."):
+                continue
+            try:
+                is_dir = e.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if is_dir:
+                stack.append(Path(e.path))
+            else:
+                yield Path(e.path)
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError, ``shutil.Error`` included (its message is a list of (src, dst, why) tuples,
+    one per file a ``copytree`` could not copy: on a full disk, thousands)."""
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        first = e.args[0][0]
+        src, dst, why = (list(first) + ["", "", ""])[:3] if isinstance(first, (tuple, list)) else ("", "", first)
+        more = len(e.args[0]) - 1
+        return f"{dst or src}: {why}" + (f" (and {more} more file(s) not copied)" if more else "")
+    where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+    return f"{where}{e.strerror or e}"
+
+
+def copy_tree(src: str | Path, dst: str | Path) -> None:
+    """``shutil.copytree`` whose failure is one OSError line (see :func:`os_error_line`)."""
+    try:
+        shutil.copytree(src, dst)
+    except shutil.Error as e:
+        raise OSError(os_error_line(e)) from None
+
+
 def size_bytes(path: str | Path) -> int:
     path = Path(path)
     if path.is_dir():
@@ -50,11 +98,16 @@ FILE_MODE = 0o666 & ~_UMASK
 DIR_MODE = 0o777 & ~_UMASK
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
+def atomic_write_bytes(path: str | Path, data: bytes, clean: bool = True) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over ``path``.
+
+    ``clean=False``: the caller already removed stale temps of the folder (a batch of many writes, where
+    rescanning the folder per write is quadratic).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(path.parent, path.name)
+    if clean:
+        clean_stale_temps(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, FILE_MODE)
@@ -74,7 +127,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    from toolchain import jsonio
+
+    atomic_write_text(path, jsonio.dumps(obj, indent=2, sort_keys=False) + "\n")  # no NaN/Inf literals
 
 
 #: The file every output folder carries: which tool wrote it and as what (``kind``). A folder is replaced or

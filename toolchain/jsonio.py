@@ -158,3 +158,46 @@ def read_object(path: str | Path, **kw: Any) -> dict[str, Any]:
         err = kw.get("error", JsonInputError)
         raise err(f"{path}: expected a JSON object at the top level, got {type(obj).__name__}")
     return obj
+
+
+def finite(obj: Any) -> tuple[Any, list[str]]:
+    """``obj`` with every NaN/Inf float replaced by ``None``, and the paths that were replaced.
+
+    Why: ``json.dumps`` writes ``NaN``/``Infinity`` literals by default, which no JSON parser (this module's
+    :func:`loads` included) accepts, so a file the tool wrote could not be read back by the tool.
+    """
+    where: list[str] = []
+
+    def walk(v: Any, path: str) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            where.append(path or "(top level)")
+            return None
+        if isinstance(v, dict):
+            return {k: walk(x, f"{path}/{k}" if path else str(k)) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [walk(x, f"{path}/{i}") for i, x in enumerate(v)]
+        return v
+
+    stack_safe = nesting_ok(obj)
+    return (walk(obj, "") if stack_safe else obj), where
+
+
+def nesting_ok(obj: Any, limit: int = 200) -> bool:
+    """True when ``obj`` nests at most ``limit`` deep (what this tool writes nests under ten)."""
+    stack = [(obj, 0)]
+    while stack:
+        v, d = stack.pop()
+        if d > limit:
+            return False
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend((x, d + 1) for x in v)
+    return True
+
+
+def dumps(obj: Any, **kw: Any) -> str:
+    """``json.dumps`` that never writes a NaN/Inf literal: such numbers become ``null`` (writers that can meet
+    them, e.g. a failed parity's cosine, also say why in a reason field)."""
+    clean, _ = finite(obj)
+    return json.dumps(clean, allow_nan=False, **kw)

@@ -7,7 +7,7 @@ a JSON Schema (draft 2020-12) from the same type hints, so the committed schema 
 
 Supported field types: ``str``, ``int``, ``float`` (an int is accepted), ``bool``, ``None``, ``X | None``,
 ``list[X]``, ``dict[str, X]``, ``Any``, ``Literal[...]`` and nested dataclasses. A field's ``metadata`` may carry
-``minimum`` / ``exclusive_minimum`` (numbers) and ``doc`` (the schema's description).
+``minimum`` / ``exclusive_minimum`` / ``maximum`` (numbers) and ``doc`` (the schema's description).
 
 >>> from dataclasses import dataclass, field
 >>> @dataclass
@@ -25,6 +25,7 @@ unknown key z (known: x, y)
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, TypeVar, Union
@@ -103,6 +104,9 @@ def _check(tp: Any, v: Any, path: str, out: list[str]) -> Any:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             out.append(f"{path}: expected a number, got {_describe(v)}")
             return v
+        if not math.isfinite(float(v)):  # NaN passes every comparison check; Inf passes every minimum
+            out.append(f"{path}: expected a finite number, got {v}")
+            return v
         return float(v)
     if tp is int:
         if isinstance(v, bool) or not isinstance(v, int):
@@ -135,10 +139,13 @@ def _bounds(f: dataclasses.Field, v: Any, path: str, out: list[str]) -> None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return
     lo, xlo = f.metadata.get("minimum"), f.metadata.get("exclusive_minimum")
+    hi = f.metadata.get("maximum")
     if lo is not None and v < lo:
         out.append(f"{path}: {v} is below the minimum {lo}")
     if xlo is not None and not v > xlo:
         out.append(f"{path}: {v} must be greater than {xlo}")
+    if hi is not None and not v <= hi:
+        out.append(f"{path}: {v} is above the maximum {hi}")
 
 
 def _build(cls: type, data: dict[str, Any], prefix: str, out: list[str]) -> Any:
@@ -237,7 +244,8 @@ def json_schema(tp: Any, defs: dict[str, Any] | None = None) -> dict[str, Any]:
             required = []
             for f in dataclasses.fields(tp):
                 s = json_schema(hints[f.name], defs)
-                for key, meta in (("minimum", "minimum"), ("exclusiveMinimum", "exclusive_minimum")):
+                for key, meta in (("minimum", "minimum"), ("exclusiveMinimum", "exclusive_minimum"),
+                                  ("maximum", "maximum")):
                     if f.metadata.get(meta) is not None:
                         s = {**s, key: f.metadata[meta]}
                 if f.metadata.get("doc"):

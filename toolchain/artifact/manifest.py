@@ -13,6 +13,7 @@ once, migrates version-1 manifests, and refuses a ``file`` that resolves outside
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 import sys
 from dataclasses import dataclass, field
@@ -110,7 +111,17 @@ class ParityResult:
     mismatches: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """As stored: a NaN/Inf number (an artifact that outputs NaN) becomes null and the reason says so,
+        so the manifest stays JSON this tool can read back (and `bench host` says "parity failed")."""
+        d = dataclasses.asdict(self)
+        bad = [k for k in ("max_abs", "cosine_min", "min_cosine_required")
+               if isinstance(d[k], float) and not math.isfinite(d[k])]
+        for k in bad:
+            d[k] = None
+        if bad:
+            note = f"{', '.join(bad)} not a finite number (NaN/Inf outputs); stored as null"
+            d["reason"] = f"{d['reason']}; {note}" if d["reason"] else note
+        return d
 
 
 @dataclass

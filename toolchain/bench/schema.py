@@ -223,14 +223,19 @@ PLAN_SCHEMA: dict[str, Any] = {
 }
 
 
+_VALIDATORS: dict[int, Any] = {}  # id(schema) -> validator: building one per file made `collect dir` slow
+
+
 def _schema_problems(obj: Any, schema: dict[str, Any]) -> list[str]:
     import jsonschema
 
-    base = jsonschema.Draft202012Validator
-    # JSON Schema counts 6500000.0 as an integer; nanosecond counts must be written as integers.
-    checker = base.TYPE_CHECKER.redefine(
-        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool))
-    validator = jsonschema.validators.extend(base, type_checker=checker)(schema)
+    validator = _VALIDATORS.get(id(schema))
+    if validator is None:
+        base = jsonschema.Draft202012Validator
+        # JSON Schema counts 6500000.0 as an integer; nanosecond counts must be written as integers.
+        checker = base.TYPE_CHECKER.redefine(
+            "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool))
+        validator = _VALIDATORS[id(schema)] = jsonschema.validators.extend(base, type_checker=checker)(schema)
     out = []
     for err in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))):
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"

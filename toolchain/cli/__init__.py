@@ -68,8 +68,9 @@ def main() -> None:
     except OSError as e:  # the machine said no (permissions, disk full, a path through a file): not a bug
         from toolchain.cli._common import err_console, styled
 
-        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        err_console.print(styled(("error:", "bold red"), f" {where}{e.strerror or e}"), soft_wrap=True)
+        from toolchain.fsutil import os_error_line
+
+        err_console.print(styled(("error:", "bold red"), f" {os_error_line(e)}"), soft_wrap=True)
         sys.exit(2)
     except MemoryError:
         from toolchain.cli._common import err_console, styled

@@ -107,19 +107,26 @@ def collect_dir(
     out: OutOpt = Path("results"),
 ) -> None:
     """Add results files from local folders or files."""
-    from toolchain.bench.store import ResultStore
+    from toolchain.bench.store import ResultStore, find_results_files
     from toolchain.errors import CollectError
 
     store = ResultStore(out)
     files: list[Path] = []
+    skipped: list[str] = []
     for p in paths:
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*.json") if f.is_file() and not f.is_symlink())
+            found, passed_over = find_results_files(p)
+            files += found
+            skipped += passed_over
         elif p.is_file():
             files.append(p)
         else:
             raise CollectError(f"{p}: no such file or folder")
-    finish([store.add_file(f) for f in files], store.root)
+    for line in skipped:
+        console.print(styled(("skipped", "yellow"), f" {line}"))
+    with store.batch():  # one lock and one listing for all the files: linear in their number
+        outcomes = [store.add_file(f) for f in files]
+    finish(outcomes, store.root)
 
 
 @collect_app.command("ios")

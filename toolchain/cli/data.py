@@ -94,6 +94,7 @@ def synth(
 
     if layout not in SYNTH_LAYOUTS:
         raise DataError(f"--layout {layout!r} is not a synthetic layout; known: {', '.join(SYNTH_LAYOUTS)}")
+    SynthConfig(subjects, images_per_subject, size, seed, layout)  # every value in range, before any work
     check_output_dir(out, "synth", force)  # before the progress bar: a refusal is the only output
     total = subjects * images_per_subject * (1 if layout == "per-subject" else 2)
     t0 = time.perf_counter()
@@ -153,6 +154,7 @@ def split(
         fr = tuple(float(v) for v in fractions.split(","))
     except ValueError:
         raise DataError(f"--fractions {fractions!r} must be three numbers like 0.7,0.1,0.2") from None
+    SplitConfig(fractions=fr, max_impostors=max_impostors, seed=seed)  # every value in range, before any work
     ds = scan(data, layout, subject_regex, index)
     rules = resolve_rules(ds.layout, protocol, _sessions(enrol_sessions),
                           _sessions(verify_sessions), other_eye, condition)

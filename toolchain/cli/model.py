@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from toolchain.bounds import INPUT_SIZE_PX
+
 from toolchain.cli import app
 from toolchain.cli._common import ForceOpt, console, err_console, styled
 
@@ -21,7 +23,7 @@ def init(
                                              "tiny_ocular), a card .toml path, torchvision:NAME or timm:NAME.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write.")],
     seed: Annotated[int, typer.Option(help="Seed of the random init and BatchNorm re-estimation.")] = 0,
-    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's).", min=16, max=4096)] = None,
+    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's).", min=INPUT_SIZE_PX[0], max=INPUT_SIZE_PX[1])] = None,
     weights: Annotated[str, typer.Option(help="random (seeded, BatchNorm re-estimated) or imagenet (torchvision's local cache only; never downloads).")] = "random",
     force: ForceOpt = False,
 ) -> None:
@@ -58,7 +60,7 @@ def import_(
     feature_layer: Annotated[Optional[str], typer.Option("--feature-layer", help="Take features from this module's "
                                                           "output (ONNX: value), global-average-pooled.")] = None,
     strict: Annotated[str, typer.Option(help="false: load the keys that match and list the rest instead of failing.")] = "true",
-    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's or the file's).", min=16, max=4096)] = None,
+    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's or the file's).", min=INPUT_SIZE_PX[0], max=INPUT_SIZE_PX[1])] = None,
     name: Annotated[Optional[str], typer.Option(help="Bundle name (default: the card's or the file's).")] = None,
     force: ForceOpt = False,
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -56,10 +55,14 @@ def _run(config, dry_run: bool, only: list[str] | None, force: list[str] | None,
         if reports:
             (err_console if ci else console).print(_status_table(reports))
         if ci:
-            print(json.dumps(_summary(reports or [], work, failed=str(e)), indent=2))
+            from toolchain import jsonio
+
+            print(jsonio.dumps(_summary(reports or [], work, failed=str(e)), indent=2))
         raise
     if ci:
-        print(json.dumps(_summary(reports, work), indent=2))
+        from toolchain import jsonio
+
+        print(jsonio.dumps(_summary(reports, work), indent=2))
     else:
         console.print(_status_table(reports))
     return reports

@@ -7,6 +7,8 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
+from toolchain.bounds import INPUT_SIZE_PX
+
 from toolchain.cli import app
 from toolchain.cli._common import ForceOpt, console, epoch_reporter, progress
 from toolchain.train.config import TrainConfig as _T
@@ -36,7 +38,7 @@ def train_command(
                                          "Same seed + same threads on the same machine = bit-identical weights.",
                                          min=0, max=1024)] = _T.threads,
     max_bad_fraction: Annotated[float, typer.Option("--max-bad-fraction", help="Unreadable images tolerated (0..1).", min=0.0, max=1.0)] = _T.max_bad_fraction,
-    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input pixels (card default).", min=16, max=4096)] = None,
+    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input pixels (card default).", min=INPUT_SIZE_PX[0], max=INPUT_SIZE_PX[1])] = None,
     weights: Annotated[str, typer.Option(help="Start from random or imagenet weights (cards only; never downloads).")] = "random",
     layout: Annotated[Optional[str], typer.Option(help="Data layout (default: detected).")] = None,
     subject_regex: Annotated[Optional[str], typer.Option("--subject-regex", help="Regex on each image path with a (?P<subject>...) group (and optional session/eye groups) when no layout fits (default: the layout's own rules).")] = None,

@@ -31,6 +31,14 @@ class SynthConfig:
     seed: int = 0
     layout: str = "per-subject"
 
+    def __post_init__(self) -> None:  # the CLI, the pipeline's [data] and the library all pass through here
+        from toolchain import bounds as b
+
+        b.check_int(self.subjects, "synthetic subjects", *b.SUBJECTS)
+        b.check_int(self.images_per_subject, "synthetic images per subject", *b.IMAGES_PER_SUBJECT)
+        b.check_int(self.size, "synthetic image size", *b.IMAGE_SIZE_PX)
+        b.check_int(self.seed, "seed", *b.SEED)
+
 
 @dataclass(frozen=True)
 class SplitConfig:
@@ -56,3 +64,13 @@ class SplitConfig:
     other_eye: str = "exclude"
     condition: str = "same"
     check_images: bool = True
+
+    def __post_init__(self) -> None:
+        from toolchain import bounds as b
+
+        if not isinstance(self.fractions, (tuple, list)) or len(self.fractions) != 3:
+            raise b.ConfigError(f"fractions is {self.fractions!r}; allowed: three numbers train,val,test"[:200])
+        for name, f in zip(("train", "val", "test"), self.fractions):
+            b.check_float(f, f"{name} fraction", *b.RATIO)
+        b.check_int(self.max_impostors, "max impostors", *b.MAX_IMPOSTORS)
+        b.check_int(self.seed, "seed", *b.SEED)

@@ -66,6 +66,16 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV, RGB
 
 
+def check_declared_size(im: Image.Image, path: str | Path) -> None:
+    """Refuse an image whose header declares more than :data:`~toolchain.bounds.MAX_IMAGE_PIXELS`, before it
+    is decoded (a decompression bomb: a few kB of PNG that decode to gigabytes)."""
+    from toolchain.bounds import MAX_IMAGE_PIXELS
+
+    if im.width * im.height > MAX_IMAGE_PIXELS:
+        raise ImageError(f"image {path} declares {im.width}x{im.height} pixels, more than the "
+                         f"{MAX_IMAGE_PIXELS:,}-pixel limit (a decompression bomb?); not decoded")
+
+
 def load_image(path: str | Path, size: int | None = None, fit: str = "stretch") -> np.ndarray:
     """Read an image file as RGB uint8 ``(H, W, 3)``; ``size`` pixels square if given.
 
@@ -89,6 +99,7 @@ def load_image(path: str | Path, size: int | None = None, fit: str = "stretch") 
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
+                check_declared_size(im, path)
                 if size is not None and im.format == "JPEG":
                     im.draft("RGB", (size, size))  # decode JPEGs at a reduced scale when much larger
                 im.load()

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
+from toolchain.bounds import MAX_CSV_FIELD_CHARS, REGEX_TIMEOUT_S
 from toolchain.errors import DataLayoutError
 from toolchain.registry import Registry
 
@@ -169,8 +171,9 @@ def is_image_file(path: Path) -> bool:
 
 def list_images(root: Path) -> list[Path]:
     """Every image file under ``root`` (hidden files and folders skipped), sorted by relative path."""
-    out = [p for p in root.rglob("*") if is_image_file(p)
-           and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    from toolchain.fsutil import walk_files
+
+    out = [p for p in walk_files(root, skip_hidden=True) if is_image_file(p)]  # iterative: any depth
     return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
 
@@ -181,11 +184,21 @@ def _check_root(root: Path) -> Path:
     return root
 
 
-def _match_all(root: Path, images: list[Path], pattern: re.Pattern[str], post) -> tuple[list[Sample], list[str]]:
+def _match_all(root: Path, images: list[Path], pattern: Any, post) -> tuple[list[Sample], list[str]]:
+    user = not isinstance(pattern, re.Pattern)  # a --subject-regex: the `regex` engine, time-limited per path
     samples, unmatched = [], []
     for p in images:
         rel = p.relative_to(root).as_posix()
-        m = pattern.search(rel)
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:  # os.fsdecode's surrogates: a name that cannot be written to JSON or CSV
+            raise DataLayoutError(f"{root}: {rel.encode('utf-8', 'surrogateescape')!r} is not a UTF-8 file or "
+                                  "folder name; rename it (e.g. convmv -f latin1 -t utf-8)") from None
+        try:
+            m = pattern.search(rel, timeout=REGEX_TIMEOUT_S) if user else pattern.search(rel)
+        except TimeoutError:
+            raise DataLayoutError(f"subject regex {pattern.pattern!r} took over {REGEX_TIMEOUT_S} s on {rel!r} "
+                                  "(catastrophic backtracking, e.g. nested repeats like (a+)+); simplify it") from None
         if m is None or not m.groupdict().get("subject"):
             unmatched.append(rel)
             continue
@@ -194,13 +207,17 @@ def _match_all(root: Path, images: list[Path], pattern: re.Pattern[str], post) -
     return samples, unmatched
 
 
-def _compile(regex: str) -> re.Pattern[str]:
+def _compile(pattern_text: str) -> Any:
+    """A user's regex, compiled by the ``regex`` package (same syntax as ``re`` for these patterns) so each
+    search can be given a time limit: a catastrophically backtracking pattern is refused, not left to hang."""
+    import regex
+
     try:
-        pattern = re.compile(regex)
-    except re.error as e:
-        raise DataLayoutError(f"subject regex {regex!r} is not a valid regular expression: {e}") from None
+        pattern = regex.compile(pattern_text)
+    except (regex.error, ValueError, OverflowError) as e:
+        raise DataLayoutError(f"subject regex {pattern_text!r} is not a valid regular expression: {e}") from None
     if "subject" not in pattern.groupindex:
-        raise DataLayoutError(f"subject regex {regex!r} needs a named group (?P<subject>...) "
+        raise DataLayoutError(f"subject regex {pattern_text!r} needs a named group (?P<subject>...) "
                               "(optional groups: session, eye)")
     return pattern
 
@@ -219,19 +236,36 @@ def _read_index(root: Path, index_csv: Path) -> list[Sample]:
         line = raw.count(b"\n", 0, pos) + 1
         raise DataLayoutError(f"{index_csv} is not UTF-8 text: byte {pos} (line {line}, 0x{raw[pos]:02x}) "
                               "cannot be decoded; save the index as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+    first_line: dict[str, int] = {}
+    dupes: Counter = Counter()
     with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
-        cols = [c.strip() for c in (reader.fieldnames or [])]
-        if "path" not in cols or "subject" not in cols:
-            raise DataLayoutError(f"{index_csv} must start with a header naming columns path,subject[,session,eye]; "
-                                  f"found {cols or 'no header'}")
-        for n, row in enumerate(reader, start=2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            if not row.get("path") or not row.get("subject"):
-                raise DataLayoutError(f"{index_csv} line {n}: empty path or subject")
-            p = Path(row["path"])
-            p = p if p.is_absolute() else root / p
-            samples.append(Sample(p, row["subject"], row.get("session") or None, _eye_side(row.get("eye") or None)))
+        try:
+            cols = [c.strip() for c in (reader.fieldnames or [])]
+            if "path" not in cols or "subject" not in cols:
+                raise DataLayoutError(f"{index_csv} must start with a header naming columns "
+                                      f"path,subject[,session,eye]; found {cols[:8] or 'no header'}"[:300])
+            for n, row in enumerate(reader, start=2):
+                row = {k.strip(): (v or "").strip() for k, v in row.items() if isinstance(k, str) and k}
+                if not row.get("path") or not row.get("subject"):
+                    raise DataLayoutError(f"{index_csv} line {n}: empty path or subject")
+                if max(map(len, row.values())) > MAX_CSV_FIELD_CHARS:
+                    raise DataLayoutError(f"{index_csv} line {n}: a field of {max(map(len, row.values()))} "
+                                          f"characters; allowed: at most {MAX_CSV_FIELD_CHARS}")
+                p = Path(row["path"])
+                p = p if p.is_absolute() else root / p
+                key = os.path.normpath(p)
+                if key in first_line:  # the same image twice: pairs of an image with itself, quadratic blow-up
+                    dupes[key] += 1
+                    continue
+                first_line[key] = n
+                samples.append(Sample(p, row["subject"], row.get("session") or None, _eye_side(row.get("eye") or None)))
+        except csv.Error as e:  # a field over csv's own limit (131072 chars), NUL bytes, a broken quote
+            raise DataLayoutError(f"{index_csv} line {reader.line_num + 1}: not a readable CSV row ({e})") from None
+    if dupes:
+        key, times = dupes.most_common(1)[0]
+        raise DataLayoutError(f"{index_csv} lists {len(dupes)} image(s) more than once, e.g. {key} {times + 1} "
+                              f"times (first on line {first_line[key]}); list each image once")
     missing = [s.path for s in samples if not s.path.is_file()]
     if missing:
         raise DataLayoutError(f"{index_csv} lists {len(missing)} file(s) that do not exist, e.g. {missing[0]}; "

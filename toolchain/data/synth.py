@@ -30,7 +30,6 @@ can be exercised without them (see :data:`SESSION_LAYOUTS`):
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from toolchain import jsonio
 from toolchain.data.config import SYNTH_LAYOUTS, SynthConfig
 from toolchain.errors import DataError
 from toolchain.fsutil import atomic_dir
@@ -342,5 +342,5 @@ def generate(out: str | Path, subjects: int = SynthConfig.subjects, images_per_s
                     progress(done, total)
         meta = {"format": "toolchain.synth", "generator_version": GENERATOR_VERSION, **asdict(cfg),
                 "note": "procedural periocular images; see toolchain/data/synth.py"}
-        (tmp / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / "synth.json").write_text(jsonio.dumps(meta, indent=2) + "\n")
     return Path(out)

@@ -95,6 +95,10 @@ def export_bundle(req: ExportRequest, progress: MessageFn | None = None) -> list
     from toolchain.artifact.formats import BUNDLE_FORMAT
 
     say = progress or (lambda msg: log.info(msg))
+    if req.min_cosine is not None:  # before any conversion: -1 passes against anything, 2 or NaN passes nothing
+        from toolchain.bounds import MIN_COSINE, check_float
+
+        check_float(req.min_cosine, "--min-cosine", *MIN_COSINE, low_open=True, error=ExportError)
     if req.int8_mode not in INT8_MODES:
         raise ExportError(f"unknown int8 mode {req.int8_mode!r}; known: {', '.join(INT8_MODES)}")
     fmt = get_format(req.target)  # unknown target -> the valid names, before any work
@@ -103,12 +107,12 @@ def export_bundle(req: ExportRequest, progress: MessageFn | None = None) -> list
         raise ExportError(f"--compress applies to {', '.join(formats().get(n).display for n in takers)} exports only "
                           f"({fmt.display} size comes from --precision)")
     groups = plan_choices(req)
-    ensure_writable_dir(req.out)
     bundle = load_bundle(req.bundle_dir)
     for choice, _ in groups:  # before any conversion: refuse to replace a folder of the user's
         check_output_dir(Path(req.out) / artifact_name(bundle.name, choice, req.compress, req.int8_mode), "artifact",
                          req.force, what="artifact folder")
     calib = load_calibration(bundle.input_size, req.calibration_dir)
+    ensure_writable_dir(req.out)  # only once the inputs are known good: a refusal leaves no empty --out behind
     check = inputs.parity_inputs(bundle.input_size)
     fixed = inputs.fixed_input(bundle.input_size)
     _, pytorch = runtimes.open_session(bundle, BUNDLE_FORMAT)

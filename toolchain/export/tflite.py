@@ -142,9 +142,12 @@ class TFLiteExporter(ArtifactFormat):
     default_layout = "nhwc"
     min_os_text = "Android 5.0 (API 21)"
 
-    def device_note(self, device: Device) -> str | None:
+    def refuse_device(self, device: Device) -> str | None:
+        # A manifest's devices and minimum OS must agree with its format: a TFLite artifact's minimum OS is
+        # Android's, and nothing here builds or checks the LiteRT iOS runtime, so an iPhone is refused.
         if device.platform != self.app_platform:
-            return f"TFLite on {device.name} needs the LiteRT iOS runtime; the harness app uses Core ML"
+            return (f"--target tflite is for Android devices (minimum {self.min_os_text}); {device.name} runs iOS: "
+                    "export --target coreml for it")
         return None
 
     def name_parts(self, choice: ExportChoice) -> list[str]:

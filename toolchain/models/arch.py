@@ -124,7 +124,28 @@ def base_network(source: str, name: str, kwargs: dict[str, Any] | None = None) -
         if source in graph.GRAPH_SOURCES:
             raise CardError(f"a {source} bundle is a fixed graph: it has no architecture to rebuild")
         raise CardError(f"unknown architecture source {source!r}; known: {', '.join(ARCH_SOURCES.names())}")
-    return ARCH_SOURCES.get(source)(name, dict(kwargs or {}))
+    build = ARCH_SOURCES.get(source)
+    _check_size(build, source, name, dict(kwargs or {}))
+    return build(name, dict(kwargs or {}))
+
+
+def _check_size(build: Any, source: str, name: str, kwargs: dict[str, Any]) -> None:
+    """Build on the ``meta`` device first (no memory, no init work) and refuse a network above
+    :data:`~toolchain.bounds.MAX_PARAMETERS`, or one its constructor rejects, before any real allocation:
+    a card's ``widths = [100000, 100000]`` is a 10^10-parameter net that would otherwise take the machine."""
+    from toolchain.bounds import MAX_PARAMETERS
+
+    try:
+        with torch.device("meta"):
+            net = build(name, dict(kwargs))
+    except (TypeError, ValueError) as e:
+        raise CardError(f"{source}:{name} cannot be built with kwargs {kwargs!r}: {str(e)[:200]}") from None
+    except (RuntimeError, NotImplementedError):  # a constructor that computes on its tensors: no estimate
+        return
+    n = sum(p.numel() for p in net.parameters())
+    if n > MAX_PARAMETERS:
+        raise CardError(f"{source}:{name} with kwargs {kwargs!r} has {n:,} parameters ({n * 4 / 2 ** 30:,.1f} GiB "
+                        f"in fp32); allowed: at most {MAX_PARAMETERS:,}")
 
 
 def _get(root: nn.Module, path: str) -> nn.Module:

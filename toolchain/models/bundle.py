@@ -197,7 +197,7 @@ def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base
                            "deployed_parameters": int(sum(p.numel() for p in model.trunk.parameters())),
                            "deployed_nonzero": int(sum(int(p.count_nonzero()) for p in model.trunk.parameters()))}
         validate_meta(meta, f"the description of {out}")  # e.g. a card named "my model/v2": refuse, don't write
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / META_FILE).write_text(jsonio.dumps(meta, indent=2) + "\n")
     return out
 
 
@@ -218,7 +218,7 @@ def save_graph_bundle(graph_file: str | Path, meta: dict[str, Any], out: str | P
         meta["weights"] = {"file": name, "sha256": sha256_file(tmp / name), "size_bytes": len(data),
                            "graph_only": True, **meta.get("weights", {})}
         validate_meta(meta, f"the description of {out}")
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / META_FILE).write_text(jsonio.dumps(meta, indent=2) + "\n")
     return Path(out)
 
 

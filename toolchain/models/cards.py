@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from toolchain.errors import CardError
+from toolchain.tomlio import read_toml
 
 #: ``SOURCE:NAME`` card prefixes -> an example name
 LIBRARY_SOURCES = {"torchvision": "torchvision:efficientnet_b0", "timm": "timm:mobilenetv3_small_100"}
@@ -42,7 +43,45 @@ def builtin_card_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
+#: The keys a card may have, per table (None: the top level). Anything else is an error, so a field at the wrong
+#: level (``input_size`` at the top, ``std`` under ``[architecture]``) is never silently ignored.
+CARD_KEYS: dict[str | None, frozenset[str]] = {
+    None: frozenset({"name", "description", "architecture", "input", "features"}),
+    "architecture": frozenset({"source", "name", "kwargs", "head"}),
+    "input": frozenset({"size", "mean", "std"}),
+    "features": frozenset({"dim", "layer"}),
+}
+#: Where a misplaced preprocessing key belongs, for the message.
+_BELONGS = {"input_size": "[input] size", "size": "[input] size", "mean": "[input] mean", "std": "[input] std",
+            "dim": "[features] dim", "layer": "[features] layer", "feature_dim": "[features] dim"}
+
+
+def _check_keys(data: dict[str, Any], where: str) -> None:
+    for table, allowed in CARD_KEYS.items():
+        body = data if table is None else data.get(table, {})
+        if not isinstance(body, dict):
+            raise CardError(f"model card {where}: [{table}] must be a table, not {type(body).__name__}")
+        for key in body:
+            if key not in allowed:
+                at = "at the top level" if table is None else f"in [{table}]"
+                hint = f"; it belongs in {_BELONGS[key]}" if key in _BELONGS else ""
+                raise CardError(f"model card {where}: unknown key {key!r} {at}{hint}; allowed there: "
+                                f"{', '.join(sorted(allowed))}")
+
+
+def _triple(value: Any, field: str, low: float, high: float, low_open: bool = False) -> tuple[float, float, float]:
+    from toolchain.bounds import check_float
+
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise CardError(f"{field} must be 3 numbers (R, G, B), not {value!r}"[:200])
+    return tuple(check_float(v, f"{field}[{i}]", low, high, low_open=low_open, error=CardError)
+                 for i, v in enumerate(value))  # type: ignore[return-value]
+
+
 def _from_toml(data: dict[str, Any], where: str) -> Card:
+    from toolchain.bounds import INPUT_SIZE_PX, check_int
+
+    _check_keys(data, where)
     try:
         arch = dict(data["architecture"])
         arch.setdefault("source", "torchvision")
@@ -50,13 +89,17 @@ def _from_toml(data: dict[str, Any], where: str) -> Card:
         if layer:
             arch["head"] = {"kind": "layer", "module": str(layer)}
         inp = data.get("input", {})
+        dim = data.get("features", {}).get("dim")
         return Card(
             name=str(data["name"]),
             architecture=arch,
-            input_size=int(inp.get("size", 224)),
-            mean=tuple(float(v) for v in inp.get("mean", IMAGENET_MEAN)),
-            std=tuple(float(v) for v in inp.get("std", IMAGENET_STD)),
-            feature_dim=data.get("features", {}).get("dim"),
+            input_size=check_int(inp.get("size", 224), f"model card {where}: [input] size", *INPUT_SIZE_PX,
+                                 error=CardError),
+            # RGB in [0, 1] is normalised by (x - mean) / std: std 0 divides by zero, NaN/Inf poison every output
+            mean=_triple(inp.get("mean", IMAGENET_MEAN), f"model card {where}: [input] mean", -10.0, 10.0),
+            std=_triple(inp.get("std", IMAGENET_STD), f"model card {where}: [input] std", 0.0, 10.0, low_open=True),
+            feature_dim=None if dim is None else check_int(dim, f"model card {where}: [features] dim", 1, 1 << 20,
+                                                           error=CardError),
             description=str(data.get("description", "")),
         )
     except (KeyError, TypeError, ValueError) as e:
@@ -76,10 +119,7 @@ def load_card(name_or_path: str) -> Card:
     if path.suffix == ".toml":
         if not path.is_file():
             raise CardError(f"model card file {path} does not exist")
-        try:
-            return _from_toml(tomllib.loads(path.read_text()), str(path))
-        except tomllib.TOMLDecodeError as e:
-            raise CardError(f"model card {path} is not valid TOML: {e}") from None
+        return _from_toml(read_toml(path, CardError, "model card"), str(path))
     names = builtin_card_names()
     if name_or_path not in names:
         raise CardError(

@@ -125,6 +125,25 @@ def read_checkpoint(path: str | Path, key: str | None = None) -> Checkpoint:
                            f"{', '.join(sorted(map(str, raw))[:12])}; pass --key")
 
 
+def check_tensors(tensors: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse what cannot be a trained model's weights: bool/complex tensors, NaN or Inf values.
+
+    Why: a ``bool`` weight or a NaN in a classifier head loads without complaint and the bundle verifies
+    (the head is dropped, or NaN == NaN passes no check at all), so it was imported as if it were a model.
+    """
+    for k, t in tensors.items():
+        if t.dtype == torch.bool or t.is_complex() or not (t.is_floating_point() or t.dtype in _INT_DTYPES):
+            raise ImportModelError(f"{source}: tensor {k!r} is {str(t.dtype).replace('torch.', '')}, not a "
+                                   "float (or integer counter) tensor; not a trained model's weights")
+        if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ImportModelError(f"{source}: tensor {k!r} holds {bad} NaN/Inf value(s) of {t.numel()}; "
+                                   "a trained model's weights are finite")
+
+
+_INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
 def strip_prefix(tensors: Mapping[str, torch.Tensor], names: Iterable[str]) -> tuple[dict[str, torch.Tensor], str, list[str]]:
     """Remove the wrapper prefix that makes the most keys match ``names`` (the architecture's own keys).
 

@@ -46,6 +46,8 @@ def global_pool(x: torch.Tensor) -> torch.Tensor:
 
 
 def find_module(net: nn.Module, name: str, what: str) -> nn.Module:
+    if not name or not name.strip():  # get_submodule("") is the whole network: never what was meant
+        raise CardError(f"{what} is empty; name a module, e.g. one of {', '.join(n for n, _ in net.named_children())}")
     try:
         return net.get_submodule(name)
     except AttributeError:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import warnings
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,18 +90,38 @@ def load_torchscript(path: Path, arch: dict[str, Any], size: int) -> nn.Module:
     return PerSample(program)
 
 
+def open_zip(path: Path) -> zipfile.ZipFile:
+    """A model archive (``.pt2``, TorchScript) opened as a zip; a damaged one is one :class:`ImportModelError`.
+
+    Why: ``zipfile`` decodes entry names flagged UTF-8 eagerly, so an archive with non-UTF-8 names raised
+    ``UnicodeDecodeError`` (a traceback) before anything was read.
+    """
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, UnicodeDecodeError, ValueError, EOFError, NotImplementedError) as e:
+        raise ImportModelError(f"{path.name} is not a readable model archive (a zip file): "
+                               f"{type(e).__name__}: {str(e)[:160]}") from None
+
+
 def check_pt2(path: Path) -> None:
     """Refuse a ``.pt2`` archive whose pickled entries need more than ``torch.load(weights_only=True)``."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise ImportModelError(f"{path} is not a torch.export archive (.pt2 is a zip file)") from None
-    with zf:
+    from toolchain import jsonio
+
+    with open_zip(path) as zf:
         names = zf.namelist()
         for cfg_name in [n for n in names if n.endswith(("_weights_config.json", "_constants_config.json"))]:
             folder = cfg_name.rsplit("/", 1)[0]
-            config = json.loads(zf.read(cfg_name)).get("config", {})
+            try:
+                data = zf.read(cfg_name)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
+                raise ImportModelError(f"{path.name}: {cfg_name} cannot be read ({type(e).__name__})") from None
+            top = jsonio.loads(data, f"{path.name}:{cfg_name}", error=ImportModelError)
+            config = top.get("config", {}) if isinstance(top, dict) else None
+            if not isinstance(config, dict):
+                raise ImportModelError(f"{path.name}: {cfg_name} has no config table; not a torch.export archive")
             for fqn, entry in config.items():
+                if not isinstance(entry, dict):
+                    raise ImportModelError(f"{path.name}: {cfg_name} entry {fqn!r} is not a table")
                 member = f"{folder}/{entry.get('path_name')}"
                 pickled = entry.get("use_pickle") or not str(entry.get("path_name", "")).startswith(("weight_", "tensor_"))
                 if not pickled:
@@ -122,11 +141,26 @@ def check_pt2(path: Path) -> None:
                                        "re-save it with a current torch.export.save") from None
 
 
+def export_load(path: Path) -> Any:
+    """``torch.export.load`` with torch's own fallback warning silenced: on a damaged archive torch logs the
+    first loader's full traceback before trying the legacy one, which reads like a crash to a user; the
+    caller turns the final failure into one ImportModelError line instead."""
+    import logging
+
+    log = logging.getLogger("torch.export")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return torch.export.load(str(path))
+    finally:
+        log.setLevel(level)
+
+
 def pt2_input_size(path: Path) -> int | None:
     """The square input size a ``.pt2`` program was exported with (from its first input's example), if any."""
     check_pt2(path)
     try:
-        ep = torch.export.load(str(path))
+        ep = export_load(path)
         shapes = [n.meta["val"].shape for n in ep.graph.nodes if n.op == "placeholder" and "val" in n.meta
                   and n.name in ep.graph_signature.user_inputs]
     except Exception:  # noqa: BLE001 - load_pt2 reports the real problem
@@ -139,7 +173,7 @@ def pt2_input_size(path: Path) -> int | None:
 def load_pt2(path: Path, arch: dict[str, Any], size: int) -> nn.Module:
     check_pt2(path)
     try:
-        ep = torch.export.load(str(path))
+        ep = export_load(path)
     except Exception as e:  # noqa: BLE001
         raise ImportModelError(f"{path} cannot be loaded as a torch.export program "
                                f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None

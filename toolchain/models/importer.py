@@ -37,7 +37,8 @@ from toolchain.models.arch import (FeatureModel, base_network, build_model, defa
                                   probe_feature_dim, smooth_noise)
 from toolchain.models.bundle import bundle_meta, load_bundle, save_bundle, save_graph_bundle
 from toolchain.models.cards import IMAGENET_MEAN, IMAGENET_STD, Card, load_card
-from toolchain.models.checkpoint import PICKLE_SUFFIXES, read_checkpoint, strip_prefix
+from toolchain.models.checkpoint import PICKLE_SUFFIXES, check_tensors, read_checkpoint, strip_prefix
+from toolchain.models.graph import open_zip
 from toolchain.policy import min_cosine
 from toolchain.registry import Registry
 
@@ -47,6 +48,9 @@ VERIFY_SEED = 4321
 #: (policy's one number), anything short of it is a bug.
 VERIFY_MIN_COSINE = min_cosine("fp32")
 MAX_LISTED = 400
+#: ``--strict false`` must still load at least this share of the trunk's tensors: below it the "imported" model
+#: is mostly random init, whatever the file held.
+MIN_STRICT_FALSE_FRACTION = 0.5
 
 
 @dataclass
@@ -66,6 +70,14 @@ class ImportRequest:
 
     def __post_init__(self) -> None:
         self.source, self.out = Path(self.source), Path(self.out)
+        for opt, value in (("--feature-layer", self.feature_layer), ("--head-name", self.head_name),
+                           ("--key", self.key), ("--name", self.name)):
+            if value is not None and not value.strip():
+                raise ImportModelError(f"{opt} is empty; give a name, or leave {opt} out")
+        if self.input_size is not None:
+            from toolchain.bounds import INPUT_SIZE_PX, check_int
+
+            check_int(self.input_size, "--input-size", *INPUT_SIZE_PX, error=ImportModelError)
 
 
 @dataclass
@@ -91,7 +103,7 @@ def file_kind(path: Path) -> str:
     if suffix == ".pt2":
         return "torch_export"
     if suffix in PICKLE_SUFFIXES and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:  # TorchScript archives hold code/ and constants.pkl
+        with open_zip(path) as zf:  # TorchScript archives hold code/ and constants.pkl
             if any(n.endswith("/constants.pkl") or "/code/__torch__" in n for n in zf.namelist()):
                 return "torchscript"
     if suffix in PICKLE_SUFFIXES or suffix == ".safetensors":
@@ -143,6 +155,7 @@ def _head_for(full: nn.Module, card: Card, req: ImportRequest, tensors: dict[str
     auto = card.architecture.get("head") or feature_head.default_head(full, source)
     if req.head_name:
         mod = feature_head.find_module(full, req.head_name, "--head-name")
+        _check_last(full, req.head_name)
         kind = auto["kind"] if req.head_name == auto.get("module") else "drop"
         return {"kind": kind, "module": req.head_name}, {"rule": "--head-name", "type": type(mod).__name__}
     if auto["kind"] == "drop" and isinstance(full.get_submodule(auto["module"]), nn.Linear):
@@ -153,6 +166,22 @@ def _head_for(full: nn.Module, card: Card, req: ImportRequest, tensors: dict[str
                                               "dimension: kept as part of the trunk (an embedding layer)"}
         return auto, {"rule": f"final Linear {auto['module']} (out-features differ from the feature dimension {dim})"}
     return auto, {"rule": f"default head of {card.architecture['name']} ({auto['kind']} {auto.get('module')})"}
+
+
+def _check_last(full: nn.Module, head: str) -> None:
+    """``--head-name`` must name the classifier at the end: no layer with weights may come after it.
+
+    Why: cutting at the first conv fed the stem's input to a batch norm of 16 channels (a traceback); cutting in
+    the middle would silently drop most of the network.
+    """
+    names = [n for n, m in full.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
+    own = [i for i, n in enumerate(names) if n == head or n.startswith(head + ".")]
+    after = names[max(own) + 1:] if own else names
+    if after:
+        raise ImportModelError(f"--head-name {head!r} is not the classifier at the end of the network: "
+                               f"{len(after)} layer(s) with weights follow it ({', '.join(after[:4])}"
+                               f"{', ...' if len(after) > 4 else ''}); name the final classifier, or take "
+                               "features from an inner layer with --feature-layer")
 
 
 def _fit_module(full: nn.Module, name: str, tensors: dict[str, torch.Tensor]) -> None:
@@ -236,6 +265,7 @@ def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
     name = card.architecture["name"]
     user_kwargs = dict(card.architecture.get("kwargs") or {})
     ckpt = read_checkpoint(req.source, req.key)
+    check_tensors(ckpt.tensors, req.source.name)
     say(f"read {len(ckpt.tensors)} tensors" + (f" from {ckpt.wrapper_key!r}" if ckpt.wrapper_key else ""))
     # The checkpoint model: the library's own network (auxiliary classifiers included), fitted to the file.
     full = base_network(source, name, user_kwargs)
@@ -265,6 +295,11 @@ def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
     if text:
         say(f"--strict false: {text}")
     usable = {k: v for k, v in tensors.items() if k in trunk_keys and tuple(v.shape) == trunk_keys[k]}
+    if len(usable) < MIN_STRICT_FALSE_FRACTION * len(trunk_keys):
+        raise ImportModelError(f"--strict false: {req.source.name} gives {len(usable)} of the {len(trunk_keys)} "
+                               f"tensors of {source}:{name} ({len(usable) / max(len(trunk_keys), 1):.0%}; at least "
+                               f"{MIN_STRICT_FALSE_FRACTION:.0%} needed), so it would be an untrained model; check "
+                               "--arch and --key")
     load_state(trunk_model.trunk, usable, strict=False)
     # The checkpoint model gets the same tensors (plus its head), so both sides agree even under --strict false.
     ref_state = {**{k: v for k, v in trunk_model.trunk.state_dict().items() if k in full_keys},
@@ -441,9 +476,17 @@ def _reference_program(source: str, path: Path, x: torch.Tensor) -> np.ndarray:
         prog = torch.jit.load(str(path), map_location="cpu").eval()
     else:
         graph.check_pt2(path)
-        prog = torch.export.load(str(path)).module()
-    with torch.no_grad():
-        return np.concatenate([prog(x[i:i + 1]).numpy() for i in range(len(x))])
+        try:
+            prog = graph.export_load(path).module()
+        except Exception as e:  # noqa: BLE001 - a damaged archive fails inside torch's zip reader in many ways
+            raise ImportModelError(f"{path.name} cannot be loaded as a torch.export program "
+                                   f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    try:
+        with torch.no_grad():
+            return np.concatenate([prog(x[i:i + 1]).numpy() for i in range(len(x))])
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        raise ImportModelError(f"{path.name}: the program fails on a {tuple(x.shape[1:])} image "
+                               f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
 
 
 IMPORTERS.add("torchscript", _import_program("torchscript"))

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from toolchain.bounds import INPUT_SIZE_PX  # one home of the input-size range
 from toolchain.errors import BundleError
 
 #: Names become artifact and folder names (Swift-identifier safe): no separators, no leading dot.
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
 #: The weights file sits in the bundle folder itself.
 FILE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
-MAX_INPUT_SIZE = 4096
+MAX_INPUT_SIZE = INPUT_SIZE_PX[1]
 MAX_FEATURE_DIM = 1 << 20
 
 _INT = {"type": "integer"}
@@ -49,7 +50,7 @@ META_SCHEMA: dict[str, Any] = {
             "required": ["size", "mean", "std"],
             "properties": {
                 "size": {"type": "array", "minItems": 2, "maxItems": 2,
-                         "items": {"type": "integer", "minimum": 16, "maximum": MAX_INPUT_SIZE}},
+                         "items": {"type": "integer", "minimum": INPUT_SIZE_PX[0], "maximum": MAX_INPUT_SIZE}},
                 "channels": {"const": 3},
                 "mean": {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"}},
                 "std": {"type": "array", "minItems": 3, "maxItems": 3,

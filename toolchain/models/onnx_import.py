@@ -161,7 +161,47 @@ def load(path: str | Path) -> Any:
         raise ImportModelError(f"{path} is not a readable ONNX model ({type(e).__name__}: {e})") from None
     if len(model.graph.input) - len({i.name for i in model.graph.initializer} & {i.name for i in model.graph.input}) != 1:
         raise ImportModelError(f"{path.name} has more than one input; a feature extractor takes one image tensor")
+    check_graph(model, path.name)
     return model
+
+
+def check_graph(model: Any, source: str) -> None:
+    """Bounds before any allocation or conversion: every initializer's declared shape within
+    :data:`~toolchain.bounds.MAX_TENSOR_ELEMENTS` and matching its data, the input's spatial size within the
+    input-size range, and the graph acyclic with every value produced before use.
+
+    Why: an initializer claiming 10^9 or 10^18 elements crashed shape inference, an input of 100000x100000 was
+    allocated, and a cycle raised ``KeyError`` inside onnx2torch; each is now one :class:`ImportModelError`.
+    """
+    from toolchain.bounds import INPUT_SIZE_PX, check_elements
+
+    for t in model.graph.initializer:
+        n = check_elements(t.dims, f"{source}: initializer {t.name!r}", error=ImportModelError)
+        if t.data_location == 0 and t.data_type in _ITEM_BYTES:
+            held = (len(t.raw_data) // _ITEM_BYTES[t.data_type] if t.raw_data else
+                    max(len(t.float_data), len(t.int32_data), len(t.int64_data), len(t.double_data), len(t.uint64_data)))
+            if held != n:
+                raise ImportModelError(f"{source}: initializer {t.name!r} claims shape {list(t.dims)} but holds "
+                                       f"{held} element(s) of data; the file is damaged or forged")
+    shape = input_shape(model)
+    for d in shape[2:]:
+        if d is not None and not INPUT_SIZE_PX[0] <= d <= INPUT_SIZE_PX[1]:
+            raise ImportModelError(f"{source}: input shape {shape} has a side of {d} px; allowed: "
+                                   f"[{INPUT_SIZE_PX[0]}, {INPUT_SIZE_PX[1]}] (give a file exported at a smaller size)")
+    known = {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer} | {""}
+    for node in model.graph.node:  # ONNX requires topological order; a cycle cannot be written in that order
+        for name in node.input:
+            if name not in known:
+                raise ImportModelError(f"{source}: node {node.name or node.op_type!r} reads {name!r} before any "
+                                       "node computes it (a cycle, or nodes out of order); not a valid ONNX graph")
+        known.update(node.output)
+    for out in model.graph.output:
+        if out.name not in known:
+            raise ImportModelError(f"{source}: graph output {out.name!r} is computed by no node")
+
+
+#: Bytes per element of the ONNX tensor types whose raw data a forged shape could disagree with.
+_ITEM_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
 
 
 def input_shape(model: Any) -> list[int | None]:

@@ -14,12 +14,11 @@ See ``examples/pipeline.toml`` for a commented example of every section.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from toolchain import typed
+from toolchain import bounds as B, typed
 from toolchain.bench.timing import TimingProtocol
 from toolchain.data.config import SplitConfig, SynthConfig
 from toolchain.devices import CATALOG, get_device
@@ -32,21 +31,27 @@ _MIN0 = {"minimum": 0}
 _MIN1 = {"minimum": 1}
 
 
+def _in(bounds: tuple[int | float, int | float]) -> dict[str, Any]:
+    """A field's range from :mod:`toolchain.bounds` (one home per kind of value)."""
+    return {"minimum": bounds[0], "maximum": bounds[1]}
+
+
 @dataclass
 class PipelineSection:
     """Where stage outputs go (relative to the file) and the seed every stage derives its own from."""
 
     work_dir: str = "runs/pipeline"
-    seed: int = field(default=0, metadata=_MIN0)
+    seed: int = field(default=0, metadata=_in(B.SEED))
 
 
 @dataclass
 class SynthSection:
     """A synthetic data set instead of a path (``deploy data synth``'s options)."""
 
-    subjects: int = field(default=SynthConfig.subjects, metadata={"minimum": 2})
-    images_per_subject: int = field(default=SynthConfig.images_per_subject, metadata={"minimum": 2})
-    size: int = field(default=SynthConfig.size, metadata={"minimum": 32})
+    subjects: int = field(default=SynthConfig.subjects, metadata={"minimum": 2, "maximum": B.SUBJECTS[1]})
+    images_per_subject: int = field(default=SynthConfig.images_per_subject,
+                                    metadata={"minimum": 2, "maximum": B.IMAGES_PER_SUBJECT[1]})
+    size: int = field(default=SynthConfig.size, metadata=_in(B.IMAGE_SIZE_PX))
     seed: int | None = None  # default: [pipeline] seed
     layout: Literal["per-subject", "ufpr", "visob"] = SynthConfig.layout  # type: ignore[assignment]
 
@@ -60,7 +65,7 @@ class DataSection:
     subject_regex: str | None = None
     index_csv: str | None = None
     fractions: list[float] = field(default_factory=lambda: list(SplitConfig.fractions))
-    max_impostors: int = field(default=SplitConfig.max_impostors, metadata=_MIN1)
+    max_impostors: int = field(default=SplitConfig.max_impostors, metadata={"minimum": 1, "maximum": B.MAX_IMPOSTORS[1]})
     protocol: str = SplitConfig.protocol
     enrol_sessions: list[str] = field(default_factory=lambda: list(SplitConfig.enrol_sessions))
     verify_sessions: list[str] = field(default_factory=lambda: list(SplitConfig.verify_sessions))
@@ -75,13 +80,13 @@ class TeacherSection:
     """The teacher: a card trained ``epochs`` (``deploy train``'s defaults), or a bundle taken as is (epochs 0)."""
 
     model: str = "resnet50_ocular"
-    input_size: int | None = field(default=None, metadata={"minimum": 8})
-    epochs: int = field(default=TrainConfig.epochs, metadata=_MIN0)
-    batch_size: int = field(default=TrainConfig.batch_size, metadata=_MIN1)
-    lr: float = field(default=TrainConfig.lr, metadata={"exclusive_minimum": 0})
+    input_size: int | None = field(default=None, metadata=_in(B.INPUT_SIZE_PX))
+    epochs: int = field(default=TrainConfig.epochs, metadata={"minimum": 0, "maximum": B.EPOCHS[1]})
+    batch_size: int = field(default=TrainConfig.batch_size, metadata=_in(B.BATCH_SIZE))
+    lr: float = field(default=TrainConfig.lr, metadata={"exclusive_minimum": 0, "maximum": B.LEARNING_RATE[1]})
     optimizer: str = TrainConfig.optimizer
-    weight_decay: float = field(default=TrainConfig.weight_decay, metadata=_MIN0)
-    threads: int = field(default=TrainConfig.threads, metadata=_MIN0)  # also the fine-tunes'; see train/repro.py
+    weight_decay: float = field(default=TrainConfig.weight_decay, metadata=_in(B.WEIGHT_DECAY))
+    threads: int = field(default=TrainConfig.threads, metadata={"minimum": 0, "maximum": B.THREADS[1]})  # also the fine-tunes'; see train/repro.py
     weights: Literal["random", "imagenet"] = "random"
 
 
@@ -103,9 +108,9 @@ class ExportSection:
 class BenchSection:
     """Host timings (``deploy bench host``'s protocol)."""
 
-    warmup: int = field(default=TimingProtocol.warmup, metadata=_MIN0)
-    iterations: int = field(default=TimingProtocol.iterations, metadata=_MIN1)
-    threads: int = field(default=TimingProtocol.threads, metadata=_MIN1)
+    warmup: int = field(default=TimingProtocol.warmup, metadata={"minimum": 0, "maximum": B.ITERATIONS[1]})
+    iterations: int = field(default=TimingProtocol.iterations, metadata=_in(B.ITERATIONS))
+    threads: int = field(default=TimingProtocol.threads, metadata=_in(B.THREADS))
     formats: list[str] = field(default_factory=lambda: _default_timed())
 
 
@@ -114,8 +119,8 @@ class PlanSection:
     """Run plans for the harness apps (``deploy bench plan``), one per device."""
 
     devices: list[str] = field(default_factory=lambda: list(CATALOG))
-    warmup: int = field(default=TimingProtocol.warmup, metadata=_MIN0)
-    iterations: int = field(default=TimingProtocol.iterations, metadata=_MIN1)
+    warmup: int = field(default=TimingProtocol.warmup, metadata={"minimum": 0, "maximum": B.ITERATIONS[1]})
+    iterations: int = field(default=TimingProtocol.iterations, metadata=_in(B.ITERATIONS))
     compute_units: list[str] | None = None
 
 
@@ -285,10 +290,9 @@ def load(path: str | Path) -> PipelineConfig:
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"pipeline file {path} does not exist (see examples/pipeline.toml)")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise PipelineError(f"{path} is not valid TOML: {e}") from None
+    from toolchain.tomlio import read_toml
+
+    raw = read_toml(path, PipelineError, "pipeline file")  # bounded: 5,000-deep nesting is one clean error
     cfg = parse(raw, base=path.parent, source=str(path))
     wd = Path(cfg.pipeline.work_dir)
     cfg.pipeline.work_dir = str(wd if wd.is_absolute() else (path.parent / wd).resolve())

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from toolchain import typed
+from toolchain.errors import ToolchainError
 
 #: Recipe keys as written in TOML ("from" is a Python keyword).
 RECIPE_KEYS = {"name", "prune", "structured", "distill", "finetune_epochs", "from"}
@@ -100,6 +102,7 @@ def _recipe_problems(r: Recipe, where: str, problems: list[str]) -> None:
     from toolchain.compress.distill import KD_LOSSES
     from toolchain.compress.config import METHODS
 
+    _value_problems(r, where, problems)
     if r.prune is not None:
         p = r.prune
         allowed = _params(C.prune_unstructured, {"bundle_dir", "out", "data", "cfg", "seed", "progress"})
@@ -155,6 +158,31 @@ def _recipe_problems(r: Recipe, where: str, problems: list[str]) -> None:
             v = d.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
                 problems.append(f"{where} distill: {key} must be a positive number, got {v!r}")
+
+
+def _value_problems(r: Recipe, where: str, problems: list[str]) -> None:
+    """Bounds every recipe shares: the name becomes a stage folder; no number may be NaN/Inf (``ratio = inf``
+    passed ``ratio > 1``); a distillation student must be a card or a bundle that exists."""
+    import math
+
+    from toolchain.bounds import check_name
+
+    try:
+        check_name(r.name, f"{where} name")
+    except ToolchainError as e:
+        problems.append(str(e))
+    for table, body in (("prune", r.prune), ("structured", r.structured), ("distill", r.distill)):
+        for k, v in (body or {}).items():
+            if isinstance(v, float) and not math.isfinite(v):
+                problems.append(f"{where} {table}: {k} is {v}; allowed: a finite number")
+    student = (r.distill or {}).get("student")
+    if isinstance(student, str) and not (Path(student) / "model.json").is_file():
+        from toolchain.models.cards import load_card
+
+        try:
+            load_card(student)
+        except ToolchainError as e:
+            problems.append(f"{where} distill: student {student!r} is neither a bundle folder nor a card ({e})")
 
 
 def recipes(raw: Any, problems: list[str]) -> list[Recipe]:

@@ -29,7 +29,9 @@ def _listing_hash(root: Path) -> str:
     if not root.is_dir():
         raise PipelineError(f"[data] path {root} is not a folder")
     h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
+    from toolchain.fsutil import walk_files
+
+    for p in sorted(walk_files(root)):  # iterative: a tree of any depth
         if p.is_file():
             st = p.stat()
             h.update(f"{p.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -102,12 +104,11 @@ def _epoch_log(ctx: Context, what: str):
 
 def run_import(ctx: Context) -> dict[str, Any]:
     """``epochs = 0``: take an existing bundle (a checkpoint) as the teacher, checked and copied."""
-    import shutil
-
+    from toolchain.fsutil import copy_tree
     from toolchain.models.bundle import load_bundle
 
     b = load_bundle(ctx.config["model"])
-    shutil.copytree(b.path, ctx.out / BUNDLE)
+    copy_tree(b.path, ctx.out / BUNDLE)  # a full disk is one line, not shutil.Error's list of tuples
     return {"bundle": BUNDLE, "source": str(b.path), "sha256": b.sha256}
 
 

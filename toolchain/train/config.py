@@ -49,10 +49,21 @@ class TrainConfig:
     RESUMABLE_CHANGES = ("epochs", "device", "num_workers", "eval_batch_size", "amp", "threads")
 
     def __post_init__(self) -> None:
+        from toolchain import bounds as B
+
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"epochs and batch size must be at least 1 (got {self.epochs}, {self.batch_size})")
         if not self.lr > 0:
             raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        # one home per range (toolchain/bounds.py): `deploy train`, the pipeline and fine-tunes all pass here
+        B.check_int(self.epochs, "epochs", *B.EPOCHS)
+        B.check_int(self.batch_size, "batch size", *B.BATCH_SIZE)
+        B.check_float(self.lr, "learning rate", *B.LEARNING_RATE, low_open=True)
+        B.check_float(self.weight_decay, "weight decay", *B.WEIGHT_DECAY)
+        B.check_int(self.seed, "seed", *B.SEED)
+        for name in ("momentum", "warmup_epochs", "min_lr_fraction", "label_smoothing", "margin", "scale",
+                     "max_bad_fraction"):
+            B.check_float(getattr(self, name), name.replace("_", " "), -1e6, 1e6)
         from toolchain.train.heads import HEADS  # torch: imported when a config is made, not at import
 
         HEADS.get(self.head)
