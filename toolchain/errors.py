@@ -120,6 +120,10 @@ class ImageError(DataError):
     """One image file cannot be read or decoded (corrupt, truncated, not an image)."""
 
 
+class ImageBombError(ImageError):
+    """An image whose header declares more pixels than the limit (a decompression bomb): refused, never skipped."""
+
+
 class CheckpointError(ToolchainError):
     """A training checkpoint cannot be resumed from (missing, torn between its two files, or another run's)."""
 

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
-from toolchain.errors import DataError, ImageError
+from toolchain.errors import DataError, ImageBombError, ImageError
 from toolchain.policy import MAX_BAD_FRACTION
 from toolchain.registry import Registry
 
@@ -72,7 +72,7 @@ def check_declared_size(im: Image.Image, path: str | Path) -> None:
     from toolchain.bounds import MAX_IMAGE_PIXELS
 
     if im.width * im.height > MAX_IMAGE_PIXELS:
-        raise ImageError(f"image {path} declares {im.width}x{im.height} pixels, more than the "
+        raise ImageBombError(f"image {path} declares {im.width}x{im.height} pixels, more than the "
                          f"{MAX_IMAGE_PIXELS:,}-pixel limit (a decompression bomb?); not decoded")
 
 

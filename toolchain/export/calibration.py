@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from toolchain.artifact.inputs import calibration_images
-from toolchain.errors import DataError, ImageError
+from toolchain.errors import DataError, ImageBombError, ImageError
 from toolchain.policy import CALIBRATION_SAMPLES
 
 
@@ -27,14 +27,18 @@ def load_calibration(size: int, folder: str | Path | None = None, n: int = CALIB
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"--calibration {folder} is not a folder of images")
-    out = []
+    out, unreadable = [], []
     for p in list_images(folder):
         try:
             out.append(load_image(p, size).astype(np.float32))
-        except ImageError:
+        except ImageBombError as e:  # a bomb is the user's to remove, not a file to pass over
+            raise DataError(f"--calibration: {e}") from None
+        except ImageError as e:
+            unreadable.append(str(e))
             continue
         if len(out) >= n:
             break
     if not out:
-        raise DataError(f"--calibration {folder} holds no readable images ({', '.join(IMAGE_SUFFIXES)})")
+        why = f"; {len(unreadable)} unreadable, e.g. {unreadable[0]}" if unreadable else ""
+        raise DataError(f"--calibration {folder} holds no readable images ({', '.join(IMAGE_SUFFIXES)}){why}")
     return np.stack(out).transpose(0, 3, 1, 2).copy()
