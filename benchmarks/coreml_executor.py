@@ -83,6 +83,18 @@ def time_evaluate(artifact: Path, data: Path, protocol: Path, out: Path) -> floa
     return time.perf_counter() - t0
 
 
+def write(args: argparse.Namespace, rows: list[dict], load_before: tuple[float, ...]) -> None:
+    from toolchain.fsutil import atomic_write_json
+
+    doc = {"benchmark": "coreml_executor", "what": "whole `deploy evaluate` processes; ratio = Core ML s / ONNX s "
+           "of the same round", "target_ratio_max": 2.0, "images": args.images, "repeats": args.repeats,
+           "host": {"machine": platform.machine(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg_before": [round(v, 2) for v in load_before],
+                    "loadavg_after": [round(v, 2) for v in os.getloadavg()]},
+           "results": rows, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    atomic_write_json(args.out, doc)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=DEFAULT_MODELS, help="CARD:SIZE,... (default: %(default)s)")
@@ -91,8 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="folder for bundles/artifacts/data (reused if present)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/coreml_executor.json"))
     args = ap.parse_args(argv)
-
-    from toolchain.fsutil import atomic_write_json
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_coreml_"))
     load_before = os.getloadavg()
@@ -118,19 +128,13 @@ def main(argv: list[str] | None = None) -> int:
                          "images": args.images, "seconds": [round(s, 2) for s in runs[name]],
                          "median_s": round(statistics.median(runs[name]), 2),
                          "ratio_to_onnx": round(statistics.median(ratios[name]), 2)})
+        write(args, rows, load_before)  # after each model: a long run that is stopped keeps what it measured
     header = f"{'model':<18}{'px':>5}  {'artifact':<40}{'images':>7}{'median s':>10}{'x ONNX':>8}"
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['model']:<18}{r['size_px']:>5}  {r['artifact']:<40}{r['images']:>7}{r['median_s']:>10.1f}"
               f"{r['ratio_to_onnx']:>8.2f}")
-    doc = {"benchmark": "coreml_executor", "what": "whole `deploy evaluate` processes; ratio = Core ML s / ONNX s "
-           "of the same round", "target_ratio_max": 2.0, "images": args.images, "repeats": args.repeats,
-           "host": {"machine": platform.machine(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_before": [round(v, 2) for v in load_before],
-                    "loadavg_after": [round(v, 2) for v in os.getloadavg()]},
-           "results": rows, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    atomic_write_json(args.out, doc)
     print(f"wrote {args.out}")
     return 0
 
