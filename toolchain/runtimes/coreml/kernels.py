@@ -44,25 +44,109 @@ def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, stride: tuple[
     ...        np.ones(1, np.float32), (1, 1), (0, 0, 0, 0)).ravel().tolist()
     [7.0]
     """
-    n, c, _, _ = x.shape
-    o, cg, kh, kw = w.shape
-    if c != cg * groups:
-        raise UnknownOpError(f"conv: input has {c} channels, weights expect {cg} x {groups} groups")
-    pt, pb, pl, pr = pads
-    x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    (sh, sw), (dh, dw) = stride, dilation
-    eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    oh, ow = (x.shape[2] - eh) // sh + 1, (x.shape[3] - ew) // sw + 1
-    win = sliding_window_view(x, (eh, ew), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :oh, :ow]
-    if groups == 1:
-        out = np.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
-    else:
-        win = win.reshape(n, groups, cg, oh, ow, kh, kw)
-        out = np.einsum("ngchwij,gocij->ngohw", win, w.reshape(groups, o // groups, cg, kh, kw), optimize=True)
-        out = out.reshape(n, o, oh, ow)
-    if bias is not None:
-        out = out + bias.reshape(1, -1, 1, 1)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return Conv2d(w, bias, groups)(x, stride, pads, dilation)
+
+
+#: the most float32 values one im2col buffer holds (64 MiB): a large batch is convolved in slices of samples
+COLUMNS_MAX = 16 * 1024 * 1024
+#: float32 values of output a depthwise convolution computes at a time (256 KiB: it stays in a core's cache)
+DEPTHWISE_BLOCK = 64 * 1024
+
+
+class Conv2d:
+    """A convolution's weights, prepared once per artifact (matrix form, float32) and applied to any batch.
+
+    Why prepared: an artifact is opened once and runs thousands of images, so reshaping (and decoding) its
+    weights per image was most of the executor's time. Three forms, all BLAS or whole-array numpy:
+
+    * dense (``groups == 1``): im2col (one strided copy per kernel tap) then one matrix product per sample;
+      1x1 convolutions skip the copy;
+    * depthwise (one input channel per group, one output per group): a multiply-add per kernel tap over
+      the whole batch, no matrix product;
+    * grouped: im2col per group, a batched matrix product over (sample, group).
+    """
+
+    def __init__(self, w: np.ndarray, bias: np.ndarray | None, groups: int = 1) -> None:
+        w = np.asarray(w, np.float32)
+        self.out_channels, self.group_channels, self.kh, self.kw = w.shape
+        self.groups = int(groups)
+        o, cg, kh, kw = w.shape
+        if o % self.groups:
+            raise UnknownOpError(f"conv: {o} output channels do not split into {self.groups} groups")
+        self.depthwise = self.groups > 1 and cg == 1 and o == self.groups
+        if self.depthwise:  # taps[i, j] is (1, C, 1, 1): one weight per channel per kernel position
+            self.taps = np.ascontiguousarray(w.reshape(o, kh, kw).transpose(1, 2, 0)).reshape(kh, kw, 1, o, 1, 1)
+        elif self.groups == 1:
+            self.matrix = np.ascontiguousarray(w.reshape(o, cg * kh * kw))
+        else:
+            self.matrix = np.ascontiguousarray(w.reshape(self.groups, o // self.groups, cg * kh * kw))
+        self.bias = None if bias is None else np.asarray(bias, np.float32).reshape(1, o, 1, 1)
+
+    def __call__(self, x: np.ndarray, stride: tuple[int, ...], pads: tuple[int, int, int, int],
+                 dilation: tuple[int, ...] = (1, 1)) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        n, c = x.shape[:2]
+        if c != self.group_channels * self.groups:
+            raise UnknownOpError(f"conv: input has {c} channels, weights expect {self.group_channels} x "
+                                 f"{self.groups} groups")
+        if any(pads):
+            pt, pb, pl, pr = pads
+            xp = np.zeros((n, c, x.shape[2] + pt + pb, x.shape[3] + pl + pr), np.float32)
+            xp[:, :, pt:pt + x.shape[2], pl:pl + x.shape[3]] = x
+            x = xp
+        (sh, sw), (dh, dw), kh, kw = stride, dilation, self.kh, self.kw
+        oh, ow = (x.shape[2] - (kh - 1) * dh - 1) // sh + 1, (x.shape[3] - (kw - 1) * dw - 1) // sw + 1
+        if self.depthwise:
+            out = self._depthwise(x, oh, ow, (sh, sw), (dh, dw))
+        else:
+            out = np.empty((n, self.out_channels, oh * ow), np.float32)
+            step = max(1, COLUMNS_MAX // max(1, c * kh * kw * oh * ow))
+            for s in range(0, n, step):
+                cols = self._columns(x[s:s + step], oh, ow, (sh, sw), (dh, dw))
+                if self.groups == 1:
+                    np.matmul(self.matrix, cols, out=out[s:s + step])
+                else:
+                    m = len(cols)
+                    cols = cols.reshape(m, self.groups, self.group_channels * kh * kw, oh * ow)
+                    out[s:s + step] = np.matmul(self.matrix, cols).reshape(m, self.out_channels, oh * ow)
+            out = out.reshape(n, self.out_channels, oh, ow)
+        if self.bias is not None:
+            out += self.bias
+        return out
+
+    def _columns(self, x: np.ndarray, oh: int, ow: int, stride: tuple[int, int],
+                 dilation: tuple[int, int]) -> np.ndarray:
+        """(N, C*kh*kw, oh*ow) im2col columns, in the weights' (C, kh, kw) order."""
+        (sh, sw), (dh, dw), kh, kw = stride, dilation, self.kh, self.kw
+        n, c = x.shape[:2]
+        if kh == kw == 1:
+            return np.ascontiguousarray(x[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw]).reshape(n, c, oh * ow)
+        cols = np.empty((n, c, kh, kw, oh, ow), np.float32)
+        for i in range(kh):
+            for j in range(kw):
+                cols[:, :, i, j] = x[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
+        return cols.reshape(n, c * kh * kw, oh * ow)
+
+    def _depthwise(self, x: np.ndarray, oh: int, ow: int, stride: tuple[int, int],
+                   dilation: tuple[int, int]) -> np.ndarray:
+        """A multiply-add per kernel tap, over slices of samples small enough to stay in cache."""
+        (sh, sw), (dh, dw) = stride, dilation
+        n, c = x.shape[:2]
+        out = np.empty((n, c, oh, ow), np.float32)
+        step = max(1, DEPTHWISE_BLOCK // max(1, c * oh * ow))
+        tmp = np.empty((min(step, n), c, oh, ow), np.float32)
+        for s in range(0, n, step):
+            o, xs = out[s:s + step], x[s:s + step]
+            t = tmp[:len(o)]
+            for i in range(self.kh):
+                for j in range(self.kw):
+                    tap = xs[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
+                    if i == j == 0:
+                        np.multiply(tap, self.taps[i, j], out=o)
+                    else:
+                        np.multiply(tap, self.taps[i, j], out=t)
+                        o += t
+        return out
 
 
 def pool2d(x: np.ndarray, kind: str, kernel: tuple[int, ...], stride: tuple[int, ...],
@@ -86,9 +170,14 @@ def pool2d(x: np.ndarray, kind: str, kernel: tuple[int, ...], stride: tuple[int,
         eb, er = max(eb, 0), max(er, 0)
     fill = -np.inf if kind == "max" else 0.0
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb + eb), (pl, pr + er)), constant_values=fill)
+    oh, ow = (xp.shape[2] - kh) // sh + 1, (xp.shape[3] - kw) // sw + 1
+    if kind == "max":  # one whole-batch maximum per kernel tap
+        out = np.full(xp.shape[:2] + (oh, ow), -np.inf, np.float32)
+        for i in range(kh):
+            for j in range(kw):
+                np.maximum(out, xp[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw], out=out)
+        return out
     win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
-    if kind == "max":
-        return win.max(axis=(4, 5)).astype(np.float32)
     total = win.sum(axis=(4, 5))
     counted = np.ones((1, 1) + x.shape[2:], np.float32)
     if not exclude_padding:

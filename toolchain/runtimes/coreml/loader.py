@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
+from toolchain.runtimes.coreml.plan import Plan
 
 
 def load_mlpackage_program(path: str | Path) -> tuple[Any, Any]:
@@ -19,15 +19,16 @@ def load_mlpackage_program(path: str | Path) -> tuple[Any, Any]:
     return spec, prog
 
 
-def load(path: str | Path) -> tuple[Any, Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], str]:
-    """(spec, a runner of one sample's feeds -> outputs, which interpreter) for a ``.mlpackage`` or ``.mlmodel``."""
+def load(path: str | Path) -> tuple[Any, Callable[[], Plan], str]:
+    """(spec, a compiler of the runnable :class:`~.plan.Plan`, which interpreter) for a ``.mlpackage`` or
+    ``.mlmodel``. Compiling is separate so that an op the executor lacks surfaces where it is run."""
     from toolchain.runtimes.coreml import mlprogram, neuralnetwork
 
     path = Path(path)
     if path.suffix == ".mlpackage":
         spec, prog = load_mlpackage_program(path)
-        return spec, lambda feeds: mlprogram.run_mil(prog, feeds), "ML Program"
+        return spec, lambda: mlprogram.compile_mil(prog), "ML Program"
     import coremltools as ct
 
     spec = ct.utils.load_spec(str(path))
-    return spec, lambda feeds: neuralnetwork.run_neuralnetwork(spec, feeds), "NeuralNetwork"
+    return spec, lambda: neuralnetwork.compile_neuralnetwork(spec), "NeuralNetwork"

@@ -12,8 +12,10 @@ from typing import Any, Callable
 import numpy as np
 
 from toolchain.registry import Registry
-from toolchain.runtimes.coreml.kernels import (UnknownOpError, batch_norm, concat, conv2d, linear, pool2d,
-                                               repeat_blocks, same_padding)
+from toolchain.runtimes.coreml import constexpr
+from toolchain.runtimes.coreml.kernels import (Conv2d, UnknownOpError, batch_norm, concat, linear, pool2d,
+                                               same_padding)
+from toolchain.runtimes.coreml.plan import Plan, Step
 
 MilOp = Callable[..., np.ndarray]
 MIL_OPS: Registry[MilOp] = Registry("MIL op")
@@ -205,14 +207,17 @@ def _mil_pads(x: np.ndarray, pad_type: str, pad: Any, kernel: tuple[int, int], s
 
 @MIL_OPS.register("conv")
 def _mil_conv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, strides: Any = None,
-              pad_type: str = "valid", pad: Any = None, dilations: Any = None, groups: int = 1) -> np.ndarray:
-    x, w = _f32(x), _f32(weight)
+              pad_type: str = "valid", pad: Any = None, dilations: Any = None, groups: int = 1,
+              prepared: Conv2d | None = None) -> np.ndarray:
+    """MIL ``conv``; ``prepared``: the same weights already in matrix form (a compiled program's)."""
+    x = _f32(x)
     if x.ndim != 4:
         raise UnknownOpError(f"conv on a rank-{x.ndim} input (only 2-D convolution)")
+    conv = prepared or Conv2d(_f32(weight), None if bias is None else _f32(bias), int(groups))
     strides = tuple(int(s) for s in strides) if strides is not None else (1, 1)
     dil = tuple(int(s) for s in dilations) if dilations is not None else (1, 1)
-    pads = _mil_pads(x, str(pad_type), pad, w.shape[2:], strides, dil, "conv")
-    return conv2d(x, w, None if bias is None else _f32(bias), strides, pads, dil, int(groups))
+    pads = _mil_pads(x, str(pad_type), pad, (conv.kh, conv.kw), strides, dil, "conv")
+    return conv(x, strides, pads, dil)
 
 
 def _mil_pool(kind: str) -> MilOp:
@@ -233,117 +238,99 @@ MIL_OPS.add("max_pool", _mil_pool("max"))
 MIL_OPS.add("avg_pool", _mil_pool("avg"))
 
 
-# Compressed weights. iOS16 and iOS18 ops share names; their inputs tell them apart.
+constexpr.register(MIL_OPS, _DTYPES)
+unpack_bits = constexpr.unpack_bits  # the bit layout coremltools writes (tests check it)
 
-def unpack_bits(packed: np.ndarray, nbits: int, count: int) -> np.ndarray:
-    """Unsigned ``nbits`` integers packed LSB first, as coremltools writes them.
 
-    >>> unpack_bits(np.array([0b00100001], np.uint8), 4, 2).tolist()   # low nibble first
-    [1, 2]
+
+def _finisher(dtype: Any) -> Callable[[Any], Any]:
+    """What the device stores an op's output as: fp16 tensors rounded to half precision (kept as float32
+    values, so the next op needs no conversion), other dtypes cast."""
+    if dtype is np.float16:
+        return lambda v: np.asarray(v, np.float32).astype(np.float16).astype(np.float32)
+    if dtype is None:
+        return np.asarray
+    return lambda v: np.asarray(v).astype(dtype, copy=False)
+
+
+def _const(v: Any) -> Any:
+    v = np.asarray(v)
+    return v.astype(np.float32) if v.dtype == np.float16 else v
+
+
+def compile_mil(program: Any, function: str = "main") -> Plan:
+    """A MIL program's ``function`` as a :class:`~toolchain.runtimes.coreml.plan.Plan`, built once per artifact.
+
+    Constants and every op whose inputs are all constants (the ``constexpr_*`` weight decoding included) are
+    computed here; a conv with constant weights holds them prepared (:class:`~.kernels.Conv2d`). An op with no
+    entry in ``MIL_OPS`` raises UnknownOpError.
     """
-    bits = np.unpackbits(np.asarray(packed).astype(np.uint8), bitorder="little")[: count * nbits]
-    return (bits.reshape(count, nbits).astype(np.uint32) << np.arange(nbits, dtype=np.uint32)).sum(axis=1)
-
-
-@MIL_OPS.register("constexpr_sparse_to_dense")
-def _mil_sparse(nonzero_data: np.ndarray, mask: np.ndarray, shape: Any = None) -> np.ndarray:
-    mask = np.asarray(mask)
-    if shape is None:  # iOS18: the mask is an unpacked uint1 tensor of the output shape
-        out_shape, flat_mask = mask.shape, mask.reshape(-1) != 0
-    else:  # iOS16: the mask is a packed bit vector
-        out_shape = tuple(int(s) for s in np.asarray(shape))
-        flat_mask = np.unpackbits(mask.astype(np.uint8), bitorder="little")[: int(np.prod(out_shape))] != 0
-    out = np.zeros(int(np.prod(out_shape)), dtype=np.asarray(nonzero_data).dtype)
-    out[flat_mask] = nonzero_data
-    return out.reshape(out_shape)
-
-
-@MIL_OPS.register("constexpr_lut_to_dense")
-def _mil_lut(indices: np.ndarray, lut: np.ndarray, shape: Any = None, vector_axis: Any = None) -> np.ndarray:
-    lut = np.asarray(lut)
-    if shape is not None:  # iOS16: one flat table, indices packed
-        out_shape = tuple(int(s) for s in np.asarray(shape))
-        nbits = int(np.log2(lut.size))
-        return lut.reshape(-1)[unpack_bits(indices, nbits, int(np.prod(out_shape)))].reshape(out_shape)
-    # iOS18: lut (*blocks, 2**nbits, vector); indices unpacked with the output shape
-    idx = np.asarray(indices).astype(np.int64)
-    if lut.shape[-1] != 1:
-        raise UnknownOpError("constexpr_lut_to_dense with vector palettes")
-    grids = np.ogrid[tuple(slice(0, s) for s in idx.shape)]
-    blocks = tuple(g // (s // b) for g, s, b in zip(grids, idx.shape, lut.shape[:-2]))
-    return lut[blocks + (idx, 0)]
-
-
-@MIL_OPS.register("constexpr_lut_to_sparse")
-def _mil_lut_sparse(indices_mask: np.ndarray, indices_nonzero_data: np.ndarray, lut: np.ndarray,
-                    vector_axis: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """iOS18 joint sparse + palette: look up each non-zero's palette index; the mask passes through.
-
-    The palette of a non-zero is that of the block its dense position falls in (lut: (*blocks, 2**nbits, 1)).
-    """
-    mask, lut = np.asarray(indices_mask), np.asarray(lut)
-    if lut.shape[-1] != 1:
-        raise UnknownOpError("constexpr_lut_to_sparse with vector palettes")
-    pos = np.nonzero(mask != 0)  # C order: the order constexpr_sparse_to_dense fills in
-    blocks = tuple(p // (s // b) for p, s, b in zip(pos, mask.shape, lut.shape[:-2]))
-    idx = np.asarray(indices_nonzero_data).astype(np.int64).reshape(-1)
-    return mask, lut[blocks + (idx, 0)]
-
-
-@MIL_OPS.register("constexpr_affine_dequantize")
-def _mil_affine(quantized_data: np.ndarray, zero_point: Any, scale: Any, axis: int) -> np.ndarray:
-    q = np.asarray(quantized_data).astype(np.float32)
-    shape = [1] * q.ndim
-    zp, sc = np.asarray(zero_point, np.float32), np.asarray(scale, np.float32)
-    shape[int(axis)] = -1
-    zp = zp.reshape(shape) if zp.size > 1 else zp
-    sc = sc.reshape(shape) if sc.size > 1 else sc
-    return (q - zp) * sc
-
-
-@MIL_OPS.register("constexpr_blockwise_shift_scale")
-def _mil_blockwise(data: np.ndarray, scale: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
-    d = np.asarray(data).astype(np.float32)
-    sc = repeat_blocks(np.asarray(scale, np.float32), d.shape)
-    if offset is not None:
-        d = d - repeat_blocks(np.asarray(offset, np.float32), d.shape)
-    return d * sc
-
-
-MIL_OPS.add("constexpr_cast", lambda source_val, output_dtype: np.asarray(source_val).astype(_DTYPES[str(output_dtype)]))
-
-
-def _value(v: Any, env: dict[str, np.ndarray]) -> Any:
-    if v is None:
-        return None
-    if isinstance(v, (list, tuple)):
-        return [_value(x, env) for x in v]
-    if v.name in env:
-        return env[v.name]
-    if v.val is not None:
-        return v.val
-    raise UnknownOpError(f"MIL value {v.name!r} is neither computed nor constant")
-
-
-def run_mil(program: Any, inputs: dict[str, np.ndarray], function: str = "main") -> dict[str, np.ndarray]:
-    """Run a MIL program's ``function`` on one sample; fp16 tensors are rounded to float16 after every op."""
     from coremltools.converters.mil.mil import types
 
+    def dtype_of(var: Any) -> Any:
+        return _DTYPES.get(types.builtin_to_string(var.dtype))
+
     func = program.functions[function]
-    env: dict[str, np.ndarray] = {}
-    for name, var in func.inputs.items():
-        env[name] = np.asarray(inputs[name]).astype(_DTYPES.get(types.builtin_to_string(var.dtype), np.float32))
+    consts: dict[str, Any] = {}
+    dynamic = set(func.inputs)
+    steps: list[Step] = []
+
+    def resolve(v: Any) -> tuple[bool, Any]:  # (is computed at run time, name or constant value)
+        if v.name in dynamic:
+            return True, v.name
+        if v.name in consts:
+            return False, consts[v.name]
+        if v.val is not None:
+            return False, _const(v.val)
+        raise UnknownOpError(f"MIL value {v.name!r} is neither computed nor constant")
+
     for op in func.operations:
+        finish = [_finisher(dtype_of(v)) for v in op.outputs]
         if op.op_type == "const":
-            env[op.outputs[0].name] = np.asarray(op.outputs[0].val)
+            consts[op.outputs[0].name] = _const(op.outputs[0].val)
             continue
         if op.op_type not in MIL_OPS:
             raise UnknownOpError(f"MIL op {op.op_type!r} (op {op.name!r})")
-        kwargs = {k: _value(v, env) for k, v in op.inputs.items()}
-        out = MIL_OPS.get(op.op_type)(**kwargs)
-        outs = out if isinstance(out, (list, tuple)) else [out]
-        for var, val in zip(op.outputs, outs):
-            dt = _DTYPES.get(types.builtin_to_string(var.dtype))
-            # The fp16 emulation: the device keeps this tensor in half precision.
-            env[var.name] = np.asarray(val).astype(dt) if dt is not None else np.asarray(val)
-    return {v.name: np.asarray(env[v.name]) for v in func.outputs}
+        static: dict[str, Any] = {}
+        refs: dict[str, Any] = {}
+        for key, v in op.inputs.items():
+            if isinstance(v, (list, tuple)):
+                items = [resolve(x) for x in v]
+                if any(r for r, _ in items):
+                    refs[key] = items
+                else:
+                    static[key] = [x for _, x in items]
+            elif v is not None:
+                is_ref, val = resolve(v)
+                (refs if is_ref else static)[key] = val
+        fn = MIL_OPS.get(op.op_type)
+        names = [v.name for v in op.outputs]
+        if not refs:  # constants only: computed once, here
+            out = fn(**static)
+            for name, val, f in zip(names, out if isinstance(out, (list, tuple)) else [out], finish):
+                consts[name] = _const(f(val))
+            continue
+        if op.op_type == "conv" and "weight" in static and "bias" not in refs:
+            b = static.get("bias")
+            static["prepared"] = Conv2d(_f32(static["weight"]), None if b is None else _f32(b),
+                                        int(static.get("groups", 1)))
+        reshape_of = refs["x"] if op.op_type == "reshape" and isinstance(refs.get("x"), str) else None
+        steps.append(Step(op.op_type, op.name, _bind(fn, static, refs), names, finish, reshape_of))
+        dynamic.update(names)
+    inputs = {name: _finisher(dtype_of(var) or np.float32) for name, var in func.inputs.items()}
+    final = {v.name: (lambda a: np.asarray(a).astype(np.float16)) for v in func.outputs if dtype_of(v) is np.float16}
+    return Plan(consts, steps, inputs, [v.name for v in func.outputs], final)
+
+
+def _bind(fn: MilOp, static: dict[str, Any], refs: dict[str, Any]) -> Callable[[dict[str, Any]], Any]:
+    def run(env: dict[str, Any]) -> Any:
+        kwargs = dict(static)
+        for key, ref in refs.items():
+            kwargs[key] = env[ref] if isinstance(ref, str) else [env[x] if r else x for r, x in ref]
+        return fn(**kwargs)
+    return run
+
+
+def run_mil(program: Any, inputs: dict[str, np.ndarray], function: str = "main") -> dict[str, np.ndarray]:
+    """Run a MIL program's ``function`` once (compiling it first: use :func:`compile_mil` to run it often)."""
+    return compile_mil(program, function).run(inputs)

@@ -12,11 +12,24 @@ from typing import Any, Callable
 import numpy as np
 
 from toolchain.registry import Registry
-from toolchain.runtimes.coreml.kernels import (UnknownOpError, batch_norm, channel_shape, concat, conv2d, linear,
+from toolchain.runtimes.coreml.kernels import (Conv2d, UnknownOpError, batch_norm, channel_shape, concat, linear,
                                                pool2d, same_padding)
+from toolchain.runtimes.coreml.plan import Plan, Step
 
 NNLayer = Callable[[Any, list[np.ndarray]], np.ndarray]
 NN_LAYERS: Registry[NNLayer] = Registry("NeuralNetwork layer")
+#: layers with weights: a builder (layer -> its function of the inputs) that decodes and shapes them once, so a
+#: compiled network (:func:`compile_neuralnetwork`) never re-reads them from the protobuf per image
+NN_PREPARED: dict[str, Callable[[Any], Callable[[list[np.ndarray]], np.ndarray]]] = {}
+
+
+def _prepared(kind: str) -> Callable[[Callable[[Any], Callable[[list[np.ndarray]], np.ndarray]]], Any]:
+    """Register a builder in NN_PREPARED and, under the same kind, its one-off use in NN_LAYERS."""
+    def add(build: Callable[[Any], Callable[[list[np.ndarray]], np.ndarray]]) -> Any:
+        NN_PREPARED[kind] = build
+        NN_LAYERS.add(kind, lambda layer, xs: build(layer)(xs))
+        return build
+    return add
 
 
 def nn_weights(wp: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -46,32 +59,31 @@ def _nn_padding(p: Any, x: np.ndarray, kernel: tuple[int, int], stride: tuple[in
     raise UnknownOpError(f"{p.DESCRIPTOR.name} padding {kind!r}")
 
 
-@NN_LAYERS.register("convolution")
-def _nn_conv(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+@_prepared("convolution")
+def _nn_conv(layer: Any) -> Callable[[list[np.ndarray]], np.ndarray]:
     p = layer.convolution
-    if p.isDeconvolution or len(xs) != 1:
+    if p.isDeconvolution or len(layer.input) != 1:
         raise UnknownOpError("convolution (deconvolution or weights as input)")
     kh, kw = p.kernelSize
     stride = tuple(p.stride) or (1, 1)
     dil = tuple(p.dilationFactor) or (1, 1)
-    w = nn_weights(p.weights, (p.outputChannels, p.kernelChannels, kh, kw))
-    b = nn_weights(p.bias) if p.hasBias else None
-    pads = _nn_padding(p, xs[0], (kh, kw), stride, dil)
-    return conv2d(xs[0], w, b, stride, pads, dil, p.nGroups or 1)
+    conv = Conv2d(nn_weights(p.weights, (p.outputChannels, p.kernelChannels, kh, kw)),
+                  nn_weights(p.bias) if p.hasBias else None, p.nGroups or 1)
+    return lambda xs: conv(xs[0], stride, _nn_padding(p, xs[0], (kh, kw), stride, dil), dil)
 
 
-@NN_LAYERS.register("batchnorm")
-def _nn_batchnorm(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+@_prepared("batchnorm")
+def _nn_batchnorm(layer: Any) -> Callable[[list[np.ndarray]], np.ndarray]:
     p = layer.batchnorm
     if p.computeMeanVar or p.instanceNormalization:
         raise UnknownOpError("batchnorm (computeMeanVar / instanceNormalization)")
-    return batch_norm(xs[0], nn_weights(p.mean), nn_weights(p.variance), nn_weights(p.gamma), nn_weights(p.beta),
-                        p.epsilon)
+    args = (nn_weights(p.mean), nn_weights(p.variance), nn_weights(p.gamma), nn_weights(p.beta), p.epsilon)
+    return lambda xs: batch_norm(xs[0], *args)
 
 
 _ACTIVATIONS: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
     "ReLU": lambda x, a: np.maximum(x, 0),
-    "linear": lambda x, a: a.alpha * x + a.beta,
+    "linear": lambda x, a: x * a.alpha + a.beta if a.beta else x * a.alpha,
     "leakyReLU": lambda x, a: np.where(x >= 0, x, a.alpha * x),
     "sigmoid": lambda x, a: 1 / (1 + np.exp(-x)),
     "tanh": lambda x, a: np.tanh(x),
@@ -85,7 +97,7 @@ def _nn_activation(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
     kind = layer.activation.WhichOneof("NonlinearityType")
     if kind not in _ACTIVATIONS:
         raise UnknownOpError(f"activation {kind!r}")
-    return _ACTIVATIONS[kind](xs[0], getattr(layer.activation, kind)).astype(np.float32)
+    return np.asarray(_ACTIVATIONS[kind](xs[0], getattr(layer.activation, kind)), np.float32)
 
 
 _UNARY = {0: ("SQRT", lambda x, p: np.sqrt(x)), 1: ("RSQRT", lambda x, p: 1 / np.sqrt(x + p.epsilon)),
@@ -100,7 +112,11 @@ def _nn_unary(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
     p = layer.unary
     if p.type not in _UNARY:
         raise UnknownOpError(f"unary type {p.type}")
-    return _UNARY[p.type][1](p.scale * xs[0] + p.shift, p).astype(np.float32)
+    fresh = (p.scale, p.shift) != (1.0, 0.0)
+    x = p.scale * xs[0] + p.shift if fresh else xs[0]
+    if p.type == 7 and fresh:  # THRESHOLD on a temporary (ReLU6's lowering): in place, one pass fewer
+        return np.maximum(x, np.float32(p.alpha), out=x)
+    return np.asarray(_UNARY[p.type][1](x, p), np.float32)
 
 
 @NN_LAYERS.register("clip")
@@ -171,15 +187,16 @@ def _nn_multiply(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-@NN_LAYERS.register("scale")
-def _nn_scale(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+@_prepared("scale")
+def _nn_scale(layer: Any) -> Callable[[list[np.ndarray]], np.ndarray]:
     p = layer.scale
     s = nn_weights(p.scale).reshape(tuple(p.shapeScale) or (1,))
-    out = xs[0] * s.reshape(channel_shape(s, xs[0]))
-    if p.hasBias:
-        bias = nn_weights(p.bias).reshape(tuple(p.shapeBias) or (1,))
-        out = out + bias.reshape(channel_shape(bias, xs[0]))
-    return out
+    bias = nn_weights(p.bias).reshape(tuple(p.shapeBias) or (1,)) if p.hasBias else None
+
+    def run(xs: list[np.ndarray]) -> np.ndarray:
+        out = xs[0] * s.reshape(channel_shape(s, xs[0]))
+        return out if bias is None else out + bias.reshape(channel_shape(bias, xs[0]))
+    return run
 
 
 @NN_LAYERS.register("flatten")
@@ -194,17 +211,20 @@ def _nn_reshape_static(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
     return xs[0].reshape(tuple(layer.reshapeStatic.targetShape))
 
 
-@NN_LAYERS.register("innerProduct")
-def _nn_inner_product(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+@_prepared("innerProduct")
+def _nn_inner_product(layer: Any) -> Callable[[list[np.ndarray]], np.ndarray]:
     p = layer.innerProduct
     if p.int8DynamicQuantize:
         raise UnknownOpError("innerProduct with int8DynamicQuantize")
     w = nn_weights(p.weights, (p.outputChannels, p.inputChannels))
     b = nn_weights(p.bias) if p.hasBias else None
-    x = xs[0]
-    if x.ndim == 4 and x.shape[2:] == (1, 1):  # rank-5 blob (C, 1, 1)
-        return linear(x[:, :, 0, 0], w, b)[:, :, None, None]
-    return linear(x, w, b)
+
+    def run(xs: list[np.ndarray]) -> np.ndarray:
+        x = xs[0]
+        if x.ndim == 4 and x.shape[2:] == (1, 1):  # rank-5 blob (C, 1, 1)
+            return linear(x[:, :, 0, 0], w, b)[:, :, None, None]
+        return linear(x, w, b)
+    return run
 
 
 @NN_LAYERS.register("concat")
@@ -232,28 +252,58 @@ def _nn_softmax(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def run_neuralnetwork(spec: Any, inputs: dict[str, np.ndarray], blobs: dict[str, np.ndarray] | None = None
-                      ) -> dict[str, np.ndarray]:
-    """Run a NeuralNetwork spec on one sample (a blob per input name). Returns every model output.
+def compile_neuralnetwork(spec: Any) -> Plan:
+    """A NeuralNetwork spec as a :class:`~toolchain.runtimes.coreml.plan.Plan`, built once per artifact.
 
-    A spec-3 (rank-5 mapped) input of shape (C, H, W) gets a batch axis, so every blob here
-    is (N, C, H, W) or 2-D after a reshape. ``blobs``, when given, receives every intermediate blob
-    (the spec-3 lowering reads channel counts from it).
+    Layers without inputs (constants) and layers on constants only run here; weight layers decode their
+    weights here (``NN_PREPARED``). A spec-3 (rank-5 mapped) input of shape (C, H, W) gets a batch axis, so
+    every blob is (N, C, H, W) or 2-D after a reshape. Unknown layer kinds raise UnknownOpError.
     """
     if spec.WhichOneof("Type") != "neuralNetwork":
         raise UnknownOpError(f"model type {spec.WhichOneof('Type')!r} (only plain neuralNetwork)")
-    env: dict[str, np.ndarray] = {}
-    for d in spec.description.input:
-        x = np.asarray(inputs[d.name], np.float32)
-        env[d.name] = x[None] if x.ndim == 3 else x
+    inputs = {d.name: _input_converter(len(d.type.multiArrayType.shape)) for d in spec.description.input}
+    dynamic = set(inputs)
+    consts: dict[str, np.ndarray] = {}
+    steps: list[Step] = []
+    as_blob = lambda v: np.asarray(v, np.float32)  # noqa: E731
     for layer in spec.neuralNetwork.layers:
         kind = layer.WhichOneof("layer")
         if kind not in NN_LAYERS:
             raise UnknownOpError(f"NeuralNetwork layer {kind!r} (layer {layer.name!r})")
-        out = NN_LAYERS.get(kind)(layer, [env[name] for name in layer.input])
-        outs = out if isinstance(out, (list, tuple)) else [out]
-        for name, val in zip(layer.output, outs):
-            env[name] = np.asarray(val, np.float32)
-    if blobs is not None:
-        blobs.update(env)
-    return {d.name: env[d.name] for d in spec.description.output}
+        fn = NN_PREPARED[kind](layer) if kind in NN_PREPARED else _bound(NN_LAYERS.get(kind), layer)
+        names = list(layer.input)
+        if not any(n in dynamic for n in names):
+            out = fn([consts[n] for n in names])
+            for name, val in zip(layer.output, out if isinstance(out, (list, tuple)) else [out]):
+                consts[name] = as_blob(val)
+            continue
+        reshape_of = names[0] if kind == "reshapeStatic" else None
+        steps.append(Step(kind, layer.name, _gather(fn, names), list(layer.output), [as_blob] * len(layer.output),
+                          reshape_of))
+        dynamic.update(layer.output)
+    return Plan(consts, steps, inputs, [d.name for d in spec.description.output])
+
+
+def _input_converter(rank: int) -> Callable[[np.ndarray], np.ndarray]:
+    def convert(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        return x[None] if rank == 3 and x.ndim == 3 else x
+    return convert
+
+
+def _bound(fn: NNLayer, layer: Any) -> Callable[[list[np.ndarray]], np.ndarray]:
+    return lambda xs: fn(layer, xs)
+
+
+def _gather(fn: Callable[[list[np.ndarray]], Any], names: list[str]) -> Callable[[dict[str, Any]], Any]:
+    return lambda env: fn([env[n] for n in names])
+
+
+def run_neuralnetwork(spec: Any, inputs: dict[str, np.ndarray], blobs: dict[str, np.ndarray] | None = None
+                      ) -> dict[str, np.ndarray]:
+    """Run a NeuralNetwork spec on one sample (a blob per input name). Returns every model output.
+
+    Compiles it first (:func:`compile_neuralnetwork`: use that to run it often). ``blobs``, when given,
+    receives every intermediate blob (the spec-3 lowering reads channel counts from it).
+    """
+    return compile_neuralnetwork(spec).run(inputs, blobs)

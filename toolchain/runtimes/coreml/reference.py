@@ -18,6 +18,7 @@ from toolchain.errors import ArtifactError, RuntimeUnavailable
 from toolchain.runtimes.base import Runtime
 from toolchain.runtimes.coreml import loader
 from toolchain.runtimes.coreml.kernels import UnknownOpError
+from toolchain.runtimes.coreml.plan import Plan
 
 
 class CoreMLReference(Runtime):
@@ -31,15 +32,22 @@ class CoreMLReference(Runtime):
         spec, runner, what = loader.load(path)
         version = package_version("coremltools")
         description = f"{self.name} (numpy {what} executor, spec {spec.specificationVersion}, coremltools {version})"
-        return Session(path, spec, runner, description, self.block(version, "cpu", None, None))
+        return Session(path, spec, runner, description, self.block(version, "cpu", None, threads), threads)
 
 
 class Session:
-    """One opened Core ML artifact; :meth:`run` feeds one sample by input name (every output back)."""
+    """One opened Core ML artifact, compiled once (on first use); it runs whole batches (see :mod:`.plan`).
 
-    def __init__(self, path: Path, spec: Any, runner: Callable[[dict], dict], description: str,
-                 block: dict[str, Any]) -> None:
-        self._path, self._runner = path, runner
+    BLAS runs on ``threads`` threads (default 1): a batch's matrix products are large enough for one core, and
+    OpenBLAS's spinning worker threads made them up to 25x slower when other processes share the cores
+    (measured on the project's 2-core machine).
+    """
+
+    def __init__(self, path: Path, spec: Any, compile_plan: Callable[[], Plan], description: str,
+                 block: dict[str, Any], threads: int | None = None) -> None:
+        self._path, self._compile = path, compile_plan
+        self._threads = threads or 1
+        self._plan: Plan | None = None
         inp = spec.description.input[0]
         self._input = inp.name
         self._shape = [int(s) for s in inp.type.multiArrayType.shape]
@@ -47,22 +55,31 @@ class Session:
         self.description = description
         self.runtime = block
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Every output of one sample, fed by input name (a layer or op the executor lacks: RuntimeUnavailable)."""
+    def _run(self, use: Callable[[Plan], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        from threadpoolctl import threadpool_limits
+
         try:
-            return self._runner(feeds)
+            if self._plan is None:
+                self._plan = self._compile()
+            with threadpool_limits(limits=self._threads, user_api="blas"):
+                return use(self._plan)
         except UnknownOpError as e:
             raise RuntimeUnavailable(f"the numpy Core ML executor cannot run it: {e}") from None
 
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output of one sample, fed by input name (a layer or op the executor lacks: RuntimeUnavailable)."""
+        return self._run(lambda plan: plan.run(feeds))
+
     def features(self, pixels_nchw: np.ndarray) -> np.ndarray:
+        """Features (N, D) of the whole batch at once (one sample at a time where the model mixes samples)."""
         if list(pixels_nchw.shape[1:]) != self._shape[-3:]:
             raise ArtifactError(f"{self._path.name} takes pixels of shape {self._shape}, "
                                 f"got {list(pixels_nchw.shape[1:])}")
-        feats = []
-        for x in np.asarray(pixels_nchw, np.float32):
-            y = self.run({self._input: x if len(self._shape) == 3 else x[None]})[self.output_name]
-            feats.append(np.asarray(y, np.float32).reshape(-1))
-        return np.stack(feats)
+        x = np.asarray(pixels_nchw, np.float32)
+        if len(x) == 0:
+            return np.zeros((0, 0), np.float32)
+        y = self._run(lambda plan: plan.run_batch(self._input, x))[self.output_name]
+        return np.asarray(y, np.float32).reshape(len(x), -1)
 
     def prepare(self, pixels_nchw: np.ndarray) -> Callable[[], np.ndarray]:
         return lambda: self.features(pixels_nchw)
