@@ -108,7 +108,7 @@ def test_wheel_holds_the_package_data(wheel):
     assert {"demo.toml", "demo_quick.toml"} <= pipelines
     assert {f"toolchain/pipeline/{p}" for p in pipelines} <= names
     # the schemas live in code (docs/*.json are generated from these)
-    assert {"toolchain/bench/schema.py", "toolchain/export/manifest.py", "toolchain/cli/__init__.py"} <= names
+    assert {"toolchain/bench/schema.py", "toolchain/artifact/manifest.py", "toolchain/cli/__init__.py"} <= names
     assert not any(n.startswith(("tests/", "benchmarks/", "docs/")) for n in names)
 
 

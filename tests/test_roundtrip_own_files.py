@@ -39,16 +39,16 @@ def onnx_artifact(tmp_path_factory) -> Path:
 def test_failed_parity_manifest_reads_back_and_says_parity_failed(capsys, tmp_path, onnx_artifact):
     import shutil
 
-    from toolchain.export import manifest as manifest_mod
-    from toolchain.export.parity import ParityResult
+    from toolchain.artifact import manifest as manifest_mod
+    from toolchain.artifact.manifest import ParityResult
 
     art = tmp_path / "art"
     shutil.copytree(onnx_artifact, art)
     man = manifest_mod.read(art)
     failed = ParityResult("failed", "onnxruntime", max_abs=float("nan"), cosine_min=float("nan"),
                           min_cosine_required=0.9999, samples=4, mismatches=["sample 0: cosine nan < 0.9999"])
-    man.parity = manifest_mod.parity_record(failed)
-    man.parity_by_runtime = {"onnxruntime": manifest_mod.parity_record(failed)}
+    man.parity = failed
+    man.parity_by_runtime = {"onnxruntime": failed}
     manifest_mod.write(art, man)
     _no_literals(art / "manifest.json")
     back = manifest_mod.read(art)
@@ -65,7 +65,7 @@ def test_every_written_file_kind_reads_back(capsys, tmp_path, onnx_artifact):
     from toolchain.bench.schema import validate_plan
     from toolchain.bench.store import ResultStore
     from toolchain.data.splits import load_protocol, load_splits
-    from toolchain.export import manifest as manifest_mod
+    from toolchain.artifact import manifest as manifest_mod
     from toolchain.models.bundle import load_bundle, read_meta
 
     assert deploy(capsys, "data", "synth", "--out", tmp_path / "d", "--subjects", "6", "--images-per-subject", "3",

@@ -18,10 +18,10 @@ from tests.cli._hostile import refused, run_refused
 
 @pytest.fixture(scope="module")
 def tiny_state() -> dict[str, torch.Tensor]:
-    from toolchain.models.arch import _base_network
+    from toolchain.models.arch import base_network
 
     torch.manual_seed(0)
-    return {k: v.clone() for k, v in _base_network("toolchain", "tiny_resnet").state_dict().items()}
+    return {k: v.clone() for k, v in base_network("toolchain", "tiny_resnet").state_dict().items()}
 
 
 def _save(path: Path, state: dict) -> Path:
@@ -72,9 +72,9 @@ def test_empty_feature_layer_refused(capsys, tmp_path, tiny_state):
 
 
 def test_head_name_at_first_conv_refused(capsys, tmp_path, tiny_state):
-    from toolchain.models.arch import _base_network
+    from toolchain.models.arch import base_network
 
-    first = next(n for n, m in _base_network("toolchain", "tiny_resnet").named_modules()
+    first = next(n for n, m in base_network("toolchain", "tiny_resnet").named_modules()
                  if isinstance(m, torch.nn.Conv2d))
     src = _save(tmp_path / "w.safetensors", tiny_state)
     run_refused(capsys, tmp_path, "model", "import", src, "--arch", "tiny_ocular", "--head-name", first,

@@ -45,12 +45,12 @@ def test_one_session_serves_numerics_and_timing(tiny_bundle):
 
 def test_apples_runtime_leads_core_ml_parity_on_a_mac_only(monkeypatch):
     """On macOS `make test` checks Core ML artifacts with Apple's runtime first (the executor second)."""
-    from toolchain.export.coreml import CoreMLExporter
+    from toolchain.artifact.formats import COREML
 
     monkeypatch.setattr(sys, "platform", "darwin")
-    assert [r.name for r in runtimes.runtimes_for(CoreMLExporter.name)][:2] == ["coreml", "coreml-ref"]
+    assert [r.name for r in runtimes.runtimes_for(COREML)][:2] == ["coreml", "coreml-ref"]
     monkeypatch.setattr(sys, "platform", "linux")
-    assert [r.name for r in runtimes.runtimes_for(CoreMLExporter.name)][:2] == ["coreml-ref", "coreml"]
+    assert [r.name for r in runtimes.runtimes_for(COREML)][:2] == ["coreml-ref", "coreml"]
 
 
 def test_unknown_format_is_unavailable_not_a_crash():

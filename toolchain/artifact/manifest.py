@@ -200,6 +200,9 @@ class Manifest:
     def to_json(self) -> dict[str, Any]:
         """The JSON form (format blocks of other formats left out)."""
         data = typed.to_data(self)
+        # through ParityResult.to_json: a NaN cosine (an artifact that outputs NaN) is stored as null with the reason
+        data["parity"] = self.parity.to_json()
+        data["parity_by_runtime"] = {name: r.to_json() for name, r in self.parity_by_runtime.items()}
         return {k: v for k, v in data.items() if not (k in FORMAT_BLOCKS and v is None)}
 
     @property

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -38,6 +39,18 @@ ForceOpt = Annotated[bool, typer.Option(
     "--force", help="Replace --out even if it is not an output of this kind that deploy wrote "
                     "(default: refuse, so a folder of yours is never deleted).")]
 
+
+# How train, prune and distill find the data set's subjects and split (the same options, one wording).
+LayoutOpt = Annotated[Optional[str], typer.Option(help="Data layout (default: detected).")]
+SubjectRegexOpt = Annotated[Optional[str], typer.Option(
+    "--subject-regex", help="Regex on each image path with a (?P<subject>...) group (and optional session/eye groups) "
+                            "when no layout fits (default: the layout's own rules).")]
+IndexOpt = Annotated[Optional[Path], typer.Option(
+    "--index", help="CSV index path,subject[,session,eye] for the csv layout (default: none).")]
+SplitsOpt = Annotated[Optional[Path], typer.Option(
+    "--splits", help="splits.json from deploy data split (default: assigned with --split-seed).")]
+SplitSeedOpt = Annotated[int, typer.Option(
+    "--split-seed", help="Seed of the subject-disjoint split when no --splits file is given.")]
 
 def progress():
     """A rich progress bar for long work (transient off, so logs keep the final state)."""

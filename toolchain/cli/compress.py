@@ -11,6 +11,11 @@ import typer
 from toolchain.cli import app
 from toolchain.cli._common import (
     ForceOpt,
+    IndexOpt,
+    LayoutOpt,
+    SplitSeedOpt,
+    SplitsOpt,
+    SubjectRegexOpt,
     console,
     epoch_reporter,
     err_console,
@@ -131,11 +136,11 @@ def prune_command(
     augment: Annotated[str, typer.Option(help="ocular, ocular-hflip or none.")] = _T.augment,
     seed: Annotated[int, typer.Option(help="Seed of random scores and fine-tuning.")] = _T.seed,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = _T.device,
-    layout: Annotated[Optional[str], typer.Option(help="Data layout (default: detected).")] = None,
-    subject_regex: Annotated[Optional[str], typer.Option("--subject-regex", help="Regex on each image path with a (?P<subject>...) group (and optional session/eye groups) when no layout fits (default: the layout's own rules).")] = None,
-    index: Annotated[Optional[Path], typer.Option("--index", help="CSV index path,subject[,session,eye] for the csv layout (default: none).")] = None,
-    splits: Annotated[Optional[Path], typer.Option("--splits", help="splits.json (default: --split-seed).")] = None,
-    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the subject-disjoint split when no --splits file is given.")] = 0,
+    layout: LayoutOpt = None,
+    subject_regex: SubjectRegexOpt = None,
+    index: IndexOpt = None,
+    splits: SplitsOpt = None,
+    split_seed: SplitSeedOpt = 0,
     force: ForceOpt = False,
 ) -> None:
     """Prune a bundle (unstructured to a compression ratio, or structurally), fine-tune, write OUT/bundle."""
@@ -187,11 +192,11 @@ def distill_command(
     augment: Annotated[str, typer.Option(help="ocular (no flip), ocular-hflip or none.")] = _T.augment,
     seed: Annotated[int, typer.Option(help="Seed of the student's init, data order and augmentation.")] = _T.seed,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = _T.device,
-    layout: Annotated[Optional[str], typer.Option(help="Data layout (default: detected).")] = None,
-    subject_regex: Annotated[Optional[str], typer.Option("--subject-regex", help="Regex on each image path with a (?P<subject>...) group (and optional session/eye groups) when no layout fits (default: the layout's own rules).")] = None,
-    index: Annotated[Optional[Path], typer.Option("--index", help="CSV index path,subject[,session,eye] for the csv layout (default: none).")] = None,
-    splits: Annotated[Optional[Path], typer.Option("--splits", help="splits.json from deploy data split (default: assigned with --split-seed).")] = None,
-    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the subject-disjoint split when no --splits file is given.")] = 0,
+    layout: LayoutOpt = None,
+    subject_regex: SubjectRegexOpt = None,
+    index: IndexOpt = None,
+    splits: SplitsOpt = None,
+    split_seed: SplitSeedOpt = 0,
     force: ForceOpt = False,
 ) -> None:
     """Distil a teacher bundle into a student on a data folder; write OUT/bundle."""

@@ -10,7 +10,8 @@ import typer
 from toolchain.bounds import INPUT_SIZE_PX
 
 from toolchain.cli import app
-from toolchain.cli._common import ForceOpt, console, epoch_reporter, progress
+from toolchain.cli._common import (ForceOpt, IndexOpt, LayoutOpt, SplitSeedOpt, SplitsOpt, SubjectRegexOpt, console,
+                                   epoch_reporter, progress)
 from toolchain.train.config import TrainConfig as _T
 
 
@@ -40,12 +41,11 @@ def train_command(
     max_bad_fraction: Annotated[float, typer.Option("--max-bad-fraction", help="Unreadable images tolerated (0..1).", min=0.0, max=1.0)] = _T.max_bad_fraction,
     input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input pixels (card default).", min=INPUT_SIZE_PX[0], max=INPUT_SIZE_PX[1])] = None,
     weights: Annotated[str, typer.Option(help="Start from random or imagenet weights (cards only; never downloads).")] = "random",
-    layout: Annotated[Optional[str], typer.Option(help="Data layout (default: detected).")] = None,
-    subject_regex: Annotated[Optional[str], typer.Option("--subject-regex", help="Regex on each image path with a (?P<subject>...) group (and optional session/eye groups) when no layout fits (default: the layout's own rules).")] = None,
-    index: Annotated[Optional[Path], typer.Option("--index", help="CSV index for the csv layout.")] = None,
-    splits: Annotated[Optional[Path], typer.Option("--splits", help="splits.json from deploy data split "
-                                                   "(default: assigned with --split-seed).")] = None,
-    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the subject-disjoint split when no --splits file is given.")] = 0,
+    layout: LayoutOpt = None,
+    subject_regex: SubjectRegexOpt = None,
+    index: IndexOpt = None,
+    splits: SplitsOpt = None,
+    split_seed: SplitSeedOpt = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     force: ForceOpt = False,
 ) -> None:
