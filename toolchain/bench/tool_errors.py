@@ -16,8 +16,9 @@ from toolchain.errors import CollectError
 
 #: adb's own errors that a later try may not see (AOSP ``adb/client/adb_client.cpp`` and ``transport.cpp``
 #: wording): the phone offline, unplugged, re-enumerating, or the connection closed under us.
-#: ``device unauthorized`` is not among them: it needs a person at the phone.
-TRANSIENT_ADB = ("device offline", "no devices/emulators found", "not found", "closed", "protocol fault",
+#: ``device unauthorized`` is not among them: it needs a person at the phone. ``device 'SERIAL' not found`` is
+#: matched by its quote, so the phone shell's ``sh: CMD: inaccessible or not found`` (permanent) is not retried.
+TRANSIENT_ADB = ("device offline", "no devices/emulators found", "' not found", "closed", "protocol fault",
                  "connection reset", "device still authorizing", "device still connecting")
 
 #: pymobiledevice3 errors of a connection that died or a device that is (for now) gone: the USB cable
