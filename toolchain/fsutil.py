@@ -122,6 +122,65 @@ def atomic_write_bytes(path: str | Path, data: bytes, clean: bool = True) -> Non
         raise
 
 
+class WriteBatch:
+    """Many atomic writes with one sync: each :meth:`write` goes to a temp file beside its target;
+    :meth:`commit` syncs the file system once, then renames every temp over its target.
+
+    Why: :func:`atomic_write_bytes` fsyncs each file (~5 ms on a plain disk), which made `collect dir` of
+    10,000 results files spend most of its time in fsync. Renaming only after the one sync keeps the
+    guarantee of the single write: a target is either absent or complete. A kill before :meth:`commit` leaves
+    only temps named like :func:`atomic_write_bytes`'s, which the next writer of the folder removes.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[Path, Path] = {}  # target -> its temp, in write order
+
+    def write(self, path: str | Path, data: bytes) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, FILE_MODE)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        old = self.pending.pop(path, None)
+        if old is not None:
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
+        self.pending[path] = Path(tmp)
+
+    def current(self, path: str | Path) -> Path:
+        """Where ``path``'s bytes are now: its pending temp, or ``path`` itself."""
+        return self.pending.get(Path(path), Path(path))
+
+    def commit(self) -> None:
+        if not self.pending:
+            return
+        os.sync()  # every temp's data on disk before any rename makes it visible
+        folders = set()
+        for path, tmp in self.pending.items():
+            os.replace(tmp, path)
+            folders.add(path.parent)
+        self.pending.clear()
+        for folder in folders:  # the renames themselves
+            with contextlib.suppress(OSError):
+                fd = os.open(folder, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+    def discard(self) -> None:
+        for tmp in self.pending.values():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        self.pending.clear()
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -15,6 +15,7 @@ toolchain.errors.JsonInputError: deep.json: JSON nested deeper than 64 levels ..
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -71,6 +72,8 @@ def _number_problem(obj: Any) -> str | None:
             elif types == {float}:
                 if not all(map(math.isfinite, v)):
                     return "a number is out of range (not a finite double)"
+            elif types == {list}:  # pair lists [[i, j], ...]: one flattened pass instead of a stack entry each
+                stack.append(list(itertools.chain.from_iterable(v)))
             else:
                 stack.extend(v)
         elif type(v) is int and abs(v) > MAX_ABS_INT:
@@ -199,5 +202,9 @@ def nesting_ok(obj: Any, limit: int = 200) -> bool:
 def dumps(obj: Any, **kw: Any) -> str:
     """``json.dumps`` that never writes a NaN/Inf literal: such numbers become ``null`` (writers that can meet
     them, e.g. a failed parity's cosine, also say why in a reason field)."""
-    clean, _ = finite(obj)
-    return json.dumps(clean, allow_nan=False, **kw)
+    try:  # the C encoder (no indent) checks finiteness in one fast pass; the walk below is for the rare NaN
+        compact = json.dumps(obj, allow_nan=False, **{k: v for k, v in kw.items() if k != "indent"})
+    except (ValueError, RecursionError):
+        clean, _ = finite(obj)
+        return json.dumps(clean, allow_nan=False, **kw)
+    return compact if kw.get("indent") is None else json.dumps(obj, allow_nan=False, **kw)

@@ -157,3 +157,44 @@ def test_load_results_dirs_skips_rejected_and_reports_bad_files(tmp_path):
 def test_parse_result_bytes_names_the_source():
     with pytest.raises(SchemaError, match="phone:1.json"):
         parse_result_bytes(b"{}", "phone:1.json")
+
+
+def test_a_batch_finds_duplicates_among_its_own_not_yet_visible_writes(tmp_path):
+    """In a batch, files become visible at commit; a reformatted copy of a run written earlier in the same
+    batch is still a duplicate (read from its pending temp), and a different one a conflict."""
+    obj = result("run-batch", [1000, 1100, 1200])
+    store = ResultStore(tmp_path / "store")
+    with store.batch():
+        first = store.add_bytes(dumps(obj), "a.json")
+        assert first.status == "stored" and not first.path.exists()  # pending until the batch commits
+        again = store.add_bytes(json.dumps(obj, indent=4).encode(), "b.json")
+        other = store.add_bytes(dumps(result("run-batch", [9, 9, 9])), "c.json")
+    assert (again.status, other.status) == ("duplicate", "conflict")
+    assert [e.run_id for e in store.entries()] == ["run-batch"]
+    assert json.loads(first.path.read_bytes()) == obj
+    assert not [p for p in (tmp_path / "store").rglob("*.tmp")]
+
+
+def _add_then_die(root: str) -> None:
+    import os
+    import signal
+
+    store = ResultStore(root)
+    with store.batch():
+        for i in range(5):
+            store.add_bytes(dumps(result(f"run-{i}", [1000 + i] * 3)), f"r{i}.json")
+        os.kill(os.getpid(), signal.SIGKILL)  # before the batch commits
+
+
+def test_kill_9_inside_a_batch_leaves_no_partial_file_and_a_rerun_stores_everything(tmp_path):
+    root = tmp_path / "store"
+    p = mp.get_context("spawn").Process(target=_add_then_die, args=(str(root),))
+    p.start()
+    p.join(60)
+    assert p.exitcode == -9
+    assert ResultStore(root).entries() == [] and len(list(root.glob(".*.tmp"))) == 5  # temps only, no target
+    store = ResultStore(root)
+    with store.batch():
+        outcomes = [store.add_bytes(dumps(result(f"run-{i}", [1000 + i] * 3)), f"r{i}.json") for i in range(5)]
+    assert {o.status for o in outcomes} == {"stored"}
+    assert len(store.entries()) == 5 and not list(root.glob(".*.tmp"))  # the dead writer's temps are gone

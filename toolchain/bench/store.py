@@ -30,10 +30,13 @@ from typing import Any, Iterable, Iterator
 from toolchain import jsonio
 from toolchain.bench.schema import MAX_RESULT_BYTES, RUN_ID_PATTERN, validate_result
 from toolchain.errors import SchemaError, StoreError, ToolchainError
-from toolchain.fsutil import atomic_write_bytes
+from toolchain.fsutil import WriteBatch, atomic_write_bytes
 
 REJECTED_DIR = "rejected"
 LOCK_FILE = ".lock"
+#: A batch makes its writes visible every this many files (one sync each): bounds what a kill -9 loses to a
+#: rerun of the same command, and the temps waiting beside the store.
+BATCH_COMMIT_FILES = 1000
 _NAME = re.compile(r"^(?P<run_id>[A-Za-z0-9][A-Za-z0-9._-]{0,127})\.(?P<sha>[0-9a-f]{64})\.json$")
 _RUN_ID = re.compile(RUN_ID_PATTERN)
 
@@ -123,6 +126,7 @@ class ResultStore:
             raise StoreError(f"results store {self.root} is a file, not a folder")
         self._held = 0  # lock depth: flock on a second descriptor of this process would wait for itself
         self._index: dict[str, list[Entry]] | None = None  # run_id -> entries, valid only while a batch holds the lock
+        self._writes: WriteBatch | None = None  # a batch's writes, made visible together (one sync, not one each)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator["ResultStore"]:
@@ -140,11 +144,15 @@ class ResultStore:
             index: dict[str, list[Entry]] = {}
             for e in self.entries():
                 index.setdefault(e.run_id, []).append(e)
-            self._index = index
+            self._index, self._writes = index, WriteBatch()
             try:
                 yield self
             finally:
-                self._index = None
+                try:
+                    self._writes.commit()  # also on an error: what was stored before it stays stored
+                finally:
+                    self._writes.discard()
+                    self._index, self._writes = None, None
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -169,6 +177,14 @@ class ResultStore:
                 self._held = 0
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
+    def _write(self, path: Path, data: bytes) -> None:
+        if self._writes is None:
+            atomic_write_bytes(path, data)
+            return
+        self._writes.write(path, data)
+        if len(self._writes.pending) >= BATCH_COMMIT_FILES:
+            self._writes.commit()
+
     def _find(self, run_id: str) -> list[Entry]:
         if not _RUN_ID.match(run_id):  # "../x", "/abs", ".hidden": never a path outside (or hidden in) the store
             raise StoreError(f"{label(run_id)!r} is not a run id (letters, digits, '.', '_', '-'; not starting "
@@ -184,11 +200,9 @@ class ResultStore:
         sha = hashlib.sha256(data).hexdigest()
         kept = self.root / REJECTED_DIR / f"{sha}.json"
         with self._locked():
-            clean = self._index is None
-            if not kept.exists():
-                atomic_write_bytes(kept, data, clean=clean)
-            atomic_write_bytes(kept.with_suffix(".why.txt"), f"source: {label(source)}\nproblem: {why}\n".encode(),
-                               clean=clean)
+            if not (kept.exists() or (self._writes is not None and kept in self._writes.pending)):
+                self._write(kept, data)
+            self._write(kept.with_suffix(".why.txt"), f"source: {label(source)}\nproblem: {why}\n".encode())
         return AddOutcome(source, "rejected", f"{why} (kept as {kept})", path=kept)
 
     def add_bytes(self, data: bytes, source: str) -> AddOutcome:
@@ -206,14 +220,15 @@ class ResultStore:
                     return AddOutcome(source, "duplicate", f"run {run_id} is already stored", run_id, e.path)
             for e in existing:
                 try:
-                    same = _canonical(jsonio.read(e.path, max_bytes=MAX_RESULT_BYTES)) == _canonical(obj)
+                    where = self._writes.current(e.path) if self._writes is not None else e.path
+                    same = _canonical(jsonio.read(where, max_bytes=MAX_RESULT_BYTES)) == _canonical(obj)
                 except ToolchainError:
                     same = False
                 if same:
                     return AddOutcome(source, "duplicate", f"run {run_id} is already stored (same JSON)", run_id, e.path)
             if not existing:
                 path = self.root / f"{run_id}.{sha}.json"
-                atomic_write_bytes(path, data, clean=self._index is None)  # a batch cleaned once at its start
+                self._write(path, data)  # a batch cleaned stale temps once at its start
                 if self._index is not None:
                     self._index[run_id] = [Entry(run_id, sha, path)]
                 return AddOutcome(source, "stored", f"stored run {run_id}", run_id, path)

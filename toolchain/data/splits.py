@@ -37,7 +37,7 @@ from toolchain.data.config import SplitConfig
 from toolchain.data.layouts import Dataset, Sample
 from toolchain.data.protocols import PAIRINGS, ProtocolRules, make_pairs
 from toolchain.errors import DataError
-from toolchain.fsutil import atomic_write_json, claim_output_dir
+from toolchain.fsutil import atomic_write_json, atomic_write_text, claim_output_dir
 
 SPLITS = ("train", "val", "test")
 PROTOCOL_FORMAT = "toolchain.protocol"
@@ -204,9 +204,11 @@ def make_protocol(samples: Sequence[Sample], seed: int = 0, max_impostors: int =
 
 
 def save_protocol(protocol: Protocol, path: str | Path) -> Path:
-    """Write a protocol JSON atomically (pairs one per line would be nicer to diff, but JSON arrays load fast)."""
+    """Write a protocol JSON atomically, compact: a test split holds up to hundreds of thousands of pairs, and
+    indenting them (a number per line) made the file ~5x larger and `data split` on 20,000 rows ~3x slower
+    (Python's indenting encoder is pure Python; the compact one is C)."""
     path = Path(path)
-    atomic_write_json(path, protocol.to_json())
+    atomic_write_text(path, jsonio.dumps(protocol.to_json(), separators=(",", ":")) + "\n")
     return path
 
 
