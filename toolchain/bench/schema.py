@@ -227,6 +227,10 @@ _VALIDATORS: dict[int, Any] = {}  # id(schema) -> validator: building one per fi
 
 
 def _schema_problems(obj: Any, schema: dict[str, Any]) -> list[str]:
+    from toolchain.bench import quickschema
+
+    if quickschema.supports(schema) and quickschema.is_valid(obj, schema):
+        return []  # the common case, ~10x faster; jsonschema below gives the messages of a "no"
     import jsonschema
 
     validator = _VALIDATORS.get(id(schema))
