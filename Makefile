@@ -108,7 +108,7 @@ endif
 test-apps: test-swift test-xcode test-apk
 
 test: setup test-kotlin-core test-apps
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n auto --maxprocesses 4 --dist loadfile
 
 # DEMO_ARGS=--quick: the same stages with a tiny model (about a minute on an idle machine).
 DEMO_ARGS ?=
