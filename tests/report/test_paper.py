@@ -149,6 +149,8 @@ def test_failed_parity_artifact_is_never_timed_and_is_shown_apart_with_its_cosin
     head, rows = paper.table(rep)
     row = dict(zip(head, next(r for r in rows if r[0] == kd8)))
     assert all(row[c] == "–" for c in head if c.endswith("(ms)"))
+    # no evaluation of the int8 artifact was given: its bundle's fp32 accuracy is shown, and marked as such
+    assert row["EER %"] == "7.20 †" and dict(zip(head, next(r for r in rows if r[0] == grid["kd"])))["EER %"] == "7.20"
     out = grid["tmp"] / "report"
     write_report(rep, out, plots=False)
     page = (out / "report.html").read_text()
@@ -158,6 +160,8 @@ def test_failed_parity_artifact_is_never_timed_and_is_shown_apart_with_its_cosin
     assert not any(r["variant"] == kd8 for r in table)
     runs = {r["run_id"]: r for r in csv.DictReader(open(out / "runs.csv"))}
     assert runs["kd-int8-run"]["timed_in_report"] == "no"
+    metrics_of = {r["variant"]: r["metrics_of"] for r in csv.DictReader(open(out / "paper.csv"))}
+    assert metrics_of[kd8] == "bundle fp32" and metrics_of[grid["kd"]] == "own"
     flags = {f.check: f.level for f in next(vw for vw in rep.runs if vw.run_id == "kd-int8-run").flags}
     assert flags["parity"] == "fail"
 

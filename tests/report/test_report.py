@@ -239,7 +239,7 @@ def test_cli_report(scene, tmp_path):
 
     args = ["report", "--results", str(scene["results"][0]), "--artifacts", str(scene["artifacts"][0]),
             "--bundles", str(scene["bundles"][0]), "--metrics", str(scene["metrics"][0]),
-            "--out", str(tmp_path / "rep"), "--no-plots"]
+            "--out", str(tmp_path / "rep"), "--no-plots", "--no-flops"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "rep" / "report.html").is_file() and "report of 5 runs" in res.output

@@ -81,6 +81,12 @@ def _ratio_text(v: "Variant") -> str:
     return f"{v.ratio:g}×" + (" (SB)" if v.ratio_of == "shrinkbench" else "")
 
 
+def borrows_metrics(v: "Variant") -> bool:
+    """An fp16/int8 variant shown with its bundle's (fp32) evaluation: no evaluation of its own was given."""
+    return (v.metrics is not None and v.precision not in (None, "fp32")
+            and v.metrics.model.get("kind") != "artifact" and "artifact_sha256" not in v.metrics.ids)
+
+
 def sort_key(v: "Variant") -> tuple[Any, ...]:
     return (METHOD_ORDER.get(v.method, 1), v.method, v.ratio or 0.0, v.precision or "", v.label)
 
@@ -132,7 +138,8 @@ def table(rep: "Report") -> tuple[list[str], list[list[str]]]:
     rows = []
     for v in sorted(rep.variants, key=sort_key):
         tar = v.metrics.tar_at_far if v.metrics else {}
-        cells = [v.label, v.method, _ratio_text(v), _pct(v.eer)] + [_pct(tar.get(k)) for k in rep.far_keys]
+        mark = " †" if borrows_metrics(v) else ""  # the note under the table says what † means
+        cells = [v.label, v.method, _ratio_text(v), _pct(v.eer) + mark] + [_pct(tar.get(k)) for k in rep.far_keys]
         cells += [_pct(v.top1)] if top1 else []
         cells += [_x(v.compression), _x(v.compression_shrinkbench), _mb(v.size_bytes), _mflops(v.flops),
                   _mflops(v.effective_flops)]
@@ -146,7 +153,7 @@ def table(rep: "Report") -> tuple[list[str], list[list[str]]]:
 def csv_rows(rep: "Report") -> tuple[list[str], list[list[Any]]]:
     """Full precision, machine-readable names; latency as median and its 95 % CI per device · runtime."""
     head = ["variant", "method", "ratio", "ratio_of", "precision", "bundle_sha256", "eer",
-            *[f"tar_at_far_{k}" for k in rep.far_keys], "top1", "top5", "compression_deployed",
+            *[f"tar_at_far_{k}" for k in rep.far_keys], "top1", "top5", "metrics_of", "compression_deployed",
             "compression_shrinkbench", "size_bytes", "flops", "effective_flops"]
     for row in rep.rows:
         head += [f"{row} median_ms", f"{row} ci_low_ms", f"{row} ci_high_ms"]
@@ -156,7 +163,9 @@ def csv_rows(rep: "Report") -> tuple[list[str], list[list[Any]]]:
         cs = (v.metrics.closed_set if v.metrics else None) or {}
         line = [v.label, v.method, blank(v.ratio), blank(v.ratio_of), blank(v.precision), blank(v.bundle_sha256),
                 blank(v.eer), *[blank((v.metrics.tar_at_far if v.metrics else {}).get(k)) for k in rep.far_keys],
-                blank(v.top1), blank(cs.get("top5")), blank(v.compression), blank(v.compression_shrinkbench),
+                blank(v.top1), blank(cs.get("top5")),
+                "" if v.metrics is None else "bundle fp32" if borrows_metrics(v) else "own",
+                blank(v.compression), blank(v.compression_shrinkbench),
                 blank(v.size_bytes), blank(v.flops), blank(v.effective_flops)]
         for row in rep.rows:
             c = rep.cells.get((row, v.label))
@@ -168,7 +177,7 @@ def csv_rows(rep: "Report") -> tuple[list[str], list[list[Any]]]:
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "×": r"$\times$", "–": "--",
-        "·": r"$\cdot$", "@": "@"}
+        "·": r"$\cdot$", "†": r"$\dagger$"}
 
 
 def tex_escape(text: str) -> str:
@@ -191,6 +200,7 @@ def latex(rep: "Report") -> str:
     lines += ["\\bottomrule", "\\end{tabular}",
               "\\caption{EER, TAR at fixed FAR and top-1 in \\%; compression $\\times$ over the deployed network and "
               "ShrinkBench's whole model (SB); FLOPs per image (effective: non-zero weights only); median "
-              "feature-extraction time per device $\\cdot$ runtime in ms. Artifacts whose export parity did not "
-              "pass are not timed here.}", "\\label{tab:compression}", "\\end{table*}", ""]
+              "feature-extraction time per device $\\cdot$ runtime in ms. $\\dagger$: accuracy of the fp32 "
+              "bundle (this precision was not evaluated). Artifacts whose export parity did not pass are not timed "
+              "here.}", "\\label{tab:compression}", "\\end{table*}", ""]
     return "\n".join(lines)

@@ -183,7 +183,8 @@ def _sections(rep: "Report") -> list[tuple[str, str, Table | None]]:
          "(closed-set, when the evaluation has it) in %; comp. × = compression over the deployed network, SB = over "
          "ShrinkBench's whole model; MB = the fp32 weights (reduced precision: the artifact); FLOPs of one image in "
          "millions, eff. = non-zero weights only (ShrinkBench's); median feature-extraction time per device · runtime "
-         "in ms (the next table has its 95 % CI). Also paper.csv and paper.tex.", paper.table(rep)),
+         "in ms (the next table has its 95 % CI). †: an fp16/int8 variant with no evaluation of its own, shown with "
+         "its fp32 bundle's accuracy. Also paper.csv and paper.tex.", paper.table(rep)),
         *untrusted,
         ("Feature extraction time", "Median over every timed iteration of the runs in each cell, in ms, with the "
          "percentile-bootstrap 95 % CI of the median in brackets (2000 resamples, seed 0). Footer: model facts "
