@@ -29,7 +29,7 @@ DEV_STAMP := $(VENV)/.installed-dev-$(HASH)
 TOOLS := .tools
 KOTLINC := $(TOOLS)/node_modules/kotlin-compiler/bin/kotlinc
 APT_STAMP := $(TOOLS)/.apt-installed
-APT_PACKAGES := junit4 junit5 libhamcrest-java libandroid-json-java chromium
+APT_PACKAGES := junit4 junit5 libhamcrest-java libandroid-json-java chromium chromium-driver
 IS_ROOT := $(shell [ "$$(id -u)" -eq 0 ] && echo yes)
 
 .PHONY: setup setup-python setup-tools test test-apps test-kotlin-core test-swift test-xcode test-apk demo clean-venv

@@ -46,9 +46,12 @@ def _write(path: Path, obj) -> None:
     path.write_text(json.dumps(obj))
 
 
-def _manifest(name, sha, bundle_sha, bundle_name, fmt="onnx", precision="fp32", size=1000):
+PASSED = {"status": "passed", "reference": "onnxruntime", "cosine_min": 0.99999, "min_cosine_required": 0.9999}
+
+
+def _manifest(name, sha, bundle_sha, bundle_name, fmt="onnx", precision="fp32", size=1000, parity=PASSED):
     # input/output: every manifest has them; the report reads manifests through toolchain.artifact.manifest.read
-    return {"name": name, "format": fmt, "precision": precision, "file": f"{name}.bin", "sha256": sha,
+    return {"parity": parity, "name": name, "format": fmt, "precision": precision, "file": f"{name}.bin", "sha256": sha,
             "input": {"name": "pixels", "shape": [1, 3, 4, 4]}, "output": {"name": "features", "dim": len(REF)},
             "size_bytes": size, "source_bundle_sha256": bundle_sha,
             "source_bundle": {"name": bundle_name, "sha256": bundle_sha},
@@ -182,13 +185,14 @@ def test_numerics_floor_is_the_export_parity_rule(tmp_path, compress, cos_target
 def test_write_report_outputs_and_self_contained_html(scene):
     out = scene["tmp"] / "report"
     files = {p.relative_to(out).as_posix() for p in write_report(_report(scene), out)}
-    for f in ("report.md", "report.html", "runs.csv", "table.csv", "models.csv", "checks.csv", "report.json"):
+    for f in ("report.md", "report.html", "runs.csv", "table.csv", "models.csv", "checks.csv", "report.json",
+              "paper.csv", "paper.tex"):
         assert f in files
     for fig in ("latency_per_device", "eer_vs_latency", "eer_vs_size", "latency_distributions"):
         assert {f"plots/{fig}.png", f"plots/{fig}.svg"} <= files
         assert (out / "plots" / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (out / "report.html").read_text()
-    assert page.count("<svg") >= 4 and "src=\"http" not in page and "<link" not in page
+    assert page.count('src="data:image/png;base64,') >= 4 and "src=\"http" not in page and "<link" not in page
     md = (out / "report.md").read_text()
     assert "| device · runtime | teacher | teacher fp16 | student |" in md
     # rewriting a report folder is fine; a folder that is not a report is refused
@@ -235,7 +239,7 @@ def test_cli_report(scene, tmp_path):
 
     args = ["report", "--results", str(scene["results"][0]), "--artifacts", str(scene["artifacts"][0]),
             "--bundles", str(scene["bundles"][0]), "--metrics", str(scene["metrics"][0]),
-            "--out", str(tmp_path / "rep"), "--no-plots"]
+            "--out", str(tmp_path / "rep"), "--no-plots", "--no-flops"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "rep" / "report.html").is_file() and "report of 5 runs" in res.output

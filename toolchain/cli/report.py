@@ -24,6 +24,7 @@ def report(
     metrics: Annotated[Optional[list[Path]], typer.Option("--metrics", "-m", help="metrics.json files or folders from `deploy evaluate`: several values (eval/*) or repeated.")] = None,
     min_iterations: Annotated[int, typer.Option(help="Flag runs with fewer timed iterations.", min=1)] = MIN_TIMED_ITERATIONS,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG and SVG figures.")] = True,
+    flops: Annotated[bool, typer.Option("--flops/--no-flops", help="Count FLOPs on each bundle whose weights are in its folder (loads the model; seconds each).")] = True,
     force: ForceOpt = False,
 ) -> None:
     """Statistics, the paper-style table, checks and plots from raw results (Markdown, HTML, CSV)."""
@@ -32,7 +33,8 @@ def report(
     from toolchain.fsutil import check_output_dir
 
     check_output_dir(out, "report", force)  # before reading every results file
-    rep = build_report(results, artifacts or [], bundles or [], metrics or [], min_iterations=min_iterations)
+    rep = build_report(results, artifacts or [], bundles or [], metrics or [], min_iterations=min_iterations,
+                       with_flops=flops)
     files = write_report(rep, out, plots=plots, force=force)
     flagged = sum(1 for vw in rep.runs if any(f.level in ("warn", "fail") for f in vw.flags))
     for p in rep.problems:

@@ -56,22 +56,47 @@ def _thin(*arrays: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray
     return tuple(a[idx] for a in arrays)
 
 
+#: legends with more curves than this go outside the axes (a report's ROC of every variant), line styles cycle
+LEGEND_INSIDE_MAX = 8
+_STYLES = ("-", "--", ":", "-.")
+
+
+def _style(i: int) -> dict:
+    """Colour and line style of the i-th curve: tab10's ten colours, then the next line style (40 distinct)."""
+    return {"color": f"C{i % 10}", "ls": _STYLES[(i // 10) % len(_STYLES)]}
+
+
+def _legend(fig, ax, n: int, loc: str) -> None:
+    if n > LEGEND_INSIDE_MAX:
+        fig.legend(loc="outside right upper", fontsize=7)
+    else:
+        ax.legend(loc=loc, fontsize=8)
+
+
+def _size(n: int) -> tuple[float, float]:
+    return (9.5, 6.0) if n > LEGEND_INSIDE_MAX else (6.0, 5.0)
+
+
 def _percent(p: float) -> str:
     return f"{p * 100:g}%"
 
 
-def plot_roc(curves: Sequence[Scores], path: str | Path, fars: Sequence[float] = DEFAULT_FARS) -> Path:
-    """ROC: TAR against FAR on a log FAR axis (the low-FAR end is what matters), one line per model."""
-    fig = _figure()
+def plot_roc(curves: Sequence[Scores], path: str | Path, fars: Sequence[float] = DEFAULT_FARS,
+             title: str | None = "ROC") -> Path:
+    """ROC: TAR against FAR on a log FAR axis (the low-FAR end is what matters), one line per model.
+
+    ``title`` None: no title in the image (a report captions it once itself).
+    """
+    fig = _figure(*_size(len(curves)))
     ax = fig.add_subplot()
     lo = 1.0
-    for c in curves:
+    for i, c in enumerate(curves):
         far, tar, _ = roc_curve(c.genuine, c.impostor)
         lo = min(lo, 1.0 / len(c.impostor))
         keep = far > 0  # log axis: FAR 0 cannot be drawn
         x, y = _thin(far[keep], tar[keep])
         eer, _ = equal_error_rate(c.genuine, c.impostor)
-        ax.plot(x, y, label=f"{c.label} (EER {_percent(round(eer, 4))})")
+        ax.plot(x, y, label=f"{c.label} (EER {_percent(round(eer, 4))})", **_style(i))
     for f in fars:
         ax.axvline(f, color="0.8", lw=0.8, ls="--", zorder=0)
         ax.text(f, 0.01, f" FAR {far_key(f)}", rotation=90, va="bottom", fontsize=7, color="0.5")
@@ -80,27 +105,28 @@ def plot_roc(curves: Sequence[Scores], path: str | Path, fars: Sequence[float] =
     ax.set_ylim(0.0, 1.005)
     ax.set_xlabel("false accept rate (FAR)")
     ax.set_ylabel("true accept rate (TAR)")
-    ax.set_title("ROC")
+    if title:
+        ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    _legend(fig, ax, len(curves), "lower right")
     return _save(fig, path)
 
 
-def plot_det(curves: Sequence[Scores], path: str | Path) -> Path:
+def plot_det(curves: Sequence[Scores], path: str | Path, title: str | None = "DET") -> Path:
     """DET: FRR against FAR on normal-deviate (probit) axes, where Gaussian scores give straight lines."""
     from scipy.special import ndtr, ndtri
 
-    fig = _figure()
+    fig = _figure(*_size(len(curves)))
     ax = fig.add_subplot()
     eers = []
     lo = 1.0
-    for c in curves:
+    for i, c in enumerate(curves):
         far, frr, _ = det_curve(c.genuine, c.impostor)
         eer, _ = equal_error_rate(c.genuine, c.impostor)
         eers.append(eer)
         lo = min(lo, 1.0 / len(c.impostor), 1.0 / len(c.genuine))
         x, y = _thin(far, frr)
-        ax.plot(x, y, label=f"{c.label} (EER {_percent(round(eer, 4))})")
+        ax.plot(x, y, label=f"{c.label} (EER {_percent(round(eer, 4))})", **_style(i))
     lo = float(np.clip(lo / 2, 1e-5, 1e-2))
     hi = 0.5 if max(eers) < 0.2 else 0.99
     # probit axes: matplotlib's "function" scale maps rates through the normal quantile; clipping keeps 0 and 1 finite
@@ -115,9 +141,10 @@ def plot_det(curves: Sequence[Scores], path: str | Path) -> Path:
     ax.plot([lo, hi], [lo, hi], color="0.7", lw=0.8, ls=":", zorder=0, label="FAR = FRR")
     ax.set_xlabel("false accept rate (FAR), normal-deviate scale")
     ax.set_ylabel("false reject rate (FRR), normal-deviate scale")
-    ax.set_title("DET")
+    if title:
+        ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    _legend(fig, ax, len(curves) + 1, "lower left")
     return _save(fig, path)
 
 

@@ -31,6 +31,7 @@ from typing import Any, Iterable
 from toolchain.bench.store import load_results_dirs
 from toolchain.errors import ToolchainError
 from toolchain.fsutil import atomic_dir
+from toolchain.report import paper
 from toolchain.report.catalog import Catalog
 from toolchain.report.checks import DEFAULT_MIN_ITERATIONS, CheckContext, run_checks
 from toolchain.report.model import Cell, Report, RunView, Variant
@@ -89,9 +90,46 @@ def shrinkbench_counts(meta: dict[str, Any]) -> tuple[int | None, int | None]:
     return total, nonzero + (total - deployed)
 
 
+def parity_status(r: dict[str, Any], cat: Catalog) -> str | None:
+    """The export parity status of the run's artifact (manifest ``parity.status``); None without a manifest.
+
+    >>> parity_status({"artifact": {"sha256": "a"}}, Catalog(manifests={"a": {"parity": {"status": "failed"}}}))
+    'failed'
+    """
+    man = cat.manifest_for(r)
+    if man is None:
+        return None
+    return str((man.get("parity") or {}).get("status") or "not recorded")
+
+
+def _evaluated_only(cat: Catalog, variants: dict[str, Variant]) -> None:
+    """Add a variant for every metrics.json that no timed variant took: evaluated models are never dropped."""
+    used = {id(v.metrics) for v in variants.values() if v.metrics is not None}
+    taken = {(v.bundle_sha256, v.precision or "fp32") for v in variants.values()}
+    for m in cat.metrics:
+        man = cat.manifests.get(m.ids.get("artifact_sha256") or "")
+        bsha = m.ids.get("bundle_sha256") or (man or {}).get("source_bundle_sha256")
+        precision = (man or {}).get("precision") or m.model.get("precision") or "fp32"
+        # Shown already: the same bundle at the same precision (e.g. the fp32 artifact's own evaluation beside its
+        # bundle's), or, with no bundle to key on, joined to some variant. An int8 variant borrowing its bundle's
+        # fp32 evaluation does not hide the fp32 model itself.
+        if (bsha, precision) in taken or (bsha is None and id(m) in used):
+            continue
+        name = (cat.bundles.get(bsha or "") or {}).get("name") or m.ids.get("name") or m.source.parent.name
+        label = name if precision == "fp32" else f"{name} {precision}"
+        while label in variants:
+            label += "'"
+        variants[label] = Variant(label, bsha, name, precision, metrics=m)
+        taken.add((bsha, precision))
+
+
 def build_report(results: Iterable[str | Path], artifacts: Iterable[str | Path] = (), bundles: Iterable[str | Path] = (),
-                 metrics: Iterable[str | Path] = (), min_iterations: int = DEFAULT_MIN_ITERATIONS) -> Report:
-    """Load everything and compute the statistics, checks and joins (no files written)."""
+                 metrics: Iterable[str | Path] = (), min_iterations: int = DEFAULT_MIN_ITERATIONS,
+                 with_flops: bool = True) -> Report:
+    """Load everything and compute the statistics, checks and joins (no files written).
+
+    ``with_flops``: count FLOPs on every bundle whose weights are in its folder (loads torch; seconds per model).
+    """
     loaded, problems = load_results_dirs(results)
     cat = Catalog.discover(artifacts, bundles, metrics)
     problems += cat.problems
@@ -101,6 +139,7 @@ def build_report(results: Iterable[str | Path], artifacts: Iterable[str | Path] 
     ctx = CheckContext(cat, min_iterations)
     views: list[RunView] = []
     variants: dict[str, Variant] = {}
+    flops: dict[str, tuple[int | None, int | None, str | None]] = {}
     for r in sorted(loaded, key=lambda r: (row_label(r), r["created_at"], r["run_id"])):
         label, bsha, bname, prec = _variant_key(r, cat)
         if label in variants and variants[label].bundle_sha256 != bsha:
@@ -111,7 +150,14 @@ def build_report(results: Iterable[str | Path], artifacts: Iterable[str | Path] 
         if size:
             v.artifact_sizes.setdefault(r["artifact"]["format"], int(size))
         lat = r["latency_ns"] if r["status"] in ("ok", "partial") else []
-        views.append(RunView(r, device_label(r), row_label(r), label, summarize(lat) if lat else None, run_checks(r, ctx)))
+        trusted = parity_status(r, cat) in (None, "passed")
+        views.append(RunView(r, device_label(r), row_label(r), label, summarize(lat) if lat else None,
+                             run_checks(r, ctx), trusted))
+    for v in variants.values():
+        art_sha = next((vw.result["artifact"]["sha256"] for vw in views if vw.variant == v.label), None)
+        v.metrics = cat.metrics_for(art_sha, v.bundle_sha256, v.bundle_name,
+                                    prefer_bundle=v.precision in (None, "fp32"))
+    _evaluated_only(cat, variants)
     for v in variants.values():
         meta = cat.bundles.get(v.bundle_sha256 or "")
         if meta is not None:
@@ -121,9 +167,14 @@ def build_report(results: Iterable[str | Path], artifacts: Iterable[str | Path] 
             v.nonzero_parameters = w.get("deployed_nonzero", v.parameters)
             v.shrinkbench_parameters, v.shrinkbench_nonzero_parameters = shrinkbench_counts(meta)
             v.bundle_size_bytes = meta.get("weights", {}).get("size_bytes")
-        art_sha = next((vw.result["artifact"]["sha256"] for vw in views if vw.variant == v.label), None)
-        v.metrics = cat.metrics_for(art_sha, v.bundle_sha256, v.bundle_name,
-                                    prefer_bundle=v.precision in (None, "fp32"))
+            if with_flops:
+                if meta["weights"]["sha256"] not in flops:
+                    flops[meta["weights"]["sha256"]] = paper.bundle_flops(meta)
+                    why = flops[meta["weights"]["sha256"]][2]
+                    if why and why != "weights not in the bundle folder":
+                        problems.append(f"{meta.get('name')}: {why}")
+                v.flops, v.effective_flops, _ = flops[meta["weights"]["sha256"]]
+        v.method, v.ratio, v.ratio_of = paper.describe_recipe(meta)
     ref = max((v for v in variants.values() if v.parameters), key=lambda v: v.parameters, default=None)
     for v in variants.values():
         if ref is not None and v.nonzero_parameters:
@@ -131,15 +182,16 @@ def build_report(results: Iterable[str | Path], artifacts: Iterable[str | Path] 
         if ref is not None and ref.shrinkbench_parameters and v.shrinkbench_nonzero_parameters:
             v.compression_shrinkbench = ref.shrinkbench_parameters / v.shrinkbench_nonzero_parameters
     ordered = sorted(variants.values(), key=lambda v: (-(v.parameters or 0), v.label))
-    rows = sorted({vw.row for vw in views})
+    rows = sorted({vw.row for vw in views if vw.trusted})
     cells: dict[tuple[str, str], Cell] = {}
-    for vw in views:
+    for vw in (vw for vw in views if vw.trusted):
         cells.setdefault((vw.row, vw.variant), Cell(vw.row, vw.variant, [], None)).runs.append(vw)
     for c in cells.values():
         pooled = [x for vw in c.runs if vw.summary is not None for x in vw.result["latency_ns"]]
         c.summary = summarize(pooled) if pooled else None
     return Report(views, rows, ordered, cells, cat, problems,
-                  _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), min_iterations)
+                  _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), min_iterations,
+                  [vw for vw in views if not vw.trusted])
 
 
 def write_report(report: Report, out: str | Path, plots: bool = True, force: bool = False) -> list[Path]:

@@ -71,6 +71,17 @@ class Metrics:
     ids: dict[str, str]
     #: the verification protocol's one-line label (``data.verification_protocol.label``), None when not recorded
     protocol: str | None = None
+    #: closed-set identification (``closed_set`` {top1, top5, images, method}, top level or under ``metrics``)
+    closed_set: dict[str, Any] | None = None
+    #: ``model`` as evaluate records it (kind, name, sha256, format, precision...): an evaluated variant with no run
+    model: dict[str, Any] = field(default_factory=dict)
+    #: the genuine/impostor scores beside this metrics.json (``files.scores``), None when absent: ROC/DET need them
+    scores: Path | None = None
+
+    @property
+    def top1(self) -> float | None:
+        v = (self.closed_set or {}).get("top1")
+        return float(v) if isinstance(v, (int, float)) else None
 
 
 @dataclass
@@ -186,5 +197,9 @@ def _parse_metrics(path: Path, obj: dict[str, Any]) -> Metrics | None:
                 break
     clean_tar = {str(k): float(v) for k, v in tar.items() if isinstance(v, (int, float))}
     label = _dig(obj, "data.verification_protocol.label")
+    closed = obj.get("closed_set") if isinstance(obj.get("closed_set"), dict) else body.get("closed_set")
+    scores_name = _dig(obj, "files.scores")
+    scores = path.parent / (Path(scores_name).name if isinstance(scores_name, str) and scores_name else "scores.npz")
     return Metrics(path, float(eer) if isinstance(eer, (int, float)) else None, clean_tar, ids,
-                   label if isinstance(label, str) and label else None)
+                   label if isinstance(label, str) and label else None,
+                   closed if isinstance(closed, dict) else None, model, scores if scores.is_file() else None)

@@ -8,6 +8,7 @@
 - ``iterations``: fewer timed samples than the report's minimum.
 - ``artifact``: the artifact's sha256 matches no manifest (or bundle) given to the report.
 - ``status``: the run failed or stopped early.
+- ``parity``: the artifact's export parity (manifest ``parity.status``) is not "passed": the report does not time it.
 
 Each check returns a :class:`Flag` (level ``ok``, ``warn``, ``fail`` or ``skipped`` with why).
 """
@@ -145,3 +146,36 @@ def check_device_state(r: dict[str, Any], ctx: CheckContext) -> Flag:
     unknown = [key for key in ("stayed_foreground", "screen_stayed_on") if ds.get(key) is None]
     return Flag("device_state", "ok", f"{len(ds.get('samples', []))} samples"
                 + (f"; {', '.join(unknown)} unknown" if unknown else "; foreground, screen on throughout"))
+
+
+@CHECKS.register("parity")
+def check_parity(r: dict[str, Any], ctx: CheckContext) -> Flag:
+    """Any export parity status but "passed" (failed, skipped, unverified) makes the artifact's timings untrusted."""
+    man = ctx.catalog.manifest_for(r)
+    if man is None:
+        return Flag("parity", "skipped", "no manifest: the export parity is unknown" if r["artifact"]["format"] != "pytorch"
+                    else "PyTorch itself is the parity reference")
+    p = man.get("parity") or {}
+    status = p.get("status") or "not recorded"
+    text = parity_text(p)
+    if status != "passed":
+        return Flag("parity", "fail", f"export parity {status}{': ' + text if text else ''}: not timed in the report")
+    return Flag("parity", "ok", f"export parity passed{': ' + text if text else ''}")
+
+
+def parity_text(p: dict[str, Any]) -> str:
+    """The cosines a manifest's parity records (the artifact's, PyTorch's own reduced model's, the converter's).
+
+    >>> parity_text({"cosine_min": 0.91, "min_cosine_required": 0.999, "reduced_cosine": 0.99})
+    'cosine 0.910000 (0.999 required), PyTorch reduced 0.990000'
+    """
+    bits = []
+    if isinstance(p.get("cosine_min"), (int, float)):
+        bits.append(f"cosine {p['cosine_min']:.6f}" + (f" ({p['min_cosine_required']:g} required)"
+                                                       if isinstance(p.get("min_cosine_required"), (int, float)) else ""))
+    for key, what in (("reduced_cosine", "PyTorch reduced"), ("converter_cosine", "converter")):
+        if isinstance(p.get(key), (int, float)):
+            bits.append(f"{what} {p[key]:.6f}")
+    if p.get("reason"):
+        bits.append(str(p["reason"]))
+    return ", ".join(bits)

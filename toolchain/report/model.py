@@ -22,6 +22,8 @@ class RunView:
     variant: str
     summary: Summary | None
     flags: list[Flag]
+    #: False for a run of an artifact whose export parity did not pass: never timed in the report's tables
+    trusted: bool = True
 
     @property
     def run_id(self) -> str:
@@ -51,6 +53,25 @@ class Variant:
     compression_shrinkbench: float | None = None
     metrics: Metrics | None = None
     artifact_sizes: dict[str, int] = field(default_factory=dict)  # format -> size_bytes
+    #: how it was made, from model.json's provenance.recipe (report/paper.py): "baseline", a pruning method, "KD"...
+    method: str = "unknown"
+    #: the pruning target ratio asked for (unstructured recipes), None otherwise
+    ratio: float | None = None
+    ratio_of: str | None = None
+    #: dense and effective (non-zero weights only, ShrinkBench's) FLOPs of one image, None when the weights are absent
+    flops: int | None = None
+    effective_flops: int | None = None
+
+    @property
+    def top1(self) -> float | None:
+        return self.metrics.top1 if self.metrics else None
+
+    @property
+    def size_bytes(self) -> int | None:
+        """The deployed size: the fp32 bundle's weights, else the smallest artifact of this precision."""
+        if self.precision in (None, "fp32") and self.bundle_size_bytes:
+            return self.bundle_size_bytes
+        return min(self.artifact_sizes.values(), default=None) or self.bundle_size_bytes
 
     @property
     def compression_deployed(self) -> float | None:
@@ -71,6 +92,8 @@ class Report:
     problems: list[str]
     created_at: str
     min_iterations: int
+    #: runs of artifacts whose export parity did not pass (any status but "passed"): never in the timing tables
+    untrusted: list[RunView] = field(default_factory=list)
 
     @property
     def far_keys(self) -> list[str]:

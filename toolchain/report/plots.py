@@ -5,7 +5,11 @@
 - ``eer_vs_latency``: accuracy against speed, one colour per device · runtime, its Pareto front joined.
 - ``eer_vs_size``: accuracy against artifact size, the Pareto front marked.
 
-A figure that has no data (no metrics were given, say) is skipped with the reason.
+- ``roc`` and ``det``: every evaluated variant's curves on one ROC and one DET, drawn by ``deploy evaluate``'s own
+  :mod:`toolchain.evaluate.plots` from the ``scores.npz`` beside each metrics.json (PNG only).
+
+A figure that has no data (no metrics were given, say) is skipped with the reason. Titles live in the page (the
+caption / heading), never also inside the image: each figure is titled once.
 """
 
 from __future__ import annotations
@@ -70,7 +74,6 @@ def latency_per_device(report: "Report", folder: Path) -> dict[str, Any]:
     if meds and max(meds) / max(min(meds), 1) > 50:
         ax.set_xscale("log")
     ax.set_xlabel("median feature extraction time (ms), 95 % bootstrap CI")
-    ax.set_title("Latency per device")
     ax.legend(fontsize=8, loc="best")
     return _save(fig, folder, "latency_per_device")
 
@@ -84,7 +87,6 @@ def latency_distributions(report: "Report", folder: Path) -> dict[str, Any]:
     ax.set_yticks(range(1, len(cells) + 1), [f"{c.row} | {c.variant}" for c in cells])
     ax.invert_yaxis()
     ax.set_xlabel("feature extraction time (ms), every timed iteration")
-    ax.set_title("Latency distributions")
     return _save(fig, folder, "latency_distributions")
 
 
@@ -108,7 +110,6 @@ def eer_vs_latency(report: "Report", folder: Path) -> dict[str, Any]:
             ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("median latency (ms)")
     ax.set_ylabel("EER (%)")
-    ax.set_title("EER vs latency (circled and joined: Pareto front per device · runtime)")
     ax.legend(fontsize=7)
     return _save(fig, folder, "eer_vs_latency")
 
@@ -134,14 +135,59 @@ def eer_vs_size(report: "Report", folder: Path) -> dict[str, Any]:
         ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("size (MB)")
     ax.set_ylabel("EER (%)")
-    ax.set_title("EER vs size")
     ax.legend(fontsize=8)
     return _save(fig, folder, "eer_vs_size")
 
 
+def _curves(report: "Report") -> list[Any]:
+    from toolchain.errors import EvaluationError
+    from toolchain.evaluate.features import load_scores
+    from toolchain.evaluate.plots import Scores
+
+    from toolchain.report.paper import sort_key
+
+    out = []
+    drawn: set[Path] = set()
+    for v in sorted(report.variants, key=sort_key):  # the paper table's order: the legend groups by method
+        # a curve per evaluation: an int8 variant that borrows its bundle's fp32 evaluation draws nothing new
+        if v.metrics is not None and v.metrics.scores is not None and v.metrics.scores not in drawn:
+            drawn.add(v.metrics.scores)
+            try:
+                out.append(Scores(v.label, *load_scores(v.metrics.scores)))
+            except EvaluationError as e:
+                msg = f"{e} (no ROC/DET curve for {v.label})"
+                if msg not in report.problems:  # roc and det both read the scores
+                    report.problems.append(msg)
+    return out
+
+
+def roc(report: "Report", folder: Path) -> dict[str, Any]:
+    from toolchain.evaluate.plots import plot_roc
+
+    curves = _curves(report)
+    if not curves:
+        return {"skipped": "no metrics.json has its scores.npz beside it (give --metrics the evaluation folders)"}
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_roc(curves, folder / "roc.png", title=None)
+    return {"png": f"{folder.name}/roc.png"}
+
+
+def det(report: "Report", folder: Path) -> dict[str, Any]:
+    from toolchain.evaluate.plots import plot_det
+
+    curves = _curves(report)
+    if not curves:
+        return {"skipped": "no metrics.json has its scores.npz beside it (give --metrics the evaluation folders)"}
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_det(curves, folder / "det.png", title=None)
+    return {"png": f"{folder.name}/det.png"}
+
+
 FIGURES = {
+    "roc": ("ROC of every evaluated variant", roc),
+    "det": ("DET of every evaluated variant", det),
     "latency_per_device": ("Median latency per device with 95 % CI", latency_per_device),
-    "eer_vs_latency": ("EER vs latency", eer_vs_latency),
+    "eer_vs_latency": ("EER vs latency (circled and joined: Pareto front per device · runtime)", eer_vs_latency),
     "eer_vs_size": ("EER vs size", eer_vs_size),
     "latency_distributions": ("Latency distributions", latency_distributions),
 }
