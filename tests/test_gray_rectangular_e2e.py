@@ -36,7 +36,7 @@ def test_gray_64x128_resnet18_end_to_end(tmp_path, capsys):
     assert meta["architecture"]["layer_shapes"]["conv1"]["in"] == 1
 
     pruned = tmp_path / "pruned"
-    _ok(deploy(capsys, "prune", run / "bundle", "--out", pruned, "--method", "channel", "--ratio", "1.5",
+    _ok(deploy(capsys, "prune", run / "bundle", "--out", pruned, "--method", "channel", "--ratio", "4",
                "--importance", "l1"), "prune")
     distilled = tmp_path / "distilled"
     _ok(deploy(capsys, "distill", "--teacher", run / "bundle", "--student", pruned / "bundle", "--data", data,
@@ -63,7 +63,7 @@ def test_gray_64x128_resnet18_end_to_end(tmp_path, capsys):
     tflite = next(f for f in folders if f.name.endswith("nhwc") or "tflite" in f.name)
     ev = tmp_path / "eval"
     _ok(deploy(capsys, "evaluate", student, tflite, "--data", data, "--protocol", run / "protocol-test.json",
-               "--out", ev), "evaluate")
+               "--out", ev, "--compare"), "evaluate")
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics, metrics
 

@@ -82,8 +82,9 @@ def parse_hw(text: str | int | None, error: type[ToolchainError], what: str = "-
 
 
 def per_channel(values: str | Sequence[float] | None, channels: int, what: str,
-                error: type[ToolchainError], positive: bool = False) -> tuple[float, ...] | None:
-    """One value (used for every channel) or one per channel, as a tuple of ``channels`` floats, bounded.
+                error: type[ToolchainError], positive: bool = False, limit: float = 10.0) -> tuple[float, ...] | None:
+    """One value (used for every channel) or one per channel, as a tuple of ``channels`` floats, within
+    ``[-limit, limit]`` (``(0, limit]`` when ``positive``): 10 in [0, 1] units, scaled up with a smaller pixel scale.
 
     >>> per_channel("0.5", 3, "--mean", ToolchainError)
     (0.5, 0.5, 0.5)
@@ -103,7 +104,7 @@ def per_channel(values: str | Sequence[float] | None, channels: int, what: str,
         vals = vals * channels
     if len(vals) != channels:
         raise error(f"{what} has {len(vals)} values for a {channels}-channel input: give one value, or one per channel")
-    low, high = (0.0, 10.0) if positive else (-10.0, 10.0)
+    low, high = (0.0, limit) if positive else (-limit, limit)
     return tuple(check_float(v, f"{what}[{i}]", low, high, low_open=positive, error=error) for i, v in enumerate(vals))
 
 

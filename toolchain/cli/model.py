@@ -97,7 +97,7 @@ def import_(
         res = import_model(req, progress=say)
     rec = res.record
     for line in _warnings(res.meta):  # the ImageNet default assumed: said once, here and in provenance
-        err_console.print(styled(("warning", "yellow"), f": {line}"))
+        err_console.print(styled(("warning", "yellow"), f": {line}"), soft_wrap=True)  # one line, never wrapped
     v = rec["verification"]
     head = rec.get("head") or {}
     console.print(styled("wrote bundle ", (str(res.path), "bold"),
@@ -121,6 +121,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print model.json as is.")] = False,
 ) -> None:
     """Print a bundle's description (checks its weights against model.json)."""
+    from toolchain.inputspec import describe
     from toolchain.models.bundle import load_bundle
 
     b = load_bundle(bundle)
@@ -148,7 +149,7 @@ def info(
     for k, v in rows:
         console.print(f"{k:>13}  {v}")
     for line in _warnings(m):
-        console.print(styled(("warning", "yellow"), f": {line}"))
+        console.print(styled(("warning", "yellow"), f": {line}"), soft_wrap=True)
 
 
 def _warnings(meta: dict) -> list[str]:

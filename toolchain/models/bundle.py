@@ -219,13 +219,14 @@ def input_spec(card: Card | None, channels: int | None = None, mean: Any = None,
         base_mean, base_std = imagenet_default(c)  # ImageNet's statistics, for this many channels
     else:
         base_mean = base_std = None
-    m = per_channel(mean, c, "--mean", BundleError) or base_mean
-    s = per_channel(std, c, "--std", BundleError, positive=True) or base_std
+    sc = check_float(scale if scale is not None else (card.scale if card else DEFAULT_SCALE), "--pixel-scale",
+                     *SCALE_RANGE, error=BundleError)
+    limit = 10.0 * max(1.0, DEFAULT_SCALE / sc)  # mean/std in raw pixel units when --pixel-scale is 1
+    m = per_channel(mean, c, "--mean", BundleError, limit=limit) or base_mean
+    s = per_channel(std, c, "--std", BundleError, positive=True, limit=limit) or base_std
     if m is None or s is None:
         raise BundleError(f"the card's mean/std are for {card_c} channel(s); give --mean and --std for {c}")
     col = check_color(color or (card.color if card and c == card_c else default_color(c)), c, BundleError)
-    sc = check_float(scale if scale is not None else (card.scale if card else DEFAULT_SCALE), "--pixel-scale",
-                     *SCALE_RANGE, error=BundleError)
     if rgb_to_gray and c != 1:
         raise BundleError("--rgb-to-gray is for a 1-channel model (--channels 1)")
     return {"channels": c, "mean": tuple(m), "std": tuple(s), "color": col, "scale": sc, "rgb_to_gray": bool(rgb_to_gray)}

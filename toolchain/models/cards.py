@@ -111,16 +111,19 @@ def _from_toml(data: dict[str, Any], where: str) -> Card:
         d_mean, d_std = imagenet_default(channels)
         from toolchain.bounds import check_float
 
+        scale = check_float(inp.get("scale", 255.0), f"model card {where}: [input] scale", *SCALE_RANGE, error=CardError)
+        limit = 10.0 * max(1.0, 255.0 / scale)  # mean/std in raw pixel units when scale is 1
+
         return Card(
             name=str(data["name"]),
             architecture=arch,
             input_size=h, input_width=w if w != h else None, channels=channels,
             color=check_color(inp.get("color", default_color(channels)), channels, CardError),
-            scale=check_float(inp.get("scale", 255.0), f"model card {where}: [input] scale", *SCALE_RANGE, error=CardError),
+            scale=scale,
             input_declared="mean" in inp and "std" in inp,
             # pixels / scale are normalised by (x - mean) / std: std 0 divides by zero, NaN/Inf poison every output
-            mean=_triple(inp.get("mean", d_mean), f"model card {where}: [input] mean", -10.0, 10.0, n=channels),
-            std=_triple(inp.get("std", d_std), f"model card {where}: [input] std", 0.0, 10.0, low_open=True,
+            mean=_triple(inp.get("mean", d_mean), f"model card {where}: [input] mean", -limit, limit, n=channels),
+            std=_triple(inp.get("std", d_std), f"model card {where}: [input] std", 0.0, limit, low_open=True,
                         n=channels),
             feature_dim=None if dim is None else check_int(dim, f"model card {where}: [features] dim", 1, 1 << 20,
                                                            error=CardError),
