@@ -162,6 +162,10 @@ def test_load_image_gray_bgr_rectangular_and_colour_refusal(tmp_path):
     x, _ = ds[0]
     assert tuple(x.shape) == (1, 8, 16)
     assert float(x[0, 0, 0]) == pytest.approx((77 / 255 - 0.5) / 0.25, abs=1e-6)
+    aug = ImageDataset([gray, gray], [0, 1], (1, 16, 32), [0.5], [0.25], augment="ocular")  # colour jitter on 1 channel
+    assert tuple(aug[1][0].shape) == (1, 16, 32)
+    with pytest.raises(DataError, match="colour"):  # a colour file in a 1-channel data set stops, not skipped
+        ImageDataset([gray, colour], [0, 1], (1, 8, 8), [0.5], [0.25])
 
 
 def test_synth_channels_1_writes_nir_like_gray(tmp_path, capsys):

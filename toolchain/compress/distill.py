@@ -189,7 +189,7 @@ def check_pair(teacher_meta: dict[str, Any], student_meta: dict[str, Any]) -> No
     for key in ("channels", "size", "scale", "mean", "std"):
         tv, sv = t.get(key, defaults.get(key)), s.get(key, defaults.get(key))
         if [float(v) for v in (tv if isinstance(tv, list) else [tv])] != [float(v) for v in (sv if isinstance(sv, list) else [sv])]:
-            raise CompressionError(f"teacher and student disagree on input {key} ({t[key]} vs {s[key]}): both see "
+            raise CompressionError(f"teacher and student disagree on input {key} ({tv} vs {sv}): both see "
                                    "the same batch; build the student with the teacher's input size/normalisation")
     if t.get("color", "rgb") != s.get("color", "rgb"):
         raise CompressionError(f"teacher and student disagree on the channel order ({t.get('color')} vs {s.get('color')})")
