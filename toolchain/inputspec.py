@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from typing import Any, Sequence, Union
 
+from toolchain.bounds import INPUT_CHANNELS, NORMALIZATION_LIMIT, PIXEL_SCALE
 from toolchain.errors import ToolchainError
 
 #: Channel orders and the channel count each implies.
 COLORS = {"rgb": 3, "bgr": 3, "gray": 1}
-CHANNELS = (1, 3)
+CHANNELS = INPUT_CHANNELS
+SCALE_RANGE = PIXEL_SCALE
 #: Pixels are divided by this before mean/std (8-bit images: 255, so mean/std are in [0, 1] units).
 DEFAULT_SCALE = 255.0
-#: ``--pixel-scale`` range: 1 (mean/std given in raw 0..255 units) up to 16-bit full scale.
-SCALE_RANGE = (1e-3, 65535.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: ImageNet's statistics for one channel: the luma (ITU-R 601) of its mean, and its mean std.
@@ -82,7 +82,8 @@ def parse_hw(text: str | int | None, error: type[ToolchainError], what: str = "-
 
 
 def per_channel(values: str | Sequence[float] | None, channels: int, what: str,
-                error: type[ToolchainError], positive: bool = False, limit: float = 10.0) -> tuple[float, ...] | None:
+                error: type[ToolchainError], positive: bool = False,
+                limit: float = NORMALIZATION_LIMIT) -> tuple[float, ...] | None:
     """One value (used for every channel) or one per channel, as a tuple of ``channels`` floats, within
     ``[-limit, limit]`` (``(0, limit]`` when ``positive``): 10 in [0, 1] units, scaled up with a smaller pixel scale.
 
@@ -106,6 +107,11 @@ def per_channel(values: str | Sequence[float] | None, channels: int, what: str,
         raise error(f"{what} has {len(vals)} values for a {channels}-channel input: give one value, or one per channel")
     low, high = (0.0, limit) if positive else (-limit, limit)
     return tuple(check_float(v, f"{what}[{i}]", low, high, low_open=positive, error=error) for i, v in enumerate(vals))
+
+
+def normalization_limit(scale: float) -> float:
+    """The bound of |mean| and std at pixel scale ``scale`` (raw 0..255 units when it is 1)."""
+    return NORMALIZATION_LIMIT * max(1.0, DEFAULT_SCALE / float(scale))
 
 
 def check_color(color: str, channels: int, error: type[ToolchainError]) -> str:

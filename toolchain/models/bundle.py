@@ -205,7 +205,8 @@ def input_spec(card: Card | None, channels: int | None = None, mean: Any = None,
     and std per channel, a channel order that fits). A card's 3-value ImageNet default becomes its 1-channel
     equivalent for ``channels=1``; a card that declared 3-channel statistics needs ``--mean/--std`` then."""
     from toolchain.bounds import check_float
-    from toolchain.inputspec import (CHANNELS, SCALE_RANGE, check_color, imagenet_default, per_channel)
+    from toolchain.inputspec import (CHANNELS, SCALE_RANGE, check_color, imagenet_default, normalization_limit,
+                                     per_channel)
 
     c = int(channels if channels is not None else (card.channels if card else 3))
     if c not in CHANNELS:
@@ -221,7 +222,7 @@ def input_spec(card: Card | None, channels: int | None = None, mean: Any = None,
         base_mean = base_std = None
     sc = check_float(scale if scale is not None else (card.scale if card else DEFAULT_SCALE), "--pixel-scale",
                      *SCALE_RANGE, error=BundleError)
-    limit = 10.0 * max(1.0, DEFAULT_SCALE / sc)  # mean/std in raw pixel units when --pixel-scale is 1
+    limit = normalization_limit(sc)  # mean/std in raw pixel units when --pixel-scale is 1
     m = per_channel(mean, c, "--mean", BundleError, limit=limit) or base_mean
     s = per_channel(std, c, "--std", BundleError, positive=True, limit=limit) or base_std
     if m is None or s is None:

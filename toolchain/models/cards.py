@@ -100,7 +100,7 @@ def _from_toml(data: dict[str, Any], where: str) -> Card:
             arch["head"] = {"kind": "layer", "module": str(layer)}
         inp = data.get("input", {})
         dim = data.get("features", {}).get("dim")
-        from toolchain.inputspec import SCALE_RANGE, check_color, default_color, imagenet_default
+        from toolchain.inputspec import SCALE_RANGE, check_color, default_color, imagenet_default, normalization_limit
 
         channels = inp.get("channels", 3)
         if channels not in (1, 3) or isinstance(channels, bool):
@@ -112,7 +112,7 @@ def _from_toml(data: dict[str, Any], where: str) -> Card:
         from toolchain.bounds import check_float
 
         scale = check_float(inp.get("scale", 255.0), f"model card {where}: [input] scale", *SCALE_RANGE, error=CardError)
-        limit = 10.0 * max(1.0, 255.0 / scale)  # mean/std in raw pixel units when scale is 1
+        limit = normalization_limit(scale)  # mean/std in raw pixel units when scale is 1
 
         return Card(
             name=str(data["name"]),
