@@ -41,7 +41,7 @@ CASES = [(m, {"ratio": 4.0}) for m in METHODS] + [
 def test_every_pruning_method_keeps_a_gray_rectangular_input(gray_bundle, gray_data, tmp_path, method, options):
     res = prune(gray_bundle, tmp_path / "run", method, dict(options), data=DataSpec(gray_data), batch_size=4,
                 calibration=1)
-    b = load_bundle(res.path)
+    b = load_bundle(res.bundle)
     assert b.input_chw == CHW and b.color == "gray" and b.mean == load_bundle(gray_bundle).mean
     assert b.model.trunk.conv1.in_channels == 1
     with torch.no_grad():
