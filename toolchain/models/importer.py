@@ -33,10 +33,11 @@ from toolchain.artifact.manifest import package_version
 from toolchain.errors import ImportModelError, ToolchainError
 from toolchain.fsutil import sha256_file
 from toolchain.models import feature_head
-from toolchain.models.arch import (FeatureModel, base_network, build_model, default_kwargs, input_channels_module,
-                                  load_state, probe_feature_dim, set_input_channels, smooth_noise)
+from toolchain.models.arch import (FeatureModel, base_network, build_model, default_kwargs, load_state,
+                                  probe_feature_dim, set_input_channels, smooth_noise)
 from toolchain.models.bundle import bundle_meta, load_bundle, save_bundle, save_graph_bundle
 from toolchain.models.cards import Card, load_card
+from toolchain.models.import_input import check_stem as _check_stem, import_input_spec as _input_spec
 from toolchain.models.checkpoint import PICKLE_SUFFIXES, check_tensors, read_checkpoint, strip_prefix
 from toolchain.models.graph import open_zip
 from toolchain.policy import min_cosine
@@ -355,45 +356,6 @@ def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
     meta["card"] = card.name
     say(f"features verified: cosine {check['cosine_min']:.7f}, max-abs {check['max_abs']:.2e}")
     return _save_and_reverify(model, meta, record, check, req, x, got)
-
-
-def _input_spec(req: ImportRequest, card: Card | None, file_channels: int | None = None) -> tuple[dict, dict]:
-    """(the bundle's input spec, its provenance record). Never a silent guess: when neither the card nor the
-    options give mean and std, ImageNet's are used and the record carries a one-line warning saying so."""
-    from toolchain.errors import BundleError
-    from toolchain.models.bundle import input_spec
-
-    opts = dict(req.pixels)
-    if file_channels is not None:
-        if opts.get("channels", file_channels) != file_channels:
-            raise ImportModelError(f"{req.source.name} takes {file_channels} input channel(s), not "
-                                   f"--channels {opts['channels']}")
-        opts["channels"] = file_channels
-    try:
-        spec = input_spec(card, **opts)
-    except BundleError as e:
-        raise ImportModelError(str(e)) from None
-    given = "mean" in opts and "std" in opts
-    declared = card is not None and card.input_declared
-    source = "--mean/--std" if given else (f"card {card.name}" if declared else "ImageNet default (assumed)")
-    record: dict[str, Any] = {"mean": list(spec["mean"]), "std": list(spec["std"]), "color": spec["color"],
-                              "scale": spec["scale"], "channels": spec["channels"], "from": source, "warning": None}
-    if not given and not declared:
-        record["warning"] = (f"{req.source.name}: no preprocessing given, assumed ImageNet's mean {list(spec['mean'])} "
-                             f"std {list(spec['std'])} ({spec['color']}, pixels / {spec['scale']:g}); if it was trained "
-                             "otherwise, re-import with --mean/--std (e.g. --mean 0.5 --std 0.5)")
-    return spec, record
-
-
-def _check_stem(full: nn.Module, tensors: dict[str, torch.Tensor], channels: int, req: ImportRequest) -> None:
-    """A checkpoint whose first convolution reads another number of channels than the architecture: say which
-    ``--channels`` to pass (``--strict false`` would drop the trained first layer and keep a random one)."""
-    found = input_channels_module(full)
-    w = tensors.get(f"{found[0]}.weight") if found else None
-    if w is None or w.ndim != 4 or int(w.shape[1]) == channels or int(w.shape[1]) not in (1, 3):
-        return
-    raise ImportModelError(f"{req.source.name}: the first convolution {found[0]} reads {int(w.shape[1])} channel(s) "
-                           f"(weight {list(w.shape)}), the architecture {channels}: pass --channels {int(w.shape[1])}")
 
 
 def _save_and_reverify(model: FeatureModel, meta: dict, record: dict, check: dict, req: ImportRequest,
