@@ -37,8 +37,11 @@ def bgr_bundle(tmp_path_factory):
 def test_gray_rectangular_export(gray_bundle, tmp_path, target, device, precision, shape):
     calib = tmp_path / "calib"
     calib.mkdir()
-    for i in range(3):  # the user's own gray images: read as one channel for calibration
-        Image.effect_noise((80, 40), 40 + 10 * i).save(calib / f"{i}.png")
+    from toolchain.artifact.inputs import smooth_random_images
+
+    # the user's own gray images (seeded, 40x80: resized on reading), read as one channel for calibration
+    for i, img in enumerate(smooth_random_images(8, (1, 40, 80), seed=11)):
+        Image.fromarray(img[0].astype("uint8"), "L").save(calib / f"{i}.png")
     (o,) = export_bundle(ExportRequest(gray_bundle, target, tmp_path / "a", devices=[device] if device else [],
                                        precision=precision, calibration_dir=calib if precision == "int8" else None))
     man = json.loads((o.folder / "manifest.json").read_text())
@@ -47,6 +50,10 @@ def test_gray_rectangular_export(gray_bundle, tmp_path, target, device, precisio
     assert man["input"]["normalization"]["mean"] == [0.449]
     with Image.open(o.folder / "fixed_input.png") as im:
         assert im.mode == "L" and im.size == (64, 32)
+    if target != "coreml":  # what `deploy bench host` would time: the gray fixed image, as one channel
+        from toolchain.bench.host import resolve_target
+
+        assert resolve_target(o.folder).pixels_nchw.shape == (1, 1, 32, 64)
 
 
 @pytest.mark.parametrize("target, device, shape", [("onnx", None, ["batch", 3, 48, 32]),

@@ -52,7 +52,7 @@ class Target:
     format: str  # an artifact format, or "pytorch" for a bundle
     sha256: str  # of the bytes that will run (measured for artifacts)
     precision: str | None
-    pixels_nchw: np.ndarray  # (1, 3, H, W) float32, raw 0..255
+    pixels_nchw: np.ndarray  # (1, C, H, W) float32, raw 0..255 (C = 1 for a gray model)
     input_source: str  # "image" | "random"
     input_seed: int | None = None
     artifact: ArtifactFolder | None = None
