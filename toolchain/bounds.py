@@ -26,6 +26,12 @@ from toolchain.errors import ConfigError, ToolchainError
 INPUT_SIZE_PX = (16, 1024)
 #: Synthetic image side (pixels).
 IMAGE_SIZE_PX = (32, 4096)
+#: Input channels a model may read: 1 (grayscale, e.g. NIR iris) or 3 (colour).
+INPUT_CHANNELS = (1, 3)
+#: ``--pixel-scale`` (pixels are divided by it before mean/std): 1 (mean/std in raw 0..255 units) .. 16-bit full scale.
+PIXEL_SCALE = (1e-3, 65535.0)
+#: |mean| and std at the default scale of 255 (values in [0, 1] units); a scale s widens it by 255 / s.
+NORMALIZATION_LIMIT = 10.0
 #: Pixels an image file may declare before it is decoded (a decompression bomb is refused, not decoded):
 #: 64 Mpx is above any camera a periocular data set uses.
 MAX_IMAGE_PIXELS = 64_000_000

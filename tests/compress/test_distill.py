@@ -107,3 +107,9 @@ def test_pair_must_share_input():
     check_pair(a, a)
     with pytest.raises(CompressionError, match="size"):
         check_pair(a, b)
+    gray = {"input": {"size": [64, 64], "channels": 1, "color": "gray", "mean": [0.5], "std": [0.2]}}
+    with pytest.raises(CompressionError, match="channels"):  # a 1-channel teacher cannot teach an RGB student
+        check_pair(gray, a)
+    bgr = {"input": {**a["input"], "color": "bgr"}}
+    with pytest.raises(CompressionError, match="channel order"):
+        check_pair(a, bgr)

@@ -9,6 +9,7 @@ from toolchain.artifact.inputs import smooth_random_images
 from toolchain.errors import MetricsError, ToolchainError
 from toolchain.evaluate.features import (
     MODEL_KINDS,
+    artifact_input_chw,
     artifact_input_size,
     cosine_similarity,
     load_scores,
@@ -90,7 +91,14 @@ def test_artifact_input_size(shape, layout, size):
     assert artifact_input_size({"input": {"shape": shape, "layout": layout}}) == size
 
 
-@pytest.mark.parametrize("inp, message", [({"shape": [1, 3, 64, 32]}, "square"), ({}, "re-export")])
+@pytest.mark.parametrize("shape, layout, chw", [
+    ([1, 3, 64, 32], "nchw", (3, 64, 32)), ([1, 64, 128, 1], "nhwc", (1, 64, 128)), ([1, 48, 192], "nchw", (1, 48, 192))])
+def test_artifact_input_chw_rectangular_and_gray(shape, layout, chw):
+    # before issue 24 a non-square input was refused ("square inputs only") and C was never read
+    assert artifact_input_chw({"input": {"shape": shape, "layout": layout}}) == chw
+
+
+@pytest.mark.parametrize("inp, message", [({"shape": [1, 2, 64, 32]}, "2 channels"), ({}, "re-export")])
 def test_artifact_input_size_errors(inp, message):
     with pytest.raises(ToolchainError, match=message):
         artifact_input_size({"input": inp})

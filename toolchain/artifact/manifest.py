@@ -307,7 +307,10 @@ def save_fixed_input(path: Path, pixels_chw: np.ndarray) -> None:
     from PIL import Image
 
     img = np.clip(np.round(pixels_chw.transpose(1, 2, 0)), 0, 255).astype(np.uint8)
-    Image.fromarray(img, "RGB").save(path, format="PNG")
+    if img.shape[2] == 1:  # a 1-channel model's fixed input: an 8-bit gray PNG
+        Image.fromarray(img[:, :, 0], "L").save(path, format="PNG")
+    else:
+        Image.fromarray(img, "RGB").save(path, format="PNG")
 
 
 # --- the committed JSON Schema ---------------------------------------------------------------

@@ -52,7 +52,7 @@ class Target:
     format: str  # an artifact format, or "pytorch" for a bundle
     sha256: str  # of the bytes that will run (measured for artifacts)
     precision: str | None
-    pixels_nchw: np.ndarray  # (1, 3, H, W) float32, raw 0..255
+    pixels_nchw: np.ndarray  # (1, C, H, W) float32, raw 0..255 (C = 1 for a gray model)
     input_source: str  # "image" | "random"
     input_seed: int | None = None
     artifact: ArtifactFolder | None = None
@@ -60,14 +60,21 @@ class Target:
     warnings: list[str] = field(default_factory=list)
 
 
-def _load_png(path: Path, shape_hw: tuple[int, int]) -> np.ndarray:
+def _load_png(path: Path, shape_hw: tuple[int, int], channels: int = 3) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"), dtype=np.float32)
+        arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
     if arr.shape[:2] != shape_hw:
         raise BenchError(f"{path} is {arr.shape[1]}x{arr.shape[0]} but the artifact takes {shape_hw[1]}x{shape_hw[0]}")
     return np.ascontiguousarray(arr.transpose(2, 0, 1)[None])
+
+
+def _input_channels(art: ArtifactFolder) -> int:
+    shape = list(art.manifest.input.shape)
+    c = shape[-1] if art.manifest.input.layout == "nhwc" else shape[-3]
+    return int(c) if isinstance(c, int) else 3
 
 
 def _input_hw(art: ArtifactFolder) -> tuple[int, int]:
@@ -106,10 +113,11 @@ def resolve_target(path: str | Path, *, allow_parity_failed: bool = False) -> Ta
     if (folder / "model.json").is_file():
         from toolchain.models.bundle import read_meta
 
+        from toolchain.inputspec import meta_chw
+
         meta = read_meta(folder)
-        size = int(meta["input"]["size"][0])
         return Target(folder, meta["name"], BUNDLE_FORMAT, meta["weights"]["sha256"], "fp32",
-                      fixed_input(size), "random", FIXED_INPUT_SEED, size_bytes=meta["weights"].get("size_bytes"))
+                      fixed_input(meta_chw(meta)), "random", FIXED_INPUT_SEED, size_bytes=meta["weights"].get("size_bytes"))
     if not (folder / manifest_mod.MANIFEST_FILE).is_file():
         raise ManifestError(f"{path} is neither an exported artifact folder (manifest.json) nor a model bundle "
                             "(model.json); see `deploy export` / `deploy model init`")
@@ -117,12 +125,10 @@ def resolve_target(path: str | Path, *, allow_parity_failed: bool = False) -> Ta
     hw = _input_hw(art)
     png = _fixed_input(art)
     if png is not None:
-        pixels, source, seed = _load_png(png, hw), "image", None
+        pixels, source, seed = _load_png(png, hw, _input_channels(art)), "image", None
     else:
         log.warning("%s has no fixed input image; timing a seeded random image", folder)
-        if hw[0] != hw[1]:
-            raise BenchError(f"{folder}: no fixed input image and a non-square input {hw}")
-        pixels, source, seed = fixed_input(hw[0]), "random", FIXED_INPUT_SEED
+        pixels, source, seed = fixed_input((_input_channels(art), *hw)), "random", FIXED_INPUT_SEED
     man = art.manifest
     return Target(art.folder, art.name, man.format, art.sha256, man.precision, pixels, source, seed, art,
                   man.size_bytes, list(art.warnings))

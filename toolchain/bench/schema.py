@@ -185,7 +185,8 @@ _TENSOR = _obj({
     "dtype": _STR,
     "quantization": _nullable(_obj({"scale": {"type": "number", "exclusiveMinimum": 0},
                                      "zero_point": {"type": "integer"}})),
-}, optional=("layout", "dtype", "quantization"))
+    "color": {"enum": ["rgb", "bgr", "gray"]},  # the channel order the app feeds (gray: the one channel)
+}, optional=("layout", "dtype", "quantization", "color"))
 
 PLAN_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -243,7 +243,7 @@ def measure_command(
             ("compression_deployed", f"{m.compression_deployed:.3f} (trunk: parameters / non-zero)"),
             ("whole model", (f"{m.shrinkbench_parameters:,} parameters, {m.shrinkbench_nonzero_parameters:,} "
                              "non-zero (classifier head included)")),
-            ("compression_shrinkbench", f"{m.compression_shrinkbench:.3f} (whole model, ShrinkBench's model_size)"), ("FLOPs", f"{m.flops:,} ({m.input_size}px)"),
+            ("compression_shrinkbench", f"{m.compression_shrinkbench:.3f} (whole model, ShrinkBench's model_size)"), ("FLOPs", f"{m.flops:,} ({'x'.join(map(str, m.input_chw)) if m.input_chw else m.input_size} px)"),
             ("effective FLOPs", f"{m.effective_flops:,}"), ("theoretical speedup", f"{m.theoretical_speedup:.3f}"),
             ("dense bytes", f"{m.dense_bytes:,}"), ("gzip bytes", f"{m.gzip_bytes:,}")]
     for name, a in m.artifacts.items():

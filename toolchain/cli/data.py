@@ -81,6 +81,7 @@ def synth(
     layout: Annotated[str, typer.Option("--layout", help="per-subject (one eye, no sessions), or ufpr / visob: both "
                                         "eyes over sessions, named like those data sets (--images-per-subject is "
                                         "then per eye).")] = SynthConfig.layout,
+    channels: Annotated[int, typer.Option("--channels", help="3: RGB; 1: NIR-like 8-bit grayscale (iris cameras).")] = SynthConfig.channels,
     force: ForceOpt = False,
 ) -> None:
     """Generate the synthetic periocular data set (deterministic per seed)."""
@@ -94,15 +95,15 @@ def synth(
 
     if layout not in SYNTH_LAYOUTS:
         raise DataError(f"--layout {layout!r} is not a synthetic layout; known: {', '.join(SYNTH_LAYOUTS)}")
-    SynthConfig(subjects, images_per_subject, size, seed, layout)  # every value in range, before any work
+    SynthConfig(subjects, images_per_subject, size, seed, layout, channels)  # every value in range, before any work
     check_output_dir(out, "synth", force)  # before the progress bar: a refusal is the only output
     total = subjects * images_per_subject * (1 if layout == "per-subject" else 2)
     t0 = time.perf_counter()
     with progress() as bar:
         task = bar.add_task("rendering", total=total, status="")
         generate(out, subjects, images_per_subject, size, seed, lambda n, _: bar.update(task, completed=n), force=force,
-                 layout=layout)
-    console.print(f"wrote {total} images of {subjects} subjects ({size}x{size}, {layout} layout) to "
+                 layout=layout, channels=channels)
+    console.print(f"wrote {total} images of {subjects} subjects ({size}x{size}{', NIR-like gray' if channels == 1 else ''}, {layout} layout) to "
                   f"{out} in {time.perf_counter() - t0:.1f} s")
 
 

@@ -8,10 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from toolchain.bounds import INPUT_SIZE_PX
 
 from toolchain.cli import app
 from toolchain.cli._common import ForceOpt, console, err_console, styled
+from toolchain.cli._input import (ChannelsOpt, ColorOpt, InputSizeOpt, MeanOpt, PixelScaleOpt, RgbToGrayOpt, StdOpt,
+                                  pixel_kwargs)
 
 model_app = typer.Typer(help="Create and inspect model bundles (model.safetensors + model.json).", no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -23,17 +24,26 @@ def init(
                                              "tiny_ocular), a card .toml path, torchvision:NAME or timm:NAME.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write.")],
     seed: Annotated[int, typer.Option(help="Seed of the random init and BatchNorm re-estimation.")] = 0,
-    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's).", min=INPUT_SIZE_PX[0], max=INPUT_SIZE_PX[1])] = None,
+    input_size: InputSizeOpt = None,
     weights: Annotated[str, typer.Option(help="random (seeded, BatchNorm re-estimated) or imagenet (torchvision's local cache only; never downloads).")] = "random",
+    channels: ChannelsOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    color: ColorOpt = None,
+    pixel_scale: PixelScaleOpt = None,
+    rgb_to_gray: RgbToGrayOpt = False,
     force: ForceOpt = False,
 ) -> None:
     """Write a new model bundle from a model card."""
+    from toolchain.errors import BundleError
+    from toolchain.inputspec import describe, parse_hw
     from toolchain.models.bundle import init_bundle, load_bundle
 
-    path = init_bundle(card, out, seed=seed, input_size=input_size, weights=weights, force=force)
+    path = init_bundle(card, out, seed=seed, input_size=parse_hw(input_size, BundleError), weights=weights,
+                       force=force, **pixel_kwargs(channels, mean, std, color, pixel_scale, rgb_to_gray))
     b = load_bundle(path)
     console.print(f"wrote bundle {path}: {b.name}, {b.meta['weights']['num_parameters']:,} parameters, "
-                  f"feature dim {b.feature_dim}, input {b.input_size}x{b.input_size}, sha256 {b.sha256[:12]}")
+                  f"feature dim {b.feature_dim}, input {describe(b.meta)}, sha256 {b.sha256[:12]}")
 
 
 def _bool(value: str) -> bool:
@@ -60,29 +70,38 @@ def import_(
     feature_layer: Annotated[Optional[str], typer.Option("--feature-layer", help="Take features from this module's "
                                                           "output (ONNX: value), global-average-pooled.")] = None,
     strict: Annotated[str, typer.Option(help="false: load the keys that match and list the rest instead of failing.")] = "true",
-    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's or the file's).", min=INPUT_SIZE_PX[0], max=INPUT_SIZE_PX[1])] = None,
+    input_size: InputSizeOpt = None,
     name: Annotated[Optional[str], typer.Option(help="Bundle name (default: the card's or the file's).")] = None,
+    channels: ChannelsOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    color: ColorOpt = None,
+    pixel_scale: PixelScaleOpt = None,
+    rgb_to_gray: RgbToGrayOpt = False,
     force: ForceOpt = False,
 ) -> None:
     """Import a model trained elsewhere as a bundle, and check its features against the original.
 
     Example: deploy model import run42/best.ckpt --arch resnet50_ocular --out teacher
     """
+    from toolchain.inputspec import describe
     from toolchain.models.importer import ImportRequest, import_model
 
     req = ImportRequest(source=checkpoint, out=out, arch=arch, key=key, head_name=head_name,
                         feature_layer=feature_layer, strict=_bool(strict), input_size=input_size, name=name,
-                        force=force)
+                        force=force, pixels=pixel_kwargs(channels, mean, std, color, pixel_scale, rgb_to_gray))
     with err_console.status(f"importing {checkpoint}...") as status:
         def say(msg: str) -> None:
             status.update(msg)
             err_console.log(msg)
         res = import_model(req, progress=say)
     rec = res.record
+    for line in _warnings(res.meta):  # the ImageNet default assumed: said once, here and in provenance
+        err_console.print(styled(("warning", "yellow"), f": {line}"), soft_wrap=True)  # one line, never wrapped
     v = rec["verification"]
     head = rec.get("head") or {}
     console.print(styled("wrote bundle ", (str(res.path), "bold"),
-                         f": {res.meta['name']}, feature dim {res.meta['feature_dim']}, input {res.meta['input']['size'][0]} px"
+                         f": {res.meta['name']}, feature dim {res.meta['feature_dim']}, input {describe(res.meta)}"
                          + (" (graph-only: exports and evaluates; cannot be pruned)"
                             if res.meta["architecture"].get("graph_only") else "")))
     if head.get("num_classes"):
@@ -102,6 +121,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print model.json as is.")] = False,
 ) -> None:
     """Print a bundle's description (checks its weights against model.json)."""
+    from toolchain.inputspec import describe
     from toolchain.models.bundle import load_bundle
 
     b = load_bundle(bundle)
@@ -116,7 +136,7 @@ def info(
          + (f", {len(arch['layer_shapes'])} resized layers" if arch.get("layer_shapes") else "")
          + (f", removed blocks {arch['removed_blocks']}" if arch.get("removed_blocks") else "")),
         ("feature dim", str(b.feature_dim)),
-        ("input", f"{b.input_size}x{b.input_size} RGB, mean {b.mean}, std {b.std}"),
+        ("input", describe(m)),
         ("parameters", f"{m['weights']['num_parameters']:,}"
          + (f" ({m['weights']['deployed_parameters']:,} deployed, {m['weights']['deployed_nonzero']:,} non-zero)"
             if "deployed_nonzero" in m["weights"] else "")),
@@ -128,6 +148,14 @@ def info(
     ]
     for k, v in rows:
         console.print(f"{k:>13}  {v}")
+    for line in _warnings(m):
+        console.print(styled(("warning", "yellow"), f": {line}"), soft_wrap=True)
+
+
+def _warnings(meta: dict) -> list[str]:
+    imp = (meta.get("provenance") or {}).get("import") or {}
+    pre = imp.get("preprocessing") or {}
+    return [pre["warning"]] if pre.get("warning") else []
 
 
 @model_app.command("cards")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import typer
 
-from toolchain.bounds import INPUT_SIZE_PX
+from toolchain.cli._input import (ChannelsOpt, ColorOpt, InputSizeOpt, MeanOpt, PixelScaleOpt, RgbToGrayOpt, StdOpt,
+                                  pixel_kwargs)
 
 from toolchain.cli import app
 from toolchain.cli._common import (ForceOpt, IndexOpt, LayoutOpt, SplitSeedOpt, SplitsOpt, SubjectRegexOpt, console,
@@ -39,7 +40,13 @@ def train_command(
                                          "Same seed + same threads on the same machine = bit-identical weights.",
                                          min=0, max=1024)] = _T.threads,
     max_bad_fraction: Annotated[float, typer.Option("--max-bad-fraction", help="Unreadable images tolerated (0..1).", min=0.0, max=1.0)] = _T.max_bad_fraction,
-    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input pixels (card default).", min=INPUT_SIZE_PX[0], max=INPUT_SIZE_PX[1])] = None,
+    input_size: InputSizeOpt = None,
+    channels: ChannelsOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    color: ColorOpt = None,
+    pixel_scale: PixelScaleOpt = None,
+    rgb_to_gray: RgbToGrayOpt = False,
     weights: Annotated[str, typer.Option(help="Start from random or imagenet weights (cards only; never downloads).")] = "random",
     layout: LayoutOpt = None,
     subject_regex: SubjectRegexOpt = None,
@@ -52,6 +59,8 @@ def train_command(
     """Train by subject classification; validate by verification EER; write OUT/bundle."""
     from toolchain.train import distributed as D
     from toolchain.train.config import TrainConfig
+    from toolchain.errors import ConfigError
+    from toolchain.inputspec import parse_hw
     from toolchain.train.run import train
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
@@ -65,7 +74,8 @@ def train_command(
 
             report = epoch_reporter(bar, task)
 
-            result = train(model, data, out, cfg, input_size=input_size, weights=weights, layout=layout,
+            result = train(model, data, out, cfg, input_size=parse_hw(input_size, ConfigError), weights=weights,
+                           pixels=pixel_kwargs(channels, mean, std, color, pixel_scale, rgb_to_gray), layout=layout,
                            subject_regex=subject_regex, index_csv=index, splits_file=splits, split_seed=split_seed,
                            resume=resume, progress=report if main else None, force=force)
     finally:

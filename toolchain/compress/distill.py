@@ -183,12 +183,16 @@ def build_losses(specs: list[LossSpec], student_dim: int, teacher_dim: int, seed
 
 
 def check_pair(teacher_meta: dict[str, Any], student_meta: dict[str, Any]) -> None:
-    """Teacher and student must read the same pixels: same input size, mean and std."""
+    """Teacher and student must read the same pixels: same channels, input size, channel order, scale, mean, std."""
     t, s = teacher_meta["input"], student_meta["input"]
-    for key in ("size", "mean", "std"):
-        if [float(v) for v in t[key]] != [float(v) for v in s[key]]:
-            raise CompressionError(f"teacher and student disagree on input {key} ({t[key]} vs {s[key]}): both see "
+    defaults = {"channels": 3, "scale": 255.0}
+    for key in ("channels", "size", "scale", "mean", "std"):
+        tv, sv = t.get(key, defaults.get(key)), s.get(key, defaults.get(key))
+        if [float(v) for v in (tv if isinstance(tv, list) else [tv])] != [float(v) for v in (sv if isinstance(sv, list) else [sv])]:
+            raise CompressionError(f"teacher and student disagree on input {key} ({tv} vs {sv}): both see "
                                    "the same batch; build the student with the teacher's input size/normalisation")
+    if t.get("color", "rgb") != s.get("color", "rgb"):
+        raise CompressionError(f"teacher and student disagree on the channel order ({t.get('color')} vs {s.get('color')})")
 
 
 class DistillHooks(Hooks):

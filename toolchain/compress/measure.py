@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
+from toolchain.inputspec import chw
 from toolchain.compress.pruning.masks import (
     count_parameters,
     deployed,
@@ -52,6 +53,7 @@ class Measurement:
     shrinkbench_parameters: int = 0
     shrinkbench_nonzero_parameters: int = 0
     compression_shrinkbench: float = 1.0
+    input_chw: list[int] | None = None  # (C, H, W) the FLOPs were counted at; input_size is H
 
     @property
     def sparsity(self) -> float:
@@ -90,7 +92,7 @@ def count_flops(model: nn.Module, input_size: int) -> tuple[int, int]:
     net.eval()
     mode = FlopCounterMode(display=False)
     with mode:
-        net(torch.zeros(1, 3, input_size, input_size))
+        net(torch.zeros(1, *chw(input_size)))
     dense = int(mode.get_total_flops())
     per_module = mode.get_flop_counts()  # keys: "<RootClass>.<module path>"
     root = type(net).__name__
@@ -111,12 +113,12 @@ def state_bytes(model: nn.Module) -> tuple[int, int]:
     return len(blob), len(gzip.compress(blob, compresslevel=6))
 
 
-def measure_model(model: nn.Module, input_size: int, reference: nn.Module | None = None) -> Measurement:
+def measure_model(model: nn.Module, input_size: Any, reference: nn.Module | None = None) -> Measurement:
     """Measure ``model`` (a FeatureModel or any module taking NCHW images), optionally against a reference.
 
     Args:
         model: the compressed network.
-        input_size: square input side in pixels (FLOPs scale with its square).
+        input_size: square input side in pixels, (H, W) or (C, H, W) (FLOPs scale with H x W).
         reference: the uncompressed network (e.g. the teacher) for ratio and speedup; default: ``model``.
     """
     total, nz = count_parameters(model)
@@ -132,8 +134,8 @@ def measure_model(model: nn.Module, input_size: int, reference: nn.Module | None
         ref = {"parameters": ref_total, "nonzero_parameters": ref_nz, "flops": ref_flops,
                "shrinkbench_parameters": ref_sb_total, "shrinkbench_nonzero_parameters": ref_sb_nz}
     return Measurement(total, nz, ref_total / max(nz, 1), flops, eff, ref_flops / max(eff, 1), dense_b, gz_b,
-                       input_size, ref, shrinkbench_parameters=sb_total, shrinkbench_nonzero_parameters=sb_nz,
-                       compression_shrinkbench=ref_sb_total / max(sb_nz, 1))
+                       chw(input_size)[1], ref, shrinkbench_parameters=sb_total, shrinkbench_nonzero_parameters=sb_nz,
+                       compression_shrinkbench=ref_sb_total / max(sb_nz, 1), input_chw=list(chw(input_size)))
 
 
 def measure_bundle(bundle_dir: str | Path, reference_dir: str | Path | None = None) -> Measurement:
@@ -142,7 +144,7 @@ def measure_bundle(bundle_dir: str | Path, reference_dir: str | Path | None = No
 
     b = load_bundle(bundle_dir)
     ref = load_bundle(reference_dir).model if reference_dir is not None else None
-    return measure_model(b.model, b.input_size, ref)
+    return measure_model(b.model, b.input_chw, ref)
 
 
 def artifact_sizes(outcomes: list[Any]) -> dict[str, dict[str, Any]]:

@@ -16,6 +16,7 @@ is DistributedDataParallel, as for ``deploy train``) and only rank 0 writes: the
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from toolchain.compress.pruning.schedule import SCHEDULES, PruneHooks, finalize
 from toolchain.compress.pruning.unstructured import ScoreContext, fit_probe_head
 from toolchain.errors import CompressionError
 from toolchain.fsutil import claim_output_dir
+from toolchain.inputspec import meta_chw
 from toolchain.models.arch import probe_feature_dim, recalibrate_batchnorm
 from toolchain.models.bundle import Bundle, derive_meta, load_bundle, save_bundle
 from toolchain.models.graph import require_rebuildable
@@ -70,9 +72,10 @@ def _claim(out: str | Path, force: bool) -> Path:
     return claim_output_dir(out, "run", force) if _writes() else Path(out)
 
 
-def prepare_data(spec: DataSpec, out: Path, size: int, mean: Sequence[float], std: Sequence[float],
-                 augment: str, max_bad_fraction: float) -> Prepared:
-    """Training split as an ImageDataset and the val protocol; writes splits and protocols into ``out``."""
+def prepare_data(spec: DataSpec, out: Path, size: Any, mean: Sequence[float], std: Sequence[float],
+                 augment: str, max_bad_fraction: float, options: dict[str, Any] | None = None) -> Prepared:
+    """Training split as an ImageDataset and the val protocol; writes splits and protocols into ``out``.
+    ``size``: (C, H, W) (or an int / (H, W)); ``options``: how images are read (``Bundle.pixel_options``)."""
     from toolchain.data.images import ImageDataset
     from toolchain.data.layouts import scan
     from toolchain.data.splits import DEFAULT_FRACTIONS, make_protocol, save_protocol, splits_json
@@ -86,7 +89,7 @@ def prepare_data(spec: DataSpec, out: Path, size: int, mean: Sequence[float], st
     identities = sorted({s.identity for s in samples})
     label = {name: k for k, name in enumerate(identities)}
     train = ImageDataset([s.path for s in samples], [label[s.identity] for s in samples], size, mean, std,
-                         augment, max_bad_fraction)
+                         augment, max_bad_fraction, **(options or {}))
     val = None
     if _writes():
         out.mkdir(parents=True, exist_ok=True)
@@ -169,7 +172,7 @@ def _save(model: Any, parent: Bundle, out: Path, recipe: dict[str, Any], compres
     if removed:
         arch = meta["architecture"]
         arch["removed_blocks"] = sorted(set(arch.get("removed_blocks") or []) | set(removed))
-    meta["feature_dim"] = probe_feature_dim(model, int(meta["input"]["size"][0]))
+    meta["feature_dim"] = probe_feature_dim(model, meta_chw(meta))
     meta["provenance"]["training"] = ({**result.provenance(), "data": prepared.info} if result else None)
     meta["provenance"]["metrics"] = ({"val_eer": result.best_val_eer, "best_epoch": result.best_epoch}
                                      if result else None)
@@ -226,8 +229,9 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
     batches: list = []
     head = head_of(parent.meta)
     if data is not None:
-        prepared = prepare_data(data, out, parent.input_size, parent.mean, parent.std,
-                                cfg.augment if cfg else "none", cfg.max_bad_fraction if cfg else MAX_BAD_FRACTION)
+        prepared = prepare_data(data, out, parent.input_chw, parent.mean, parent.std,
+                                cfg.augment if cfg else "none", cfg.max_bad_fraction if cfg else MAX_BAD_FRACTION,
+                                parent.pixel_options)
         if m.score == "gradient":
             n = 1 if gradient_mode == "shrinkbench" else calibration  # ShrinkBench: next(iter(train_dl))
             batches = calibration_batches(prepared.train, n, bs, seed)
@@ -305,7 +309,7 @@ def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = No
     _needs_data(epochs, needs_batches, data, "structured pruning")
     parent = load_bundle(bundle_dir)
     require_rebuildable(parent.meta, "width/depth pruning")
-    size = parent.input_size
+    size = parent.input_chw
     model = parent.model
     before = count_parameters(model)[0]
     prepared = None
@@ -313,7 +317,7 @@ def prune_structured(bundle_dir: str | Path, out: str | Path, *, width: Any = No
     head = head_of(parent.meta)
     if data is not None:
         prepared = prepare_data(data, out, size, parent.mean, parent.std, cfg.augment if cfg else "none",
-                                cfg.max_bad_fraction if cfg else MAX_BAD_FRACTION)
+                                cfg.max_bad_fraction if cfg else MAX_BAD_FRACTION, parent.pixel_options)
         if needs_batches:
             batches = calibration_batches(prepared.train, calibration, _calibration_batch_size(batch_size, cfg), 0)
             if model.head is None or model.head.out_features != prepared.train.num_classes:
@@ -362,16 +366,18 @@ def build_student(spec: str, teacher: Bundle, seed: int = 0, multiplier: float |
         b = load_bundle(spec)
         return b.model, derive_meta(b), list(b.meta["architecture"].get("removed_blocks") or [])
     card = load_card(spec)
-    model, meta = new_model(card, seed=seed, input_size=teacher.input_size)
-    meta["input"]["mean"], meta["input"]["std"] = teacher.mean, teacher.std
+    model, meta = new_model(card, seed=seed, input_size=teacher.input_hw, channels=teacher.channels,
+                            mean=teacher.mean, std=teacher.std, color=teacher.color, scale=teacher.scale)
+    meta["input"] = copy.deepcopy(teacher.meta["input"])  # the teacher's pixels, field for field
+    size = teacher.input_chw
     removed: list[str] = []
     if keep_per_stage is not None:
-        removed = depth.keep_per_stage(model, keep_per_stage, teacher.input_size)
+        removed = depth.keep_per_stage(model, keep_per_stage, size)
         meta["architecture"]["removed_blocks"] = removed
     if multiplier is not None:
-        model = structured.width_multiplier(model, multiplier, teacher.input_size, importance="random", seed=seed)
+        model = structured.width_multiplier(model, multiplier, size, importance="random", seed=seed)
     if removed or multiplier is not None:
-        recalibrate_batchnorm(model, teacher.input_size, seed=seed)
+        recalibrate_batchnorm(model, size, seed=seed)
         meta["name"] = f"{meta['name']}_w{multiplier or 1:g}" + (f"_d{keep_per_stage}" if removed else "")
     return model, meta, removed
 
@@ -393,9 +399,9 @@ def distill(teacher_dir: str | Path, student: str, out: str | Path, data: DataSp
     teacher = load_bundle(teacher_dir)
     model, meta, removed = build_student(student, teacher, cfg.seed, multiplier, keep_per_stage)
     check_pair(teacher.meta, meta)
-    prepared = prepare_data(data, out, teacher.input_size, teacher.mean, teacher.std, cfg.augment,
-                            cfg.max_bad_fraction)
-    s_dim = probe_feature_dim(model, teacher.input_size)
+    prepared = prepare_data(data, out, teacher.input_chw, teacher.mean, teacher.std, cfg.augment,
+                            cfg.max_bad_fraction, teacher.pixel_options)
+    s_dim = probe_feature_dim(model, teacher.input_chw)
     keep_zeros = sparse_masks(model) if (meta["provenance"].get("recipe") or {}).get("kind") == "unstructured" else None
     teacher_head = head_of(teacher.meta)  # a margin-head teacher's logits are s cos(theta), not W f + b
     hooks = DistillHooks(teacher.model, list(losses), s_dim, teacher.feature_dim, ce_weight, cfg.seed, keep_zeros,
@@ -419,6 +425,6 @@ def distill(teacher_dir: str | Path, student: str, out: str | Path, data: DataSp
                           "metrics": {"val_eer": result.best_val_eer, "best_epoch": result.best_epoch}}
     if removed:
         meta["architecture"]["removed_blocks"] = removed
-    meta["feature_dim"] = probe_feature_dim(student_model, teacher.input_size)
+    meta["feature_dim"] = probe_feature_dim(student_model, teacher.input_chw)
     path = save_bundle(student_model, meta, out / "bundle")
     return CompressResult(path, load_bundle(path).meta, result)

@@ -30,9 +30,14 @@ class SynthConfig:
     size: int = 224
     seed: int = 0
     layout: str = "per-subject"
+    channels: int = 3  # 1: NIR-like grayscale images (what iris cameras give), saved as 8-bit gray PNGs
 
     def __post_init__(self) -> None:  # the CLI, the pipeline's [data] and the library all pass through here
         from toolchain import bounds as b
+        from toolchain.errors import ConfigError
+
+        if self.channels not in (1, 3) or isinstance(self.channels, bool):
+            raise ConfigError(f"synthetic channels is {self.channels!r}; allowed: 1 (NIR-like gray) or 3 (RGB)")
 
         b.check_int(self.subjects, "synthetic subjects", *b.SUBJECTS)
         b.check_int(self.images_per_subject, "synthetic images per subject", *b.IMAGES_PER_SUBJECT)
@@ -69,7 +74,7 @@ class SplitConfig:
         from toolchain import bounds as b
 
         if not isinstance(self.fractions, (tuple, list)) or len(self.fractions) != 3:
-            raise b.ConfigError(f"fractions is {self.fractions!r}; allowed: three numbers train,val,test"[:200])
+            raise ConfigError(f"fractions is {self.fractions!r}; allowed: three numbers train,val,test"[:200])
         for name, f in zip(("train", "val", "test"), self.fractions):
             b.check_float(f, f"{name} fraction", *b.RATIO)
         b.check_int(self.max_impostors, "max impostors", *b.MAX_IMPOSTORS)

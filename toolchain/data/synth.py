@@ -289,9 +289,22 @@ def _session_cast(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(pixels.astype(np.float32) * gain.astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
 
 
+#: Visible RGB -> a near-infrared-like intensity. At 850 nm melanin absorbs little, so skin and dark irises come
+#: out bright and the iris texture shows (the red channel is the closest visible band); blue carries almost nothing.
+NIR_WEIGHTS = np.array([0.70, 0.22, 0.08], np.float32)
+
+
+def _save(pixels: np.ndarray, path: Path, channels: int) -> None:
+    if channels == 1:
+        nir = np.clip(pixels.astype(np.float32) @ NIR_WEIGHTS + 0.5, 0, 255).astype(np.uint8)
+        Image.fromarray(nir, "L").save(path, compress_level=1)
+    else:
+        Image.fromarray(pixels, "RGB").save(path, compress_level=1)
+
+
 def generate(out: str | Path, subjects: int = SynthConfig.subjects, images_per_subject: int = SynthConfig.images_per_subject,
              size: int = SynthConfig.size, seed: int = SynthConfig.seed, progress: Callable[[int, int], None] | None = None,
-             force: bool = False, layout: str = SynthConfig.layout) -> Path:
+             force: bool = False, layout: str = SynthConfig.layout, channels: int = SynthConfig.channels) -> Path:
     """Write a synthetic periocular data set (``per-subject``, ``ufpr`` or ``visob`` layout); returns ``out``.
 
     Args:
@@ -304,6 +317,7 @@ def generate(out: str | Path, subjects: int = SynthConfig.subjects, images_per_s
         force: replace ``out`` even when it is not a synthetic data set this tool wrote (default: refuse).
         layout: ``per-subject`` (one eye per subject), ``ufpr`` or ``visob`` (both eyes over sessions; see the
             module docstring; ``images_per_subject`` is per eye).
+        channels: 3 (RGB) or 1 (NIR-like 8-bit grayscale, :data:`NIR_WEIGHTS`).
     """
     if subjects < 1 or images_per_subject < 1:
         raise DataError(f"need at least 1 subject and 1 image per subject, got {subjects} and {images_per_subject}")
@@ -311,7 +325,7 @@ def generate(out: str | Path, subjects: int = SynthConfig.subjects, images_per_s
         raise DataError(f"--size {size} is too small for a periocular image (at least 32 pixels)")
     if layout not in SYNTH_LAYOUTS:
         raise DataError(f"unknown synthetic layout {layout!r}; known: {', '.join(SYNTH_LAYOUTS)}")
-    cfg = SynthConfig(subjects, images_per_subject, size, seed, layout)
+    cfg = SynthConfig(subjects, images_per_subject, size, seed, layout, channels)
     total = subjects * images_per_subject * (1 if layout == "per-subject" else 2)
     done = 0
     with atomic_dir(out, "synth", force) as tmp:
@@ -326,7 +340,7 @@ def generate(out: str | Path, subjects: int = SynthConfig.subjects, images_per_s
                     pixels = _session_cast(pixels, np.random.default_rng([seed, _SESSION_STREAM, i, s_idx]))
                     path = tmp / _file_name(layout, i, sessions[s_idx], j // len(sessions), eye)
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(pixels, "RGB").save(path, compress_level=1)
+                    _save(pixels, path, channels)
                     done += 1
                     if progress:
                         progress(done, total)
@@ -336,7 +350,7 @@ def generate(out: str | Path, subjects: int = SynthConfig.subjects, images_per_s
             folder.mkdir()
             for j in range(images_per_subject):
                 pixels = render(subj, image_rng(seed, i, j), size)
-                Image.fromarray(pixels, "RGB").save(folder / f"{subject_name(i)}_{j:02d}.png", compress_level=1)
+                _save(pixels, folder / f"{subject_name(i)}_{j:02d}.png", channels)
                 done += 1
                 if progress:
                     progress(done, total)

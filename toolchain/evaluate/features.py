@@ -21,12 +21,15 @@ from toolchain.progress import ProgressFn
 from toolchain.registry import Registry
 
 __all__ = ["ProgressFn", "FeatureExtractor", "open_model", "extract_features", "cosine_similarity", "score_pairs",
-           "save_scores", "load_scores", "artifact_input_size", "model_kind", "MODEL_KINDS"]
+           "save_scores", "load_scores", "artifact_input_size", "artifact_input_chw", "model_kind", "MODEL_KINDS"]
 
 
 @dataclass
 class FeatureExtractor:
-    """Something that maps raw pixels (N, 3, S, S) float32 0..255 to features (N, D)."""
+    """Something that maps raw pixels (N, C, H, W) float32 0..255 to features (N, D).
+
+    ``input_size`` is H (the side of a square input); ``input_chw`` the whole (C, H, W); ``color`` and
+    ``rgb_to_gray`` say how image files are read for it (:func:`toolchain.data.images.load_image`)."""
 
     kind: str  # "bundle" or "artifact"
     path: Path
@@ -36,10 +39,17 @@ class FeatureExtractor:
     info: dict[str, Any] = field(default_factory=dict)  # format, precision, source bundle...
     runtime: str = ""  # what runs it, e.g. "onnxruntime 1.23.2"
     _run: Callable[[np.ndarray], np.ndarray] | None = None  # the runtime session's features()
+    input_chw: tuple[int, int, int] | None = None  # None: (3, input_size, input_size)
+    color: str = "rgb"
+    rgb_to_gray: bool = False
+
+    @property
+    def chw(self) -> tuple[int, int, int]:
+        return self.input_chw or (3, self.input_size, self.input_size)
 
     def extract(self, pixels_nchw: np.ndarray) -> np.ndarray:
-        if pixels_nchw.ndim != 4 or pixels_nchw.shape[1:] != (3, self.input_size, self.input_size):
-            raise EvaluationError(f"{self.name} takes (N, 3, {self.input_size}, {self.input_size}) pixels, "
+        if pixels_nchw.ndim != 4 or pixels_nchw.shape[1:] != self.chw:
+            raise EvaluationError(f"{self.name} takes (N, {', '.join(map(str, self.chw))}) pixels, "
                                   f"got {tuple(pixels_nchw.shape)}")
         assert self._run is not None
         feats = self._run(np.ascontiguousarray(pixels_nchw, dtype=np.float32))
@@ -47,6 +57,7 @@ class FeatureExtractor:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.path), "name": self.name, "input_size": self.input_size,
+                "input_chw": list(self.chw), "color": self.color,
                 "sha256": self.sha256, "runtime": self.runtime, **self.info}
 
 
@@ -60,11 +71,17 @@ def load_bundle_model(path: Path, allow_parity_failed: bool = False) -> FeatureE
     _, session = runtimes.open_session(b, BUNDLE_FORMAT)
     return FeatureExtractor("bundle", Path(path), b.name, b.input_size, b.sha256,
                             {"format": BUNDLE_FORMAT, "precision": "fp32", "feature_dim": b.feature_dim},
-                            session.description, session.features)
+                            session.description, session.features, input_chw=b.input_chw, color=b.color,
+                            rgb_to_gray=b.pixel_options["rgb_to_gray"])
 
 
 def artifact_input_size(manifest: Any) -> int:
-    """Square input size from a manifest's input shape and layout (NCHW or NHWC, batch optional).
+    """The input height from a manifest (see :func:`artifact_input_chw`)."""
+    return artifact_input_chw(manifest)[1]
+
+
+def artifact_input_chw(manifest: Any) -> tuple[int, int, int]:
+    """(C, H, W) from a manifest's input shape and layout (NCHW or NHWC, batch optional).
 
     ``manifest``: a :class:`~toolchain.artifact.manifest.Manifest` or its JSON form.
     """
@@ -74,10 +91,10 @@ def artifact_input_size(manifest: Any) -> int:
     layout = inp.get("layout", "nchw")
     if len(dims) < 3:
         raise ManifestError(f"manifest input shape {inp.get('shape')!r} does not give the image size; re-export the artifact")
-    h, w = (dims[-3], dims[-2]) if layout == "nhwc" else (dims[-2], dims[-1])
-    if h != w:
-        raise EvaluationError(f"artifact input is {h}x{w}; evaluation supports square inputs only")
-    return int(h)
+    c, h, w = (dims[-1], dims[-3], dims[-2]) if layout == "nhwc" else (dims[-3], dims[-2], dims[-1])
+    if c not in (1, 3):
+        raise ManifestError(f"manifest input shape {inp.get('shape')!r} has {c} channels; an image has 1 or 3")
+    return int(c), int(h), int(w)
 
 
 def load_artifact_model(path: Path, allow_parity_failed: bool = False) -> FeatureExtractor:
@@ -88,14 +105,15 @@ def load_artifact_model(path: Path, allow_parity_failed: bool = False) -> Featur
 
     art = open_artifact(path, allow_parity_failed=allow_parity_failed)
     man = art.manifest
-    size = artifact_input_size(man)
+    chw = artifact_input_chw(man)
     _, session = runtimes.open_session(art.ref, man.format)
     info: dict[str, Any] = {"format": man.format, "precision": man.precision, "feature_dim": man.output.dim,
                             "source_bundle_sha256": man.source_bundle_sha256}
     if art.warnings:
         info["warnings"] = list(art.warnings)
-    return FeatureExtractor("artifact", Path(path), art.name, size, art.sha256, info, session.description,
-                            session.features)
+    color = str(getattr(man.input, "color", None) or ("gray" if chw[0] == 1 else "rgb"))
+    return FeatureExtractor("artifact", Path(path), art.name, chw[1], art.sha256, info, session.description,
+                            session.features, input_chw=chw, color=color)
 
 
 @dataclass(frozen=True)
@@ -135,8 +153,8 @@ def extract_features(model: FeatureExtractor, paths: Sequence[str | Path], batch
                      progress: ProgressFn | None = None) -> np.ndarray:
     """Features (N, D) float32 for image files, loaded ``batch_size`` at a time at the model's input size.
 
-    Images go through ``toolchain.data.images.load_image`` (the one loader: RGB, resized to the
-    model's input size), then become raw pixels 0..255 NCHW.
+    Images go through ``toolchain.data.images.load_image`` (the one loader: in the model's channel order,
+    resized to its H x W), then become raw pixels 0..255 NCHW.
     """
     from toolchain.data.images import load_image
 
@@ -146,7 +164,8 @@ def extract_features(model: FeatureExtractor, paths: Sequence[str | Path], batch
     total = len(paths)
     for start in range(0, total, batch_size):
         chunk = paths[start:start + batch_size]
-        pixels = np.stack([load_image(p, model.input_size) for p in chunk]).transpose(0, 3, 1, 2).astype(np.float32)
+        pixels = np.stack([load_image(p, model.chw, color=model.color, rgb_to_gray=model.rgb_to_gray)
+                           for p in chunk]).transpose(0, 3, 1, 2).astype(np.float32)
         out.append(model.extract(pixels))
         if progress:
             progress("images", min(start + batch_size, total), total, {})

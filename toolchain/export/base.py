@@ -111,10 +111,10 @@ def export_bundle(req: ExportRequest, progress: MessageFn | None = None) -> list
     for choice, _ in groups:  # before any conversion: refuse to replace a folder of the user's
         check_output_dir(Path(req.out) / artifact_name(bundle.name, choice, req.compress, req.int8_mode), "artifact",
                          req.force, what="artifact folder")
-    calib = load_calibration(bundle.input_size, req.calibration_dir)
+    calib = load_calibration(bundle.input_chw, req.calibration_dir, **bundle.pixel_options)
     ensure_writable_dir(req.out)  # only once the inputs are known good: a refusal leaves no empty --out behind
-    check = inputs.parity_inputs(bundle.input_size)
-    fixed = inputs.fixed_input(bundle.input_size)
+    check = inputs.parity_inputs(bundle.input_chw)
+    fixed = inputs.fixed_input(bundle.input_chw)
     _, pytorch = runtimes.open_session(bundle, BUNDLE_FORMAT)
     reference = pytorch.features(check)
     fixed_reference = pytorch.features(fixed)[0][:FEATURE_SAMPLE_LEN]
@@ -169,7 +169,10 @@ def build_manifest(job: ExportJob, fmt: ArtifactFormat, artifact: Path, desc: De
     b, c = job.bundle, job.choice
     inp, out = desc.input, desc.output
     inp.layout = c.layout  # type: ignore[assignment]
+    inp.color = b.color  # the channel order (gray: one channel) the apps must feed
     inp.normalization = Normalization(list(b.mean), list(b.std))
+    if b.scale != 255.0:
+        inp.normalization.formula = manifest_mod.FORMULA.replace("255", f"{b.scale:g}")
     out.dim = b.feature_dim
     man = Manifest(
         format=c.target, file=artifact.name, sha256=sha256_file(artifact), input=inp, output=out,

@@ -7,6 +7,7 @@ A folder is read with the data layer's own image rules (:data:`toolchain.data.la
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,10 +16,16 @@ from toolchain.errors import DataError, ImageBombError, ImageError
 from toolchain.policy import CALIBRATION_SAMPLES
 
 
-def load_calibration(size: int, folder: str | Path | None = None, n: int = CALIBRATION_SAMPLES) -> np.ndarray:
-    """Up to ``n`` images from ``folder`` (recursively, unreadable files skipped), resized to ``size``, as raw
+def load_calibration(size: Any, folder: str | Path | None = None, n: int = CALIBRATION_SAMPLES,
+                     color: str | None = None, rgb_to_gray: bool = False, **_: Any) -> np.ndarray:
+    """Up to ``n`` images from ``folder`` (recursively, unreadable files skipped), resized to ``size`` ((C, H, W),
+    or an int for square RGB) and read in channel order ``color`` (default: rgb, gray for 1 channel), as raw
     pixels NCHW float32; the seeded :func:`~toolchain.artifact.inputs.calibration_images` when no folder is given.
     """
+    from toolchain.inputspec import chw, default_color
+
+    c = chw(size)[0]
+    color = color or default_color(c)
     if folder is None:
         return calibration_images(size)
     from toolchain.data.images import load_image
@@ -30,7 +37,7 @@ def load_calibration(size: int, folder: str | Path | None = None, n: int = CALIB
     out, unreadable = [], []
     for p in list_images(folder):
         try:
-            out.append(load_image(p, size).astype(np.float32))
+            out.append(load_image(p, size, color=color, rgb_to_gray=rgb_to_gray).astype(np.float32))
         except ImageBombError as e:  # a bomb is the user's to remove, not a file to pass over
             raise DataError(f"--calibration: {e}") from None
         except ImageError as e:

@@ -35,15 +35,17 @@ class ExportJob:
     int8_mode: str = "static"  # TFLite int8: "static" (calibrated activations) or "dynamic" (dynamic range)
 
     @property
-    def size(self) -> int:
-        return self.bundle.input_size
+    def size(self) -> tuple[int, int, int]:
+        """(C, H, W) of the model's input."""
+        return self.bundle.input_chw
 
     def deploy_module(self, layout: str | None = None) -> DeployModule:
-        return DeployModule(self.bundle.model, self.bundle.mean, self.bundle.std, layout or self.choice.layout).eval()
+        return DeployModule(self.bundle.model, self.bundle.mean, self.bundle.std, layout or self.choice.layout,
+                            self.bundle.scale).eval()
 
     def input_shape(self, layout: str | None = None, batch: int = 1) -> list[int]:
-        s = self.size
-        return [batch, s, s, 3] if (layout or self.choice.layout) == "nhwc" else [batch, 3, s, s]
+        c, h, w = self.size
+        return [batch, h, w, c] if (layout or self.choice.layout) == "nhwc" else [batch, c, h, w]
 
     def example_input(self, layout: str | None = None) -> torch.Tensor:
         x = torch.from_numpy(self.calibration[:1].copy())

@@ -249,25 +249,64 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = 
     return model.load_state_dict(full, strict=strict)
 
 
+def input_channels_module(net: nn.Module) -> tuple[str, nn.Conv2d] | None:
+    """(name, module) of the convolution that reads the image: the first ``Conv2d`` in module order (the stem of
+    every torchvision/timm CNN and of the local ones), or None when the network has none."""
+    for name, m in net.named_modules():
+        if isinstance(m, nn.Conv2d):
+            return name, m
+    return None
+
+
+def set_input_channels(net: nn.Module, channels: int) -> None:
+    """Make ``net`` read ``channels`` input channels by re-creating its stem convolution.
+
+    Why not a separate layer: the stem's ``in`` width is recorded like any pruned width (``layer_shapes``), so a
+    1-channel network rebuilds from ``model.json`` alone and pruning keeps it. Trained RGB filters are summed
+    over the colour axis (what a gray image replicated to RGB would have met); random ones are re-drawn.
+    """
+    from toolchain.models import feature_head
+
+    found = input_channels_module(net)
+    if found is None or found[1].in_channels == channels:
+        return
+    name, conv = found
+    if conv.groups != 1:
+        raise CardError(f"the stem {name} is a grouped convolution; it cannot be given {channels} input channel(s)")
+    new = _resized(conv, channels, conv.out_channels)
+    if channels == 1 and conv.in_channels == 3:
+        with torch.no_grad():
+            new.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+    feature_head.replace_module(net, name, new)
+
+
 @torch.no_grad()
-def probe_feature_dim(model: nn.Module, input_size: int) -> int:
+def probe_feature_dim(model: nn.Module, input_size: Any) -> int:
+    """The feature dimension: one zero image of ``input_size`` (an int, (H, W) or (C, H, W)) through ``model``."""
+    from toolchain.inputspec import chw
+
     was_training = model.training
     model.eval()
-    dim = int(model(torch.zeros(1, 3, input_size, input_size)).shape[1])
+    dim = int(model(torch.zeros(1, *chw(input_size))).shape[1])
     model.train(was_training)
     return dim
 
 
-def smooth_noise(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Normalised-space noise (N, 3, size, size) blurred by 2x bilinear up-sampling: random but image-like, so
-    BatchNorm statistics and the importer's feature check see inputs that are not constant."""
-    half = max(size // 2, 1)
-    x = torch.randn(n, 3, half, half, generator=generator)
-    return nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+def smooth_noise(n: int, size: Any, generator: torch.Generator) -> torch.Tensor:
+    """Normalised-space noise (N, C, H, W) blurred by 2x bilinear up-sampling: random but image-like, so
+    BatchNorm statistics and the importer's feature check see inputs that are not constant.
+    ``size``: an int (square RGB), (H, W) or (C, H, W)."""
+    from toolchain.inputspec import chw
+
+    c, h, w = chw(size)
+    x = torch.randn(n, c, max(h // 2, 1), max(w // 2, 1), generator=generator)
+    return nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, input_size: int, seed: int = 0, batches: int = 4, batch_size: int = 8) -> None:
+def recalibrate_batchnorm(model: nn.Module, input_size: Any, seed: int = 0, batches: int = 4, batch_size: int = 8) -> None:
     """Re-estimate BatchNorm running statistics on seeded smooth random images.
 
     A randomly initialised torchvision network in eval mode can output features around

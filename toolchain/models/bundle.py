@@ -33,9 +33,11 @@ from toolchain.models.arch import (
     probe_feature_dim,
     recalibrate_batchnorm,
     base_network,
+    set_input_channels,
 )
 from toolchain.models.cards import Card, load_card
 from toolchain.models.meta import validate_meta
+from toolchain.inputspec import DEFAULT_SCALE, SizeLike, chw, default_color, meta_chw
 
 BUNDLE_FORMAT = "toolchain.bundle"
 BUNDLE_VERSION = 1
@@ -61,7 +63,34 @@ class Bundle:
 
     @property
     def input_size(self) -> int:
+        """The input height (the side of a square input; older code's one number)."""
         return int(self.meta["input"]["size"][0])
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return meta_chw(self.meta)[1:]  # type: ignore[return-value]
+
+    @property
+    def channels(self) -> int:
+        return meta_chw(self.meta)[0]
+
+    @property
+    def input_chw(self) -> tuple[int, int, int]:
+        """(C, H, W): what every consumer (data loader, pruning, exporters) sizes its tensors by."""
+        return meta_chw(self.meta)
+
+    @property
+    def color(self) -> str:
+        return str(self.meta["input"].get("color", default_color(self.channels)))
+
+    @property
+    def scale(self) -> float:
+        return float(self.meta["input"].get("scale", DEFAULT_SCALE))
+
+    @property
+    def pixel_options(self) -> dict[str, Any]:
+        """The data loader's keyword arguments for this model's input (channel order, scale, RGB->gray)."""
+        return pixel_options(self.meta)
 
     @property
     def mean(self) -> list[float]:
@@ -120,11 +149,28 @@ def _trunk_from(net: torch.nn.Module, arch: dict[str, Any]) -> torch.nn.Module:
     return feature_head.cut(net, arch["head"], arch["source"])
 
 
-def new_model(card: Card, seed: int = 0, input_size: int | None = None, weights: str = "random") -> tuple[FeatureModel, dict[str, Any]]:
-    """Build a card's model with seeded random (BN-recalibrated) or ImageNet weights, plus its model.json."""
-    size = int(input_size or card.input_size)
-    if size < 16:
-        raise BundleError(f"--input-size {size} is too small (at least 16 pixels)")
+def pixel_options(meta: dict[str, Any]) -> dict[str, Any]:
+    """:class:`~toolchain.data.images.ImageDataset` / ``load_image`` keyword arguments of a model.json's input."""
+    inp = meta["input"]
+    c = meta_chw(meta)[0]
+    return {"color": inp.get("color", default_color(c)), "scale": float(inp.get("scale", DEFAULT_SCALE)),
+            "rgb_to_gray": bool(inp.get("rgb_to_gray", False))}
+
+
+def new_model(card: Card, seed: int = 0, input_size: SizeLike | None = None, weights: str = "random",
+              **pixels: Any) -> tuple[FeatureModel, dict[str, Any]]:
+    """Build a card's model with seeded random (BN-recalibrated) or ImageNet weights, plus its model.json.
+
+    ``input_size``: an int (square) or (H, W), default the card's. ``pixels``: the input spec's overrides
+    (``channels``, ``mean``, ``std``, ``color``, ``scale``, ``rgb_to_gray``; see :func:`input_spec`).
+    """
+    from toolchain.inputspec import hw
+
+    h, w = hw(input_size if input_size is not None else card.input_hw)
+    if min(h, w) < 16:
+        raise BundleError(f"--input-size {h}x{w} is too small (at least 16 pixels)")
+    spec = input_spec(card, **pixels)
+    size = (spec["channels"], h, w)
     arch = card_architecture(card)
     torch.manual_seed(seed)
     if weights == "imagenet":
@@ -134,25 +180,71 @@ def new_model(card: Card, seed: int = 0, input_size: int | None = None, weights:
         missing = load_state(net, _imagenet_state(arch["name"]), strict=False).missing_keys
         if missing:  # unexpected keys are the auxiliary classifiers a no-aux trunk leaves out
             raise WeightsError(f"torchvision's {arch['name']} weights lack {', '.join(missing[:5])}: delete the cached file and fetch it again")
+        set_input_channels(net, spec["channels"])  # a 1-channel stem gets the sum of the RGB filters
         net = _trunk_from(net, arch)
         model = FeatureModel(net)
     elif weights == "random":
         model = build_model(arch)
+        set_input_channels(model.trunk, spec["channels"])
     else:
         raise WeightsError(f"unknown --weights {weights!r}; known: random, imagenet")
     if weights == "random":
         recalibrate_batchnorm(model, size, seed=seed)
     model.eval()
     dim = probe_feature_dim(model, size)
-    meta = bundle_meta(card.name, card.description, arch, dim, size, card.mean, card.std,
-                       init={"weights": weights, "seed": seed, "bn_recalibrated": weights == "random"})
+    meta = bundle_meta(card.name, card.description, arch, dim, size, spec["mean"], spec["std"],
+                       init={"weights": weights, "seed": seed, "bn_recalibrated": weights == "random"},
+                       color=spec["color"], scale=spec["scale"], rgb_to_gray=spec["rgb_to_gray"])
     meta["card"] = card.name
     return model, meta
 
 
-def bundle_meta(name: str, description: str, arch: dict[str, Any], feature_dim: int, size: int,
-                mean: Any, std: Any, **provenance: Any) -> dict[str, Any]:
-    """A new bundle's model.json (without ``weights``, which :func:`save_bundle` fills in)."""
+def input_spec(card: Card | None, channels: int | None = None, mean: Any = None, std: Any = None,
+               color: str | None = None, scale: float | None = None, rgb_to_gray: bool = False) -> dict[str, Any]:
+    """The input spec of a new bundle: the user's options over the card's, checked (channels 1 or 3, one mean
+    and std per channel, a channel order that fits). A card's 3-value ImageNet default becomes its 1-channel
+    equivalent for ``channels=1``; a card that declared 3-channel statistics needs ``--mean/--std`` then."""
+    from toolchain.bounds import check_float
+    from toolchain.inputspec import (CHANNELS, SCALE_RANGE, check_color, imagenet_default, normalization_limit,
+                                     per_channel)
+
+    c = int(channels if channels is not None else (card.channels if card else 3))
+    if c not in CHANNELS:
+        raise BundleError(f"--channels {c}: a model takes 1 (grayscale) or 3 (colour) channels")
+    card_c = card.channels if card else 3
+    if card is None:
+        base_mean, base_std = imagenet_default(c)  # the caller records that this was assumed
+    elif c == card_c:
+        base_mean, base_std = card.mean, card.std
+    elif (not card.input_declared or (tuple(card.mean), tuple(card.std)) == imagenet_default(card_c)):
+        base_mean, base_std = imagenet_default(c)  # ImageNet's statistics, for this many channels
+    else:
+        base_mean = base_std = None
+    sc = check_float(scale if scale is not None else (card.scale if card else DEFAULT_SCALE), "--pixel-scale",
+                     *SCALE_RANGE, error=BundleError)
+    limit = normalization_limit(sc)  # mean/std in raw pixel units when --pixel-scale is 1
+    m = per_channel(mean, c, "--mean", BundleError, limit=limit) or base_mean
+    s = per_channel(std, c, "--std", BundleError, positive=True, limit=limit) or base_std
+    if m is None or s is None:
+        raise BundleError(f"the card's mean/std are for {card_c} channel(s); give --mean and --std for {c}")
+    col = check_color(color or (card.color if card and c == card_c else default_color(c)), c, BundleError)
+    if rgb_to_gray and c != 1:
+        raise BundleError("--rgb-to-gray is for a 1-channel model (--channels 1)")
+    return {"channels": c, "mean": tuple(m), "std": tuple(s), "color": col, "scale": sc, "rgb_to_gray": bool(rgb_to_gray)}
+
+
+def bundle_meta(name: str, description: str, arch: dict[str, Any], feature_dim: int, size: SizeLike,
+                mean: Any, std: Any, color: str | None = None, scale: float = DEFAULT_SCALE,
+                rgb_to_gray: bool = False, **provenance: Any) -> dict[str, Any]:
+    """A new bundle's model.json (without ``weights``, which :func:`save_bundle` fills in).
+
+    ``size``: an int (square RGB), (H, W) or (C, H, W)."""
+    c, h, w = chw(size)
+    inp: dict[str, Any] = {"size": [h, w], "channels": c, "color": color or default_color(c), "layout": "nchw",
+                           "mean": [float(v) for v in mean], "std": [float(v) for v in std], "scale": float(scale),
+                           "note": f"pixels divided by scale ({float(scale):g}), then (x - mean) / std"}
+    if rgb_to_gray:
+        inp["rgb_to_gray"] = True  # colour images are converted (ITU-R 601 luma) for this 1-channel model
     return {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_VERSION,
@@ -160,9 +252,7 @@ def bundle_meta(name: str, description: str, arch: dict[str, Any], feature_dim: 
         "description": description,
         "architecture": arch,
         "feature_dim": int(feature_dim),
-        "input": {"size": [size, size], "channels": 3, "color": "rgb", "layout": "nchw",
-                  "mean": [float(v) for v in mean], "std": [float(v) for v in std],
-                  "note": "pixels scaled to [0, 1], then (x - mean) / std"},
+        "input": inp,
         "provenance": {"created": _now(), "toolchain_version": __version__, "init": None,
                        "parent_sha256": None, "recipe": None, "training": None, "metrics": None, **provenance},
     }
@@ -258,7 +348,7 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
     from toolchain.models import graph
 
     if graph.is_graph_only(meta["architecture"]):
-        model = FeatureModel(graph.build_graph_trunk(meta["architecture"], wfile, int(meta["input"]["size"][0])))
+        model = FeatureModel(graph.build_graph_trunk(meta["architecture"], wfile, meta_chw(meta)))
         model.eval()
         return Bundle(path=path, meta=meta, model=model)
     try:
@@ -280,21 +370,21 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
     load_state(model, state, strict=True)
     model.eval()
     try:
-        dim = probe_feature_dim(model, int(meta["input"]["size"][0]))
+        dim = probe_feature_dim(model, meta_chw(meta))
     except Exception as e:  # noqa: BLE001 - e.g. an input size the architecture cannot take
-        raise BundleError(f"{path / META_FILE}: the rebuilt model does not run at input size "
-                          f"{meta['input']['size'][0]}: {type(e).__name__}: {str(e)[:200]}") from None
+        raise BundleError(f"{path / META_FILE}: the rebuilt model does not run at input "
+                          f"{'x'.join(map(str, meta_chw(meta)))}: {type(e).__name__}: {str(e)[:200]}") from None
     if dim != meta["feature_dim"]:  # model.json feeds manifests and the apps: it must say what the weights do
         raise BundleError(f"{path / META_FILE} says feature_dim {meta['feature_dim']}, but the weights produce "
                           f"{dim}-d features; the bundle is inconsistent: re-create it")
     return Bundle(path=path, meta=meta, model=model)
 
 
-def init_bundle(card_or_name: str, out: str | Path, seed: int = 0, input_size: int | None = None,
-                weights: str = "random", force: bool = False) -> Path:
+def init_bundle(card_or_name: str, out: str | Path, seed: int = 0, input_size: SizeLike | None = None,
+                weights: str = "random", force: bool = False, **pixels: Any) -> Path:
     check_output_dir(out, "bundle", force)  # before the model is built: a refusal costs nothing
     card = load_card(card_or_name)
-    model, meta = new_model(card, seed=seed, input_size=input_size, weights=weights)
+    model, meta = new_model(card, seed=seed, input_size=input_size, weights=weights, **pixels)
     return save_bundle(model, meta, out, force=force)
 
 

@@ -30,12 +30,22 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Card:
     name: str
     architecture: dict[str, Any]
-    input_size: int = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    input_size: int = 224  # the height (the side of a square input)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
     feature_dim: int | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    input_width: int | None = None  # None: square
+    channels: int = 3
+    color: str = "rgb"
+    scale: float = 255.0
+    #: the card states its own mean and std ([input] mean/std); False: ImageNet's, assumed (an import warns)
+    input_declared: bool = False
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return self.input_size, self.input_width or self.input_size
 
 
 def builtin_card_names() -> list[str]:
@@ -48,7 +58,7 @@ def builtin_card_names() -> list[str]:
 CARD_KEYS: dict[str | None, frozenset[str]] = {
     None: frozenset({"name", "description", "architecture", "input", "features"}),
     "architecture": frozenset({"source", "name", "kwargs", "head"}),
-    "input": frozenset({"size", "mean", "std"}),
+    "input": frozenset({"size", "mean", "std", "channels", "color", "scale"}),
     "features": frozenset({"dim", "layer"}),
 }
 #: Where a misplaced preprocessing key belongs, for the message.
@@ -69,11 +79,11 @@ def _check_keys(data: dict[str, Any], where: str) -> None:
                                 f"{', '.join(sorted(allowed))}")
 
 
-def _triple(value: Any, field: str, low: float, high: float, low_open: bool = False) -> tuple[float, float, float]:
+def _triple(value: Any, field: str, low: float, high: float, low_open: bool = False, n: int = 3) -> tuple[float, ...]:
     from toolchain.bounds import check_float
 
-    if not isinstance(value, (list, tuple)) or len(value) != 3:
-        raise CardError(f"{field} must be 3 numbers (R, G, B), not {value!r}"[:200])
+    if not isinstance(value, (list, tuple)) or len(value) != n:
+        raise CardError(f"{field} must be {n} number(s) ({'R, G, B' if n == 3 else 'one per channel'}), not {value!r}"[:200])
     return tuple(check_float(v, f"{field}[{i}]", low, high, low_open=low_open, error=CardError)
                  for i, v in enumerate(value))  # type: ignore[return-value]
 
@@ -90,14 +100,31 @@ def _from_toml(data: dict[str, Any], where: str) -> Card:
             arch["head"] = {"kind": "layer", "module": str(layer)}
         inp = data.get("input", {})
         dim = data.get("features", {}).get("dim")
+        from toolchain.inputspec import SCALE_RANGE, check_color, default_color, imagenet_default, normalization_limit
+
+        channels = inp.get("channels", 3)
+        if channels not in (1, 3) or isinstance(channels, bool):
+            raise CardError(f"model card {where}: [input] channels is {channels!r}; allowed: 1 or 3")
+        size = inp.get("size", 224)  # 112 (square) or [H, W]
+        hw = list(size) if isinstance(size, list) and len(size) == 2 else [size, size]
+        h, w = (check_int(v, f"model card {where}: [input] size", *INPUT_SIZE_PX, error=CardError) for v in hw)
+        d_mean, d_std = imagenet_default(channels)
+        from toolchain.bounds import check_float
+
+        scale = check_float(inp.get("scale", 255.0), f"model card {where}: [input] scale", *SCALE_RANGE, error=CardError)
+        limit = normalization_limit(scale)  # mean/std in raw pixel units when scale is 1
+
         return Card(
             name=str(data["name"]),
             architecture=arch,
-            input_size=check_int(inp.get("size", 224), f"model card {where}: [input] size", *INPUT_SIZE_PX,
-                                 error=CardError),
-            # RGB in [0, 1] is normalised by (x - mean) / std: std 0 divides by zero, NaN/Inf poison every output
-            mean=_triple(inp.get("mean", IMAGENET_MEAN), f"model card {where}: [input] mean", -10.0, 10.0),
-            std=_triple(inp.get("std", IMAGENET_STD), f"model card {where}: [input] std", 0.0, 10.0, low_open=True),
+            input_size=h, input_width=w if w != h else None, channels=channels,
+            color=check_color(inp.get("color", default_color(channels)), channels, CardError),
+            scale=scale,
+            input_declared="mean" in inp and "std" in inp,
+            # pixels / scale are normalised by (x - mean) / std: std 0 divides by zero, NaN/Inf poison every output
+            mean=_triple(inp.get("mean", d_mean), f"model card {where}: [input] mean", -limit, limit, n=channels),
+            std=_triple(inp.get("std", d_std), f"model card {where}: [input] std", 0.0, limit, low_open=True,
+                        n=channels),
             feature_dim=None if dim is None else check_int(dim, f"model card {where}: [features] dim", 1, 1 << 20,
                                                            error=CardError),
             description=str(data.get("description", "")),

@@ -65,8 +65,10 @@ class GraphSource:
 GRAPH_SOURCES: Registry[GraphSource] = Registry("graph-only bundle source")
 
 
-def _sample(size: int) -> tuple[torch.Tensor]:
-    return (torch.zeros(1, 3, size, size),)
+def _sample(size: Any) -> tuple[torch.Tensor]:
+    from toolchain.inputspec import chw
+
+    return (torch.zeros(1, *chw(size)),)
 
 
 def load_torchscript(path: Path, arch: dict[str, Any], size: int) -> nn.Module:
@@ -156,8 +158,8 @@ def export_load(path: Path) -> Any:
         log.setLevel(level)
 
 
-def pt2_input_size(path: Path) -> int | None:
-    """The square input size a ``.pt2`` program was exported with (from its first input's example), if any."""
+def pt2_input_size(path: Path) -> tuple[int, int, int] | None:
+    """The (C, H, W) a ``.pt2`` program was exported with (from its first input's example), if static."""
     check_pt2(path)
     try:
         ep = export_load(path)
@@ -165,8 +167,8 @@ def pt2_input_size(path: Path) -> int | None:
                   and n.name in ep.graph_signature.user_inputs]
     except Exception:  # noqa: BLE001 - load_pt2 reports the real problem
         return None
-    if shapes and len(shapes[0]) == 4 and isinstance(shapes[0][2], int) and shapes[0][2] == shapes[0][3]:
-        return int(shapes[0][2])
+    if shapes and len(shapes[0]) == 4 and all(isinstance(v, int) for v in shapes[0][1:]):
+        return int(shapes[0][1]), int(shapes[0][2]), int(shapes[0][3])
     return None
 
 

@@ -34,9 +34,10 @@ from toolchain.errors import ImportModelError, ToolchainError
 from toolchain.fsutil import sha256_file
 from toolchain.models import feature_head
 from toolchain.models.arch import (FeatureModel, base_network, build_model, default_kwargs, load_state,
-                                  probe_feature_dim, smooth_noise)
+                                  probe_feature_dim, set_input_channels, smooth_noise)
 from toolchain.models.bundle import bundle_meta, load_bundle, save_bundle, save_graph_bundle
-from toolchain.models.cards import IMAGENET_MEAN, IMAGENET_STD, Card, load_card
+from toolchain.models.cards import Card, load_card
+from toolchain.models.import_input import check_stem as _check_stem, import_input_spec as _input_spec
 from toolchain.models.checkpoint import PICKLE_SUFFIXES, check_tensors, read_checkpoint, strip_prefix
 from toolchain.models.graph import open_zip
 from toolchain.policy import min_cosine
@@ -64,9 +65,11 @@ class ImportRequest:
     head_name: str | None = None  # a module (weights) or node (ONNX) name; "none": the output is the feature
     feature_layer: str | None = None  # a module (weights) or value (ONNX) name
     strict: bool = True
-    input_size: int | None = None
+    input_size: Any = None  # "H", "HxW", an int or (H, W); stored as (H, W)
     name: str | None = None
     force: bool = False  # replace an existing --out that is not a bundle
+    #: the input spec's options (channels, mean, std, color, scale, rgb_to_gray), see ``bundle.input_spec``
+    pixels: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.source, self.out = Path(self.source), Path(self.out)
@@ -75,9 +78,11 @@ class ImportRequest:
             if value is not None and not value.strip():
                 raise ImportModelError(f"{opt} is empty; give a name, or leave {opt} out")
         if self.input_size is not None:
-            from toolchain.bounds import INPUT_SIZE_PX, check_int
+            from toolchain.inputspec import parse_hw
 
-            check_int(self.input_size, "--input-size", *INPUT_SIZE_PX, error=ImportModelError)
+            if not isinstance(self.input_size, (int, str)):
+                self.input_size = "x".join(str(v) for v in self.input_size)
+            self.input_size = parse_hw(self.input_size, ImportModelError)
 
 
 @dataclass
@@ -125,8 +130,8 @@ def import_model(req: ImportRequest, progress: Progress | None = None) -> Import
 
 # ---------------------------------------------------------------- verification inputs and numbers
 
-def seeded_images(n: int, size: int, seed: int = VERIFY_SEED) -> torch.Tensor:
-    """Normalised-space smooth noise (N, 3, size, size): random but image-like (2x up-sampled)."""
+def seeded_images(n: int, size: Any, seed: int = VERIFY_SEED) -> torch.Tensor:
+    """Normalised-space smooth noise (N, C, H, W) of a size-like ``size``: random but image-like (2x up-sampled)."""
     return smooth_noise(n, size, torch.Generator().manual_seed(seed))
 
 
@@ -269,7 +274,10 @@ def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
     say(f"read {len(ckpt.tensors)} tensors" + (f" from {ckpt.wrapper_key!r}" if ckpt.wrapper_key else ""))
     # The checkpoint model: the library's own network (auxiliary classifiers included), fitted to the file.
     full = base_network(source, name, user_kwargs)
+    spec, preprocessing = _input_spec(req, card)
+    set_input_channels(full, spec["channels"])
     tensors, prefix, outside = strip_prefix(ckpt.tensors, full.state_dict().keys())
+    _check_stem(full, tensors, spec["channels"], req)
     head, found = _head_for(full, card, req, tensors)
     if head.get("kind") in ("drop", "pool"):
         _fit_module(full, head["module"], tensors)
@@ -283,6 +291,7 @@ def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
                 feature_head.replace_module(full, mod_name, nn.Linear(int(w.shape[1]), int(w.shape[0]), mod.bias is not None))
                 arch["layer_shapes"][mod_name] = {"in": int(w.shape[1]), "out": int(w.shape[0])}
     trunk_model = build_model(arch)
+    set_input_channels(trunk_model.trunk, spec["channels"])  # recorded in layer_shapes by save_bundle
     trunk_keys = {k[len("trunk."):]: tuple(v.shape) for k, v in trunk_model.state_dict().items()}
     full_keys = {k: tuple(v.shape) for k, v in full.state_dict().items()}
     dropped = {k for k in tensors if k in full_keys and k not in trunk_keys}
@@ -312,7 +321,7 @@ def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
             head_weights = lin
     full.eval()
     trunk_model.eval()
-    size = int(req.input_size or card.input_size)
+    size = (spec["channels"], *(req.input_size or card.input_hw))
     dim = probe_feature_dim(trunk_model, size)
     model: FeatureModel = trunk_model
     if head_weights is not None and head_weights.in_features == dim:
@@ -328,7 +337,7 @@ def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
         "head": {**head, "found_by": found["rule"], "num_classes": num_classes,
                  "kept_as_training_head": arch["num_classes"] is not None},
         "dropped_tensors": len(dropped), "dropped_modules": sorted({k.rsplit(".", 1)[0] for k in dropped})[:40],
-        "problems": problems if text else None,
+        "problems": problems if text else None, "preprocessing": preprocessing,
     }
     x = seeded_images(VERIFY_SAMPLES, size)
     cap = _Capture(full, head)
@@ -342,7 +351,8 @@ def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
         raise ImportModelError(f"import check failed: the bundle's features differ from the checkpoint model's "
                                f"({check}); this is a toolchain bug for {source}:{name}, please report it")
     meta = bundle_meta(req.name or card.name, card.description or f"imported from {req.source.name}", arch, dim,
-                       size, card.mean, card.std, init=None, imported=True)
+                       size, spec["mean"], spec["std"], color=spec["color"], scale=spec["scale"],
+                       rgb_to_gray=spec["rgb_to_gray"], init=None, imported=True)
     meta["card"] = card.name
     say(f"features verified: cosine {check['cosine_min']:.7f}, max-abs {check['max_abs']:.2e}")
     return _save_and_reverify(model, meta, record, check, req, x, got)
@@ -376,15 +386,19 @@ def _save_and_reverify(model: FeatureModel, meta: dict, record: dict, check: dic
 
 # ---------------------------------------------------------------- graph-only files
 
-def _preprocessing(req: ImportRequest, default_size: int | None) -> tuple[str, str, int, Any, Any]:
+def _preprocessing(req: ImportRequest, file_chw: tuple | None) -> tuple[str, str, tuple[int, int, int], dict, dict]:
+    """(name, description, (C, H, W), input spec, its provenance record) of a graph-only import: the file's
+    own channels and size where it fixes them, else the options', else the card's."""
     card = load_card(req.arch) if req.arch else None
-    size = req.input_size or default_size or (card.input_size if card else None)
-    if not size:
-        raise ImportModelError(f"{req.source.name} does not say its input size: give --input-size")
+    c, h, w = file_chw if file_chw is not None else (None, None, None)
+    hw = req.input_size or ((h, w) if h and w else None) or (card.input_hw if card else None)
+    if not hw:
+        raise ImportModelError(f"{req.source.name} does not say its input size: give --input-size (H or HxW)")
+    if h and w and (h, w) != tuple(hw):
+        raise ImportModelError(f"{req.source.name} takes {h}x{w} images, not --input-size {hw[0]}x{hw[1]}")
+    spec, record = _input_spec(req, card, c)
     name = req.name or (card.name if card else req.source.stem)
-    mean = card.mean if card else IMAGENET_MEAN
-    std = card.std if card else IMAGENET_STD
-    return name, (card.description if card else ""), int(size), mean, std
+    return name, (card.description if card else ""), (spec["channels"], *hw), spec, record
 
 
 @IMPORTERS.register("onnx")
@@ -393,11 +407,10 @@ def import_onnx(req: ImportRequest, say: Progress) -> ImportResult:
 
     model_proto = onnx_import.load(req.source)
     shape = onnx_import.input_shape(model_proto)
-    if len(shape) != 4 or (shape[1] not in (None, 3)):
-        raise ImportModelError(f"{req.source.name} takes input of shape {shape}; a feature extractor takes (N, 3, H, W)")
-    if shape[2] and shape[3] and shape[2] != shape[3]:
-        raise ImportModelError(f"{req.source.name} takes {shape[2]}x{shape[3]} images; only square inputs are supported")
-    name, desc, size, mean, std = _preprocessing(req, shape[2])
+    if len(shape) != 4 or (shape[1] not in (None, 1, 3)):
+        raise ImportModelError(f"{req.source.name} takes input of shape {shape}; a feature extractor takes (N, C, H, W) "
+                               "with C 1 or 3")
+    name, desc, size, spec, preprocessing = _preprocessing(req, (shape[1], shape[2], shape[3]))
     head = onnx_import.find_head(model_proto, req.head_name, req.feature_layer)
     say(f"ONNX classifier: {head.head_node or 'none'}; features from {head.feature_value or 'the graph output'}")
     arch = {"source": "onnx", "name": req.source.stem, "feature_value": head.feature_value,
@@ -427,8 +440,9 @@ def import_onnx(req: ImportRequest, say: Progress) -> ImportResult:
                                f"(cosine {check.get('cosine_min')}); not imported")
     record = {"source_file": req.source.name, "source_sha256": sha256_file(req.source), "kind": "onnx",
               "converter": f"onnx2torch {package_version('onnx2torch')}", "head": arch["head"],
-              "verified_against": f"{runtime} on the original file"}
-    meta = bundle_meta(name, desc or f"imported from {req.source.name}", arch, got.shape[1], size, mean, std,
+              "verified_against": f"{runtime} on the original file", "preprocessing": preprocessing}
+    meta = bundle_meta(name, desc or f"imported from {req.source.name}", arch, got.shape[1], size, spec["mean"],
+                       spec["std"], color=spec["color"], scale=spec["scale"], rgb_to_gray=spec["rgb_to_gray"],
                        init=None, imported=True)
     say(f"parity against {runtime}: cosine {check['cosine_min']:.7f}")
     try:
@@ -446,7 +460,8 @@ def _import_program(source: str) -> Callable[[ImportRequest, Progress], ImportRe
                                    "--feature-layer cannot cut it; save a program that returns the features")
         from toolchain.models.graph import pt2_input_size
 
-        name, desc, size, mean, std = _preprocessing(req, pt2_input_size(req.source) if source == "torch_export" else None)
+        name, desc, size, spec, preprocessing = _preprocessing(
+            req, pt2_input_size(req.source) if source == "torch_export" else None)
         arch = {"source": source, "name": req.source.stem, "graph_only": True, "head": {"kind": "none"}}
         trunk = build_graph_trunk(arch, req.source, size)
         model = FeatureModel(trunk).eval()
@@ -461,8 +476,10 @@ def _import_program(source: str) -> Callable[[ImportRequest, Progress], ImportRe
         if got.ndim != 2:
             raise ImportModelError(f"{req.source.name} returns shape {list(got.shape)}; a feature extractor returns (N, D)")
         record = {"source_file": req.source.name, "source_sha256": sha256_file(req.source), "kind": source,
-                  "verified_against": f"the original {GRAPH_SOURCES.get(source).what} run by torch"}
-        meta = bundle_meta(name, desc or f"imported from {req.source.name}", arch, got.shape[1], size, mean, std,
+                  "verified_against": f"the original {GRAPH_SOURCES.get(source).what} run by torch",
+                  "preprocessing": preprocessing}
+        meta = bundle_meta(name, desc or f"imported from {req.source.name}", arch, got.shape[1], size, spec["mean"],
+                           spec["std"], color=spec["color"], scale=spec["scale"], rgb_to_gray=spec["rgb_to_gray"],
                            init=None, imported=True)
         return _save_and_reverify(model, meta, record, check, req, x, got, graph_file=req.source)
     return run

@@ -51,9 +51,12 @@ META_SCHEMA: dict[str, Any] = {
             "properties": {
                 "size": {"type": "array", "minItems": 2, "maxItems": 2,
                          "items": {"type": "integer", "minimum": INPUT_SIZE_PX[0], "maximum": MAX_INPUT_SIZE}},
-                "channels": {"const": 3},
-                "mean": {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"}},
-                "std": {"type": "array", "minItems": 3, "maxItems": 3,
+                "channels": {"enum": [1, 3]},
+                "color": {"enum": ["rgb", "bgr", "gray"]},
+                "scale": {"type": "number", "exclusiveMinimum": 0, "maximum": 65535},
+                "rgb_to_gray": {"type": "boolean"},
+                "mean": {"type": "array", "minItems": 1, "maxItems": 3, "items": {"type": "number"}},
+                "std": {"type": "array", "minItems": 1, "maxItems": 3,
                         "items": {"type": "number", "exclusiveMinimum": 0}},
             },
         },
@@ -84,8 +87,15 @@ def meta_problems(meta: Any) -> list[str]:
     for err in sorted(validator.iter_errors(meta), key=lambda e: list(map(str, e.absolute_path))):
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         out.append(f"{where}: {err.message[:200]}")
-    if not out and meta["input"]["size"][0] != meta["input"]["size"][1]:
-        out.append(f"input/size: {meta['input']['size']} is not square (the exporters take one side)")
+    if not out:  # mean/std/color must agree with the channel count (3 when a bundle predates channels)
+        inp = meta["input"]
+        c = inp.get("channels", 3)
+        for key in ("mean", "std"):
+            if len(inp[key]) != c:
+                out.append(f"input/{key}: {len(inp[key])} values for {c} channel(s)")
+        color = inp.get("color")
+        if color is not None and (color == "gray") != (c == 1):
+            out.append(f"input/color: {color!r} does not fit {c} channel(s)")
     return out
 
 

@@ -25,11 +25,11 @@ class Session(Protocol):
     output_name: str | None
 
     def features(self, pixels_nchw: np.ndarray) -> np.ndarray:
-        """Features (N, D) float32 of raw RGB pixels (N, 3, H, W) float32 0..255."""
+        """Features (N, D) float32 of raw pixels (N, C, H, W) float32 0..255 (C and channel order: the model's)."""
         ...
 
     def prepare(self, pixels_nchw: np.ndarray) -> Callable[[], np.ndarray]:
-        """One inference of this (1, 3, H, W) input, converted once: each call runs the model exactly once."""
+        """One inference of this (1, C, H, W) input, converted once: each call runs the model exactly once."""
         ...
 
 

@@ -30,7 +30,7 @@ class PyTorchRuntime(Runtime):
         if threads:
             torch.set_num_threads(threads)
         b = model() if callable(model) else model
-        module = DeployModule(b.model, b.mean, b.std, "nchw").eval()
+        module = DeployModule(b.model, b.mean, b.std, "nchw", b.scale).eval()
         return _Session(module, self.block(torch.__version__, "cpu", "eager", threads))
 
 

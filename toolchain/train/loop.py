@@ -156,12 +156,12 @@ class FitResult:
                 "seconds": round(self.seconds, 3), "reproducibility": self.reproducibility, **self.extra}
 
 
-def _ensure_head(model: FeatureModel, num_classes: int, cfg: TrainConfig) -> None:
+def _ensure_head(model: FeatureModel, num_classes: int, cfg: TrainConfig, channels: int = 3) -> None:
     if num_classes < 2:
         raise DataError(f"subject classification needs at least 2 training classes, got {num_classes}")
     if model.head is None or model.head.out_features != num_classes:
         was = model.training
-        dim = probe_feature_dim(model, 32) if model.head is None else model.head.in_features
+        dim = probe_feature_dim(model, (channels, 32, 32)) if model.head is None else model.head.in_features
         model.train(was)
         model.head = nn.Linear(dim, num_classes)
         log.info("attached a new %d-class head to the %d-d features", num_classes, dim)
@@ -221,7 +221,7 @@ def _fit(model: FeatureModel, train_ds: ImageDataset, val: Protocol | ValSet | N
         raise ToolchainError("--amp on needs CUDA (mixed precision on CPU is not faster here); use --amp auto or off")
     torch.manual_seed(cfg.seed * 1000 + dinfo.rank)  # augmentation randomness; data order comes from the sampler
 
-    _ensure_head(model, train_ds.num_classes, cfg)
+    _ensure_head(model, train_ds.num_classes, cfg, len(getattr(train_ds, "mean", (0, 0, 0))))
     model.to(device)
     hooks.setup(model, device)
     extra = list(hooks.extra_parameters())
@@ -241,7 +241,8 @@ def _fit(model: FeatureModel, train_ds: ImageDataset, val: Protocol | ValSet | N
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
     if isinstance(val, Protocol):
-        val = ValSet.from_protocol(val, train_ds.size, train_ds.mean, train_ds.std, cfg.max_bad_fraction)
+        val = ValSet.from_protocol(val, train_ds.size, train_ds.mean, train_ds.std, cfg.max_bad_fraction,
+                                   **train_ds.options())
 
     start_epoch, history, best_epoch, best_eer = 0, [], 0, None
     best_state: dict[str, torch.Tensor] | None = None

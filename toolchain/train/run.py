@@ -22,6 +22,7 @@ from toolchain.data.splits import (DEFAULT_FRACTIONS, assign_splits, load_splits
                                    splits_json)
 from toolchain.errors import DataError, ToolchainError
 from toolchain.fsutil import atomic_write_json, claim_output_dir
+from toolchain.inputspec import meta_chw
 from toolchain.train import distributed as D
 from toolchain.train.checkpoint import STATE_FILE
 from toolchain.train.loop import FitResult, Hooks, ProgressFn, TrainConfig, fit
@@ -49,23 +50,26 @@ def split_dataset(dataset: Dataset, splits_file: str | Path | None = None, seed:
     return assignment
 
 
-def _load_start(model_spec: str, seed: int, input_size: int | None, weights: str):
+def _load_start(model_spec: str, seed: int, input_size: Any, weights: str, pixels: dict[str, Any] | None = None):
     """(model, model.json, is_derived) from a bundle folder or a card."""
     from toolchain.models.bundle import derive_meta, load_bundle, new_model
     from toolchain.models.cards import load_card
 
     if (Path(model_spec) / "model.json").is_file():
-        if input_size is not None:
-            raise ToolchainError("--input-size applies to a card; a bundle keeps its own input size")
+        if input_size is not None or pixels:
+            given = ["--input-size"] * (input_size is not None) + [f"--{k.replace('_', '-')}" for k in pixels or {}]
+            raise ToolchainError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to a card; a bundle "
+                                 "keeps its own input spec")
         b = load_bundle(model_spec)
         b.model.train()
         return b.model, derive_meta(b), True
-    model, meta = new_model(load_card(model_spec), seed=seed, input_size=input_size, weights=weights)
+    model, meta = new_model(load_card(model_spec), seed=seed, input_size=input_size, weights=weights, **(pixels or {}))
     model.train()
     return model, meta, False
 
 
-def train(model_spec: str, data: str | Path, out: str | Path, cfg: TrainConfig, *, input_size: int | None = None,
+def train(model_spec: str, data: str | Path, out: str | Path, cfg: TrainConfig, *, input_size: Any = None,
+          pixels: dict[str, Any] | None = None,
           weights: str = "random", layout: str | None = None, subject_regex: str | None = None,
           index_csv: str | Path | None = None, splits_file: str | Path | None = None, split_seed: int = 0,
           fractions: Sequence[float] = DEFAULT_FRACTIONS, val_max_impostors: int = VAL_MAX_IMPOSTORS,
@@ -73,6 +77,8 @@ def train(model_spec: str, data: str | Path, out: str | Path, cfg: TrainConfig, 
           force: bool = False) -> RunResult:
     """Train a card or bundle on a data set folder; write the run folder ``out`` (see the module docstring).
 
+    ``input_size`` (an int or (H, W)) and ``pixels`` (``channels``, ``mean``, ``std``, ``color``, ``scale``,
+    ``rgb_to_gray``) set a card's input spec; a bundle keeps its own.
     ``out`` must be new, empty or a run folder this tool wrote (``force``: any folder).
     """
     from toolchain.models.bundle import save_bundle
@@ -89,10 +95,14 @@ def train(model_spec: str, data: str | Path, out: str | Path, cfg: TrainConfig, 
     train_samples = dataset.select(by_split["train"])
     identities = sorted({s.identity for s in train_samples})
     label = {name: k for k, name in enumerate(identities)}
-    model, meta, derived = _load_start(model_spec, cfg.seed, input_size, weights)
-    size = int(meta["input"]["size"][0])
+    model, meta, derived = _load_start(model_spec, cfg.seed, input_size, weights, pixels)
+    from toolchain.inputspec import hw
+    from toolchain.models.bundle import pixel_options
+
+    size = hw(meta_chw(meta))
     train_ds = ImageDataset([s.path for s in train_samples], [label[s.identity] for s in train_samples], size,
-                            meta["input"]["mean"], meta["input"]["std"], cfg.augment, cfg.max_bad_fraction)
+                            meta["input"]["mean"], meta["input"]["std"], cfg.augment, cfg.max_bad_fraction,
+                            **pixel_options(meta))
     val_protocol = None
     if len(by_split["val"]) >= 2:
         val_protocol = make_protocol(dataset.select(by_split["val"]), split_seed, val_max_impostors, dataset.root, "val")

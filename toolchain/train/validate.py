@@ -6,6 +6,8 @@ Scores are cosine similarities of the model's features over the protocol's pairs
 
 from __future__ import annotations
 
+from typing import Any
+
 import logging
 from dataclasses import dataclass
 from typing import Sequence
@@ -31,11 +33,12 @@ class ValSet:
     impostor: np.ndarray  # (I, 2)
 
     @classmethod
-    def from_protocol(cls, protocol: Protocol, size: int, mean: Sequence[float], std: Sequence[float],
-                      max_bad_fraction: float = MAX_BAD_FRACTION) -> "ValSet":
+    def from_protocol(cls, protocol: Protocol, size: Any, mean: Sequence[float], std: Sequence[float],
+                      max_bad_fraction: float = MAX_BAD_FRACTION, **options: Any) -> "ValSet":
+        """``options``: how images are read (channel order, scale...; :meth:`ImageDataset.options`)."""
         paths = protocol.paths()
         ds = ImageDataset(paths, [-1] * len(paths), size, mean, std, augment="none",
-                          max_bad_fraction=max_bad_fraction)
+                          max_bad_fraction=max_bad_fraction, **options)
         where = {p: k for k, p in enumerate(ds.paths)}
         new_index = np.array([where.get(p, -1) for p in paths], dtype=np.int64)
 

@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from toolchain.inputspec import chw
 from toolchain.compress.pruning.masks import deployed
 from toolchain.errors import CompressionError
 from toolchain.models.feature_head import replace_module
@@ -47,7 +48,7 @@ def removable_blocks(model: nn.Module, input_size: int) -> dict[str, list[str]]:
     was = net.training
     net.eval()
     try:
-        net(torch.zeros(1, 3, input_size, input_size))
+        net(torch.zeros(1, *chw(input_size)))
     finally:
         for h in hooks:
             h.remove()

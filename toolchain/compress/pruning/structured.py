@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from toolchain.inputspec import chw
 from toolchain.compress.config import IMPORTANCES, WidthConfig
 from toolchain.compress.logits import HeadSpec, LossFn, head_loss
 from toolchain.compress.measure import count_flops
@@ -110,7 +111,7 @@ def prune_width_once(model: nn.Module, channel_ratio: float, cfg: WidthConfig, i
         ignored.append(m.head)
     if cfg.importance == "taylor":
         _taylor_grads(m, batches, loss_fn or head_loss(HeadSpec()))
-    example = torch.zeros(1, 3, input_size, input_size)
+    example = torch.zeros(1, *chw(input_size))
     was = m.training
     m.eval()
     pruner = tp.pruner.BasePruner(wrapper, example, importance=IMPORTANCES.get(cfg.importance)(cfg.seed),
