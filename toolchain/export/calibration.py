@@ -1,4 +1,5 @@
-"""int8 calibration / Core ML palettization images: the user's folder (``--calibration``), else the seeded ones.
+"""int8 calibration / Core ML palettization images: the user's folder (``--calibration``), else the seeded ones;
+and the user's held-out parity images (:func:`calibration_and_parity`).
 
 A folder is read with the data layer's own image rules (:data:`toolchain.data.layouts.IMAGE_SUFFIXES`,
 :func:`toolchain.data.images.load_image`), so calibration accepts exactly the files a data set may hold.
@@ -12,7 +13,7 @@ import numpy as np
 
 from toolchain.artifact.inputs import calibration_images
 from toolchain.errors import DataError, ImageBombError, ImageError
-from toolchain.policy import CALIBRATION_SAMPLES
+from toolchain.policy import CALIBRATION_SAMPLES, USER_PARITY_SAMPLES
 
 
 def load_calibration(size: int, folder: str | Path | None = None, n: int = CALIBRATION_SAMPLES) -> np.ndarray:
@@ -42,3 +43,72 @@ def load_calibration(size: int, folder: str | Path | None = None, n: int = CALIB
         why = f"; {len(unreadable)} unreadable, e.g. {unreadable[0]}" if unreadable else ""
         raise DataError(f"--calibration {folder} holds no readable images ({', '.join(IMAGE_SUFFIXES)}){why}")
     return np.stack(out).transpose(0, 3, 1, 2).copy()
+
+
+def _read(paths: list[Path], size: int, flag: str) -> np.ndarray:
+    """Raw pixels NCHW float32 of the readable ``paths`` (unreadable files skipped; a bomb refused)."""
+    from toolchain.data.images import load_image
+
+    out = []
+    for p in paths:
+        try:
+            out.append(load_image(p, size).astype(np.float32))
+        except ImageBombError as e:
+            raise DataError(f"{flag}: {e}") from None
+        except ImageError:
+            continue
+    return np.stack(out).transpose(0, 3, 1, 2).copy() if out else np.zeros((0, 3, size, size), np.float32)
+
+
+def _spread(paths: list[Path], n: int) -> list[Path]:
+    """``n`` paths evenly spread over the sorted list (across subjects, not the first folder's).
+
+    >>> [p.name for p in _spread([Path(str(i)) for i in range(10)], 3)]
+    ['0', '3', '6']
+    """
+    if len(paths) <= n:
+        return list(paths)
+    step = len(paths) / n
+    return [paths[int(i * step)] for i in range(n)]
+
+
+def calibration_and_parity(size: int, calibration: str | Path | None = None, data: str | Path | None = None,
+                           n_calibration: int = CALIBRATION_SAMPLES, n_parity: int = USER_PARITY_SAMPLES,
+                           ) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """int8 calibration images and the user's held-out parity images (never one of the calibration images).
+
+    * ``data`` given: parity on up to ``n_parity`` of its images (spread over the folder) that are not
+      calibration images; calibration from ``calibration`` (or the seeded images).
+    * only ``calibration``: its images are split — up to ``n_parity`` (at most half, spread) held out for
+      parity, calibration from the rest.
+    * neither: seeded calibration images, and None for parity (the seeded parity images are used).
+
+    Returns (calibration pixels, parity pixels or None, a note when user images were given but none could
+    be held out). Pixels are raw NCHW float32.
+    """
+    from toolchain.data.layouts import list_images
+
+    if calibration is None and data is None:
+        return load_calibration(size), None, None
+    for flag, folder in (("--calibration", calibration), ("--data", data)):
+        if folder is not None and not Path(folder).is_dir():
+            raise DataError(f"{flag} {folder} is not a folder of images")
+    calib_files = list_images(Path(calibration)) if calibration is not None else []
+    if data is not None:
+        taken = {p.resolve() for p in calib_files}
+        candidates = [p for p in list_images(Path(data)) if p.resolve() not in taken]
+        held = _spread(candidates, n_parity)
+        calib = load_calibration(size, calibration, n_calibration) if calibration is not None else load_calibration(size)
+        where = f"--data {data}"
+    else:
+        held = _spread(calib_files[1::2], min(n_parity, len(calib_files) // 2))
+        rest = [p for p in calib_files if p not in set(held)]
+        calib = _read(rest[:n_calibration], size, "--calibration")
+        if not len(calib):
+            calib = load_calibration(size, calibration, n_calibration)  # the folder's own error message
+        where = f"--calibration {calibration}"
+    parity = _read(held, size, "--data" if data is not None else "--calibration")
+    if not len(parity):
+        return calib, None, (f"{where}: no readable image could be held out from calibration for parity; "
+                             "parity ran on seeded images")
+    return calib, parity, None
