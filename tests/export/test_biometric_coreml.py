@@ -150,11 +150,17 @@ class ExecutorOps(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(y, 2), 1)
 
 
-def test_ml_program_executor_runs_the_ops_these_models_meet():
+@pytest.mark.parametrize("target,needed", [
+    ("mlprogram", {"leaky_relu", "prelu", "upsample_nearest_neighbor", "greater_equal", "less"}),
+    ("nn13", {"activation", "upsample", "greaterEqual", "lessThan", "whereBroadcastable"})])
+def test_executor_runs_the_ops_these_models_meet(target, needed):
     # before: UnknownOpError for leaky_relu / prelu / upsample_nearest_neighbor / greater_equal: parity skipped
-    ref, got, model = _run(_random_alphas(ExecutorOps()), torch.rand(1, 3, 6, 6) * 2 - 1, "mlprogram")
-    ops = {op.op_type for op in model._mil_program.functions["main"].operations}
-    assert {"leaky_relu", "prelu", "upsample_nearest_neighbor", "greater_equal"} <= ops
+    ref, got, model = _run(_random_alphas(ExecutorOps()), torch.rand(1, 3, 6, 6) * 2 - 1, target)
+    if target == "mlprogram":
+        ops = {op.op_type for op in model._mil_program.functions["main"].operations}
+    else:
+        ops = {layer.WhichOneof("layer") for layer in model.neuralNetwork.layers}
+    assert needed <= ops
     np.testing.assert_allclose(got.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
 
 

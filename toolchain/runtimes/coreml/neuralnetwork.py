@@ -252,6 +252,33 @@ def _nn_squeeze(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
     return np.squeeze(xs[0], axis=tuple(int(a) % xs[0].ndim for a in p.axes))
 
 
+@NN_LAYERS.register("flattenTo2D")
+def _nn_flatten_to_2d(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 4: the axes before ``axis`` into one, the rest into the other (``torch.flatten(x, 1)``)."""
+    x = xs[0]
+    k = int(layer.flattenTo2D.axis) % (x.ndim + 1) if x.ndim else 0
+    return x.reshape(int(np.prod(x.shape[:k], dtype=np.int64)), -1)
+
+
+def _comparison(field: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> NNLayer:
+    """Spec 4 comparisons: two inputs broadcast, or one input against the layer's ``alpha``; 1.0 where true."""
+    def run(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+        other = xs[1] if len(xs) > 1 else np.float32(getattr(layer, field).alpha)
+        return fn(xs[0], other).astype(np.float32)
+    return run
+
+
+for _kind, _fn in {"greaterThan": np.greater, "greaterEqual": np.greater_equal, "lessThan": np.less,
+                   "lessEqual": np.less_equal, "equal": np.equal, "notEqual": np.not_equal}.items():
+    NN_LAYERS.add(_kind, _comparison(_kind, _fn))
+
+
+@NN_LAYERS.register("whereBroadcastable")
+def _nn_where(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 4: ``xs[1]`` where the condition ``xs[0]`` is non-zero, else ``xs[2]`` (broadcast)."""
+    return np.where(xs[0] != 0, xs[1], xs[2]).astype(np.float32)
+
+
 @NN_LAYERS.register("upsample")
 def _nn_upsample(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
     """Spec 1 ``upsample``: nearest-neighbour (mode 0) by integer ``scalingFactor`` (H, W)."""
