@@ -2,7 +2,7 @@
 
 One registered function per layer kind (``NN_LAYERS``); a kind with none raises
 :class:`~toolchain.runtimes.coreml.kernels.UnknownOpError`, which the runtime reports as unavailable (parity
-*skipped*, never passed).
+*skipped* for this runtime; *unverified* when no runtime could check it: never passed).
 """
 
 from __future__ import annotations
