@@ -36,6 +36,8 @@ PARITY_SAMPLES = 4
 #: is a one-image draw with the same seed, so a host run of a bundle with this seed sees the same pixels and the
 #: report can check its features against the manifest's.
 FIXED_INPUT_SEED = 1234
+#: With --calibration or --data, parity runs on up to this many of the user's images (held out from calibration).
+USER_PARITY_SAMPLES = 8
 #: The report flags a run with fewer timed iterations than this (``deploy report --min-iterations``).
 MIN_TIMED_ITERATIONS = 30
 #: int8 calibration / Core ML palettization images when no ``--calibration`` folder is given.

@@ -69,14 +69,24 @@ def test_spec4_only_layer_is_refused_by_name():
         lower_to_spec3(spec, feature_dim=4)
 
 
-def test_inner_reshape_is_refused():
+def test_inner_reshape_to_rank4_is_lowered_and_to_rank3_is_refused():
     class Reshape(nn.Module):
-        def forward(self, x):
-            return x.reshape(1, 6, 5, 10)
+        def __init__(self, shape):
+            super().__init__()
+            self.shape = shape
 
-    spec, _, _ = _nn_spec(nn.Sequential(nn.Conv2d(3, 3, 1), Reshape(), nn.AdaptiveAvgPool2d(1), nn.Flatten()))
-    with pytest.raises(UnsupportedLayerError, match="reshapeStatic"):
-        lower_to_spec3(spec, feature_dim=6)
+        def forward(self, x):
+            return x.reshape(*self.shape)
+
+    net = nn.Sequential(nn.Conv2d(3, 3, 1), Reshape((1, 6, 5, 10)), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    spec, x, ref = _nn_spec(net)
+    lower_to_spec3(spec, feature_dim=6)
+    assert "reshape" in [layer.WhichOneof("layer") for layer in spec.neuralNetwork.layers]  # the spec-1 layer
+    out = run_neuralnetwork(spec, {"pixels": x[0]})["features"]
+    np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+    spec, _, _ = _nn_spec(nn.Sequential(nn.Conv2d(3, 3, 1), Reshape((1, 30, 10)), nn.Softmax(-1), nn.Flatten()))
+    with pytest.raises(UnsupportedLayerError, match=r"reshapeStatic.*\[1, 30, 10\]"):
+        lower_to_spec3(spec, feature_dim=300)
 
 
 class _SpatialMean(nn.Module):

@@ -101,20 +101,25 @@ class ParityResult:
     """One runtime's parity with PyTorch, as :func:`toolchain.artifact.compare.compare` gives it and the manifest
     stores it."""
 
-    status: Literal["passed", "failed", "skipped"]
+    status: Literal["passed", "failed", "skipped", "unverified"]  # unverified: could not run, --allow-unverified
     reference: str | None = None  # which runtime ran the artifact
     max_abs: float | None = None
-    cosine_min: float | None = None
+    cosine_min: float | None = None  # artifact vs the fp32 PyTorch model, the lowest over the samples
     min_cosine_required: float | None = None
     samples: int | None = None
     reason: str | None = None
     mismatches: list[str] = field(default_factory=list)
+    inputs: Literal["seeded", "user"] | None = None  # seeded smooth images, or the user's held-out images
+    reduced_cosine: float | None = None  # PyTorch's own reduced-precision model (int8, fp16) vs fp32
+    converter_cosine: float | None = None  # artifact vs PyTorch's reduced-precision model: the converter's error
+    reduced_model: str | None = None  # what that reduced model is (e.g. "PyTorch PT2E int8 ...")
+    reduced_reason: str | None = None  # why reduced_cosine is null
 
     def to_json(self) -> dict[str, Any]:
         """As stored: a NaN/Inf number (an artifact that outputs NaN) becomes null and the reason says so,
         so the manifest stays JSON this tool can read back (and `bench host` says "parity failed")."""
         d = dataclasses.asdict(self)
-        bad = [k for k in ("max_abs", "cosine_min", "min_cosine_required")
+        bad = [k for k in ("max_abs", "cosine_min", "min_cosine_required", "reduced_cosine", "converter_cosine")
                if isinstance(d[k], float) and not math.isfinite(d[k])]
         for k in bad:
             d[k] = None

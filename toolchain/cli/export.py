@@ -29,7 +29,7 @@ def parity_table(outcomes, title: str = "Exports"):
         t.add_column(col, justify="right" if col in ("size MB", "cosine min", "max abs") else "left")
     for o in outcomes:
         m, p = o.manifest, o.manifest.parity
-        colour = {"passed": "green", "failed": "red", "skipped": "yellow"}[p.status]
+        colour = {"passed": "green", "failed": "red", "skipped": "yellow", "unverified": "yellow"}[p.status]
         t.add_row(m.name, get_format(m.format).label(m), m.precision, ",".join(m.devices) or "-",
                   f"{(m.size_bytes or 0) / 1e6:.1f}", Text(p.status, style=colour),
                   "-" if p.cosine_min is None else f"{p.cosine_min:.6f}",
@@ -54,6 +54,8 @@ def export(
     int8: Annotated[Literal["static", "dynamic"], typer.Option("--int8", help="TFLite int8 kind: static (calibrated activations) or dynamic (dynamic range).")] = "static",
     min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help=_MIN_COSINE_HELP)] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the parity check (recorded as skipped in the manifest).")] = False,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Folder of your own images: parity runs on up to 8 of them, never on calibration images (default: held out from --calibration, else seeded images).")] = None,
+    allow_unverified: Annotated[bool, typer.Option("--allow-unverified", help="Keep an artifact whose parity cannot run here (an op the executor lacks), recorded as 'unverified'; without it the export exits non-zero.")] = False,
     force: ForceOpt = False,
 ) -> None:
     """Export a bundle for target devices, and check each artifact against PyTorch.
@@ -68,7 +70,8 @@ def export(
     for tgt in target:
         req = ExportRequest(bundle_dir=bundle, target=tgt, out=out, devices=device or [], precision=precision,
                             min_ios=min_ios, layout=layout, calibration_dir=calibration, verify=not no_verify,
-                            min_cosine=min_cosine, compress=compress, int8_mode=int8, force=force)
+                            min_cosine=min_cosine, compress=compress, int8_mode=int8, force=force,
+                            data_dir=data, allow_unverified=allow_unverified)
         with err_console.status(f"exporting {bundle} to {tgt}...") as status:
             def say(msg: str) -> None:
                 status.update(msg)
@@ -82,9 +85,17 @@ def export(
         for r in o.reasons:
             console.print(f"  {o.manifest.name}: {r}")
     console.print(parity_table(outcomes))
+    from toolchain.export.verdict import hints, summary
+
     for o in outcomes:
-        if o.manifest.parity.status == "skipped":
-            console.print(styled(("parity skipped", "yellow"), f" for {o.manifest.name}: {o.manifest.parity.reason}"))
+        m, p = o.manifest, o.manifest.parity
+        if p.status in ("skipped", "unverified"):
+            console.print(styled((f"parity {p.status}", "yellow"), f" for {m.name}: {p.reason}"))
+            continue
+        colour = "green" if p.status == "passed" else "red"
+        console.print(styled((f"{m.name}: ", colour), summary(p, m.precision)), soft_wrap=True)
+        for hint in hints(p, m.precision, p.inputs == "user", m.compress):
+            console.print(f"  try: {hint}", soft_wrap=True)
     console.print(f"artifacts and manifests in {out}:")
     for o in outcomes:  # whole paths, for the next command (the table may shorten names)
         console.print(f"  {out / o.manifest.name}")

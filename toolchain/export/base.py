@@ -26,8 +26,10 @@ from toolchain.artifact.manifest import (Manifest, Normalization, ParityResult, 
                                          package_version)
 from toolchain.devices import Device, parse_devices
 from toolchain.errors import DeviceError, ExportError, ParityError, ToolchainError
-from toolchain.export.calibration import load_calibration
+from toolchain.export.calibration import calibration_and_parity
 from toolchain.export.parity import parity_runs, settle
+from toolchain.export.reduced import reduced_model
+from toolchain.export.verdict import judge
 from toolchain.export.types import Description, ExportJob
 from toolchain.fsutil import atomic_dir, check_output_dir, ensure_writable_dir, sha256_file, size_bytes
 from toolchain.models.bundle import load_bundle
@@ -67,6 +69,8 @@ class ExportRequest:
     compress: str | None = None
     int8_mode: str = "static"
     force: bool = False  # replace an artifact folder even when it is not one this tool wrote
+    data_dir: Path | None = None  # the user's images: parity runs on held-out ones (never calibration images)
+    allow_unverified: bool = False  # keep an artifact whose parity cannot run here (status "unverified")
 
 
 def plan_choices(req: ExportRequest) -> list[tuple[ExportChoice, list[Device]]]:
@@ -111,15 +115,19 @@ def export_bundle(req: ExportRequest, progress: MessageFn | None = None) -> list
     for choice, _ in groups:  # before any conversion: refuse to replace a folder of the user's
         check_output_dir(Path(req.out) / artifact_name(bundle.name, choice, req.compress, req.int8_mode), "artifact",
                          req.force, what="artifact folder")
-    calib = load_calibration(bundle.input_chw, req.calibration_dir, **bundle.pixel_options)
+    calib, user_check, inputs_note = calibration_and_parity(bundle.input_chw, req.calibration_dir, req.data_dir,
+                                                            **bundle.pixel_options)
     ensure_writable_dir(req.out)  # only once the inputs are known good: a refusal leaves no empty --out behind
-    check = inputs.parity_inputs(bundle.input_chw)
+    check = inputs.parity_inputs(bundle.input_chw) if user_check is None else user_check
+    if inputs_note:
+        say(inputs_note)
     fixed = inputs.fixed_input(bundle.input_chw)
     _, pytorch = runtimes.open_session(bundle, BUNDLE_FORMAT)
     reference = pytorch.features(check)
     fixed_reference = pytorch.features(fixed)[0][:FEATURE_SAMPLE_LEN]
     outcomes: list[ExportOutcome] = []
     failures: list[str] = []
+    unverified: list[str] = []
     for choice, devices in groups:
         name = artifact_name(bundle.name, choice, req.compress, req.int8_mode)
         job = ExportJob(bundle, choice, devices, name, calib, req.compress, req.int8_mode)
@@ -140,9 +148,18 @@ def export_bundle(req: ExportRequest, progress: MessageFn | None = None) -> list
             if req.verify:
                 say(f"{name}: checking parity against PyTorch")
                 threshold = req.min_cosine or min_cosine(choice.precision, req.compress)
+                got: dict[str, np.ndarray] = {}
                 runs = parity_runs(ArtifactRef(artifact, fmt.name, name, desc.input, desc.output),
-                                   check, reference, threshold)
+                                   check, reference, threshold, got)
                 result = settle(runs)
+                if result.status in ("passed", "failed") and runs and runs[0][0] in got:
+                    result = judge(result, reference, got[runs[0][0]], reduced_model(job), check, choice.precision)
+                result.inputs = "seeded" if user_check is None else "user"
+                if result.status == "skipped":  # parity could not run here: never silently a pass
+                    result = ParityResult(**{**result.to_json(), "status": "unverified",
+                                             "reason": f"parity could not run: {result.reason}"})
+                    if not req.allow_unverified:
+                        unverified.append(f"{name}: {result.reason}")
             else:
                 runs, result = [], skipped("--no-verify was given")
             man = build_manifest(job, fmt, artifact, desc, result, runs, convert_s,
@@ -151,8 +168,11 @@ def export_bundle(req: ExportRequest, progress: MessageFn | None = None) -> list
         outcomes.append(ExportOutcome(final, man, choice.reasons))
         if result.status == "failed":
             failures.append(f"{name} ({result.reference}): " + "; ".join(result.mismatches))
-    if failures:
-        raise ParityError("parity failed:\n  " + "\n  ".join(failures), outcomes)
+    if failures or unverified:
+        parts = (["parity failed:\n  " + "\n  ".join(failures)] if failures else []) + (
+            ["parity could not run (pass --allow-unverified to keep such an artifact, recorded as unverified):\n  "
+             + "\n  ".join(unverified)] if unverified else [])
+        raise ParityError("\n".join(parts), outcomes)
     return outcomes
 
 

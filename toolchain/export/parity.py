@@ -18,11 +18,12 @@ from toolchain.runtimes import runtimes_for
 
 
 def parity_runs(model: Any, pixels_nchw: np.ndarray, reference: np.ndarray,
-                min_cosine: float) -> list[tuple[str, ParityResult]]:
+                min_cosine: float, features: dict[str, np.ndarray] | None = None) -> list[tuple[str, ParityResult]]:
     """Parity of ``model`` (an ArtifactRef) with ``reference`` features on every runtime of its format.
 
     Returns (runtime name, result) pairs: runtimes that ran first (the first is the artifact's primary parity),
-    then those that could not run here, recorded ``skipped`` with why.
+    then those that could not run here, recorded ``skipped`` with why. ``features``, when given, receives each
+    runtime's outputs by runtime name (the verdict compares them with PyTorch's reduced-precision model).
     """
     ran, not_run = [], []
     for rt in runtimes_for(model.format):
@@ -33,6 +34,8 @@ def parity_runs(model: Any, pixels_nchw: np.ndarray, reference: np.ndarray,
         try:
             session = rt.open(model)
             got = session.features(pixels_nchw)
+            if features is not None:
+                features[rt.name] = got
         except RuntimeUnavailable as e:
             not_run.append((rt.name, skipped(str(e), reference=rt.name)))
             continue

@@ -166,6 +166,7 @@ class TFLiteExporter(ArtifactFormat):
 
             graph, quantizer = quantize_int8(module, job.calibration, job.choice.layout,
                                              dynamic=job.int8_mode == "dynamic")
+            job.reduced_graph = graph  # parity compares the artifact with it (toolchain.export.reduced)
             model = litert_torch.convert(graph, example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
         else:
             model = litert_torch.convert(module, example)

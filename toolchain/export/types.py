@@ -33,6 +33,7 @@ class ExportJob:
     calibration: np.ndarray  # raw pixels, NCHW float32: int8 calibration / Core ML palettization data
     compress: str | None = None
     int8_mode: str = "static"  # TFLite int8: "static" (calibrated activations) or "dynamic" (dynamic range)
+    reduced_graph: Any = None  # PyTorch's own int8 model the converter converted (TFLite PT2E), for parity
 
     @property
     def size(self) -> tuple[int, int, int]:

@@ -11,6 +11,9 @@ only these two converters, and is a no-op once coremltools ships the fix (the be
 
 Example: a constant ``np.array([8])`` cast by ``aten::Int`` becomes the scalar const ``8``.
 
+It also replaces ``aten::prelu`` (:func:`prelu`): upstream's refuses a per-channel PReLU after a Linear on every
+Core ML target; this one computes it at rank 4.
+
 The same module replaces one graph pass. ``common::fuse_elementwise_to_batchnorm`` folds a ``mul`` by a
 (1, C, 1, 1) constant followed by an ``add`` into a ``batch_norm`` with mean 0 and variance 1, but leaves its
 epsilon at the default 1e-5, so the fused op multiplies by ``gamma / sqrt(1 + 1e-5)``: a 5e-6 gain error
@@ -63,6 +66,30 @@ def _cast(context: Any, node: Any, dtype: type, dtype_name: str) -> None:
     context.add(res, node.name)
 
 
+def prelu(context: Any, node: Any) -> None:
+    """``aten::prelu`` whose per-channel alpha works on a (N, C) or (N, C, L) input (PReLU after a Linear).
+
+    coremltools 9 (``frontend/torch/ops.py`` ``prelu``) expands a rank-2 input only to rank 3, and MIL's
+    ``prelu`` then refuses: "rank 3 or rank 5 input is only supported when all the values of alpha are same".
+    Here a rank-2 or rank-3 input is expanded with trailing unit axes to rank 4, (N, C, 1, 1), where one alpha
+    per channel is what ``prelu`` computes, and squeezed back; every other rank goes as upstream.
+    E.g. x = [[-2, 3]], alpha = [0.5, 0.1] -> [[-1, 3]].
+    """
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.frontend.torch.ops import _get_inputs
+
+    x, alpha = _get_inputs(context, node, expected=2)
+    if x.rank < 2:
+        raise ValueError(f"prelu on a rank-{x.rank} input: only (N, C, ...) inputs are converted")
+    a = np.ones((x.shape[1],), np.float32) * np.asarray(alpha.val, np.float32)
+    if x.rank in (2, 3):
+        axes = list(range(x.rank, 4))
+        y = mb.prelu(x=mb.expand_dims(x=x, axes=axes, name=node.name + "_rank4"), alpha=a, name=node.name + "_prelu")
+        context.add(mb.squeeze(x=y, axes=axes, name=node.name))
+    else:
+        context.add(mb.prelu(x=x, alpha=a, name=node.name))
+
+
 def register() -> None:
     """Install the overrides once per process (idempotent)."""
     global _REGISTERED
@@ -78,6 +105,7 @@ def register() -> None:
 
     register_torch_op(_int, torch_alias=["int"], override=True)
     register_torch_op(_bool, torch_alias=["bool"], override=True)
+    register_torch_op(prelu, override=True)
     _register_exact_fuse_pass()
     _REGISTERED = True
 

@@ -3,8 +3,12 @@
 coremltools 9 cannot target below iOS 13, and setting ``specificationVersion = 3`` alone
 leaves spec-4 content in the file. What iOS 12 needs (measured, see FINDINGS):
 
-* ``reshapeStatic`` to ``(1, D)`` (the flatten after global pooling) becomes ``flatten``
-  (channel-first), which yields the rank-5 blob ``(D, 1, 1)``;
+* shape-only layers (``reshapeStatic``, ``rankPreservingReshape``, ``expandDims``, ``squeeze``,
+  ``flattenTo2D``) are read from the blob shapes of a numpy run: a flatten to ``(1, D)`` (after pooling, or
+  ``x.view(-1, 200)``) becomes ``flatten`` (channel-first), which yields the rank-5 blob ``(D, 1, 1)``; a
+  vector's ``(1, D) <-> (1, D, 1, 1)`` (coremltools' wrapping of BatchNorm1d or PReLU on a vector) is the same
+  rank-5 blob, so the identity; a batch-1 reshape to ``(1, C, H, W)`` becomes the spec-1 ``reshape``;
+* ``loadConstantND`` becomes ``loadConstant`` with the (C, H, W) shape it has against its partner;
 * ``clip(lo, hi)`` (ReLU6) becomes ``unary THRESHOLD`` (``max(x, lo)``), ``unary THRESHOLD``
   with scale -1 (``max(-y, -hi) = -min(y, hi)``) and a ``linear`` activation with alpha -1;
   e.g. x = 7 -> 7 -> -6 -> 6, x = -1 -> 0 -> 0 -> 0;
@@ -52,15 +56,106 @@ def _spec4_options(layer: Any) -> str | None:
 
 
 def _rewrite_reshape(layer: Any) -> list[Any]:
+    """``reshapeStatic`` to (1, D) or (-1, D) without blob shapes: the flatten after pooling (``flatten``)."""
     from coremltools.proto import NeuralNetwork_pb2
 
     target = list(layer.reshapeStatic.targetShape)
-    if len(target) != 2 or target[0] != 1:
+    if len(target) != 2 or target[0] not in (1, -1):
         raise UnsupportedLayerError(
             f"layer {layer.name!r}: reshapeStatic to {target} has no spec-3 equivalent "
-            "(only the final flatten to (1, D) is lowered); export for iOS 13+ instead")
+            "(only a flatten to (1, D) is lowered); export for iOS 13+ instead")
     new = NeuralNetwork_pb2.NeuralNetworkLayer(name=layer.name, input=list(layer.input), output=list(layer.output))
     new.flatten.mode = NeuralNetwork_pb2.FlattenLayerParams.CHANNEL_FIRST
+    return [new]
+
+
+def channel_vector(shape: tuple[int, ...]) -> bool:
+    """A batch-1 blob whose only non-unit axis is the channel: (1, D), (1, D, 1), (1, D, 1, 1).
+
+    In spec 3's rank-5 mapping all of these are the same blob, (D, 1, 1).
+
+    >>> channel_vector((1, 512)), channel_vector((1, 512, 1, 1)), channel_vector((1, 8, 7, 7))
+    (True, True, False)
+    """
+    return len(shape) >= 2 and shape[0] == 1 and all(d == 1 for d in shape[2:])
+
+
+#: spec-4 layers that only change a blob's shape (coremltools wraps a BatchNorm1d or a PReLU on a vector in
+#: expandDims/squeeze, and ``x.view(-1, D)`` is a reshapeStatic)
+SHAPE_ONLY = ("reshapeStatic", "rankPreservingReshape", "expandDims", "squeeze", "flattenTo2D")
+
+
+def _rewrite_shape_only(layer: Any, shapes: dict[str, tuple[int, ...]]) -> list[Any]:
+    """A shape-only spec-4 layer in rank-5 terms, from its input and output shapes (batch 1):
+
+    * a channel vector to a channel vector ((1, D) <-> (1, D, 1, 1)): the same (D, 1, 1) blob, so the identity
+      ``linear`` activation;
+    * (1, C, H, W) to (1, C*H*W) (``torch.flatten(x, 1)``, ``x.view(-1, 200)``): ``flatten`` channel-first;
+    * anything of batch 1 to (1, C, H, W): the spec-1 ``reshape`` to (C, H, W), channel-first.
+
+    Anything else (a batch axis that changes, rank-3 blobs that are not vectors) is refused by name.
+    E.g. (1, 8, 5, 5) -> (1, 200) becomes ``flatten``; (1, 512) -> (1, 512, 1) becomes the identity.
+    """
+    from coremltools.proto import NeuralNetwork_pb2 as pb
+
+    kind = layer.WhichOneof("layer")
+    src, dst = shapes.get(layer.input[0]), shapes.get(layer.output[0])
+    if src is None or dst is None:
+        if kind == "reshapeStatic":
+            return _rewrite_reshape(layer)
+        raise UnsupportedLayerError(f"layer {layer.name!r}: {kind} cannot be lowered to spec 3 without the blob "
+                                    "shapes (the numpy executor could not run the network); export for iOS 13+")
+    new = pb.NeuralNetworkLayer(name=layer.name, input=list(layer.input), output=list(layer.output))
+    if len(dst) == 2 and dst[0] == 1 and len(src) in (2, 4) and src[0] == 1:
+        new.flatten.mode = pb.FlattenLayerParams.CHANNEL_FIRST
+    elif channel_vector(src) and channel_vector(dst) and src[1] == dst[1]:
+        new.activation.linear.alpha, new.activation.linear.beta = 1.0, 0.0
+    elif len(dst) == 4 and dst[0] == 1 and src[0] == 1 and len(src) in (2, 4):
+        new.reshape.targetShape.extend([int(d) for d in dst[1:]])
+        new.reshape.mode = pb.ReshapeLayerParams.CHANNEL_FIRST
+    else:
+        raise UnsupportedLayerError(f"layer {layer.name!r}: {kind} from {list(src)} to {list(dst)} has no spec-3 "
+                                    "equivalent (only vectors, flattens and batch-1 reshapes to (1, C, H, W)); "
+                                    "export for iOS 13+ instead")
+    return [new]
+
+
+#: spec-1 layers whose inputs broadcast elementwise (where a loadConstantND usually goes)
+ELEMENTWISE = ("add", "multiply", "max", "min", "average")
+
+
+def _rewrite_load_constant_nd(layer: Any, shapes: dict[str, tuple[int, ...]], consumers: dict[str, list[Any]]) -> list[Any]:
+    """``loadConstantND`` (spec 4) -> ``loadConstant`` (spec 1) with a rank-5 (C, H, W) shape.
+
+    A constant broadcasts against its partner's trailing axes (numpy rules), so its (C, H, W) shape is its
+    own shape padded with leading 1s to the partner's rank: against a vector (1, D) a (D,) constant is (D, 1, 1);
+    against (1, C, H, W) a (C, 1, 1) stays (C, 1, 1). Spec 1 broadcasts (1, 1, 1), (C, 1, 1), (1, H, W) and
+    (C, H, W) only; every other case, or a constant whose users are not elementwise layers, is refused by name.
+    """
+    from coremltools.proto import NeuralNetwork_pb2 as pb
+
+    name, shape = layer.output[0], tuple(int(d) for d in layer.loadConstantND.shape)
+    partners: list[tuple[int, ...]] = []
+    for user in consumers.get(name, []):
+        kind = user.WhichOneof("layer")
+        others = [shapes.get(n) for n in user.input if n != name]
+        if kind not in ELEMENTWISE or not others or any(p is None for p in others):
+            raise UnsupportedLayerError(f"layer {layer.name!r}: loadConstantND {list(shape)} used by {kind} "
+                                        f"{user.name!r} has no spec-3 equivalent; export for iOS 13+ instead")
+        partners += others  # type: ignore[arg-type]
+    rank = max([len(p) for p in partners] + [len(shape)])
+    full = (1,) * (rank - len(shape)) + shape
+    chw: tuple[int, ...] = ()
+    if rank == 2 and full[0] == 1:  # against (1, D): the channel
+        chw = (full[1], 1, 1)
+    elif rank == 4 and full[0] == 1 and (full[2:] == (1, 1) or all(full[2:] == p[2:] for p in partners)):
+        chw = full[1:]
+    if not chw:
+        raise UnsupportedLayerError(f"layer {layer.name!r}: loadConstantND {list(shape)} (against rank {rank}) has "
+                                    "no spec-3 equivalent; export for iOS 13+ instead")
+    new = pb.NeuralNetworkLayer(name=layer.name, input=[], output=list(layer.output))
+    new.loadConstant.shape.extend([int(v) for v in chw])
+    new.loadConstant.data.CopyFrom(layer.loadConstantND.data)
     return [new]
 
 
@@ -167,11 +262,13 @@ def _rewrite_concat_nd(layer: Any, shapes: dict[str, tuple[int, ...]]) -> list[A
 
 
 #: spec-4 layer kinds whose rewrite needs the blobs' shapes (from a numpy run of the spec on zeros)
-SHAPED_REWRITES = {"concatND": _rewrite_concat_nd}
+SHAPED_REWRITES = {"concatND": _rewrite_concat_nd, **{k: _rewrite_shape_only for k in SHAPE_ONLY}}
+#: ... and the layers that read each blob
+CONSUMER_REWRITES = {"loadConstantND": _rewrite_load_constant_nd}
 
 #: spec-4 layer kind -> rewrite into spec-3 layers
-REWRITES = {"reshapeStatic": _rewrite_reshape, "clip": _rewrite_clip, "reduceMean": _rewrite_reduce_mean,
-            "copy": _rewrite_copy, "splitND": _rewrite_split_nd}
+REWRITES = {"clip": _rewrite_clip, "reduceMean": _rewrite_reduce_mean, "copy": _rewrite_copy,
+            "splitND": _rewrite_split_nd}
 
 
 def check_spec3(spec: Any) -> None:
@@ -219,11 +316,19 @@ def lower_to_spec3(spec: Any, feature_dim: int) -> dict[str, Any]:
     rewritten: Counter[str] = Counter()
     layers = []
     shapes: dict[str, tuple[int, ...]] = {}
-    if any(layer.WhichOneof("layer") in SHAPED_REWRITES for layer in nn.layers):
+    if any(layer.WhichOneof("layer") in SHAPED_REWRITES or layer.WhichOneof("layer") in CONSUMER_REWRITES
+           for layer in nn.layers):
         shapes = _blob_shapes(spec)
+    consumers: dict[str, list[Any]] = {}
+    for layer in nn.layers:
+        for name in layer.input:
+            consumers.setdefault(name, []).append(layer)
     for layer in nn.layers:
         kind = layer.WhichOneof("layer")
-        if kind in REWRITES:
+        if kind in CONSUMER_REWRITES:
+            layers += CONSUMER_REWRITES[kind](layer, shapes, consumers)
+            rewritten[kind] += 1
+        elif kind in REWRITES:
             layers += REWRITES[kind](layer)
             rewritten[kind] += 1
         elif kind in SHAPED_REWRITES:

@@ -219,6 +219,35 @@ def batch_norm(x: np.ndarray, mean: np.ndarray, var: np.ndarray, gamma: np.ndarr
     return y.astype(np.float32)
 
 
+def prelu(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """PyTorch's PReLU: ``x`` where positive, else ``alpha * x`` with one alpha per channel (axis 1) or one for all.
+
+    >>> prelu(np.array([[-2.0, 3.0]], np.float32), np.array([0.5, 0.1], np.float32)).tolist()
+    [[-1.0, 3.0]]
+    """
+    a = np.asarray(alpha, np.float32).reshape(-1)
+    a = a.reshape((1, -1) + (1,) * (x.ndim - 2)) if a.size > 1 else a.reshape(())
+    return np.where(x >= 0, x, a * x).astype(np.float32)
+
+
+def leaky_relu(x: np.ndarray, alpha: float) -> np.ndarray:
+    """``x`` where non-negative, else ``alpha * x``."""
+    return np.where(x >= 0, x, np.float32(alpha) * x).astype(np.float32)
+
+
+def upsample_nearest(x: np.ndarray, scale_h: float, scale_w: float) -> np.ndarray:
+    """Nearest-neighbour upsampling of the last two axes: output size ``floor(n * scale)``, output cell ``i``
+    reads input cell ``min(floor(i / scale), n - 1)`` (PyTorch's ``nearest`` with a scale factor).
+
+    >>> upsample_nearest(np.array([[[1, 2]]]), 1, 2).tolist()
+    [[[1, 1, 2, 2]]]
+    """
+    h, w = x.shape[-2:]
+    rows = np.minimum((np.arange(int(np.floor(h * scale_h))) / scale_h).astype(np.int64), h - 1)
+    cols = np.minimum((np.arange(int(np.floor(w * scale_w))) / scale_w).astype(np.int64), w - 1)
+    return x[..., rows[:, None], cols[None, :]]
+
+
 def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     """``x @ w.T + b`` over the last axis (w is (out, in))."""
     y = x @ w.T

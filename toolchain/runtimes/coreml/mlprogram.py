@@ -13,8 +13,8 @@ import numpy as np
 
 from toolchain.registry import Registry
 from toolchain.runtimes.coreml import constexpr
-from toolchain.runtimes.coreml.kernels import (Conv2d, UnknownOpError, batch_norm, concat, linear, pool2d,
-                                               same_padding)
+from toolchain.runtimes.coreml.kernels import (Conv2d, UnknownOpError, batch_norm, concat, leaky_relu, linear,
+                                               pool2d, prelu, same_padding, upsample_nearest)
 from toolchain.runtimes.coreml.plan import Plan, Step
 
 MilOp = Callable[..., np.ndarray]
@@ -52,6 +52,25 @@ MIL_OPS.add("concat", lambda values, axis, interleave=False: concat(values, int(
 MIL_OPS.add("batch_norm", lambda x, mean, variance, gamma=None, beta=None, epsilon=1e-5: batch_norm(
     _f32(x), _f32(mean), _f32(variance), None if gamma is None else _f32(gamma), None if beta is None else _f32(beta),
     float(epsilon)))
+
+
+# comparisons and logic give bool tensors (``select`` and ``cast`` read them)
+for _name, _fn in {"greater": np.greater, "greater_equal": np.greater_equal, "less": np.less,
+                   "less_equal": np.less_equal, "logical_and": np.logical_and, "logical_or": np.logical_or,
+                   "logical_xor": np.logical_xor}.items():
+    MIL_OPS.add(_name, lambda x, y, _fn=_fn: _fn(np.asarray(x), np.asarray(y)))
+MIL_OPS.add("logical_not", lambda x: np.logical_not(np.asarray(x)))
+MIL_OPS.add("leaky_relu", lambda x, alpha=0.01: leaky_relu(_f32(x), float(alpha)))
+MIL_OPS.add("prelu", lambda x, alpha: prelu(_f32(x), _f32(alpha)))
+MIL_OPS.add("elu", lambda x, alpha=1.0: np.where(_f32(x) > 0, _f32(x), float(alpha) * (np.exp(_f32(x)) - 1)))
+MIL_OPS.add("tanh", lambda x: np.tanh(_f32(x)))
+MIL_OPS.add("abs", lambda x: np.abs(x))
+MIL_OPS.add("exp", lambda x: np.exp(_f32(x)))
+MIL_OPS.add("sqrt", lambda x: np.sqrt(_f32(x)))
+MIL_OPS.add("rsqrt", lambda x, epsilon=1e-12: 1 / np.sqrt(_f32(x) + float(epsilon)))
+MIL_OPS.add("pow", lambda x, y: np.power(_f32(x), _f32(y)))
+MIL_OPS.add("upsample_nearest_neighbor", lambda x, scale_factor_height=1, scale_factor_width=1: upsample_nearest(
+    np.asarray(x), float(scale_factor_height), float(scale_factor_width)))
 
 
 def _axes(axes: Any) -> tuple[int, ...] | None:

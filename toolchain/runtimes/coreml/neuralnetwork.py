@@ -2,7 +2,7 @@
 
 One registered function per layer kind (``NN_LAYERS``); a kind with none raises
 :class:`~toolchain.runtimes.coreml.kernels.UnknownOpError`, which the runtime reports as unavailable (parity
-*skipped*, never passed).
+*skipped* for this runtime; *unverified* when no runtime could check it: never passed).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any, Callable
 import numpy as np
 
 from toolchain.registry import Registry
-from toolchain.runtimes.coreml.kernels import (Conv2d, UnknownOpError, batch_norm, channel_shape, concat, linear,
-                                               pool2d, same_padding)
+from toolchain.runtimes.coreml.kernels import (Conv2d, UnknownOpError, batch_norm, channel_shape, concat, leaky_relu,
+                                               linear, pool2d, prelu, same_padding, upsample_nearest)
 from toolchain.runtimes.coreml.plan import Plan, Step
 
 NNLayer = Callable[[Any, list[np.ndarray]], np.ndarray]
@@ -84,7 +84,7 @@ def _nn_batchnorm(layer: Any) -> Callable[[list[np.ndarray]], np.ndarray]:
 _ACTIVATIONS: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
     "ReLU": lambda x, a: np.maximum(x, 0),
     "linear": lambda x, a: x * a.alpha + a.beta if a.beta else x * a.alpha,
-    "leakyReLU": lambda x, a: np.where(x >= 0, x, a.alpha * x),
+    "leakyReLU": lambda x, a: leaky_relu(x, a.alpha),
     "sigmoid": lambda x, a: 1 / (1 + np.exp(-x)),
     "tanh": lambda x, a: np.tanh(x),
     "sigmoidHard": lambda x, a: np.clip(a.alpha * x + a.beta, 0, 1),
@@ -92,12 +92,16 @@ _ACTIVATIONS: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
 }
 
 
-@NN_LAYERS.register("activation")
-def _nn_activation(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+@_prepared("activation")
+def _nn_activation(layer: Any) -> Callable[[list[np.ndarray]], np.ndarray]:
     kind = layer.activation.WhichOneof("NonlinearityType")
+    if kind == "PReLU":  # one alpha per channel (a WeightParams): decoded once
+        alpha = nn_weights(layer.activation.PReLU.alpha)
+        return lambda xs: prelu(xs[0], alpha)
     if kind not in _ACTIVATIONS:
         raise UnknownOpError(f"activation {kind!r}")
-    return np.asarray(_ACTIVATIONS[kind](xs[0], getattr(layer.activation, kind)), np.float32)
+    params = getattr(layer.activation, kind)
+    return lambda xs: np.asarray(_ACTIVATIONS[kind](xs[0], params), np.float32)
 
 
 _UNARY = {0: ("SQRT", lambda x, p: np.sqrt(x)), 1: ("RSQRT", lambda x, p: 1 / np.sqrt(x + p.epsilon)),
@@ -209,6 +213,80 @@ def _nn_flatten(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
 @NN_LAYERS.register("reshapeStatic")
 def _nn_reshape_static(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
     return xs[0].reshape(tuple(layer.reshapeStatic.targetShape))
+
+
+@NN_LAYERS.register("rankPreservingReshape")
+def _nn_rank_preserving_reshape(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 4: reshape to ``targetShape`` (one entry may be -1, a 0 keeps that axis)."""
+    target = [int(d) if int(d) != 0 else xs[0].shape[i] for i, d in enumerate(layer.rankPreservingReshape.targetShape)]
+    return xs[0].reshape(target)
+
+
+@NN_LAYERS.register("reshape")
+def _nn_reshape(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 1 (rank-5 semantics): each sample to ``targetShape`` (C, H, W); mode 0 CHANNEL_FIRST reads the
+    values in (C, H, W) order, mode 1 CHANNEL_LAST in (H, W, C) order."""
+    p = layer.reshape
+    target = [int(d) for d in p.targetShape][-3:]
+    x = xs[0].reshape(len(xs[0]), *xs[0].shape[1:], *(1,) * (4 - xs[0].ndim))
+    if p.mode == 0:
+        return x.reshape(len(x), *target)
+    c, h, w = target
+    return x.transpose(0, 2, 3, 1).reshape(len(x), h, w, c).transpose(0, 3, 1, 2)
+
+
+@NN_LAYERS.register("expandDims")
+def _nn_expand_dims(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 4: unit axes inserted at ``axes`` (negative ones count from the end of the output)."""
+    axes = [int(a) for a in layer.expandDims.axes]
+    rank = xs[0].ndim + len(axes)
+    return np.expand_dims(xs[0], tuple(a % rank for a in axes))
+
+
+@NN_LAYERS.register("squeeze")
+def _nn_squeeze(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 4: the unit ``axes`` removed (every unit axis with ``squeezeAll``)."""
+    p = layer.squeeze
+    if p.squeezeAll:
+        return np.squeeze(xs[0])
+    return np.squeeze(xs[0], axis=tuple(int(a) % xs[0].ndim for a in p.axes))
+
+
+@NN_LAYERS.register("flattenTo2D")
+def _nn_flatten_to_2d(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 4: the axes before ``axis`` into one, the rest into the other (``torch.flatten(x, 1)``)."""
+    x = xs[0]
+    k = int(layer.flattenTo2D.axis) % (x.ndim + 1) if x.ndim else 0
+    return x.reshape(int(np.prod(x.shape[:k], dtype=np.int64)), -1)
+
+
+def _comparison(field: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> NNLayer:
+    """Spec 4 comparisons: two inputs broadcast, or one input against the layer's ``alpha``; 1.0 where true."""
+    def run(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+        other = xs[1] if len(xs) > 1 else np.float32(getattr(layer, field).alpha)
+        return fn(xs[0], other).astype(np.float32)
+    return run
+
+
+for _kind, _fn in {"greaterThan": np.greater, "greaterEqual": np.greater_equal, "lessThan": np.less,
+                   "lessEqual": np.less_equal, "equal": np.equal, "notEqual": np.not_equal}.items():
+    NN_LAYERS.add(_kind, _comparison(_kind, _fn))
+
+
+@NN_LAYERS.register("whereBroadcastable")
+def _nn_where(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 4: ``xs[1]`` where the condition ``xs[0]`` is non-zero, else ``xs[2]`` (broadcast)."""
+    return np.where(xs[0] != 0, xs[1], xs[2]).astype(np.float32)
+
+
+@NN_LAYERS.register("upsample")
+def _nn_upsample(layer: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """Spec 1 ``upsample``: nearest-neighbour (mode 0) by integer ``scalingFactor`` (H, W)."""
+    p = layer.upsample
+    if p.mode != 0 or len(p.fractionalScalingFactor):
+        raise UnknownOpError("upsample other than nearest-neighbour by integer factors")
+    sh, sw = (list(p.scalingFactor) or [1, 1])
+    return upsample_nearest(xs[0], float(sh), float(sw))
 
 
 @_prepared("innerProduct")
