@@ -307,7 +307,7 @@ def lower_to_spec3(spec: Any, feature_dim: int) -> dict[str, Any]:
     """Rewrite a spec-4 NeuralNetwork ``spec`` in place to spec 3. Returns what was rewritten.
 
     Args:
-        spec: a ``Model_pb2.Model`` holding a ``neuralNetwork`` with one (1, 3, H, W) input.
+        spec: a ``Model_pb2.Model`` holding a ``neuralNetwork`` with one (1, C, H, W) input.
         feature_dim: D, the length of the output ``features`` (declared as shape ``[D]``).
     """
     if spec.WhichOneof("Type") != "neuralNetwork":
