@@ -63,16 +63,31 @@ def import_(
     input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size in pixels (default: the card's or the file's).", min=INPUT_SIZE_PX[0], max=INPUT_SIZE_PX[1])] = None,
     name: Annotated[Optional[str], typer.Option(help="Bundle name (default: the card's or the file's).")] = None,
     force: ForceOpt = False,
+    arch_kwargs: Annotated[Optional[str], typer.Option("--arch-kwargs", help="Constructor arguments of the "
+                                                        "architecture as a JSON object, e.g. '{\"dim\": 512}'.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", help="For a network that returns several outputs "
+                                                  "(tuple, dict) or a map: the one to take, by name or index.")] = None,
 ) -> None:
     """Import a model trained elsewhere as a bundle, and check its features against the original.
 
     Example: deploy model import run42/best.ckpt --arch resnet50_ocular --out teacher
+
+    Your own class: --arch path/to/file.py:Name (the file is imported because you name it; the bundle keeps a copy).
     """
+    from toolchain.errors import ImportModelError
     from toolchain.models.importer import ImportRequest, import_model
+
+    kwargs = None
+    if arch_kwargs is not None:
+        try:
+            kwargs = json.loads(arch_kwargs)
+        except json.JSONDecodeError as e:
+            raise ImportModelError(f"--arch-kwargs is not JSON ({e.msg} at character {e.pos}); give an object "
+                                   "such as '{\"dim\": 512}'") from None
 
     req = ImportRequest(source=checkpoint, out=out, arch=arch, key=key, head_name=head_name,
                         feature_layer=feature_layer, strict=_bool(strict), input_size=input_size, name=name,
-                        force=force)
+                        force=force, arch_kwargs=kwargs, output=output)
     with err_console.status(f"importing {checkpoint}...") as status:
         def say(msg: str) -> None:
             status.update(msg)

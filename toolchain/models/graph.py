@@ -207,4 +207,9 @@ def require_rebuildable(meta: dict[str, Any], what: str) -> None:
 
 
 def build_graph_trunk(arch: dict[str, Any], file: Path, size: int) -> nn.Module:
-    return GRAPH_SOURCES.get(arch["source"]).load(file, arch, size)
+    trunk = GRAPH_SOURCES.get(arch["source"]).load(file, arch, size)
+    if arch.get("output") is not None and isinstance(trunk, PerSample):  # --output: one of several results
+        from toolchain.models.user_code import SelectOutput
+
+        trunk.program = SelectOutput(trunk.program, arch["output"])
+    return trunk
