@@ -269,3 +269,45 @@ def test_cli_arch_kwargs_and_output(tmp_path):
     r = CliRunner().invoke(app, base + ["--arch-kwargs", json.dumps({"dim": 12}), "--output", "0"])
     assert r.exit_code == 0, r.output
     assert "feature dim 12" in r.output
+
+
+def _onnx(tmp_path, model, name="m.onnx"):
+    import logging
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    path = tmp_path / name
+    import warnings
+
+    with warnings.catch_warnings():  # the legacy exporter (seconds faster than dynamo's) warns it is deprecated
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.rand(1, 3, SIZE, SIZE),), str(path), dynamo=False, opset_version=17)
+    return path
+
+
+def test_onnx_map_is_refused_then_picked_and_compared_as_a_map(tmp_path):
+    """Was: a segmenter's (1, 1, H, W) map averaged into a 1-d "feature", imported as verified."""
+    _, m = _user(tmp_path, "Segmenter")
+    src = _onnx(tmp_path, m)
+    with pytest.raises(ImportModelError, match=r"returns a map \(0: '.*' \[1, 1, 32, 32\]\).*--output 0"):
+        import_model(_req(tmp_path, src))
+    res = import_model(_req(tmp_path, src, output="0"))
+    assert res.meta["feature_dim"] == SIZE * SIZE and res.record["verification"]["status"] == "passed"
+    b = load_bundle(res.path)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        np.testing.assert_allclose(b.model(x).numpy(), m(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_onnx_with_several_outputs_needs_output(tmp_path):
+    _, m = _user(tmp_path, "TwoHeads")
+    src = _onnx(tmp_path, m)
+    with pytest.raises(ImportModelError, match=r"returns 2 outputs \(0: .*\[1, 16\], 1: .*\[1, 5\]\).*--output"):
+        import_model(_req(tmp_path, src))
+    with pytest.raises(ImportModelError, match="has no output 7"):
+        import_model(_req(tmp_path, src, output="7"))
+    res = import_model(_req(tmp_path, src, output="0"))
+    assert res.meta["feature_dim"] == 16
+    b = load_bundle(res.path)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        np.testing.assert_allclose(b.model(x).numpy(), m(x)[0].numpy(), rtol=1e-4, atol=1e-5)

@@ -183,7 +183,7 @@ def load_pt2(path: Path, arch: dict[str, Any], size: int) -> nn.Module:
 def load_onnx(path: Path, arch: dict[str, Any], size: int) -> nn.Module:
     from toolchain.models import onnx_import
 
-    return PerSample(onnx_import.to_torch(path, arch.get("feature_value")))
+    return PerSample(onnx_import.to_torch(path, arch.get("feature_value"), arch.get("pool", True)))
 
 
 GRAPH_SOURCES.add("torchscript", GraphSource("model.torchscript.pt", load_torchscript, "TorchScript program"))

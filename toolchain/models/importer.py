@@ -447,10 +447,14 @@ def import_onnx(req: ImportRequest, say: Progress) -> ImportResult:
     if shape[2] and shape[3] and shape[2] != shape[3]:
         raise ImportModelError(f"{req.source.name} takes {shape[2]}x{shape[3]} images; only square inputs are supported")
     name, desc, size, mean, std = _preprocessing(req, shape[2])
-    head = onnx_import.find_head(model_proto, req.head_name, req.feature_layer)
+    picked = onnx_import.choose_output(model_proto, req.source.name, req.output,
+                                       cut=bool(req.head_name or req.feature_layer))
+    head = (onnx_import.OnnxHead(picked) if picked is not None
+            else onnx_import.find_head(model_proto, req.head_name, req.feature_layer))
     say(f"ONNX classifier: {head.head_node or 'none'}; features from {head.feature_value or 'the graph output'}")
     arch = {"source": "onnx", "name": req.source.stem, "feature_value": head.feature_value,
-            "head": {"node": head.head_node, "num_classes": head.num_classes}, "graph_only": True}
+            "head": {"node": head.head_node, "num_classes": head.num_classes}, "graph_only": True,
+            **({"pool": False} if picked is not None else {})}  # --output: feature_value is that output
     import tempfile
 
     from toolchain.models.graph import build_graph_trunk
@@ -469,7 +473,7 @@ def import_onnx(req: ImportRequest, say: Progress) -> ImportResult:
     x = seeded_images(VERIFY_SAMPLES, size)
     with torch.no_grad():
         got = model(x).numpy()
-    ref, runtime = onnx_import.ort_features(req.source, head.feature_value, x.numpy())
+    ref, runtime = onnx_import.ort_features(req.source, head.feature_value, x.numpy(), picked is None)
     check = compare(ref, got)
     if check["status"] != "passed":
         raise ImportModelError(f"onnx2torch's conversion of {req.source.name} does not match ONNX Runtime "
@@ -477,7 +481,7 @@ def import_onnx(req: ImportRequest, say: Progress) -> ImportResult:
     record = {"source_file": req.source.name, "source_sha256": sha256_file(req.source), "kind": "onnx",
               "converter": f"onnx2torch {package_version('onnx2torch')}", "head": arch["head"],
               "verified_against": f"{runtime} on the original file"}
-    meta = bundle_meta(name, desc or f"imported from {req.source.name}", arch, got.shape[1], size, mean, std,
+    meta = bundle_meta(name, desc or f"imported from {req.source.name}", arch, got[0].size, size, mean, std,
                        init=None, imported=True)
     say(f"parity against {runtime}: cosine {check['cosine_min']:.7f}")
     try:
