@@ -123,6 +123,8 @@ def _tensor(man: Manifest) -> dict[str, Any]:
     if len(shape) == 3 and layout == "nchw":
         layout = "chw"  # iOS 12 NeuralNetwork models drop the batch axis
     out = {"name": inp.name, "shape": shape, "layout": layout, "dtype": str(inp.dtype)}
+    if str(inp.color) in ("rgb", "bgr", "gray"):  # the apps' channel order (1 channel: gray)
+        out["color"] = str(inp.color)
     if inp.quantization is not None:
         out["quantization"] = {"scale": float(inp.quantization.scale), "zero_point": int(inp.quantization.zero_point)}
     return out

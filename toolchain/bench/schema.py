@@ -185,7 +185,9 @@ _TENSOR = _obj({
     "dtype": _STR,
     "quantization": _nullable(_obj({"scale": {"type": "number", "exclusiveMinimum": 0},
                                      "zero_point": {"type": "integer"}})),
-}, optional=("layout", "dtype", "quantization"))
+    # the manifest's InputSpec colour: the apps read C, H, W from shape + layout and the channel order from this
+    "color": {"enum": ["rgb", "bgr", "gray"]},
+}, optional=("layout", "dtype", "quantization", "color"))
 
 PLAN_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
