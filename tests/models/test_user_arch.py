@@ -311,3 +311,28 @@ def test_onnx_with_several_outputs_needs_output(tmp_path):
     x = torch.randn(2, 3, SIZE, SIZE)
     with torch.no_grad():
         np.testing.assert_allclose(b.model(x).numpy(), m(x)[0].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_map_exports_and_is_compared_as_a_map(tmp_path):
+    """Export parity of a picked map: every value compared (ONNX keeps the map's shape; the iPhone 6's spec-3
+    Core ML model returns it flattened, [D], and is compared value for value in the same order)."""
+    from toolchain.export.base import ExportRequest, export_bundle
+
+    path, m = _user(tmp_path, "Segmenter")
+    save_file(m.state_dict(), str(tmp_path / "w.safetensors"))
+    res = import_model(_req(tmp_path, tmp_path / "w.safetensors", arch=f"{path}:Segmenter", output="0"))
+    for target, devices in (("onnx", []), ("coreml", ["iphone6"])):
+        for o in export_bundle(ExportRequest(res.path, target, tmp_path / "e", devices=devices)):
+            assert o.manifest.parity.status == "passed" and o.manifest.output.dim == SIZE * SIZE, o.manifest.name
+            assert o.manifest.parity.cosine_min > 0.999
+
+
+def test_a_flattened_map_in_another_order_fails():
+    from toolchain.artifact.compare import compare
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    assert compare(ref, ref.reshape(2, -1), min_cosine=0.99, runtime="t").status == "passed"
+    channels_last = ref.transpose(0, 2, 3, 1).reshape(2, -1)  # same values, NHWC order
+    assert compare(ref, channels_last, min_cosine=0.99, runtime="t").status == "failed"
+    assert compare(ref, ref.reshape(2, -1)[:, :59], min_cosine=0.99, runtime="t").status == "failed"  # not a map of it

@@ -117,7 +117,7 @@ def export_bundle(req: ExportRequest, progress: MessageFn | None = None) -> list
     fixed = inputs.fixed_input(bundle.input_size)
     _, pytorch = runtimes.open_session(bundle, BUNDLE_FORMAT)
     reference = pytorch.features(check)
-    fixed_reference = pytorch.features(fixed)[0][:FEATURE_SAMPLE_LEN]
+    fixed_reference = pytorch.features(fixed)[0].reshape(-1)[:FEATURE_SAMPLE_LEN]  # a map (--output) in value order
     outcomes: list[ExportOutcome] = []
     failures: list[str] = []
     for choice, devices in groups:
