@@ -269,6 +269,9 @@ def test_cli_arch_kwargs_and_output(tmp_path):
     r = CliRunner().invoke(app, base + ["--arch-kwargs", json.dumps({"dim": 12}), "--output", "0"])
     assert r.exit_code == 0, r.output
     assert "feature dim 12" in r.output
+    r = CliRunner().invoke(app, ["model", "info", str(tmp_path / "b")])
+    text = " ".join(r.output.split())  # rich wraps long lines
+    assert r.exit_code == 0 and "code/my_arch.py" in text and "loading this bundle runs it" in text
 
 
 def _onnx(tmp_path, model, name="m.onnx"):

@@ -141,6 +141,11 @@ def info(
         ("recipe", json.dumps(m["provenance"].get("recipe"))),
         ("metrics", json.dumps(m["provenance"].get("metrics"))),
     ]
+    if arch.get("code"):  # the user's own class: the copy that loading this bundle runs
+        rows.append(("code", f"{arch['code']['file']} (sha256 {arch['code']['sha256'][:12]}, from "
+                             f"{arch['code'].get('origin', '?')}); loading this bundle runs it"))
+    if arch.get("output") is not None:
+        rows.append(("output", f"--output {arch['output']}"))
     for k, v in rows:
         console.print(f"{k:>13}  {v}")
 
