@@ -229,7 +229,8 @@ def build_trunk(arch: dict[str, Any]) -> nn.Module:
     from toolchain.models import feature_head
 
     net = base_network(arch.get("source", "torchvision"), arch["name"], arch.get("kwargs"), arch.get("code"))
-    if arch.get("output") is not None:  # --output: a network returning several tensors, reduced to one
+    if arch.get("output") is not None and (arch.get("head") or {}).get("kind") != "layer":
+        # --output: a network returning several tensors, reduced to one (a --feature-layer cut ends before them)
         from toolchain.models.user_code import select_output
 
         select_output(net, arch["output"])
