@@ -339,3 +339,18 @@ def test_a_flattened_map_in_another_order_fails():
     channels_last = ref.transpose(0, 2, 3, 1).reshape(2, -1)  # same values, NHWC order
     assert compare(ref, channels_last, min_cosine=0.99, runtime="t").status == "failed"
     assert compare(ref, ref.reshape(2, -1)[:, :59], min_cosine=0.99, runtime="t").status == "failed"  # not a map of it
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_card_whose_layers_do_not_connect_is_a_clear_error(tmp_path, strict):
+    """The same failure through a built-in card (was a raw ``mat1 and mat2 shapes cannot be multiplied``): a final
+    Linear whose output equals the feature width is kept as an embedding with the file's own input width (32),
+    which the trunk (64 channels) cannot feed."""
+    from toolchain.models.arch import TinyResNet
+
+    state = TinyResNet(num_classes=10).state_dict()
+    state["fc.weight"] = torch.randn(64, 32)
+    state["fc.bias"] = torch.zeros(64)
+    save_file(state, str(tmp_path / "w.safetensors"))
+    with pytest.raises(ImportModelError, match=r"does not run on a \[3, 32, 32\] input .*mat1 and mat2.*--arch"):
+        import_model(_req(tmp_path, tmp_path / "w.safetensors", arch="tiny_ocular", strict=strict))
