@@ -55,6 +55,7 @@ def test_iphone6_plan_folder_is_self_contained(tmp_path):
     assert [r["compute_units"] for r in p["runs"]] == ["all", "cpuOnly"]
     run = p["runs"][0]
     assert run["input"]["layout"] == "chw" and run["input"]["shape"] == [3, 8, 8]
+    assert run["input"]["color"] == "rgb"  # the apps take the channel order (and gray for 1 channel) from it
     assert run["delegate"] is None and run["threads"] is None
     assert sha256_file(out / run["artifact"]["path"]) == run["artifact"]["sha256"]
     assert (out / "artifacts" / a.name / "manifest.json").is_file()

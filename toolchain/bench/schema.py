@@ -185,7 +185,8 @@ _TENSOR = _obj({
     "dtype": _STR,
     "quantization": _nullable(_obj({"scale": {"type": "number", "exclusiveMinimum": 0},
                                      "zero_point": {"type": "integer"}})),
-    "color": {"enum": ["rgb", "bgr", "gray"]},  # the channel order the app feeds (gray: the one channel)
+    # the manifest's InputSpec colour: the apps read C, H, W from shape + layout and the channel order from this
+    "color": {"enum": ["rgb", "bgr", "gray"]},
 }, optional=("layout", "dtype", "quantization", "color"))
 
 PLAN_SCHEMA: dict[str, Any] = {

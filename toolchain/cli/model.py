@@ -79,17 +79,33 @@ def import_(
     pixel_scale: PixelScaleOpt = None,
     rgb_to_gray: RgbToGrayOpt = False,
     force: ForceOpt = False,
+    arch_kwargs: Annotated[Optional[str], typer.Option("--arch-kwargs", help="Constructor arguments of the "
+                                                        "architecture as a JSON object, e.g. '{\"dim\": 512}'.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", help="For a network that returns several outputs "
+                                                  "(tuple, dict) or a map: the one to take, by name or index.")] = None,
 ) -> None:
     """Import a model trained elsewhere as a bundle, and check its features against the original.
 
     Example: deploy model import run42/best.ckpt --arch resnet50_ocular --out teacher
+
+    Your own class: --arch path/to/file.py:Name (the file is imported because you name it; the bundle keeps a copy).
     """
+    from toolchain.errors import ImportModelError
     from toolchain.inputspec import describe
     from toolchain.models.importer import ImportRequest, import_model
 
+    kwargs = None
+    if arch_kwargs is not None:
+        try:
+            kwargs = json.loads(arch_kwargs)
+        except json.JSONDecodeError as e:
+            raise ImportModelError(f"--arch-kwargs is not JSON ({e.msg} at character {e.pos}); give an object "
+                                   "such as '{\"dim\": 512}'") from None
+
     req = ImportRequest(source=checkpoint, out=out, arch=arch, key=key, head_name=head_name,
                         feature_layer=feature_layer, strict=_bool(strict), input_size=input_size, name=name,
-                        force=force, pixels=pixel_kwargs(channels, mean, std, color, pixel_scale, rgb_to_gray))
+                        force=force, pixels=pixel_kwargs(channels, mean, std, color, pixel_scale, rgb_to_gray),
+                        arch_kwargs=kwargs, output=output)
     with err_console.status(f"importing {checkpoint}...") as status:
         def say(msg: str) -> None:
             status.update(msg)
@@ -146,6 +162,11 @@ def info(
         ("recipe", json.dumps(m["provenance"].get("recipe"))),
         ("metrics", json.dumps(m["provenance"].get("metrics"))),
     ]
+    if arch.get("code"):  # the user's own class: the copy that loading this bundle runs
+        rows.append(("code", f"{arch['code']['file']} (sha256 {arch['code']['sha256'][:12]}, from "
+                             f"{arch['code'].get('origin', '?')}); loading this bundle runs it"))
+    if arch.get("output") is not None:
+        rows.append(("output", f"--output {arch['output']}"))
     for k, v in rows:
         console.print(f"{k:>13}  {v}")
     for line in _warnings(m):

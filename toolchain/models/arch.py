@@ -104,6 +104,14 @@ def _timm_network(name: str, kwargs: dict[str, Any]) -> nn.Module:
     return timm.create_model(name, pretrained=False, **kwargs)
 
 
+@ARCH_SOURCES.register("file")
+def _file_network(name: str, kwargs: dict[str, Any], code: dict[str, Any] | None = None) -> nn.Module:
+    """The user's own class from ``--arch path/to/file.py:Name`` (:mod:`toolchain.models.user_code`)."""
+    from toolchain.models import user_code
+
+    return user_code.build(name, kwargs, code)
+
+
 #: Constructor arguments new bundles use: GoogLeNet and Inception v3 train auxiliary classifiers that no
 #: deployed trunk runs; an imported checkpoint's auxiliary weights are dropped (and listed) instead.
 DEFAULT_KWARGS: dict[tuple[str, str], dict[str, Any]] = {
@@ -116,8 +124,10 @@ def default_kwargs(source: str, name: str) -> dict[str, Any]:
     return dict(DEFAULT_KWARGS.get((source, name), {}))
 
 
-def base_network(source: str, name: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
-    """The architecture with its classifier, as its library builds it (random weights)."""
+def base_network(source: str, name: str, kwargs: dict[str, Any] | None = None,
+                 code: dict[str, Any] | None = None) -> nn.Module:
+    """The architecture with its classifier, as its library builds it (random weights). ``code``: the user's
+    file an architecture of source ``file`` comes from (``architecture.code`` in model.json)."""
     if source not in ARCH_SOURCES:
         from toolchain.models import graph
 
@@ -125,6 +135,10 @@ def base_network(source: str, name: str, kwargs: dict[str, Any] | None = None) -
             raise CardError(f"a {source} bundle is a fixed graph: it has no architecture to rebuild")
         raise CardError(f"unknown architecture source {source!r}; known: {', '.join(ARCH_SOURCES.names())}")
     build = ARCH_SOURCES.get(source)
+    if code is not None:
+        import functools
+
+        build = functools.partial(build, code=code)
     _check_size(build, source, name, dict(kwargs or {}))
     return build(name, dict(kwargs or {}))
 
@@ -159,11 +173,13 @@ def _resized(module: nn.Module, c_in: int, c_out: int) -> nn.Module:
         groups = c_in if depthwise else module.groups
         return nn.Conv2d(c_in, c_out, module.kernel_size, module.stride, module.padding, module.dilation,
                          groups, module.bias is not None, module.padding_mode)
-    if isinstance(module, nn.BatchNorm2d):
-        return nn.BatchNorm2d(c_out, module.eps, module.momentum, module.affine, module.track_running_stats)
+    if isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d)):  # BatchNorm1d: an embedding's final norm (iresnet)
+        return type(module)(c_out, module.eps, module.momentum, module.affine, module.track_running_stats)
+    if isinstance(module, nn.PReLU):  # per-channel slopes (iresnet); a single shared slope has no width
+        return nn.PReLU(c_out)
     if isinstance(module, nn.Linear):
         return nn.Linear(c_in, c_out, module.bias is not None)
-    raise CardError(f"cannot resize a {type(module).__name__}; only Conv2d, BatchNorm2d and Linear carry widths")
+    raise CardError(f"cannot resize a {type(module).__name__}; only Conv2d, BatchNorm1d/2d, PReLU and Linear carry widths")
 
 
 def layer_shapes(model: nn.Module) -> dict[str, dict[str, int]]:
@@ -172,8 +188,10 @@ def layer_shapes(model: nn.Module) -> dict[str, dict[str, int]]:
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
             out[name] = {"in": m.in_channels, "out": m.out_channels}
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
             out[name] = {"in": m.num_features, "out": m.num_features}
+        elif isinstance(m, nn.PReLU) and m.num_parameters > 1:
+            out[name] = {"in": m.num_parameters, "out": m.num_parameters}
         elif isinstance(m, nn.Linear):
             out[name] = {"in": m.in_features, "out": m.out_features}
     return out
@@ -210,7 +228,12 @@ def build_trunk(arch: dict[str, Any]) -> nn.Module:
     removed blocks, then (``head.kind == "layer"``) the cut at the feature layer."""
     from toolchain.models import feature_head
 
-    net = base_network(arch.get("source", "torchvision"), arch["name"], arch.get("kwargs"))
+    net = base_network(arch.get("source", "torchvision"), arch["name"], arch.get("kwargs"), arch.get("code"))
+    if arch.get("output") is not None and (arch.get("head") or {}).get("kind") != "layer":
+        # --output: a network returning several tensors, reduced to one (a --feature-layer cut ends before them)
+        from toolchain.models.user_code import select_output
+
+        select_output(net, arch["output"])
     head = arch.get("head") or feature_head.default_head(net, arch.get("source", "torchvision"))
     feature_head.apply_head(net, head)
     for name, shape in (arch.get("layer_shapes") or {}).items():
@@ -289,7 +312,8 @@ def probe_feature_dim(model: nn.Module, input_size: Any) -> int:
 
     was_training = model.training
     model.eval()
-    dim = int(model(torch.zeros(1, *chw(input_size))).shape[1])
+    # Values per sample: D for a vector, C*H*W for a map picked with --output (compared as a map, never pooled).
+    dim = int(model(torch.zeros(1, *chw(input_size)))[0].numel())
     model.train(was_training)
     return dim
 

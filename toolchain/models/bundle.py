@@ -137,10 +137,11 @@ def card_architecture(card: Card) -> dict[str, Any]:
     name = card.architecture["name"]
     kwargs = {**default_kwargs(source, name), **dict(card.architecture.get("kwargs") or {})}
     head = card.architecture.get("head")
+    user = {k: card.architecture[k] for k in ("code", "output") if card.architecture.get(k) is not None}
     if head is None:
-        head = feature_head.default_head(base_network(source, name, kwargs), source)
+        head = feature_head.default_head(base_network(source, name, kwargs, user.get("code")), source)
     return {"source": source, "name": name, "kwargs": kwargs, "head": dict(head),
-            "layer_shapes": {}, "removed_blocks": [], "num_classes": None}
+            "layer_shapes": {}, "removed_blocks": [], "num_classes": None, **user}
 
 
 def _trunk_from(net: torch.nn.Module, arch: dict[str, Any]) -> torch.nn.Module:
@@ -278,6 +279,10 @@ def save_bundle(model: FeatureModel, meta: dict[str, Any], out: str | Path, base
     blob = save(state, metadata={"format": BUNDLE_FORMAT})
     out = Path(out)
     with atomic_dir(out, "bundle", force) as tmp:
+        if arch.get("code"):  # the user's architecture file travels with every bundle built from it
+            from toolchain.models import user_code
+
+            user_code.copy_into(tmp, arch["code"])
         (tmp / WEIGHTS_FILE).write_bytes(blob)
         meta["weights"] = {"file": WEIGHTS_FILE, "sha256": sha256_file(tmp / WEIGHTS_FILE),
                            "size_bytes": len(blob), "num_tensors": len(state),
@@ -355,6 +360,10 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
         state = load_file(str(wfile))
     except (SafetensorError, OSError, ValueError) as e:
         raise BundleError(f"{wfile} is not a readable safetensors file ({e})") from None
+    if meta["architecture"].get("code"):  # the bundle's copy of the user's file, checked against its sha256
+        from toolchain.models import user_code
+
+        user_code.load_from_bundle(path, meta["architecture"]["code"])
     try:
         model = build_model(meta["architecture"], int(meta["feature_dim"]))
     except Exception as e:  # noqa: BLE001

@@ -11,6 +11,7 @@ A card's ``[architecture]`` may give constructor ``kwargs`` and a ``head`` (see
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -57,7 +58,7 @@ def builtin_card_names() -> list[str]:
 #: level (``input_size`` at the top, ``std`` under ``[architecture]``) is never silently ignored.
 CARD_KEYS: dict[str | None, frozenset[str]] = {
     None: frozenset({"name", "description", "architecture", "input", "features"}),
-    "architecture": frozenset({"source", "name", "kwargs", "head"}),
+    "architecture": frozenset({"source", "name", "kwargs", "head", "file", "output"}),
     "input": frozenset({"size", "mean", "std", "channels", "color", "scale"}),
     "features": frozenset({"dim", "layer"}),
 }
@@ -94,7 +95,8 @@ def _from_toml(data: dict[str, Any], where: str) -> Card:
     _check_keys(data, where)
     try:
         arch = dict(data["architecture"])
-        arch.setdefault("source", "torchvision")
+        arch.setdefault("source", "file" if "file" in arch else "torchvision")
+        _user_code(arch, where)
         layer = data.get("features", {}).get("layer")
         if layer:
             arch["head"] = {"kind": "layer", "module": str(layer)}
@@ -133,8 +135,36 @@ def _from_toml(data: dict[str, Any], where: str) -> Card:
         raise CardError(f"model card {where} is malformed ({e!r}); it needs name, [architecture] name, [input]") from None
 
 
+def _user_code(arch: dict[str, Any], where: str) -> None:
+    """``[architecture] file = "iresnet.py"`` (relative to the card) + ``name``: the user's own class, imported now
+    because the card names it (:mod:`toolchain.models.user_code`); ``architecture["code"]`` records the file."""
+    from toolchain.models import user_code
+
+    if arch["source"] != user_code.SOURCE and "file" not in arch:
+        return
+    if arch["source"] != user_code.SOURCE or not isinstance(arch.get("file"), str):
+        raise CardError(f"model card {where}: [architecture] file = \"PATH.py\" (a string) goes with source = "
+                        f"\"{user_code.SOURCE}\" (the default when file is given), not source = {arch['source']!r}")
+    file = Path(arch.pop("file"))
+    if not file.is_absolute() and where.endswith(".toml"):
+        file = Path(where).parent / file
+    arch["code"] = user_code.load_file(file)
+    if arch.get("output") is not None:
+        arch["output"] = user_code.parse_output(str(arch["output"]))
+
+
 def load_card(name_or_path: str) -> Card:
-    """Resolve a built-in card name, a ``.toml`` path, or ``torchvision:NAME``."""
+    """Resolve a built-in card name, a ``.toml`` path, ``torchvision:NAME``, ``timm:NAME`` or the user's own
+    class ``path/to/file.py:Name``."""
+    from toolchain.models import user_code
+
+    if (spec := user_code.parse_spec(name_or_path)) is not None:
+        file, cls = spec
+        if not cls:
+            raise CardError(f"{name_or_path}: name the class or function after the colon, e.g. {file}:MyNet")
+        return Card(name=re.sub(r"[^A-Za-z0-9._-]", "_", cls)[:128],
+                    architecture={"source": user_code.SOURCE, "name": cls, "code": user_code.load_file(file)},
+                    description=f"{cls} from {file.name} (the user's own code)")
     source, sep, arch = name_or_path.partition(":")
     if sep and source in LIBRARY_SOURCES:
         if not arch:

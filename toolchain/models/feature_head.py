@@ -90,6 +90,8 @@ def default_head(net: nn.Module, source: str = "torchvision") -> Head:
     >>> default_head(nn.Sequential(nn.Conv2d(3, 4, 1), nn.Conv2d(4, 2, 1)))
     {'kind': 'pool', 'module': '1'}
     """
+    if source == "file":  # the user's own class returns its feature (or several outputs: --output picks one)
+        return {"kind": "none"}
     if source == "timm" and (names := timm_classifier_names(net)):
         return {"kind": "drop", "module": names[0], **({"also": names[1:]} if len(names) > 1 else {})}
     if names := linear_names(net):

@@ -185,7 +185,7 @@ def load_pt2(path: Path, arch: dict[str, Any], size: int) -> nn.Module:
 def load_onnx(path: Path, arch: dict[str, Any], size: int) -> nn.Module:
     from toolchain.models import onnx_import
 
-    return PerSample(onnx_import.to_torch(path, arch.get("feature_value")))
+    return PerSample(onnx_import.to_torch(path, arch.get("feature_value"), arch.get("pool", True)))
 
 
 GRAPH_SOURCES.add("torchscript", GraphSource("model.torchscript.pt", load_torchscript, "TorchScript program"))
@@ -209,4 +209,9 @@ def require_rebuildable(meta: dict[str, Any], what: str) -> None:
 
 
 def build_graph_trunk(arch: dict[str, Any], file: Path, size: int) -> nn.Module:
-    return GRAPH_SOURCES.get(arch["source"]).load(file, arch, size)
+    trunk = GRAPH_SOURCES.get(arch["source"]).load(file, arch, size)
+    if arch.get("output") is not None and isinstance(trunk, PerSample):  # --output: one of several results
+        from toolchain.models.user_code import SelectOutput
+
+        trunk.program = SelectOutput(trunk.program, arch["output"])
+    return trunk

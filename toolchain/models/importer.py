@@ -70,6 +70,8 @@ class ImportRequest:
     force: bool = False  # replace an existing --out that is not a bundle
     #: the input spec's options (channels, mean, std, color, scale, rgb_to_gray), see ``bundle.input_spec``
     pixels: dict[str, Any] = field(default_factory=dict)
+    arch_kwargs: dict[str, Any] | None = None  # --arch-kwargs: constructor arguments (over the card's)
+    output: str | int | None = None  # --output NAME|INDEX: the one output of a network that returns several
 
     def __post_init__(self) -> None:
         self.source, self.out = Path(self.source), Path(self.out)
@@ -77,6 +79,12 @@ class ImportRequest:
                            ("--key", self.key), ("--name", self.name)):
             if value is not None and not value.strip():
                 raise ImportModelError(f"{opt} is empty; give a name, or leave {opt} out")
+        from toolchain.models.user_code import parse_output
+
+        self.output = parse_output(self.output)
+        if self.arch_kwargs is not None and not isinstance(self.arch_kwargs, dict):
+            raise ImportModelError(f"--arch-kwargs must be a JSON object such as '{{\"dim\": 512}}', not "
+                                   f"{type(self.arch_kwargs).__name__}")
         if self.input_size is not None:
             from toolchain.inputspec import parse_hw
 
@@ -222,7 +230,7 @@ class _Capture:
 
     def __init__(self, full: nn.Module, head: dict) -> None:
         self.value: torch.Tensor | None = None
-        kind = head.get("kind")
+        self.kind = kind = head.get("kind")
         if kind in ("drop", "pool"):
             self.handle = full.get_submodule(head["module"]).register_forward_pre_hook(self._pre)
         elif kind == "layer":
@@ -238,6 +246,8 @@ class _Capture:
 
     def features(self) -> torch.Tensor:
         assert self.value is not None
+        if self.kind == "none":  # the network's own output: a map picked with --output is compared as a map
+            return self.value
         return feature_head.global_pool(self.value)
 
 
@@ -268,14 +278,20 @@ def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
     card = load_card(req.arch)
     source = card.architecture.get("source", "torchvision")
     name = card.architecture["name"]
-    user_kwargs = dict(card.architecture.get("kwargs") or {})
+    user_kwargs = {**dict(card.architecture.get("kwargs") or {}), **(req.arch_kwargs or {})}
+    code = card.architecture.get("code")
+    output = req.output if req.output is not None else card.architecture.get("output")
     ckpt = read_checkpoint(req.source, req.key)
     check_tensors(ckpt.tensors, req.source.name)
     say(f"read {len(ckpt.tensors)} tensors" + (f" from {ckpt.wrapper_key!r}" if ckpt.wrapper_key else ""))
     # The checkpoint model: the library's own network (auxiliary classifiers included), fitted to the file.
-    full = base_network(source, name, user_kwargs)
+    full = base_network(source, name, user_kwargs, code)
     spec, preprocessing = _input_spec(req, card)
     set_input_channels(full, spec["channels"])
+    if output is not None:
+        from toolchain.models.user_code import select_output
+
+        select_output(full, output)
     tensors, prefix, outside = strip_prefix(ckpt.tensors, full.state_dict().keys())
     _check_stem(full, tensors, spec["channels"], req)
     head, found = _head_for(full, card, req, tensors)
@@ -283,7 +299,8 @@ def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
         _fit_module(full, head["module"], tensors)
     num_classes = _num_classes(full, head)
     arch = {"source": source, "name": name, "kwargs": {**default_kwargs(source, name), **user_kwargs},
-            "head": head, "layer_shapes": {}, "removed_blocks": [], "num_classes": None}
+            "head": head, "layer_shapes": {}, "removed_blocks": [], "num_classes": None,
+            **({"code": code} if code else {}), **({"output": output} if output is not None else {})}
     if head["kind"] == "none":  # a kept final layer may have its own width (an embedding): adopt the file's
         for mod_name, mod in full.named_modules():
             w = tensors.get(f"{mod_name}.weight")
@@ -322,7 +339,8 @@ def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
     full.eval()
     trunk_model.eval()
     size = (spec["channels"], *(req.input_size or card.input_hw))
-    dim = probe_feature_dim(trunk_model, size)
+    x = seeded_images(VERIFY_SAMPLES, size)
+    dim = _probe(trunk_model, x, f"{source}:{name}", head, output, req.strict)
     model: FeatureModel = trunk_model
     if head_weights is not None and head_weights.in_features == dim:
         # Kept for training (fine-tuning, KD logits); the deployed trunk never runs it.
@@ -339,12 +357,11 @@ def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
         "dropped_tensors": len(dropped), "dropped_modules": sorted({k.rsplit(".", 1)[0] for k in dropped})[:40],
         "problems": problems if text else None, "preprocessing": preprocessing,
     }
-    x = seeded_images(VERIFY_SAMPLES, size)
     cap = _Capture(full, head)
     with torch.no_grad():
-        full(x)
+        _run(full, x, f"{source}:{name}", req.strict)
         ref = cap.features().numpy()
-        got = model(x).numpy()
+        got = _run(model, x, f"{source}:{name}", req.strict).numpy()
     cap.handle.remove()
     check = compare(ref, got)
     if check["status"] != "passed":
@@ -356,6 +373,38 @@ def import_weights(req: ImportRequest, say: Progress) -> ImportResult:
     meta["card"] = card.name
     say(f"features verified: cosine {check['cosine_min']:.7f}, max-abs {check['max_abs']:.2e}")
     return _save_and_reverify(model, meta, record, check, req, x, got)
+
+
+def _run(net: nn.Module, x: torch.Tensor, what: str, strict: bool = True) -> Any:
+    """``net(x)``; a network whose layers do not connect (a wrong architecture, an input size it cannot take) is one
+    ImportModelError, not torch's ``mat1 and mat2 shapes cannot be multiplied``."""
+    try:
+        with torch.no_grad():
+            return net(x)
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        hint = ("--strict false kept the architecture's own random layers where the file's shapes differ, so its "
+                "layers no longer connect: the file is not this architecture; " if not strict else "")
+        raise ImportModelError(f"{what} does not run on a {list(x.shape[1:])} input with these weights "
+                               f"({type(e).__name__}: {first}); {hint}check --arch, --arch-kwargs and "
+                               "--input-size") from None
+
+
+def _probe(model: nn.Module, x: torch.Tensor, what: str, head: dict, output: str | int | None, strict: bool) -> int:
+    """The number of feature values per image; refuses several outputs (without --output) and, unless --output
+    picked it, a map: a detector's or segmenter's map is not one feature vector, and pooling it would hide that."""
+    from toolchain.models import user_code
+
+    model.eval()
+    out = _run(model, x[:1], what, strict)
+    if user_code.is_several(out):
+        raise ImportModelError(f"{what} returns {len(out)} outputs ({user_code.describe(out)}); pick the feature "
+                               "with --output NAME|INDEX")
+    if head.get("kind") == "none" and out.dim() > 2 and output is None:
+        raise ImportModelError(f"{what} returns a map of shape {list(out.shape)}, not one feature vector per image; "
+                               "--output 0 takes it as it is (compared as a map, over all its values), or "
+                               "--feature-layer NAME takes a pooled inner layer")
+    return int(out[0].numel())
 
 
 def _save_and_reverify(model: FeatureModel, meta: dict, record: dict, check: dict, req: ImportRequest,
@@ -411,10 +460,14 @@ def import_onnx(req: ImportRequest, say: Progress) -> ImportResult:
         raise ImportModelError(f"{req.source.name} takes input of shape {shape}; a feature extractor takes (N, C, H, W) "
                                "with C 1 or 3")
     name, desc, size, spec, preprocessing = _preprocessing(req, (shape[1], shape[2], shape[3]))
-    head = onnx_import.find_head(model_proto, req.head_name, req.feature_layer)
+    picked = onnx_import.choose_output(model_proto, req.source.name, req.output,
+                                       cut=bool(req.head_name or req.feature_layer))
+    head = (onnx_import.OnnxHead(picked) if picked is not None
+            else onnx_import.find_head(model_proto, req.head_name, req.feature_layer))
     say(f"ONNX classifier: {head.head_node or 'none'}; features from {head.feature_value or 'the graph output'}")
     arch = {"source": "onnx", "name": req.source.stem, "feature_value": head.feature_value,
-            "head": {"node": head.head_node, "num_classes": head.num_classes}, "graph_only": True}
+            "head": {"node": head.head_node, "num_classes": head.num_classes}, "graph_only": True,
+            **({"pool": False} if picked is not None else {})}  # --output: feature_value is that output
     import tempfile
 
     from toolchain.models.graph import build_graph_trunk
@@ -433,7 +486,7 @@ def import_onnx(req: ImportRequest, say: Progress) -> ImportResult:
     x = seeded_images(VERIFY_SAMPLES, size)
     with torch.no_grad():
         got = model(x).numpy()
-    ref, runtime = onnx_import.ort_features(req.source, head.feature_value, x.numpy())
+    ref, runtime = onnx_import.ort_features(req.source, head.feature_value, x.numpy(), picked is None)
     check = compare(ref, got)
     if check["status"] != "passed":
         raise ImportModelError(f"onnx2torch's conversion of {req.source.name} does not match ONNX Runtime "
@@ -441,7 +494,7 @@ def import_onnx(req: ImportRequest, say: Progress) -> ImportResult:
     record = {"source_file": req.source.name, "source_sha256": sha256_file(req.source), "kind": "onnx",
               "converter": f"onnx2torch {package_version('onnx2torch')}", "head": arch["head"],
               "verified_against": f"{runtime} on the original file", "preprocessing": preprocessing}
-    meta = bundle_meta(name, desc or f"imported from {req.source.name}", arch, got.shape[1], size, spec["mean"],
+    meta = bundle_meta(name, desc or f"imported from {req.source.name}", arch, got[0].size, size, spec["mean"],
                        spec["std"], color=spec["color"], scale=spec["scale"], rgb_to_gray=spec["rgb_to_gray"],
                        init=None, imported=True)
     say(f"parity against {runtime}: cosine {check['cosine_min']:.7f}")
@@ -462,30 +515,33 @@ def _import_program(source: str) -> Callable[[ImportRequest, Progress], ImportRe
 
         name, desc, size, spec, preprocessing = _preprocessing(
             req, pt2_input_size(req.source) if source == "torch_export" else None)
-        arch = {"source": source, "name": req.source.stem, "graph_only": True, "head": {"kind": "none"}}
+        arch = {"source": source, "name": req.source.stem, "graph_only": True, "head": {"kind": "none"},
+                **({"output": req.output} if req.output is not None else {})}
         trunk = build_graph_trunk(arch, req.source, size)
         model = FeatureModel(trunk).eval()
         x = seeded_images(VERIFY_SAMPLES, size)
-        ref = _reference_program(source, req.source, x)
+        ref = _reference_program(source, req.source, x, req.output)
         with torch.no_grad():
             got = model(x).numpy()
         check = compare(ref, got)
         if check["status"] != "passed":
             raise ImportModelError(f"{req.source.name}: the converted program differs from the original "
                                    f"(cosine {check.get('cosine_min')}); not imported")
-        if got.ndim != 2:
-            raise ImportModelError(f"{req.source.name} returns shape {list(got.shape)}; a feature extractor returns (N, D)")
+        if got.ndim != 2 and req.output is None:
+            raise ImportModelError(f"{req.source.name} returns a map of shape {list(got.shape)}, not one feature "
+                                   "vector per image; --output 0 takes it as it is (compared as a map, over all its "
+                                   "values)")
         record = {"source_file": req.source.name, "source_sha256": sha256_file(req.source), "kind": source,
                   "verified_against": f"the original {GRAPH_SOURCES.get(source).what} run by torch",
                   "preprocessing": preprocessing}
-        meta = bundle_meta(name, desc or f"imported from {req.source.name}", arch, got.shape[1], size, spec["mean"],
+        meta = bundle_meta(name, desc or f"imported from {req.source.name}", arch, got[0].size, size, spec["mean"],
                            spec["std"], color=spec["color"], scale=spec["scale"], rgb_to_gray=spec["rgb_to_gray"],
                            init=None, imported=True)
         return _save_and_reverify(model, meta, record, check, req, x, got, graph_file=req.source)
     return run
 
 
-def _reference_program(source: str, path: Path, x: torch.Tensor) -> np.ndarray:
+def _reference_program(source: str, path: Path, x: torch.Tensor, output: str | int | None = None) -> np.ndarray:
     """The original program, run as torch loads it (one sample at a time: programs are often batch-1)."""
     from toolchain.models import graph
 
@@ -498,9 +554,12 @@ def _reference_program(source: str, path: Path, x: torch.Tensor) -> np.ndarray:
         except Exception as e:  # noqa: BLE001 - a damaged archive fails inside torch's zip reader in many ways
             raise ImportModelError(f"{path.name} cannot be loaded as a torch.export program "
                                    f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    from toolchain.models.user_code import pick
+
     try:
         with torch.no_grad():
-            return np.concatenate([prog(x[i:i + 1]).numpy() for i in range(len(x))])
+            return np.concatenate([pick(prog(x[i:i + 1]), output, path.name, ImportModelError).numpy()
+                                   for i in range(len(x))])
     except (RuntimeError, ValueError, TypeError, IndexError) as e:
         raise ImportModelError(f"{path.name}: the program fails on a {tuple(x.shape[1:])} image "
                                f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None

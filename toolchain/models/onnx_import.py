@@ -264,8 +264,49 @@ def truncated(model: Any, feature_value: str | None) -> Any:
     return Extractor(inferred).extract_model(inp, [feature_value])
 
 
-def to_torch(path: str | Path, feature_value: str | None = None) -> nn.Module:
-    """ONNX file -> an eval-mode module computing the (global-pooled) features."""
+def graph_outputs(model: Any) -> list[tuple[str, list[int | None]]]:
+    """(name, shape) of every output of the graph (None for a dimension the file leaves open)."""
+    return [(o.name, [d.dim_value if d.HasField("dim_value") else None for d in o.type.tensor_type.shape.dim])
+            for o in model.graph.output]
+
+
+def _shapes(outs: list[tuple[str, list[int | None]]]) -> str:
+    return ", ".join(f"{i}: {name!r} {['?' if d is None else d for d in shape]}" for i, (name, shape) in enumerate(outs))
+
+
+def choose_output(model: Any, source: str, output: str | int | None, cut: bool) -> str | None:
+    """``--output`` -> the graph output taken as it is (never pooled); None: the usual head search.
+
+    Without ``--output`` (and without ``--head-name``/``--feature-layer``, ``cut``), a graph with several outputs or
+    a map output is refused with their shapes: pooling a detector's or segmenter's map into a "feature" (of
+    dimension 1 for a one-channel map, whose cosine is always 1) would pass any check and mean nothing."""
+    outs = graph_outputs(model)
+    if output is None:
+        if cut:
+            return None
+        if len(outs) > 1:
+            raise ImportModelError(f"{source} returns {len(outs)} outputs ({_shapes(outs)}); pick the feature "
+                                   "with --output NAME|INDEX")
+        shape = outs[0][1]
+        if len(shape) > 2 and any(d != 1 for d in shape[2:]):
+            raise ImportModelError(f"{source} returns a map ({_shapes(outs)}), not one feature vector per image; "
+                                   "--output 0 takes it as it is (compared as a map, over all its values), or "
+                                   "--feature-layer VALUE takes a pooled inner value")
+        return None
+    if cut:
+        raise ImportModelError("--output picks a graph output as it is; leave out --head-name and --feature-layer")
+    names = [name for name, _ in outs]
+    if isinstance(output, int):
+        if output >= len(outs):
+            raise ImportModelError(f"{source} has no output {output}; it returns {_shapes(outs)}")
+        return names[output]
+    if output not in names:
+        raise ImportModelError(f"{source} has no output {output!r}; it returns {_shapes(outs)}")
+    return output
+
+
+def to_torch(path: str | Path, feature_value: str | None = None, pool: bool = True) -> nn.Module:
+    """ONNX file -> an eval-mode module computing the (global-pooled; ``pool=False``: as they are) features."""
     import onnx2torch
     import onnxscript.optimizer
 
@@ -282,11 +323,12 @@ def to_torch(path: str | Path, feature_value: str | None = None) -> nn.Module:
             raise ImportModelError(f"onnx2torch cannot convert {Path(path).name}: {e}. Re-export the model "
                                    "with torch.onnx.export(..., dynamo=True) (opset 18), or import its PyTorch "
                                    "weights with --arch") from None
-    return nn.Sequential(gm, GlobalAvgPool()).eval()
+    return (nn.Sequential(gm, GlobalAvgPool()) if pool else gm).eval()
 
 
-def ort_features(path: str | Path, feature_value: str | None, x: np.ndarray) -> tuple[np.ndarray, str]:
-    """ONNX Runtime on the original file, with ``feature_value`` added as an output; globally pooled."""
+def ort_features(path: str | Path, feature_value: str | None, x: np.ndarray, pool: bool = True) -> tuple[np.ndarray, str]:
+    """ONNX Runtime on the original file, with ``feature_value`` added as an output; globally pooled unless
+    ``pool`` is False (a map picked with ``--output``, compared as a map)."""
     import onnx
     import onnxruntime as ort
 
@@ -300,6 +342,8 @@ def ort_features(path: str | Path, feature_value: str | None, x: np.ndarray) -> 
     name = sess.get_inputs()[0].name
     outs = [sess.run([out_name], {name: x[i:i + 1].astype(np.float32)})[0] for i in range(len(x))]
     y = np.concatenate(outs)
+    if not pool:
+        return y, f"onnxruntime {ort.__version__}"
     if y.ndim == 4:
         y = y.mean(axis=(2, 3))
     elif y.ndim == 3:

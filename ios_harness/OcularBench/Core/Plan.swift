@@ -36,13 +36,15 @@ struct Quantization: Codable, Equatable {
     }
 }
 
-/// The model input: raw RGB pixels 0..255 as float32 in `layout` (normalisation is inside the model).
+/// The model input: raw pixels 0..255 as float32 in `layout` (normalisation is inside the model); `color`
+/// "rgb" | "bgr" | "gray" (nil in older plans: gray for 1 channel, rgb for 3; see `PixelGeometry`).
 struct TensorSpec: Codable, Equatable {
     var name: String
     var shape: [Int]
     var layout: String?
     var dtype: String?
     var quantization: Quantization?
+    var color: String? = nil
 
     var elementCount: Int { return shape.reduce(1, *) }
 }

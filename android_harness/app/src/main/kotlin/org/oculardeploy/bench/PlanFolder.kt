@@ -3,6 +3,7 @@ package org.oculardeploy.bench
 import android.content.res.AssetManager
 import android.graphics.Bitmap
 import android.graphics.BitmapFactory
+import org.oculardeploy.bench.core.PixelLayout
 import org.oculardeploy.bench.core.TensorSpec
 import java.io.File
 import java.io.FileInputStream
@@ -17,7 +18,10 @@ interface PlanFolder {
 
     fun readText(rel: String): String = open(rel).use { it.readBytes().toString(Charsets.UTF_8) }
 
-    /** The fixed input as raw RGB 0..255 in the tensor's layout; no resizing (the image has the input size). */
+    /**
+     * The fixed input as raw pixels 0..255 in the tensor's layout, channels (1: gray, 3: RGB or BGR) and H x W
+     * ([PixelLayout]); no resizing (the image has the input size).
+     */
     fun pixels(rel: String, spec: TensorSpec): FloatArray {
         val opts = BitmapFactory.Options().apply {
             inScaled = false
@@ -26,22 +30,15 @@ interface PlanFolder {
         }
         val bmp = open(rel).use { BitmapFactory.decodeStream(it, null, opts) }
             ?: throw IllegalArgumentException("cannot decode image $rel")
-        val nhwc = spec.layout == "nhwc"
-        val (h, w) = if (nhwc) spec.shape[spec.shape.size - 3] to spec.shape[spec.shape.size - 2]
-        else spec.shape[spec.shape.size - 2] to spec.shape[spec.shape.size - 1]
-        require(bmp.width == w && bmp.height == h) { "$rel is ${bmp.width}x${bmp.height}; ${spec.name} takes ${w}x$h" }
+        val w = bmp.width
+        val h = bmp.height
         val argb = IntArray(w * h)
         bmp.getPixels(argb, 0, w, 0, 0, w, h)
-        val plane = w * h
-        val out = FloatArray(plane * 3)
-        for (p in 0 until plane) {
-            val c = argb[p]
-            val rgb = intArrayOf((c shr 16) and 0xFF, (c shr 8) and 0xFF, c and 0xFF)
-            for (k in 0 until 3) {
-                if (nhwc) out[p * 3 + k] = rgb[k].toFloat() else out[k * plane + p] = rgb[k].toFloat()
-            }
+        return try {
+            PixelLayout.fromArgb(argb, w, h, spec)
+        } catch (e: IllegalArgumentException) {
+            throw IllegalArgumentException("$rel: ${e.message}")
         }
-        return out
     }
 
     companion object {

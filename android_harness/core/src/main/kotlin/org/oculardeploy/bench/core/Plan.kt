@@ -18,13 +18,17 @@ data class Protocol(
 
 data class Quantization(val scale: Double, val zeroPoint: Int)
 
-/** The model input: raw RGB pixels 0..255 in [layout], quantized with [quantization] for full-int8 models. */
+/**
+ * The model input: raw pixels 0..255 in [layout], quantized with [quantization] for full-int8 models; [color]
+ * "rgb" | "bgr" | "gray" (null in older plans: gray for 1 channel, rgb for 3; see [PixelGeometry]).
+ */
 data class TensorSpec(
     val name: String,
     val shape: List<Int>,
     val layout: String,
     val dtype: String,
     val quantization: Quantization?,
+    val color: String? = null,
 ) {
     val elementCount: Int get() = shape.fold(1) { a, b -> a * b }
 }
@@ -123,6 +127,9 @@ data class Plan(
                     throw PlanException("runs[$i].artifact.path '$path' must be relative to the plan folder")
                 }
                 val inp = run.obj("input")
+                inp.stringOrNull("color")?.let {
+                    if (it !in PixelGeometry.COLORS) throw PlanException("runs[$i].input.color '$it' must be one of ${PixelGeometry.COLORS}")
+                }
                 val q = inp.objOrNull("quantization")
                 val key = run.string("key")
                 if (!KEY.matches(key)) throw PlanException("runs[$i].key '$key' must match ${KEY.pattern}")
@@ -140,6 +147,7 @@ data class Plan(
                         layout = inp.stringOrNull("layout") ?: "nchw",
                         dtype = inp.stringOrNull("dtype") ?: "float32",
                         quantization = q?.let { Quantization(it.double("scale"), it.int("zero_point")) },
+                        color = inp.stringOrNull("color"),
                     ),
                     outputName = out.string("name"),
                     outputDim = out.int("dim"),
