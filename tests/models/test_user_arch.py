@@ -269,9 +269,22 @@ def test_cli_arch_kwargs_and_output(tmp_path):
     r = CliRunner().invoke(app, base + ["--arch-kwargs", json.dumps({"dim": 12}), "--output", "0"])
     assert r.exit_code == 0, r.output
     assert "feature dim 12" in r.output
-    r = CliRunner().invoke(app, ["model", "info", str(tmp_path / "b")])
+    from toolchain.models import user_code
+
+    def never(*_a, **_k):
+        raise AssertionError("model info ran the bundle's code")
+
+    real, user_code.register = user_code.register, never  # info reads and checks files, runs nothing
+    try:
+        r = CliRunner().invoke(app, ["model", "info", str(tmp_path / "b")])
+    finally:
+        user_code.register = real
     text = " ".join(r.output.split())  # rich wraps long lines
-    assert r.exit_code == 0 and "code/my_arch.py" in text and "loading this bundle runs it" in text
+    assert r.exit_code == 0, r.output
+    assert "code/my_arch.py" in text and "every command that loads this bundle runs it (not `model info`)" in text
+    (tmp_path / "b" / "code" / "my_arch.py").write_text("print('tampered')\n")
+    r = CliRunner().invoke(app, ["model", "info", str(tmp_path / "b")])
+    assert r.exit_code != 0 and "does not match the sha256" in str(r.exception)
 
 
 def _onnx(tmp_path, model, name="m.onnx"):

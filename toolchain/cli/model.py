@@ -136,27 +136,27 @@ def info(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print model.json as is.")] = False,
 ) -> None:
-    """Print a bundle's description (checks its weights against model.json)."""
+    """Print a bundle's description (checks its weights against model.json; never runs the bundle's code)."""
     from toolchain.inputspec import describe
-    from toolchain.models.bundle import load_bundle
+    from toolchain.models.bundle import check_bundle_files, read_meta
 
-    b = load_bundle(bundle)
+    m = read_meta(bundle)
+    check_bundle_files(bundle, m)
     if as_json:
-        console.print_json(json.dumps(b.meta))
+        console.print_json(json.dumps(m))
         return
-    m = b.meta
     arch = m["architecture"]
     rows = [
         ("name", m["name"]),
         ("architecture", f"{arch['source']}:{arch['name']}"
          + (f", {len(arch['layer_shapes'])} resized layers" if arch.get("layer_shapes") else "")
          + (f", removed blocks {arch['removed_blocks']}" if arch.get("removed_blocks") else "")),
-        ("feature dim", str(b.feature_dim)),
+        ("feature dim", str(m["feature_dim"])),
         ("input", describe(m)),
         ("parameters", f"{m['weights']['num_parameters']:,}"
          + (f" ({m['weights']['deployed_parameters']:,} deployed, {m['weights']['deployed_nonzero']:,} non-zero)"
             if "deployed_nonzero" in m["weights"] else "")),
-        ("weights", f"{m['weights']['file']} ({m['weights']['size_bytes']:,} bytes), sha256 {b.sha256}"),
+        ("weights", f"{m['weights']['file']} ({m['weights']['size_bytes']:,} bytes), sha256 {m['weights']['sha256']}"),
         ("created", m["provenance"].get("created", "?")),
         ("parent", str(m["provenance"].get("parent_sha256"))),
         ("recipe", json.dumps(m["provenance"].get("recipe"))),
@@ -164,7 +164,8 @@ def info(
     ]
     if arch.get("code"):  # the user's own class: the copy that loading this bundle runs
         rows.append(("code", f"{arch['code']['file']} (sha256 {arch['code']['sha256'][:12]}, from "
-                             f"{arch['code'].get('origin', '?')}); loading this bundle runs it"))
+                             f"{arch['code'].get('origin', '?')}); every command that loads this bundle runs it "
+                             "(not `model info`): use bundles from people you trust"))
     if arch.get("output") is not None:
         rows.append(("output", f"--output {arch['output']}"))
     for k, v in rows:

@@ -337,10 +337,11 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
-    """Load and check a bundle. Errors name the file and the problem; nothing is unpickled."""
+def check_bundle_files(path: str | Path, meta: dict[str, Any], verify_hash: bool = True) -> Path:
+    """The weights file of the bundle at ``path`` after checking its size and sha256 against ``meta`` (and the
+    sha256 of its architecture code copy, if any), without building or running anything. Returns the weights
+    file."""
     path = Path(path)
-    meta = read_meta(path)
     wfile = path / meta["weights"].get("file", WEIGHTS_FILE)
     if not wfile.is_file():
         raise BundleError(f"{wfile} is missing; the bundle is incomplete")
@@ -350,6 +351,22 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
                           "truncated or replaced; re-create or re-copy the bundle")
     if verify_hash and sha256_file(wfile) != meta["weights"]["sha256"]:
         raise BundleError(f"{wfile} does not match the sha256 in model.json: the weights were modified or corrupted")
+    if meta["architecture"].get("code"):
+        from toolchain.models import user_code
+
+        user_code.checked_copy(path, meta["architecture"]["code"])
+    return wfile
+
+
+def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
+    """Load and check a bundle. Errors name the file and the problem; nothing is unpickled.
+
+    A bundle whose architecture is the user's own class (``architecture.code``) runs its copy of that file to
+    rebuild the network, as importing a Python package would: load such bundles from people you trust.
+    :func:`read_meta` + :func:`check_bundle_files` (what ``deploy model info`` uses) never run it."""
+    path = Path(path)
+    meta = read_meta(path)
+    wfile = check_bundle_files(path, meta, verify_hash)
     from toolchain.models import graph
 
     if graph.is_graph_only(meta["architecture"]):

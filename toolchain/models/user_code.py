@@ -100,6 +100,12 @@ def load_file(path: Path, error: type[Exception] = CardError) -> dict[str, Any]:
 
 def load_from_bundle(folder: Path, code: dict[str, Any]) -> None:
     """Import a bundle's copy of its architecture file, refusing a copy whose sha256 is not model.json's."""
+    file = Path(folder) / str(code.get("file", ""))
+    register(checked_copy(folder, code), str(file), BundleError)
+
+
+def checked_copy(folder: Path, code: dict[str, Any]) -> bytes:
+    """The bytes of a bundle's copy of its architecture file, after checking its name and sha256 (not run)."""
     rel = str(code.get("file", ""))
     if not re.fullmatch(rf"{CODE_DIR}/[A-Za-z0-9_][A-Za-z0-9._-]*\.py", rel):
         raise BundleError(f"{folder}/model.json names architecture code {rel!r}; expected {CODE_DIR}/NAME.py")
@@ -111,7 +117,7 @@ def load_from_bundle(folder: Path, code: dict[str, Any]) -> None:
     if hashlib.sha256(data).hexdigest() != code.get("sha256"):
         raise BundleError(f"{file} does not match the sha256 in model.json: the architecture code was modified "
                           "after the bundle was written; restore it, or import the model again with --arch FILE.py:NAME")
-    register(data, str(file), BundleError)
+    return data
 
 
 def copy_into(folder: Path, code: dict[str, Any]) -> None:
