@@ -141,11 +141,11 @@ def info(
     from toolchain.models.bundle import check_bundle_files, read_meta
 
     m = read_meta(bundle)
-    check_bundle_files(bundle, m)
+    wfile = check_bundle_files(bundle, m)
     if as_json:
         console.print_json(json.dumps(m))
         return
-    arch = m["architecture"]
+    arch, w, prov = m["architecture"], m["weights"], m.get("provenance") or {}
     rows = [
         ("name", m["name"]),
         ("architecture", f"{arch['source']}:{arch['name']}"
@@ -153,14 +153,14 @@ def info(
          + (f", removed blocks {arch['removed_blocks']}" if arch.get("removed_blocks") else "")),
         ("feature dim", str(m["feature_dim"])),
         ("input", describe(m)),
-        ("parameters", f"{m['weights']['num_parameters']:,}"
-         + (f" ({m['weights']['deployed_parameters']:,} deployed, {m['weights']['deployed_nonzero']:,} non-zero)"
-            if "deployed_nonzero" in m["weights"] else "")),
-        ("weights", f"{m['weights']['file']} ({m['weights']['size_bytes']:,} bytes), sha256 {m['weights']['sha256']}"),
-        ("created", m["provenance"].get("created", "?")),
-        ("parent", str(m["provenance"].get("parent_sha256"))),
-        ("recipe", json.dumps(m["provenance"].get("recipe"))),
-        ("metrics", json.dumps(m["provenance"].get("metrics"))),
+        ("parameters", (f"{w['num_parameters']:,}" if "num_parameters" in w else "not recorded")
+         + (f" ({w['deployed_parameters']:,} deployed, {w['deployed_nonzero']:,} non-zero)"
+            if "deployed_nonzero" in w and "deployed_parameters" in w else "")),
+        ("weights", f"{w['file']} ({wfile.stat().st_size:,} bytes), sha256 {w['sha256']}"),
+        ("created", prov.get("created", "?")),
+        ("parent", str(prov.get("parent_sha256"))),
+        ("recipe", json.dumps(prov.get("recipe"))),
+        ("metrics", json.dumps(prov.get("metrics"))),
     ]
     if arch.get("code"):  # the user's own class: the copy that loading this bundle runs
         rows.append(("code", f"{arch['code']['file']} (sha256 {arch['code']['sha256'][:12]}, from "
