@@ -82,7 +82,9 @@ def prepare_data(spec: DataSpec, out: Path, size: int, mean: Sequence[float], st
     dataset = scan(spec.root, spec.layout, spec.subject_regex, spec.index_csv)
     assignment = split_dataset(dataset, spec.splits_file, spec.split_seed)
     by_split = {k: [s for s, v in assignment.items() if v == k] for k in ("train", "val", "test")}
-    samples = dataset.select(by_split["train"])
+    from toolchain.data.closed_set import training_samples
+
+    samples, held_out = training_samples(dataset, by_split["train"], spec.splits_file)
     identities = sorted({s.identity for s in samples})
     label = {name: k for k, name in enumerate(identities)}
     train = ImageDataset([s.path for s in samples], [label[s.identity] for s in samples], size, mean, std,
@@ -99,7 +101,8 @@ def prepare_data(spec: DataSpec, out: Path, size: int, mean: Sequence[float], st
         save_protocol(make_protocol(dataset.select(by_split["test"]), spec.split_seed, root=dataset.root,
                                     split="test"), out / "protocol-test.json")
     info = {"root": str(dataset.root), "layout": dataset.layout, "split_seed": spec.split_seed,
-            "subjects": {k: len(v) for k, v in by_split.items()}, "train_identities": len(identities)}
+            "subjects": {k: len(v) for k, v in by_split.items()}, "train_identities": len(identities),
+            "closed_set_held_out": held_out}
     return Prepared(train, val, info)
 
 

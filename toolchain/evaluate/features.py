@@ -36,6 +36,9 @@ class FeatureExtractor:
     info: dict[str, Any] = field(default_factory=dict)  # format, precision, source bundle...
     runtime: str = ""  # what runs it, e.g. "onnxruntime 1.23.2"
     _run: Callable[[np.ndarray], np.ndarray] | None = None  # the runtime session's features()
+    #: features (N, D) -> class logits (N, C) through the bundle's classification head (None: no head)
+    logits: Callable[[np.ndarray], np.ndarray] | None = None
+    num_classes: int = 0
 
     def extract(self, pixels_nchw: np.ndarray) -> np.ndarray:
         if pixels_nchw.ndim != 4 or pixels_nchw.shape[1:] != (3, self.input_size, self.input_size):
@@ -58,9 +61,27 @@ def load_bundle_model(path: Path, allow_parity_failed: bool = False) -> FeatureE
 
     b = load_bundle(path)
     _, session = runtimes.open_session(b, BUNDLE_FORMAT)
+    head = b.model.head
     return FeatureExtractor("bundle", Path(path), b.name, b.input_size, b.sha256,
                             {"format": BUNDLE_FORMAT, "precision": "fp32", "feature_dim": b.feature_dim},
-                            session.description, session.features)
+                            session.description, session.features,
+                            _head_logits(b) if head is not None else None,
+                            int(head.out_features) if head is not None else 0)
+
+
+def _head_logits(b: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """Inference logits of a bundle's head as it was trained (``W f + b``, or ``s cos`` for a margin head)."""
+    import torch
+
+    from toolchain.compress.logits import head_of
+
+    spec = head_of(b.meta)
+
+    def logits(features: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return spec.logits(torch.from_numpy(np.ascontiguousarray(features, np.float32)), b.model.head).numpy()
+
+    return logits
 
 
 def artifact_input_size(manifest: Any) -> int:

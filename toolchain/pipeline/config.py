@@ -72,6 +72,7 @@ class DataSection:
     other_eye: str = SplitConfig.other_eye
     condition: str = SplitConfig.condition
     check_images: bool = SplitConfig.check_images
+    closed_set: int = field(default=SplitConfig.closed_set, metadata={"minimum": 0, "maximum": B.IMAGES_PER_SUBJECT[1]})
     synth: SynthSection | None = None
 
 
