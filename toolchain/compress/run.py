@@ -197,7 +197,7 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
                        data: DataSpec | None = None, cfg: TrainConfig | None = None, schedule: str = PRUNE.schedule,
                        steps: int = PRUNE.steps, scope: PruneScope | None = None, calibration: int = PRUNE.calibration,
                        seed: int = 0, gradient_mode: str = PRUNE.gradient_mode, ratio_of: str = PRUNE.ratio_of,
-                       batch_size: int | None = None,
+                       batch_size: int | None = None, random_mode: str = PRUNE.random_mode,
                        progress: ProgressFn | None = None, force: bool = False) -> CompressResult:
     """Unstructured pruning to ``ratio`` with a registered method, fine-tuned ``cfg.epochs`` with masks fixed.
 
@@ -210,6 +210,8 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
         ratio_of: ``deployed`` (``ratio`` counts the trunk) or ``shrinkbench`` (the whole model, head
             included); see :mod:`toolchain.compress.pruning.masks`.
         batch_size: images per calibration batch (default: ``cfg.batch_size``, else the training default).
+        random_mode: ``random`` only: ``exact`` (a seeded exact count per layer) or ``shrinkbench`` (each
+            weight and bias kept with probability p; :mod:`toolchain.compress.pruning.bernoulli`).
     """
     from toolchain.compress.pruning.masks import RATIO_DEFINITIONS
 
@@ -241,7 +243,7 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
     # Fine-tuning trains the head as cfg.head: steps after the first score the head being trained.
     trained = HeadSpec.from_config(cfg) if epochs else None
     sched = SCHEDULES.get(schedule)(ratio, max(epochs, 1), steps)
-    hooks = PruneHooks(method, sched, scope, ScoreContext(batches, loss_fn, seed, gradient_mode),
+    hooks = PruneHooks(method, sched, scope, ScoreContext(batches, loss_fn, seed, gradient_mode, random_mode),
                        fixed_dense=epochs > 0, ratio_of=ratio_of,
                        trained_loss_fn=head_loss(trained) if trained else None)
     result = _finetune(model, prepared, cfg, out, hooks, progress) if epochs else None
@@ -261,7 +263,7 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
               "gradient_logits_later_steps": trained.name if grad and trained and len(sched.steps) > 1 else None,
               "calibration_batches": len(batches),
               "calibration_batch_size": len(batches[0][1]) if batches else None, "seed": seed,
-              "finetune_epochs": epochs}
+              "finetune_epochs": epochs, "random_mode": random_mode if m.score == "random" else None}
     compression = {**rep.to_json(), "gradient_mode": grad, "pruning_steps": hooks.results}
     return _save(model, parent, out, recipe, compression, result, prepared, head=head)
 
