@@ -272,7 +272,9 @@ def _versions(*packages: str) -> dict[str, str]:
 
 
 #: What evaluating or timing artifacts runs on (the runtime layer's packages).
-def build_stages(cfg: PipelineConfig) -> list[Stage]:
+def build_stages(cfg: PipelineConfig, missing_data_ok: bool = False) -> list[Stage]:
+    """The stage graph of ``cfg``. ``missing_data_ok`` (``--dry-run``): a ``[data] path`` that does not exist
+    yet keys the data stage as ``absent`` instead of failing, so the plan can be seen before the data arrives."""
     from toolchain.artifact.formats import converter_versions
     from toolchain.runtimes import runtime_packages
 
@@ -285,7 +287,8 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
         if not data_cfg.get("closed_set"):
             data_cfg.pop("closed_set", None)  # keys of configs written before closed sets stay the same
         if d.path is not None:
-            data_cfg["content"] = _listing_hash(Path(d.path))
+            absent = missing_data_ok and not Path(d.path).is_dir()
+            data_cfg["content"] = "absent" if absent else _listing_hash(Path(d.path))
         stages.append(Stage("data", "data", data_cfg, run_data))
     if t.epochs == 0:
         from toolchain.models.bundle import read_meta
