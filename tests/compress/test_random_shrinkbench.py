@@ -66,3 +66,11 @@ def test_cli_warns_when_random_mode_cannot_apply(tiny_bundle, tmp_path):
                                  "--ratio", "2", "--random-mode", "shrinkbench"])
     assert r.exit_code == 0 and "no effect" not in r.output, r.output
     assert '"random_mode": "shrinkbench"' in (tmp_path / "r" / "bundle" / "model.json").read_text()
+
+
+def test_docstring_examples_hold():
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module("toolchain.compress.pruning.bernoulli"))
+    assert result.attempted > 0 and result.failed == 0

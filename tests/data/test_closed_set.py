@@ -84,3 +84,11 @@ def test_cli_split_closed_set(synth_small, tmp_path):
     # a ToolchainError: `deploy` (toolchain.cli.main) prints it as one line and exits 2
     assert isinstance(r.exception, DataError) and "no training identity has more than 4" in str(r.exception)
     assert not (tmp_path / "q" / CLOSED_SET_FILE).exists()
+
+
+def test_docstring_examples_hold():
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module("toolchain.data.closed_set"))
+    assert result.attempted > 0 and result.failed == 0

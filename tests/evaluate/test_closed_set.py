@@ -98,3 +98,11 @@ def test_evaluate_writes_closed_set_into_metrics(tiny_bundle, tmp_path):
     assert ev2.document["closed_set"]["method"] == "class-mean"
     (tmp_path / "splits" / CLOSED_SET_FILE).unlink()
     assert "closed_set" not in evaluate_model(tiny_bundle, data, written["test"], tmp_path / "ev3", plot=False).document
+
+
+def test_docstring_examples_hold():
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module("toolchain.evaluate.closed_set"))
+    assert result.attempted > 0 and result.failed == 0

@@ -79,3 +79,11 @@ def test_every_target_exports_with_parity(paper_bundles, card, target, tmp_path)
     ran = {r: p for r, p in runs.items() if p.status != "skipped"}
     assert ran, f"no runtime checked parity: {runs}"
     assert all(p.status == "passed" for p in ran.values()), runs
+
+
+def test_docstring_examples_hold():
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module("toolchain.models.mobilenet_v1"))
+    assert result.attempted > 0 and result.failed == 0

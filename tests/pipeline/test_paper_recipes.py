@@ -74,3 +74,11 @@ def test_hong2022_tiny_runs_its_data_and_teacher(tmp_path):
     meta = json.loads((done["teacher"].path / "bundle" / "model.json").read_text())
     assert meta["architecture"]["name"] == "mobilenet_v1" and meta["input"]["size"][0] == 64
     assert meta["provenance"]["training"]["data"]["closed_set_held_out"] == closed["counts"]["probes"]
+
+
+def test_docstring_examples_hold():
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module("toolchain.pipeline.scale"))
+    assert result.attempted > 0 and result.failed == 0
