@@ -59,6 +59,13 @@ def test_split_writes_the_closed_set_and_training_leaves_it_out(synth_small, tmp
     assert not {ds.relative(s) for s in kept} & {p for p, _ in cs.probes}
     # a splits file without a closed set beside it trains on every image of the train split
     assert training_samples(ds, train, None) == (ds.select(train), 0)
+    # a run folder that writes its own protocols gets a copy beside them (what `deploy train` does)
+    from toolchain.data.closed_set import copy_closed_set
+
+    (tmp_path / "run").mkdir()
+    copied = copy_closed_set(written["splits"], tmp_path / "run")
+    assert copied is not None and copied.read_bytes() == written["closed_set"].read_bytes()
+    assert copy_closed_set(None, tmp_path / "run") is None
     # a re-split without --closed-set leaves no stale probes behind
     write_split_files(ds, tmp_path / "s", fractions=(0.5, 0.25, 0.25))
     assert not (tmp_path / "s" / CLOSED_SET_FILE).exists()

@@ -74,6 +74,7 @@ def test_hong2022_tiny_runs_its_data_and_teacher(tmp_path):
     meta = json.loads((done["teacher"].path / "bundle" / "model.json").read_text())
     assert meta["architecture"]["name"] == "mobilenet_v1" and meta["input"]["size"][0] == 64
     assert meta["provenance"]["training"]["data"]["closed_set_held_out"] == closed["counts"]["probes"]
+    assert (done["teacher"].path / "run" / "closed-set.json").is_file()  # beside the run's own protocols
 
 
 def test_docstring_examples_hold():

@@ -93,6 +93,9 @@ def prepare_data(spec: DataSpec, out: Path, size: int, mean: Sequence[float], st
     if _writes():
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "splits.json", splits_json(assignment, spec.split_seed, DEFAULT_FRACTIONS, dataset))
+        from toolchain.data.closed_set import copy_closed_set
+
+        copy_closed_set(spec.splits_file, out)  # beside the protocols written here, as `deploy train` does
     if len(by_split["val"]) >= 2:
         val = make_protocol(dataset.select(by_split["val"]), spec.split_seed, VAL_MAX_IMPOSTORS, dataset.root, "val")
         if _writes():

@@ -148,3 +148,17 @@ def training_samples(dataset: Dataset, train_subjects: Sequence[str],
     held = {p for p, _ in load_closed_set(cs_file).probes}
     kept = [s for s in samples if dataset.relative(s) not in held]
     return kept, len(samples) - len(kept)
+
+
+def copy_closed_set(splits_file: str | Path | None, out: str | Path) -> Path | None:
+    """Copy the closed set beside ``splits_file`` into ``out`` (a run folder that writes its own protocols), so
+    ``deploy evaluate --protocol OUT/protocol-test.json`` finds it there too. None when there is none."""
+    from toolchain.fsutil import atomic_write_bytes
+
+    src = closed_set_beside(splits_file) if splits_file is not None else None
+    if src is None:
+        return None
+    dst = Path(out) / CLOSED_SET_FILE
+    if src.resolve() != dst.resolve():
+        atomic_write_bytes(dst, src.read_bytes())
+    return dst

@@ -101,6 +101,9 @@ def train(model_spec: str, data: str | Path, out: str | Path, cfg: TrainConfig, 
     if D.info().is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "splits.json", splits_json(assignment, split_seed, fractions, dataset))
+        from toolchain.data.closed_set import copy_closed_set
+
+        copy_closed_set(splits_file, out)  # its protocols sit beside it, so `evaluate` finds the probes here too
         if val_protocol is not None:
             save_protocol(val_protocol, out / "protocol-val.json")
         if len(by_split["test"]) >= 2:
