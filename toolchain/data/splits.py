@@ -270,10 +270,10 @@ def splits_json(assignment: dict[str, str], seed: int, fractions: Sequence[float
                 closed_set: dict[str, Any] | None = None) -> dict[str, Any]:
     counts = {k: sum(1 for v in assignment.values() if v == k) for k in SPLITS}
     extra = {"closed_set": closed_set} if closed_set else {}
-    return {**extra, "format": SPLITS_FORMAT, "format_version": FORMAT_VERSION, "seed": seed, "fractions": list(fractions),
+    return {"format": SPLITS_FORMAT, "format_version": FORMAT_VERSION, "seed": seed, "fractions": list(fractions),
             "layout": dataset.layout if dataset else None, "counts": counts,
             "protocol": (rules or ProtocolRules()).to_json(), "excluded_images": excluded,
-            "subjects": dict(sorted(assignment.items()))}
+            **extra, "subjects": dict(sorted(assignment.items()))}
 
 
 def drop_unreadable(dataset: Dataset, progress: Callable[[int, int], None] | None = None,
@@ -342,12 +342,10 @@ def write_split_files(dataset: Dataset, out: str | Path, seed: int = 0,
         proto.meta = {"layout": dataset.layout, "splits_seed": seed, "fractions": list(fractions),
                       "excluded_images": len(excluded), **proto.meta}
         protocols[split] = proto
-    held = None
-    if closed_set:
-        from toolchain.data.closed_set import CLOSED_SET_FILE, hold_out
+    from toolchain.data.closed_set import CLOSED_SET_FILE, hold_out
 
-        held = hold_out(dataset, [s for s, k in assignment.items() if k == "train"], closed_set, seed)
-    (out / "closed-set.json").unlink(missing_ok=True)  # a re-split without --closed-set leaves no stale probes
+    held = hold_out(dataset, [s for s, k in assignment.items() if k == "train"], closed_set, seed) if closed_set else None
+    (out / CLOSED_SET_FILE).unlink(missing_ok=True)  # a re-split without --closed-set leaves no stale probes
     written = {"splits": out / "splits.json", "excluded": out / EXCLUDED_FILE}
     cs_info = None
     if held is not None:
