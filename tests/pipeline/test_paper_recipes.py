@@ -55,6 +55,7 @@ def test_tiny_scale_keeps_the_recipe_and_shrinks_the_run(name):
     assert [r.prune for r in tiny.compress] == [r.prune for r in full.compress]
     assert all(r.finetune_epochs <= 1 for r in tiny.compress)
     assert tiny.export.targets == full.export.targets and tiny.pipeline.work_dir.endswith("-tiny")
+    assert tiny.export.precisions == ["fp32"]  # one epoch overflows fp16 (scale.py says what was measured)
 
 
 def test_hong2022_tiny_runs_its_data_and_teacher(tmp_path):
