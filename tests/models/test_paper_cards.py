@@ -8,7 +8,7 @@ import torch
 
 from toolchain.models.mobilenet_v1 import SHALLOW_REMOVED, MobileNetV1
 
-#: Howard et al. 2017, Table 6/Table 8 (ImageNet, 1000 classes): parameters in millions, to the paper's rounding
+#: Howard et al. 2017, Section 4.2 (ImageNet, 1000 classes): parameters in millions, to the paper's rounding
 PAPER_PARAMS_M = {(1.0, False): 4.2, (0.75, False): 2.6, (0.5, False): 1.3, (1.0, True): 2.9}
 
 

@@ -10,7 +10,7 @@ public implementation, it is stride 1 here.
 * ``width_mult`` (the paper's width multiplier alpha, Section 3.3): every layer's channels times alpha. The
   paper does not say how fractional channels round; we round to a multiple of 8 (at least 8), as TensorFlow's
   reference implementation does. For alpha 1.0, 0.75, 0.5 all channel counts are exact multiples of 8 anyway.
-* ``shallow``: the paper's "shallow MobileNet" (Section 4.2, Table 6): the five 14x14x512 depthwise-separable
+* ``shallow``: the paper's "shallow MobileNet" (Section 4.2, its narrow-vs-shallow comparison): the five 14x14x512 depthwise-separable
   blocks removed. They become ``Identity`` (their input and output widths match), so every other layer keeps
   the name and shape it has in the full network; a full bundle depth-pruned with
   ``removed_blocks = blocks.6 .. blocks.10`` is the same network.
