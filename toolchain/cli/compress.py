@@ -56,7 +56,7 @@ def _run_with_bar(fn, *args, show: bool = True, **kwargs):
         D.shutdown()
 
 
-def _warn_ignored(method: str, ratio_of: str, gradient_mode: str) -> None:
+def _warn_ignored(method: str, ratio_of: str, gradient_mode: str, random_mode: str = PRUNE.random_mode) -> None:
     """One yellow line naming the options given a non-default value that ``method`` (a known one) never reads."""
     from toolchain.compress.config import METHODS, method_kind
 
@@ -66,6 +66,8 @@ def _warn_ignored(method: str, ratio_of: str, gradient_mode: str) -> None:
         ignored.append("--ratio-of")
     if gradient_mode != PRUNE.gradient_mode and not (unstructured and METHODS.get(method).score == "gradient"):
         ignored.append("--gradient-mode")
+    if random_mode != PRUNE.random_mode and not (unstructured and METHODS.get(method).score == "random"):
+        ignored.append("--random-mode")
     if ignored:
         verb = "has" if len(ignored) == 1 else "have"
         err_console.print(styled(("warning:", "yellow"), f" {' and '.join(ignored)} {verb} no effect with "
@@ -114,6 +116,10 @@ def prune_command(
                                                "BatchNorm, ONE batch of --batch-size images, as ShrinkBench; the model is "
                                                "restored after) or eval (eval-mode BatchNorm, gradient averaged over "
                                                "--calibration-batches).")] = PRUNE.gradient_mode,
+    random_mode: Annotated[str, typer.Option("--random-mode", help="random: exact (a seeded exact count per layer, "
+                                             "biases never pruned) or shrinkbench (each weight and bias of a prunable "
+                                             "layer kept with probability p, as ShrinkBench's strategies/random.py; "
+                                             "the ratio is met in expectation).")] = PRUNE.random_mode,
     data: Annotated[Optional[Path], typer.Option("--data", help="Data folder: fine-tuning and gradient scores.")] = None,
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Epochs of fine-tuning (0: none).", min=0)] = 0,
     schedule: Annotated[str, typer.Option(help="one-shot or iterative (geometric ratios over the first half).")] = PRUNE.schedule,
@@ -154,10 +160,10 @@ def prune_command(
         raise CompressionError("--finetune-epochs needs --data")
     from toolchain.compress.config import method_kind
 
-    _warn_ignored(method, ratio_of, gradient_mode)
+    _warn_ignored(method, ratio_of, gradient_mode, random_mode)
     if method_kind(method) == "unstructured":
         options = dict(ratio=ratio, schedule=schedule, steps=steps, seed=seed, gradient_mode=gradient_mode,
-                       ratio_of=ratio_of, scope=PruneScope(exclude_names=tuple(exclude or ()),
+                       ratio_of=ratio_of, random_mode=random_mode, scope=PruneScope(exclude_names=tuple(exclude or ()),
                                                            exclude_types=tuple(exclude_type or ()),
                                                            exclude_feature_head=not prune_feature_head))
     else:  # only the options the structured method reads (STRUCTURED), each built when it is read

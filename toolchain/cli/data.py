@@ -137,6 +137,9 @@ def split(
                                            "and lighting) or any.")] = SplitConfig.condition,
     check_images: Annotated[bool, typer.Option("--check-images/--no-check-images", help="Decode every image first "
                                                "and leave unreadable ones out (listed in excluded.json).")] = SplitConfig.check_images,
+    closed_set: Annotated[int, typer.Option("--closed-set", help="Also hold out this many images of every training "
+                                            "identity (closed-set.json) for top-1/top-5 accuracy in `deploy evaluate`; "
+                                            "training leaves them out. 0: none.", min=0)] = SplitConfig.closed_set,
     layout: LayoutOpt = None,
     subject_regex: RegexOpt = None,
     index: IndexOpt = None,
@@ -155,7 +158,7 @@ def split(
         fr = tuple(float(v) for v in fractions.split(","))
     except ValueError:
         raise DataError(f"--fractions {fractions!r} must be three numbers like 0.7,0.1,0.2") from None
-    SplitConfig(fractions=fr, max_impostors=max_impostors, seed=seed)  # every value in range, before any work
+    SplitConfig(fractions=fr, max_impostors=max_impostors, seed=seed, closed_set=closed_set)  # every value in range, before any work
     ds = scan(data, layout, subject_regex, index)
     rules = resolve_rules(ds.layout, protocol, _sessions(enrol_sessions),
                           _sessions(verify_sessions), other_eye, condition)
@@ -164,9 +167,10 @@ def split(
         with progress() as bar:
             task = bar.add_task("decoding", total=len(ds.samples), status="")
             written = write_split_files(ds, out, seed, fr, max_impostors, force=force, rules=rules,
-                                        progress=lambda n, _: bar.update(task, completed=n))
+                                        progress=lambda n, _: bar.update(task, completed=n), closed_set=closed_set)
     else:
-        written = write_split_files(ds, out, seed, fr, max_impostors, force=force, rules=rules, check_images=False)
+        written = write_split_files(ds, out, seed, fr, max_impostors, force=force, rules=rules, check_images=False,
+                                    closed_set=closed_set)
     excluded = json.loads(written["excluded"].read_text())
     if excluded["count"]:
         shown = ", ".join(im["path"] for im in excluded["images"][:3])
@@ -185,6 +189,11 @@ def split(
             line += (f", {len(p.images)} images, {len(p.genuine)} genuine + {len(p.impostor)} impostor pairs "
                      f"({p.impostor_sampling}) -> {written[k]}")
         console.print(line)
+    if "closed_set" in written:
+        cs = json.loads(written["closed_set"].read_text())["counts"]
+        console.print(f"closed set: {cs['probes']} held-out images of {cs['classes']} training identities "
+                      f"({closed_set} each; {cs['identities_without_probes']} with too few images keep all) -> "
+                      f"{written['closed_set']}")
     console.print(f"splits: {written['splits']}")
 
 

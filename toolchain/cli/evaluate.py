@@ -27,6 +27,9 @@ def evaluate(
     far: Annotated[Optional[list[float]], typer.Option("--far", help="FAR target for TAR at FAR (repeatable). "
                                                                      "Default: 1e-2, 1e-3, 1e-4.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="PyTorch CPU threads (default: PyTorch's).")] = None,
+    closed_set: Annotated[Optional[Path], typer.Option("--closed-set", help="closed-set.json for top-1/top-5 "
+                          "identification accuracy (default: the one beside --protocol, written by `deploy data split "
+                          "--closed-set K`).")] = None,
     force: ForceOpt = False,
     allow_parity_failed: Annotated[bool, typer.Option(
         "--allow-parity-failed", help="Evaluate an artifact whose export parity failed (refused otherwise).")] = False,
@@ -67,7 +70,7 @@ def evaluate(
             bar.update(task, completed=done, total=total, status=stage)
 
         ev = run.evaluate_model(models[0], data, protocol, out, batch_size, fars, progress=tick, force=force,
-                                allow_parity_failed=allow_parity_failed)
+                                allow_parity_failed=allow_parity_failed, closed_set=closed_set)
     for w in ev.document["model"].get("warnings", []):
         console.print(styled(("warning:", "yellow"), f" {w}"))
     _print_metrics(ev.document)
@@ -97,6 +100,11 @@ def _print_metrics(doc: dict[str, Any]) -> None:
     t.add_row("d'", "undefined" if m["d_prime"] is None else f"{m['d_prime']:.3f}")
     t.add_row("genuine mean ± std", f"{m['genuine']['mean']:.4f} ± {m['genuine']['std']:.4f}")
     t.add_row("impostor mean ± std", f"{m['impostor']['mean']:.4f} ± {m['impostor']['std']:.4f}")
+    cs = doc.get("closed_set")
+    if cs:
+        how = "classification head" if cs["method"] == "head" else "nearest class mean"
+        t.add_row("closed-set top-1", f"{cs['top1'] * 100:.2f} %", f"{cs['images']} images, {cs['classes']} classes, {how}")
+        t.add_row("closed-set top-5", f"{cs['top5'] * 100:.2f} %", cs.get("note", ""))
     console.print(t)
     for w in m["warnings"]:
         console.print(styled(("warning:", "yellow"), f" {w}"))

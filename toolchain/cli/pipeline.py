@@ -45,7 +45,11 @@ def _run(config, dry_run: bool, only: list[str] | None, force: list[str] | None,
     def say(msg: str) -> None:
         err_console.log(msg)
 
-    stages = build_stages(config)
+    if dry_run and config.data is not None and config.data.path is not None and not Path(config.data.path).is_dir():
+        err_console.print(Text.assemble(("warning:", "yellow"), f" [data] path {config.data.path} does not exist: "
+                                        "the plan below is what would run once it does (the data stage and all "
+                                        "after it show as 'would run')"), soft_wrap=True)
+    stages = build_stages(config, missing_data_ok=dry_run)
     check_stage_names(config.cluster, stages)
     try:
         reports = run(stages, work, only=set(only) if only else None, force=set(force or []),
@@ -86,6 +90,9 @@ def run_cmd(
     force: Annotated[Optional[list[str]], typer.Option("--force", help="Rerun this stage kind or name even if done (repeatable).")] = None,
     ci: Annotated[bool, typer.Option("--ci", help="Print a machine-readable JSON summary on stdout; exit 1 on any parity failure.")] = False,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Run up to N ready stages (all inputs done) at once; a failed stage stops only its dependants. Default: 1 (with --executor slurm: every ready stage).")] = None,
+    scale: Annotated[str, typer.Option("--scale", help="full (the file as written) or tiny (CI size: synthetic data, "
+                                       "64 px, 1 epoch per training, under WORK-tiny; architectures, methods, ratios "
+                                       "and targets as written; toolchain/pipeline/scale.py).")] = "full",
     executor: Annotated[Optional[str], typer.Option("--executor", help="Where stages run: inline (this process; default for --jobs 1), local (a subprocess per stage; default for --jobs >1), slurm (a Slurm job per stage via submitit, resources from the recipe's cluster section), local-submitit (submitit's local executor, for testing the Slurm path).")] = None,
 ) -> None:
     """Run the pipeline: every stage is keyed by a hash of its config and inputs, so reruns skip what is done.
@@ -95,7 +102,7 @@ def run_cmd(
     """
     from toolchain.pipeline.config import load
 
-    reports = _run(load(file), dry_run, only, force, ci, jobs, executor)
+    reports = _run(load(file, scale), dry_run, only, force, ci, jobs, executor)
     report = next((r for r in reports if r.kind == "report" and r.status in ("ran", "cached")), None)
     if report is not None and not ci:
         console.print(f"report: {report.path / 'report' / 'report.html'} (and report.md)")

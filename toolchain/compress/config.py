@@ -19,6 +19,8 @@ GRADIENT_MODES = ("shrinkbench", "eval")
 #: Which parameters a compression ratio counts (``compress/pruning/masks.py``): the deployed trunk, or the
 #: whole model with its classifier head as ShrinkBench's ``model_size`` counts it.
 RATIO_DEFINITIONS = ("deployed", "shrinkbench")
+#: ``--method random``: an exact seeded count per layer, or ShrinkBench's keep-with-probability-p (biases too)
+RANDOM_MODES = ("exact", "shrinkbench")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class PruneDefaults:
     calibration: int = 4  # batches of Taylor scores and --gradient-mode eval
     gradient_mode: str = GRADIENT_MODES[0]
     ratio_of: str = RATIO_DEFINITIONS[0]
+    random_mode: str = RANDOM_MODES[0]
     multiplier: float = 0.5  # width-multiplier: the fraction of channels kept
 
 

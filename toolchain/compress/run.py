@@ -85,7 +85,9 @@ def prepare_data(spec: DataSpec, out: Path, size: Any, mean: Sequence[float], st
     dataset = scan(spec.root, spec.layout, spec.subject_regex, spec.index_csv)
     assignment = split_dataset(dataset, spec.splits_file, spec.split_seed)
     by_split = {k: [s for s, v in assignment.items() if v == k] for k in ("train", "val", "test")}
-    samples = dataset.select(by_split["train"])
+    from toolchain.data.closed_set import training_samples
+
+    samples, held_out = training_samples(dataset, by_split["train"], spec.splits_file)
     identities = sorted({s.identity for s in samples})
     label = {name: k for k, name in enumerate(identities)}
     train = ImageDataset([s.path for s in samples], [label[s.identity] for s in samples], size, mean, std,
@@ -94,6 +96,9 @@ def prepare_data(spec: DataSpec, out: Path, size: Any, mean: Sequence[float], st
     if _writes():
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "splits.json", splits_json(assignment, spec.split_seed, DEFAULT_FRACTIONS, dataset))
+        from toolchain.data.closed_set import copy_closed_set
+
+        copy_closed_set(spec.splits_file, out)  # beside the protocols written here, as `deploy train` does
     if len(by_split["val"]) >= 2:
         val = make_protocol(dataset.select(by_split["val"]), spec.split_seed, VAL_MAX_IMPOSTORS, dataset.root, "val")
         if _writes():
@@ -102,7 +107,8 @@ def prepare_data(spec: DataSpec, out: Path, size: Any, mean: Sequence[float], st
         save_protocol(make_protocol(dataset.select(by_split["test"]), spec.split_seed, root=dataset.root,
                                     split="test"), out / "protocol-test.json")
     info = {"root": str(dataset.root), "layout": dataset.layout, "split_seed": spec.split_seed,
-            "subjects": {k: len(v) for k, v in by_split.items()}, "train_identities": len(identities)}
+            "subjects": {k: len(v) for k, v in by_split.items()}, "train_identities": len(identities),
+            "closed_set_held_out": held_out}
     return Prepared(train, val, info)
 
 
@@ -197,7 +203,7 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
                        data: DataSpec | None = None, cfg: TrainConfig | None = None, schedule: str = PRUNE.schedule,
                        steps: int = PRUNE.steps, scope: PruneScope | None = None, calibration: int = PRUNE.calibration,
                        seed: int = 0, gradient_mode: str = PRUNE.gradient_mode, ratio_of: str = PRUNE.ratio_of,
-                       batch_size: int | None = None,
+                       batch_size: int | None = None, random_mode: str = PRUNE.random_mode,
                        progress: ProgressFn | None = None, force: bool = False) -> CompressResult:
     """Unstructured pruning to ``ratio`` with a registered method, fine-tuned ``cfg.epochs`` with masks fixed.
 
@@ -210,6 +216,8 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
         ratio_of: ``deployed`` (``ratio`` counts the trunk) or ``shrinkbench`` (the whole model, head
             included); see :mod:`toolchain.compress.pruning.masks`.
         batch_size: images per calibration batch (default: ``cfg.batch_size``, else the training default).
+        random_mode: ``random`` only: ``exact`` (a seeded exact count per layer) or ``shrinkbench`` (each
+            weight and bias kept with probability p; :mod:`toolchain.compress.pruning.bernoulli`).
     """
     from toolchain.compress.pruning.masks import RATIO_DEFINITIONS
 
@@ -242,7 +250,7 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
     # Fine-tuning trains the head as cfg.head: steps after the first score the head being trained.
     trained = HeadSpec.from_config(cfg) if epochs else None
     sched = SCHEDULES.get(schedule)(ratio, max(epochs, 1), steps)
-    hooks = PruneHooks(method, sched, scope, ScoreContext(batches, loss_fn, seed, gradient_mode),
+    hooks = PruneHooks(method, sched, scope, ScoreContext(batches, loss_fn, seed, gradient_mode, random_mode),
                        fixed_dense=epochs > 0, ratio_of=ratio_of,
                        trained_loss_fn=head_loss(trained) if trained else None)
     result = _finetune(model, prepared, cfg, out, hooks, progress) if epochs else None
@@ -262,7 +270,7 @@ def prune_unstructured(bundle_dir: str | Path, out: str | Path, method: str, rat
               "gradient_logits_later_steps": trained.name if grad and trained and len(sched.steps) > 1 else None,
               "calibration_batches": len(batches),
               "calibration_batch_size": len(batches[0][1]) if batches else None, "seed": seed,
-              "finetune_epochs": epochs}
+              "finetune_epochs": epochs, "random_mode": random_mode if m.score == "random" else None}
     compression = {**rep.to_json(), "gradient_mode": grad, "pruning_steps": hooks.results}
     return _save(model, parent, out, recipe, compression, result, prepared, head=head)
 

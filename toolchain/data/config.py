@@ -58,6 +58,7 @@ class SplitConfig:
     is left out (``exclude``), an ``impostor``, or ``genuine`` (either-eye genuines). ``condition``:
     cross-session pairs only within the same capture condition (``same``: VISOB's phone and lighting) or
     across them (``any``). ``check_images``: decode every image first and leave unreadable ones out.
+    ``closed_set``: hold out this many images of every training identity for closed-set accuracy (0: none).
     """
 
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
@@ -69,6 +70,8 @@ class SplitConfig:
     other_eye: str = "exclude"
     condition: str = "same"
     check_images: bool = True
+    #: images held out of every training identity for closed-set accuracy (0: none; toolchain.data.closed_set)
+    closed_set: int = 0
 
     def __post_init__(self) -> None:
         from toolchain import bounds as b
@@ -79,3 +82,4 @@ class SplitConfig:
             b.check_float(f, f"{name} fraction", *b.RATIO)
         b.check_int(self.max_impostors, "max impostors", *b.MAX_IMPOSTORS)
         b.check_int(self.seed, "seed", *b.SEED)
+        b.check_int(self.closed_set, "closed-set images per identity", 0, b.IMAGES_PER_SUBJECT[1])

@@ -268,12 +268,14 @@ def _check_pairs(p: Protocol, path: Path) -> None:
 
 
 def splits_json(assignment: dict[str, str], seed: int, fractions: Sequence[float], dataset: Dataset | None = None,
-                rules: ProtocolRules | None = None, excluded: int = 0) -> dict[str, Any]:
+                rules: ProtocolRules | None = None, excluded: int = 0,
+                closed_set: dict[str, Any] | None = None) -> dict[str, Any]:
     counts = {k: sum(1 for v in assignment.values() if v == k) for k in SPLITS}
+    extra = {"closed_set": closed_set} if closed_set else {}
     return {"format": SPLITS_FORMAT, "format_version": FORMAT_VERSION, "seed": seed, "fractions": list(fractions),
             "layout": dataset.layout if dataset else None, "counts": counts,
             "protocol": (rules or ProtocolRules()).to_json(), "excluded_images": excluded,
-            "subjects": dict(sorted(assignment.items()))}
+            **extra, "subjects": dict(sorted(assignment.items()))}
 
 
 def drop_unreadable(dataset: Dataset, progress: Callable[[int, int], None] | None = None,
@@ -311,8 +313,11 @@ def write_split_files(dataset: Dataset, out: str | Path, seed: int = 0,
                       fractions: Sequence[float] = DEFAULT_FRACTIONS,
                       max_impostors: int = DEFAULT_MAX_IMPOSTORS, force: bool = False,
                       rules: ProtocolRules | None = None, check_images: bool = SplitConfig.check_images,
-                      progress: Callable[[int, int], None] | None = None) -> dict[str, Path]:
+                      progress: Callable[[int, int], None] | None = None, closed_set: int = 0) -> dict[str, Path]:
     """Write ``splits.json``, ``protocol-val.json``, ``protocol-test.json`` and ``excluded.json`` into ``out``.
+
+    ``closed_set`` > 0 also writes ``closed-set.json``: that many held-out images of every training identity
+    (:mod:`toolchain.data.closed_set`), which training then leaves out.
 
     ``rules``: the verification protocol (default all-pairs; see :func:`toolchain.data.protocols.resolve_rules`).
     ``check_images``: decode every image first (``progress(done, total)`` after each) and leave the unreadable
@@ -339,11 +344,22 @@ def write_split_files(dataset: Dataset, out: str | Path, seed: int = 0,
         proto.meta = {"layout": dataset.layout, "splits_seed": seed, "fractions": list(fractions),
                       "excluded_images": len(excluded), **proto.meta}
         protocols[split] = proto
+    from toolchain.data.closed_set import CLOSED_SET_FILE, hold_out
+
+    held = hold_out(dataset, [s for s, k in assignment.items() if k == "train"], closed_set, seed) if closed_set else None
+    (out / CLOSED_SET_FILE).unlink(missing_ok=True)  # a re-split without --closed-set leaves no stale probes
     written = {"splits": out / "splits.json", "excluded": out / EXCLUDED_FILE}
+    cs_info = None
+    if held is not None:
+        written["closed_set"] = out / CLOSED_SET_FILE
+        atomic_write_json(written["closed_set"], held.to_json())
+        cs_info = {"file": CLOSED_SET_FILE, "per_identity": closed_set, "probes": len(held.probes),
+                   "classes": len(held.classes)}
     atomic_write_json(written["excluded"], {"format": "toolchain.excluded", "format_version": 1,
                                             "count": len(excluded), "checked": bool(check_images),
                                             "images": excluded})
-    atomic_write_json(written["splits"], splits_json(assignment, seed, fractions, dataset, rules, len(excluded)))
+    atomic_write_json(written["splits"], splits_json(assignment, seed, fractions, dataset, rules, len(excluded),
+                                                         cs_info))
     for split, proto in protocols.items():
         written[split] = save_protocol(proto, out / f"protocol-{split}.json")
     return written

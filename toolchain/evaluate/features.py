@@ -39,6 +39,9 @@ class FeatureExtractor:
     info: dict[str, Any] = field(default_factory=dict)  # format, precision, source bundle...
     runtime: str = ""  # what runs it, e.g. "onnxruntime 1.23.2"
     _run: Callable[[np.ndarray], np.ndarray] | None = None  # the runtime session's features()
+    #: features (N, D) -> class logits (N, C) through the bundle's classification head (None: no head)
+    logits: Callable[[np.ndarray], np.ndarray] | None = None
+    num_classes: int = 0
     input_chw: tuple[int, int, int] | None = None  # None: (3, input_size, input_size)
     color: str = "rgb"
     rgb_to_gray: bool = False
@@ -69,10 +72,28 @@ def load_bundle_model(path: Path, allow_parity_failed: bool = False) -> FeatureE
 
     b = load_bundle(path)
     _, session = runtimes.open_session(b, BUNDLE_FORMAT)
+    head = b.model.head
     return FeatureExtractor("bundle", Path(path), b.name, b.input_size, b.sha256,
                             {"format": BUNDLE_FORMAT, "precision": "fp32", "feature_dim": b.feature_dim},
-                            session.description, session.features, input_chw=b.input_chw, color=b.color,
-                            rgb_to_gray=b.pixel_options["rgb_to_gray"])
+                            session.description, session.features,
+                            _head_logits(b) if head is not None else None,
+                            int(head.out_features) if head is not None else 0,
+                            input_chw=b.input_chw, color=b.color, rgb_to_gray=b.pixel_options["rgb_to_gray"])
+
+
+def _head_logits(b: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """Inference logits of a bundle's head as it was trained (``W f + b``, or ``s cos`` for a margin head)."""
+    import torch
+
+    from toolchain.compress.logits import head_of
+
+    spec = head_of(b.meta)
+
+    def logits(features: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return spec.logits(torch.from_numpy(np.ascontiguousarray(features, np.float32)), b.model.head).numpy()
+
+    return logits
 
 
 def artifact_input_size(manifest: Any) -> int:

@@ -10,7 +10,9 @@ One evaluation writes into its output folder::
 (folder, protocol and its sha256, image and pair counts, and ``verification_protocol``: the rules the
 protocol file records — all-pairs or cross-session, its sessions, other-eye handling, a one-line
 ``label``, where from), ``metrics`` (see
-:func:`toolchain.evaluate.metrics.compute_metrics`), ``timing`` and ``files``.
+:func:`toolchain.evaluate.metrics.compute_metrics`), ``timing`` and ``files``; and ``closed_set``
+(``top1``, ``top5``, ``images``, ``method`` ``head``|``class-mean``; :mod:`toolchain.evaluate.closed_set`)
+when the protocol's folder has a ``closed-set.json`` (``deploy data split --closed-set K``) or one is given.
 """
 
 from __future__ import annotations
@@ -100,21 +102,33 @@ class Evaluation:
 def evaluate_model(model_path: str | Path, data_dir: str | Path, protocol: str | Path, out: str | Path,
                    batch_size: int = 32, fars: Sequence[float] = DEFAULT_FARS,
                    progress: F.ProgressFn | None = None, plot: bool = True, force: bool = False,
-                   allow_parity_failed: bool = False) -> Evaluation:
+                   allow_parity_failed: bool = False, closed_set: str | Path | None = None,
+                   find_closed_set: bool = True) -> Evaluation:
     """Extract features for every image a protocol names, score its pairs, write metrics and plots.
 
     ``out`` must be new, empty or an earlier evaluation (``force``: any folder). ``allow_parity_failed``:
-    evaluate an artifact whose export parity failed (recorded in its warnings).
+    evaluate an artifact whose export parity failed (recorded in its warnings). ``closed_set``: a
+    ``closed-set.json`` to score top-1/top-5 on; default (``find_closed_set``): the one beside ``protocol``.
     """
+    from toolchain.data.closed_set import closed_set_beside, load_closed_set
+
     out = claim_output_dir(out, "evaluation", force)
     model = F.open_model(model_path, allow_parity_failed=allow_parity_failed)
     pairs = read_pairs(protocol, data_dir)
+    if closed_set is None and find_closed_set:
+        closed_set = closed_set_beside(protocol)
+    cs = load_closed_set(closed_set, data_dir) if closed_set is not None else None
     t0 = time.perf_counter()
     feats = F.extract_features(model, pairs.images, batch_size=batch_size, progress=progress)
     extract_s = time.perf_counter() - t0
     scores = F.cosine_similarity(feats, pairs.index_a, pairs.index_b)
     genuine, impostor = scores[pairs.genuine], scores[~pairs.genuine]
     metrics = compute_metrics(genuine, impostor, fars)
+    closed = None
+    if cs is not None:
+        from toolchain.evaluate.closed_set import accuracy
+
+        closed = {**accuracy(model, cs, data_dir, batch_size, progress), "file": str(closed_set)}
     # Everything is computed; from here on only writes. A stale metrics.json goes first, so an
     # interrupted run never leaves an old metrics.json beside new scores.
     (out / METRICS_FILE).unlink(missing_ok=True)
@@ -130,6 +144,7 @@ def evaluate_model(model_path: str | Path, data_dir: str | Path, protocol: str |
                  "num_genuine": int(genuine.size), "num_impostor": int(impostor.size),
                  "feature_dim": int(feats.shape[1]), "verification_protocol": pairs.protocol},
         "metrics": metrics,
+        **({"closed_set": closed} if closed is not None else {}),
         "timing": {"extraction_seconds": round(extract_s, 3), "images_per_second": round(len(pairs.images) / extract_s, 2),
                    "batch_size": batch_size, "note": "image loading included"},
         "files": {k: v for k, v in FILES.items() if plot or k == "scores"},

@@ -67,6 +67,15 @@ class TinyResNet(nn.Module):
 LOCAL_ARCHS.add("tiny_resnet", TinyResNet)
 
 
+def _mobilenet_v1(**kwargs: Any) -> nn.Module:
+    from toolchain.models.mobilenet_v1 import MobileNetV1
+
+    return MobileNetV1(**kwargs)
+
+
+LOCAL_ARCHS.add("mobilenet_v1", _mobilenet_v1)
+
+
 #: source -> build(name, kwargs): the network with its classifier, random weights, never downloading.
 ARCH_SOURCES: Registry[Callable[[str, dict[str, Any]], nn.Module]] = Registry("architecture source")
 

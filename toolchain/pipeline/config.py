@@ -72,6 +72,7 @@ class DataSection:
     other_eye: str = SplitConfig.other_eye
     condition: str = SplitConfig.condition
     check_images: bool = SplitConfig.check_images
+    closed_set: int = field(default=SplitConfig.closed_set, metadata={"minimum": 0, "maximum": B.IMAGES_PER_SUBJECT[1]})
     synth: SynthSection | None = None
 
 
@@ -286,13 +287,17 @@ def parse(raw: dict[str, Any], base: Path = Path("."), source: str = "pipeline c
     return cfg
 
 
-def load(path: str | Path) -> PipelineConfig:
+def load(path: str | Path, scale: str = "full") -> PipelineConfig:
+    """Read and validate a pipeline.toml; ``scale`` rewrites it first (``toolchain.pipeline.scale``: ``tiny``)."""
+    from toolchain.pipeline.scale import SCALES
+
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"pipeline file {path} does not exist (see examples/pipeline.toml)")
     from toolchain.tomlio import read_toml
 
     raw = read_toml(path, PipelineError, "pipeline file")  # bounded: 5,000-deep nesting is one clean error
+    raw = SCALES.get(scale)(raw)
     cfg = parse(raw, base=path.parent, source=str(path))
     wd = Path(cfg.pipeline.work_dir)
     cfg.pipeline.work_dir = str(wd if wd.is_absolute() else (path.parent / wd).resolve())

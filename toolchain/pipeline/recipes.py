@@ -98,7 +98,7 @@ def _params(fn: Any, drop: set[str]) -> set[str]:
 
 def _recipe_problems(r: Recipe, where: str, problems: list[str]) -> None:
     from toolchain.compress import run as C
-    from toolchain.compress.config import GRADIENT_MODES, RATIO_DEFINITIONS, ratio_problem
+    from toolchain.compress.config import GRADIENT_MODES, RANDOM_MODES, RATIO_DEFINITIONS, ratio_problem
     from toolchain.compress.distill import KD_LOSSES
     from toolchain.compress.config import METHODS
 
@@ -119,7 +119,8 @@ def _recipe_problems(r: Recipe, where: str, problems: list[str]) -> None:
         elif ratio_problem(ratio):
             problems.append(f"{where} prune: {ratio_problem(ratio)}")
         nested_options(p, PRUNE_TABLES, f"{where} prune", problems)
-        for key, choices in (("gradient_mode", GRADIENT_MODES), ("ratio_of", RATIO_DEFINITIONS)):
+        for key, choices in (("gradient_mode", GRADIENT_MODES), ("ratio_of", RATIO_DEFINITIONS),
+                             ("random_mode", RANDOM_MODES)):
             if key in p and p[key] not in choices:
                 problems.append(f"{where} prune: {key} must be one of {', '.join(choices)}, got {p[key]!r}")
     if r.structured is not None:

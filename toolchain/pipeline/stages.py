@@ -68,7 +68,8 @@ def run_data(ctx: Context) -> dict[str, Any]:
     ctx.progress(f"verification protocol: {rules.label()}")
     # ctx.out is this stage's own fresh folder (it already holds the synthetic images): force is safe here.
     written = write_split_files(ds, ctx.out, seed=c["seed"], fractions=c["fractions"], max_impostors=c["max_impostors"],
-                                force=True, rules=rules, check_images=c["check_images"])
+                                force=True, rules=rules, check_images=c["check_images"],
+                                closed_set=c.get("closed_set", 0))
     import json
 
     excluded = json.loads(written["excluded"].read_text())["count"]
@@ -189,7 +190,8 @@ def run_evaluate(ctx: Context) -> dict[str, Any]:
     for t in targets:
         name = "bundle" if t.name == BUNDLE else t.name
         ev = evaluate_model(t, data_root(data), data.path / "protocol-test.json", ctx.out / name)
-        out[name] = {"eer": ev.metrics["eer"], "tar_at_far": ev.metrics["tar_at_far"]}
+        out[name] = {"eer": ev.metrics["eer"], "tar_at_far": ev.metrics["tar_at_far"],
+                     **({"closed_set": ev.document["closed_set"]} if "closed_set" in ev.document else {})}
     return {"evaluations": out}
 
 
@@ -270,7 +272,9 @@ def _versions(*packages: str) -> dict[str, str]:
 
 
 #: What evaluating or timing artifacts runs on (the runtime layer's packages).
-def build_stages(cfg: PipelineConfig) -> list[Stage]:
+def build_stages(cfg: PipelineConfig, missing_data_ok: bool = False) -> list[Stage]:
+    """The stage graph of ``cfg``. ``missing_data_ok`` (``--dry-run``): a ``[data] path`` that does not exist
+    yet keys the data stage as ``absent`` instead of failing, so the plan can be seen before the data arrives."""
     from toolchain.artifact.formats import converter_versions
     from toolchain.runtimes import runtime_packages
 
@@ -280,8 +284,11 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
     stages = []
     if d is not None:
         data_cfg = {**typed.to_data(d), "seed": seed, "versions": _versions("numpy", "pillow")}
+        if not data_cfg.get("closed_set"):
+            data_cfg.pop("closed_set", None)  # keys of configs written before closed sets stay the same
         if d.path is not None:
-            data_cfg["content"] = _listing_hash(Path(d.path))
+            absent = missing_data_ok and not Path(d.path).is_dir()
+            data_cfg["content"] = "absent" if absent else _listing_hash(Path(d.path))
         stages.append(Stage("data", "data", data_cfg, run_data))
     if t.epochs == 0:
         from toolchain.models.bundle import read_meta

@@ -92,7 +92,9 @@ def train(model_spec: str, data: str | Path, out: str | Path, cfg: TrainConfig, 
     dataset = scan(data, layout, subject_regex, index_csv)
     assignment = split_dataset(dataset, splits_file, split_seed, fractions)
     by_split = {k: [s for s, v in assignment.items() if v == k] for k in ("train", "val", "test")}
-    train_samples = dataset.select(by_split["train"])
+    from toolchain.data.closed_set import training_samples
+
+    train_samples, held_out = training_samples(dataset, by_split["train"], splits_file)
     identities = sorted({s.identity for s in train_samples})
     label = {name: k for k, name in enumerate(identities)}
     model, meta, derived = _load_start(model_spec, cfg.seed, input_size, weights, pixels)
@@ -109,6 +111,9 @@ def train(model_spec: str, data: str | Path, out: str | Path, cfg: TrainConfig, 
     if D.info().is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "splits.json", splits_json(assignment, split_seed, fractions, dataset))
+        from toolchain.data.closed_set import copy_closed_set
+
+        copy_closed_set(splits_file, out)  # its protocols sit beside it, so `evaluate` finds the probes here too
         if val_protocol is not None:
             save_protocol(val_protocol, out / "protocol-val.json")
         if len(by_split["test"]) >= 2:
@@ -121,7 +126,7 @@ def train(model_spec: str, data: str | Path, out: str | Path, cfg: TrainConfig, 
     training: dict[str, Any] = {
         **result.provenance(),
         "data": {"root": str(dataset.root), "layout": dataset.layout, "subjects": counts,
-                 "train_identities": len(identities), "skipped_images": [str(p) for p, _ in train_ds.bad],
+                 "train_identities": len(identities), "closed_set_held_out": held_out, "skipped_images": [str(p) for p, _ in train_ds.bad],
                  "split_seed": split_seed, "fractions": list(fractions), "splits_file": str(splits_file) if splits_file else None},
         "start": {"from": "bundle" if derived else "card", "spec": str(model_spec), "weights": weights if not derived else None},
     }

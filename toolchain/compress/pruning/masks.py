@@ -52,6 +52,8 @@ from toolchain.errors import CompressionError
 
 
 _TYPES: dict[str, type[nn.Module]] = {"Conv2d": nn.Conv2d, "Linear": nn.Linear, "Conv1d": nn.Conv1d}
+#: A mask key ``NAME + BIAS`` masks that layer's bias (only ShrinkBench's random mode prunes biases; ``bernoulli.py``)
+BIAS = "#bias"
 
 
 @dataclass
@@ -231,10 +233,10 @@ def masks_from_scores(scores: dict[str, torch.Tensor], keep: float, scope: str) 
 
 @torch.no_grad()
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
-    """Zero every masked-out weight in place (idempotent; used after each optimizer step)."""
+    """Zero every masked-out weight (bias, for a ``NAME#bias`` key) in place (idempotent; after each optimizer step)."""
     net = deployed(model)
     for name, mask in masks.items():
-        w = net.get_submodule(name).weight
+        w = (net.get_submodule(name[:-len(BIAS)]).bias if name.endswith(BIAS) else net.get_submodule(name).weight)
         w.mul_(mask.to(device=w.device, dtype=w.dtype))
 
 

@@ -15,6 +15,10 @@ layer-gradient     |w * dL/dw|                           layer
 random             uniform(0, 1), seeded                 layer
 =================  ====================================  ======
 
+``random`` has two modes (``--random-mode``): ``exact`` (default) keeps the planned count of each layer, as
+the table says; ``shrinkbench`` keeps each weight *and bias* of a prunable layer with probability p,
+ShrinkBench's ``strategies/random.py`` (:mod:`.bernoulli`).
+
 Weights already pruned score ``-inf`` so iterative schedules only ever add zeros.
 
 **Gradient modes** (how dL/dw is taken; :data:`GRADIENT_MODES`):
@@ -52,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # GRADIENT_MODES is re-exported from its light home
-from toolchain.compress.config import GRADIENT_MODES, METHODS, PRUNE
+from toolchain.compress.config import GRADIENT_MODES, METHODS, PRUNE, RANDOM_MODES
 from toolchain.compress.logits import HeadSpec, LossFn, head_loss
 from toolchain.compress.pruning.masks import (
     MaskReport,
@@ -88,10 +92,15 @@ class ScoreContext:
     loss_fn: LossFn = _SOFTMAX_LOSS
     seed: int = 0
     gradient_mode: str = PRUNE.gradient_mode
+    #: ``random`` only: ``exact`` (a seeded exact count per layer) or ``shrinkbench`` (each weight and bias kept
+    #: with probability p; :mod:`.bernoulli`)
+    random_mode: str = PRUNE.random_mode
 
     def __post_init__(self) -> None:
         if self.gradient_mode not in GRADIENT_MODES:
             raise CompressionError(f"unknown gradient mode {self.gradient_mode!r}; known: {', '.join(GRADIENT_MODES)}")
+        if self.random_mode not in RANDOM_MODES:
+            raise CompressionError(f"unknown random mode {self.random_mode!r}; known: {', '.join(RANDOM_MODES)}")
 
 
 Scorer = Callable[[nn.Module, dict[str, nn.Module], ScoreContext], dict[str, torch.Tensor]]
@@ -189,6 +198,12 @@ def prune(model: nn.Module, method: str, ratio: float, scope: PruneScope | None 
     m = METHODS.get(method)
     ctx = ctx or ScoreContext()
     layers = prunable_layers(model, scope)
+    if m.score == "random" and ctx.random_mode == "shrinkbench":
+        from toolchain.compress.pruning.bernoulli import bernoulli_masks
+
+        masks = bernoulli_masks(model, layers, ratio, ctx.seed, ratio_of, previous)
+        apply_masks(model, masks)
+        return PruneResult(masks, report(model, masks, ratio, ratio_of), method)
     keep = keep_exact(model, layers, ratio, fixed_dense, ratio_of)
     scores = SCORERS.get(m.score)(model, layers, ctx)
     if previous:
