@@ -72,8 +72,9 @@ class Measurement:
 
 
 @torch.no_grad()
-def count_flops(model: nn.Module, input_size: int) -> tuple[int, int]:
-    """(dense, effective) FLOPs of one ``input_size`` x ``input_size`` RGB image through the deployed network.
+def count_flops(model: nn.Module, input_size: Any) -> tuple[int, int]:
+    """(dense, effective) FLOPs of one image through the deployed network; ``input_size``: an int (square RGB),
+    (H, W) (RGB) or (C, H, W).
 
     Effective FLOPs scale each conv/linear layer's count by its weights' density.
 

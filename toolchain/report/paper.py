@@ -69,7 +69,7 @@ def bundle_flops(meta: dict[str, Any]) -> tuple[int | None, int | None, str | No
         from toolchain.models.bundle import load_bundle
 
         bundle = load_bundle(folder)
-        dense, eff = count_flops(bundle.model, int(meta["input"]["size"][0]))
+        dense, eff = count_flops(bundle.model, bundle.input_chw)  # its own channels and H x W
     except Exception as e:  # noqa: BLE001 - any failure is a missing number with its reason, not a lost report
         return None, None, f"FLOPs not counted: {e}"
     return dense, eff, None
