@@ -291,3 +291,15 @@ def test_report_page_in_headless_chromium_fits_1280px_images_load_and_a_row_per_
         assert set(grid["names"]) <= set(names)
     finally:
         driver.quit()
+
+
+def test_flops_of_a_gray_rectangular_bundle_are_counted_at_its_own_input(tmp_path):
+    """A 1-channel 32x48 bundle: counted (not "FLOPs not counted"), and at 32x48, not at a 32x32 RGB image."""
+    from toolchain.compress.measure import count_flops
+    from toolchain.models.bundle import init_bundle, load_bundle
+    from toolchain.report.paper import bundle_flops
+
+    path = init_bundle("tiny_ocular", tmp_path / "gray", input_size=(32, 48), channels=1)
+    meta = {**json.loads((path / "model.json").read_text()), "_folder": str(path)}
+    dense, _, why = bundle_flops(meta)
+    assert why is None and dense == count_flops(load_bundle(path).model, (1, 32, 48))[0]
