@@ -51,8 +51,11 @@ def test_parity_images_are_held_out_from_calibration(tmp_path):
     _images(tmp_path / "data", 12)
     calib2, parity2, _ = calibration_and_parity(16, None, tmp_path / "data", n_parity=4)
     assert len(parity2) == 4 and len(calib2) == 16  # seeded calibration, the user's images for parity
-    calib3, parity3, _ = calibration_and_parity(16, tmp_path / "cal", tmp_path / "cal")
-    assert parity3 is None or not _levels(parity3) & _levels(calib3)
+    # --data and --calibration naming one folder (what a user quantising with their own images types): held out
+    # from it as with --calibration alone, not seeded noise
+    calib3, parity3, note3 = calibration_and_parity(16, tmp_path / "cal", tmp_path / "cal")
+    assert note3 is None and parity3 is not None and len(parity3) == 5 and len(calib3) == 5
+    assert not _levels(parity3) & _levels(calib3)
 
 
 def test_one_calibration_image_cannot_be_held_out_and_says_so(tmp_path):

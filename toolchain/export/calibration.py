@@ -90,7 +90,8 @@ def calibration_and_parity(size: Any, calibration: str | Path | None = None, dat
     """int8 calibration images and the user's held-out parity images (never one of the calibration images).
 
     * ``data`` given: parity on up to ``n_parity`` of its images (spread over the folder) that are not
-      calibration images; calibration from ``calibration`` (or the seeded images).
+      calibration images; calibration from ``calibration`` (or the seeded images). When every image of ``data``
+      is a calibration image (``--data`` and ``--calibration`` name one folder), as if only ``calibration``.
     * only ``calibration``: its images are split — up to ``n_parity`` (at most half, spread) held out for
       parity, calibration from the rest.
     * neither: seeded calibration images, and None for parity (the seeded parity images are used).
@@ -107,10 +108,13 @@ def calibration_and_parity(size: Any, calibration: str | Path | None = None, dat
         if folder is not None and not Path(folder).is_dir():
             raise DataError(f"{flag} {folder} is not a folder of images")
     calib_files = list_images(Path(calibration)) if calibration is not None else []
+    held: list[Path] = []
     if data is not None:
         taken = {p.resolve() for p in calib_files}
-        candidates = [p for p in list_images(Path(data)) if p.resolve() not in taken]
-        held = _spread(candidates, n_parity)
+        held = _spread([p for p in list_images(Path(data)) if p.resolve() not in taken], n_parity)
+        if not held and calib_files:  # --data names only calibration images (often the same folder): hold out
+            data = None               # from them, as with --calibration alone, rather than fall back to noise
+    if data is not None:
         calib = load_calibration(size, calibration, n_calibration, color=color, rgb_to_gray=rgb_to_gray)
         where = f"--data {data}"
     else:
