@@ -161,26 +161,23 @@ def _curves(report: "Report") -> list[Any]:
     return out
 
 
-def roc(report: "Report", folder: Path) -> dict[str, Any]:
-    from toolchain.evaluate.plots import plot_roc
+def _curve_figure(report: "Report", folder: Path, kind: str) -> dict[str, Any]:
+    from toolchain.evaluate import plots
 
     curves = _curves(report)
     if not curves:
         return {"skipped": "no metrics.json has its scores.npz beside it (give --metrics the evaluation folders)"}
     folder.mkdir(parents=True, exist_ok=True)
-    plot_roc(curves, folder / "roc.png", title=None)
-    return {"png": f"{folder.name}/roc.png"}
+    getattr(plots, f"plot_{kind}")(curves, folder / f"{kind}.png", title=None)
+    return {"png": f"{folder.name}/{kind}.png"}
+
+
+def roc(report: "Report", folder: Path) -> dict[str, Any]:
+    return _curve_figure(report, folder, "roc")
 
 
 def det(report: "Report", folder: Path) -> dict[str, Any]:
-    from toolchain.evaluate.plots import plot_det
-
-    curves = _curves(report)
-    if not curves:
-        return {"skipped": "no metrics.json has its scores.npz beside it (give --metrics the evaluation folders)"}
-    folder.mkdir(parents=True, exist_ok=True)
-    plot_det(curves, folder / "det.png", title=None)
-    return {"png": f"{folder.name}/det.png"}
+    return _curve_figure(report, folder, "det")
 
 
 FIGURES = {
