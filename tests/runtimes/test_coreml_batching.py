@@ -104,6 +104,7 @@ def _session(module: nn.Module, fmt: str, path: Path, precision: str = "fp32"):
     model = ct.convert(torch.jit.trace(module, x), convert_to=fmt, inputs=[ct.TensorType(name="x", shape=x.shape)],
                        outputs=[ct.TensorType(name="y")],
                        minimum_deployment_target=ct.target.iOS15 if fmt == "mlprogram" else ct.target.iOS13, **kwargs)
+    path.mkdir(parents=True, exist_ok=True)
     out = path / ("m.mlpackage" if fmt == "mlprogram" else "m.mlmodel")
     model.save(str(out))
     ref = ArtifactRef(out, COREML, "m", InputSpec("x", [1, 3, SIZE + 3, SIZE + 3]), OutputSpec())
@@ -143,3 +144,36 @@ def test_a_model_that_mixes_samples_runs_one_by_one(tmp_path):
     got = session.features(x.numpy())
     assert not session._plan.batchable
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3)
+
+
+def test_round_to_fp16_is_numpys_cast_bit_for_bit():
+    """Every sampled float32 bit pattern (normals, float16 subnormals, overflow, inf, NaN) rounds exactly as
+    ``astype(float16).astype(float32)``; a view is rounded on a copy, never in place."""
+    bits = np.arange(0, 2 ** 32, 4099, dtype=np.uint64).astype(np.uint32)
+    x = bits.view(np.float32).copy()
+    with np.errstate(over="ignore"):
+        want = x.astype(np.float16).astype(np.float32)
+    got = kernels.round_to_fp16(x.copy())
+    nan = np.isnan(want)
+    assert np.isnan(got[nan]).all()
+    np.testing.assert_array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
+    base = np.full(6, 1 + 2 ** -12, np.float32)
+    out = kernels.round_to_fp16(base[::2])
+    assert out.tolist() == [1.0] * 3 and base.tolist() == [1 + 2 ** -12] * 6
+
+
+def test_fp16_rounding_skipped_only_where_it_changes_nothing(tmp_path, monkeypatch):
+    """Ops that only move or select float16 values (relu, clip, pooling's max, reshape, ...) skip the rounding:
+    the outputs are bit-identical to rounding after every op."""
+    from toolchain.runtimes.coreml import mlprogram
+
+    torch.manual_seed(0)
+    module = _Convs().eval()
+    x = (torch.rand(3, 3, SIZE + 3, SIZE + 3) * 255).numpy()
+    fast = _session(module, "mlprogram", tmp_path / "a", "fp16")
+    got = fast.features(x)
+    assert sum(s.finish[0] is mlprogram._same for s in fast._plan.steps) >= 3
+    monkeypatch.setattr(mlprogram, "VALUE_PRESERVING", frozenset())
+    every = _session(module, "mlprogram", tmp_path / "b", "fp16")
+    np.testing.assert_array_equal(got, every.features(x))
+    assert not any(s.finish[0] is mlprogram._same for s in every._plan.steps)

@@ -12,9 +12,9 @@ from typing import Any, Callable
 import numpy as np
 
 from toolchain.registry import Registry
-from toolchain.runtimes.coreml import constexpr
+from toolchain.runtimes.coreml import constexpr, milproto
 from toolchain.runtimes.coreml.kernels import (Conv2d, UnknownOpError, batch_norm, concat, leaky_relu, linear,
-                                               pool2d, prelu, same_padding, upsample_nearest)
+                                               pool2d, prelu, round_to_fp16, same_padding, upsample_nearest)
 from toolchain.runtimes.coreml.plan import Plan, Step
 
 MilOp = Callable[..., np.ndarray]
@@ -264,12 +264,27 @@ unpack_bits = constexpr.unpack_bits  # the bit layout coremltools writes (tests 
 
 def _finisher(dtype: Any) -> Callable[[Any], Any]:
     """What the device stores an op's output as: fp16 tensors rounded to half precision (kept as float32
-    values, so the next op needs no conversion), other dtypes cast."""
+    values, so the next op needs no conversion; :func:`~.kernels.round_to_fp16`), other dtypes cast."""
     if dtype is np.float16:
-        return lambda v: np.asarray(v, np.float32).astype(np.float16).astype(np.float32)
+        return round_to_fp16
     if dtype is None:
         return np.asarray
     return lambda v: np.asarray(v).astype(dtype, copy=False)
+
+
+#: ops whose outputs are values of their inputs (or of their constant bounds): on float16 values they give
+#: float16 values, so rounding their outputs again would change nothing (it is skipped: it cost time per op)
+VALUE_PRESERVING = frozenset({"relu", "relu6", "clip", "max_pool", "reshape", "transpose", "concat", "split",
+                              "slice_by_index", "slice_by_size", "squeeze", "expand_dims", "identity", "maximum",
+                              "minimum", "gather", "select", "upsample_nearest_neighbor"})
+
+
+def _is_fp16_exact(v: Any) -> bool:
+    v = np.asarray(v)
+    if v.dtype.kind != "f":
+        return True
+    with np.errstate(over="ignore"):
+        return bool(np.array_equal(v.astype(np.float16).astype(v.dtype), v, equal_nan=True))
 
 
 def _const(v: Any) -> Any:
@@ -280,65 +295,87 @@ def _const(v: Any) -> Any:
 def compile_mil(program: Any, function: str = "main") -> Plan:
     """A MIL program's ``function`` as a :class:`~toolchain.runtimes.coreml.plan.Plan`, built once per artifact.
 
-    Constants and every op whose inputs are all constants (the ``constexpr_*`` weight decoding included) are
-    computed here; a conv with constant weights holds them prepared (:class:`~.kernels.Conv2d`). An op with no
-    entry in ``MIL_OPS`` raises UnknownOpError.
+    ``program``: functions read from the file (:func:`~.milproto.read_mlpackage`, no coremltools needed), or a
+    coremltools PyMIL ``Program`` (converted with :func:`~.milproto.from_pymil`). Constants and every op whose
+    inputs are all constants (the ``constexpr_*`` weight decoding included) are computed here; a conv with
+    constant weights holds them prepared (:class:`~.kernels.Conv2d`). An op with no entry in ``MIL_OPS``
+    raises UnknownOpError.
     """
-    from coremltools.converters.mil.mil import types
-
-    def dtype_of(var: Any) -> Any:
-        return _DTYPES.get(types.builtin_to_string(var.dtype))
-
-    func = program.functions[function]
+    func = program[function] if isinstance(program, dict) else milproto.from_pymil(program, function)
     consts: dict[str, Any] = {}
     dynamic = set(func.inputs)
     steps: list[Step] = []
+    dtypes = dict(func.inputs)  # value name -> dtype (None: not a tensor the program types)
 
     def resolve(v: Any) -> tuple[bool, Any]:  # (is computed at run time, name or constant value)
+        if not isinstance(v, milproto.Ref):
+            return False, _const(v)
         if v.name in dynamic:
             return True, v.name
         if v.name in consts:
             return False, consts[v.name]
-        if v.val is not None:
-            return False, _const(v.val)
         raise UnknownOpError(f"MIL value {v.name!r} is neither computed nor constant")
 
-    for op in func.operations:
-        finish = [_finisher(dtype_of(v)) for v in op.outputs]
-        if op.op_type == "const":
-            consts[op.outputs[0].name] = _const(op.outputs[0].val)
+    for op in func.ops:
+        finish = [_finisher(dtype) for _, dtype in op.outputs]
+        names = [name for name, _ in op.outputs]
+        if op.type == "const":
+            consts[names[0]] = _const(op.inputs["val"])
             continue
-        if op.op_type not in MIL_OPS:
-            raise UnknownOpError(f"MIL op {op.op_type!r} (op {op.name!r})")
+        if op.type not in MIL_OPS:
+            raise UnknownOpError(f"MIL op {op.type!r} (op {op.name!r})")
         static: dict[str, Any] = {}
         refs: dict[str, Any] = {}
         for key, v in op.inputs.items():
-            if isinstance(v, (list, tuple)):
+            if isinstance(v, list):
                 items = [resolve(x) for x in v]
                 if any(r for r, _ in items):
                     refs[key] = items
                 else:
                     static[key] = [x for _, x in items]
-            elif v is not None:
+            else:
                 is_ref, val = resolve(v)
                 (refs if is_ref else static)[key] = val
-        fn = MIL_OPS.get(op.op_type)
-        names = [v.name for v in op.outputs]
+        fn = MIL_OPS.get(op.type)
         if not refs:  # constants only: computed once, here
             out = fn(**static)
             for name, val, f in zip(names, out if isinstance(out, (list, tuple)) else [out], finish):
                 consts[name] = _const(f(val))
             continue
-        if op.op_type == "conv" and "weight" in static and "bias" not in refs:
+        if op.type == "conv" and "weight" in static and "bias" not in refs:
             b = static.get("bias")
             static["prepared"] = Conv2d(_f32(static["weight"]), None if b is None else _f32(b),
                                         int(static.get("groups", 1)))
-        reshape_of = refs["x"] if op.op_type == "reshape" and isinstance(refs.get("x"), str) else None
-        steps.append(Step(op.op_type, op.name, _bind(fn, static, refs), names, finish, reshape_of))
+        if op.type in VALUE_PRESERVING and _preserves_fp16(refs, static, dtypes):
+            finish = [f if d is not np.float16 else _same for f, (_, d) in zip(finish, op.outputs)]
+        reshape_of = refs["x"] if op.type == "reshape" and isinstance(refs.get("x"), str) else None
+        steps.append(Step(op.type, op.name, _bind(fn, static, refs), names, finish, reshape_of))
         dynamic.update(names)
-    inputs = {name: _finisher(dtype_of(var) or np.float32) for name, var in func.inputs.items()}
-    final = {v.name: (lambda a: np.asarray(a).astype(np.float16)) for v in func.outputs if dtype_of(v) is np.float16}
-    return Plan(consts, steps, inputs, [v.name for v in func.outputs], final)
+        dtypes.update(op.outputs)
+    inputs = {name: _input(dtype or np.float32) for name, dtype in func.inputs.items()}
+    out_dtypes = {name: dtype for op in func.ops for name, dtype in op.outputs}
+    final = {n: (lambda a: np.asarray(a).astype(np.float16)) for n in func.outputs if out_dtypes.get(n) is np.float16}
+    return Plan(consts, steps, inputs, list(func.outputs), final)
+
+
+def _same(v: Any) -> Any:
+    return v
+
+
+def _preserves_fp16(refs: dict[str, Any], static: dict[str, Any], dtypes: dict[str, Any]) -> bool:
+    """Every computed float input is a float16 value and every constant float input is float16-exact."""
+    names = [r for r in refs.values() if isinstance(r, str)] + [x for r in refs.values() if not isinstance(r, str)
+                                                                 for is_ref, x in r if is_ref]
+    if any(np.dtype(dtypes.get(n) or np.float32).kind == "f" and dtypes.get(n) is not np.float16 for n in names):
+        return False
+    consts = [v for v in static.values() if not isinstance(v, (str, list))] + [
+        x for v in static.values() if isinstance(v, list) for x in v]
+    return all(_is_fp16_exact(c) for c in consts)
+
+
+def _input(dtype: Any) -> Callable[[Any], Any]:
+    finish = _finisher(dtype)
+    return (lambda v: finish(np.array(v, np.float32))) if dtype is np.float16 else finish  # never the caller's array
 
 
 def _bind(fn: MilOp, static: dict[str, Any], refs: dict[str, Any]) -> Callable[[dict[str, Any]], Any]:

@@ -25,7 +25,18 @@ class CoreMLReference(Runtime):
     name = "coreml-ref"
     formats = (COREML,)
     timing = False
-    requires = (("coremltools", "coremltools"),)  # it reads the saved model back
+    requires = (("coremltools", "coremltools"),)  # its protobuf definitions read the saved model back
+
+    def unavailable(self) -> str | None:
+        """Whether coremltools' protobuf files are installed, found without importing coremltools (which would
+        import torch and more: :mod:`.proto`)."""
+        from toolchain.runtimes.coreml import proto
+
+        try:
+            proto.proto_dir()
+        except RuntimeUnavailable as e:
+            return str(e)
+        return None
 
     def _open(self, model: Any, threads: int | None) -> "Session":
         path = Path(model.path)
