@@ -208,38 +208,52 @@ def include_last_pixel_pads(hw: tuple[int, ...], kernel: tuple[int, ...], stride
     return tuple(out)  # type: ignore[return-value]  # (start, end) per axis
 
 
-def round_to_fp16(x: np.ndarray) -> np.ndarray:
-    """``x`` (float32) rounded to the nearest float16 value, kept as float32, in place when ``x`` is a writable
-    contiguous float32 array owning its data (an op's fresh output; else on a copy); bit-identical to ``x.astype(float16).astype(float32)``.
+#: float32 values rounded to float16 per pass: small enough that the integer temporaries stay in cache
+FP16_CHUNK = 1 << 16
 
-    Why: numpy converts to float16 one element at a time (no SIMD here), which made an fp16 program's emulation
-    cost about a third of its run. This rounds the float32 bits to 10 mantissa bits (round half to even) with a
-    few whole-array integer operations; the values that rule gets wrong, float16 subnormals (below 2**-14),
-    overflow to infinity (65520 and up) and NaN, are few and are converted exactly, one by one.
+
+def round_to_fp16(x: np.ndarray) -> np.ndarray:
+    """``x`` (float32) rounded to the nearest float16 value, kept as float32; bit-identical to
+    ``x.astype(float16).astype(float32)``. In place when ``x`` is a writable contiguous float32 array (an op's
+    output: every float16 value the executor holds is already rounded, so rounding a view of one changes
+    nothing; constants are read-only), else on a copy.
+
+    Why: numpy converts to float16 one element at a time (no SIMD here), which made rounding after each op
+    cost as much as the convolutions. This rounds the float32 bits to 10 mantissa bits (round half to even)
+    with integer operations on cache-sized chunks; the values that rule gets wrong, float16 subnormals (below
+    2**-14), overflow to infinity (65520 and up) and NaN, are few and are converted exactly, one by one.
 
     >>> round_to_fp16(np.array([1 + 2 ** -11, 1 + 3 * 2 ** -11, 1e-6, 7e4], np.float32)).tolist()
     [1.0, 1.001953125, 1.0132789611816406e-06, inf]
     """
-    if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.writeable
-            and x.flags.owndata):  # a view (of an input, a constant) is never changed: rounded on a copy
+    if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.writeable):
         x = np.array(x, np.float32)
     flat = x.reshape(-1)
     u = flat.view(np.uint32)
-    carry = u >> 13  # the lowest kept mantissa bit: ties round to even
-    carry &= 1
-    carry += 0x0FFF
-    mag = u & 0x7FFFFFFF
-    overflow = bool(mag.size) and int(mag.max()) >= 0x477FF000  # |x| >= 65520 (or inf / NaN)
-    mag -= 1  # zero wraps around: never "small"
-    odd = mag < 0x387FFFFF  # 0 < |x| < 2**-14: float16 subnormals
-    if overflow:
-        odd |= mag >= 0x477FEFFF
-    idx = np.flatnonzero(odd)
-    with np.errstate(over="ignore"):
-        exact = flat[idx].astype(np.float16).astype(np.float32)
-    u += carry
-    u &= 0xFFFFE000
-    flat[idx] = exact
+    size = min(len(u), FP16_CHUNK)
+    carry, mag = np.empty(size, np.uint32), np.empty(size, np.uint32)
+    odd, big = np.empty(size, bool), np.empty(size, bool)
+    for start in range(0, len(u), FP16_CHUNK):
+        us = u[start:start + FP16_CHUNK]
+        k = len(us)
+        c, m, o, b = carry[:k], mag[:k], odd[:k], big[:k]
+        np.right_shift(us, 13, out=c)  # the lowest kept mantissa bit: ties round to even
+        c &= 1
+        c += 0x0FFF
+        np.bitwise_and(us, 0x7FFFFFFF, out=m)
+        m -= 1  # zero wraps around: never "small"
+        np.less(m, 0x387FFFFF, out=o)  # 0 < |x| < 2**-14: float16 subnormals
+        np.greater_equal(m, 0x477FEFFF, out=b)  # |x| >= 65520 (inf, NaN; zero too, harmlessly)
+        b &= m != 0xFFFFFFFF
+        o |= b
+        idx = np.flatnonzero(o) if o.any() else None
+        if idx is not None:
+            with np.errstate(over="ignore"):
+                exact = flat[start + idx].astype(np.float16).astype(np.float32)
+        us += c
+        us &= 0xFFFFE000
+        if idx is not None:
+            flat[start + idx] = exact
     return x
 
 

@@ -288,8 +288,11 @@ def _is_fp16_exact(v: Any) -> bool:
 
 
 def _const(v: Any) -> Any:
-    v = np.asarray(v)
-    return v.astype(np.float32) if v.dtype == np.float16 else v
+    """A constant as the plan holds it: float16 as float32 values, read-only (ops round their outputs in
+    place; a view of a constant is never one of them)."""
+    v = np.array(v, np.float32) if np.asarray(v).dtype == np.float16 else np.array(v)
+    v.flags.writeable = False
+    return v
 
 
 def compile_mil(program: Any, function: str = "main") -> Plan:
