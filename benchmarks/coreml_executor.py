@@ -75,11 +75,12 @@ def prepare(card: str, size: int, images: int, work: Path) -> tuple[list[tuple[s
     return arts, data, split / "protocol-test.json"
 
 
-def time_evaluate(artifact: Path, data: Path, protocol: Path, out: Path) -> float:
+def time_evaluate(artifact: Path, data: Path, protocol: Path, out: Path, threads: int | None = None) -> float:
     """Wall seconds of one whole ``deploy evaluate`` process (imports, opening, features, metrics, report)."""
+    extra = ["--threads", str(threads)] if threads else []
     t0 = time.perf_counter()
     deploy("evaluate", str(artifact), "--data", str(data), "--protocol", str(protocol), "--out", str(out),
-           "--allow-parity-failed", "--force")
+           "--allow-parity-failed", "--force", *extra)
     return time.perf_counter() - t0
 
 
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=DEFAULT_MODELS, help="CARD:SIZE,... (default: %(default)s)")
     ap.add_argument("--images", type=int, default=100, help="test images per model (default: %(default)s)")
     ap.add_argument("--repeats", type=int, default=1, help="rounds of processes; ratios are per round, medians")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="--threads for every evaluate process, ONNX and Core ML alike (default: each runtime's own)")
     ap.add_argument("--work", type=Path, default=None, help="folder for bundles/artifacts/data (reused if present)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/coreml_executor.json"))
     args = ap.parse_args(argv)
@@ -112,12 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         arts, data, protocol = prepare(card, int(size), args.images, work)
         print(f"  {card} {size} px: {len(arts)} artifacts ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        load_model = os.getloadavg()
         runs: dict[str, list[float]] = {name: [] for name, _ in arts}
         ratios: dict[str, list[float]] = {name: [] for name, _ in arts}
         for r in range(args.repeats):
             this: dict[str, float] = {}
             for name, path in arts:
-                this[name] = time_evaluate(path, data, protocol, work / "eval" / f"{card}_{r}_{path.name}")
+                this[name] = time_evaluate(path, data, protocol, work / "eval" / f"{card}_{r}_{path.name}",
+                                           args.threads)
                 runs[name].append(this[name])
                 print(f"    round {r}: {name}: {this[name]:.1f} s", file=sys.stderr)
             onnx = next(v for k, v in this.items() if k.startswith("onnx"))
@@ -127,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"model": card, "size_px": int(size), "artifact": name, "folder": path.name,
                          "images": args.images, "seconds": [round(s, 2) for s in runs[name]],
                          "median_s": round(statistics.median(runs[name]), 2),
-                         "ratio_to_onnx": round(statistics.median(ratios[name]), 2)})
+                         "ratio_to_onnx": round(statistics.median(ratios[name]), 2),
+                         "target_met": statistics.median(ratios[name]) <= 2.0,
+                         "loadavg_before_after": [round(load_model[0], 2), round(os.getloadavg()[0], 2)]})
         write(args, rows, load_before)  # after each model: a long run that is stopped keeps what it measured
     header = f"{'model':<18}{'px':>5}  {'artifact':<40}{'images':>7}{'median s':>10}{'x ONNX':>8}"
     print(header)

@@ -165,15 +165,50 @@ def test_round_to_fp16_is_numpys_cast_bit_for_bit():
 def test_fp16_rounding_skipped_only_where_it_changes_nothing(tmp_path, monkeypatch):
     """Ops that only move or select float16 values (relu, clip, pooling's max, reshape, ...) skip the rounding:
     the outputs are bit-identical to rounding after every op."""
-    from toolchain.runtimes.coreml import mlprogram
+    from toolchain.runtimes.coreml import inplace
 
     torch.manual_seed(0)
     module = _Convs().eval()
     x = (torch.rand(3, 3, SIZE + 3, SIZE + 3) * 255).numpy()
     fast = _session(module, "mlprogram", tmp_path / "a", "fp16")
     got = fast.features(x)
-    assert sum(s.finish[0] is mlprogram._same for s in fast._plan.steps) >= 3
-    monkeypatch.setattr(mlprogram, "VALUE_PRESERVING", frozenset())
+    assert sum(s.finish[0] is inplace.same for s in fast._plan.steps) >= 3
+    monkeypatch.setattr(inplace, "VALUE_PRESERVING", frozenset())
     every = _session(module, "mlprogram", tmp_path / "b", "fp16")
     np.testing.assert_array_equal(got, every.features(x))
-    assert not any(s.finish[0] is mlprogram._same for s in every._plan.steps)
+    assert not any(s.finish[0] is inplace.same for s in every._plan.steps)
+
+
+class _Residual(nn.Module):
+    """ResNet's pattern: conv -> relu read twice (the residual), add -> relu; a relu6 on a value also returned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        y = torch.relu(self.b(h) + h)
+        z = self.c(y)
+        return torch.cat([torch.nn.functional.relu6(z), z], 1)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_in_place_ops_only_overwrite_temporaries(precision, tmp_path, monkeypatch):
+    """relu / clip / add overwrite their input only where no other op reads it: the same outputs as without."""
+    from toolchain.runtimes.coreml import inplace
+
+    torch.manual_seed(2)
+    module = _Residual().eval()
+    x = (torch.rand(3, 3, SIZE + 3, SIZE + 3) * 2 - 1).numpy()
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x)).numpy().reshape(3, -1)
+    fast = _session(module, "mlprogram", tmp_path / "a", precision)
+    got = fast.features(x)
+    assert sum(s.fn.__closure__ is not None and any(getattr(c.cell_contents, "__name__", "").endswith("_in_place")
+                                                    for c in s.fn.__closure__) for s in fast._plan.steps) >= 2
+    monkeypatch.setattr(inplace, "IN_PLACE", {})
+    plain = _session(module, "mlprogram", tmp_path / "b", precision)
+    np.testing.assert_array_equal(got, plain.features(x))
+    tol = 1e-4 if precision == "fp32" else 2e-2
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * np.abs(ref).max())

@@ -7,12 +7,13 @@ Compressed weights (``constexpr_*``: sparse, palettized, int8) are expanded here
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Callable
 
 import numpy as np
 
 from toolchain.registry import Registry
-from toolchain.runtimes.coreml import constexpr, milproto
+from toolchain.runtimes.coreml import constexpr, inplace, milproto
 from toolchain.runtimes.coreml.kernels import (Conv2d, UnknownOpError, batch_norm, concat, leaky_relu, linear,
                                                pool2d, prelu, round_to_fp16, same_padding, upsample_nearest)
 from toolchain.runtimes.coreml.plan import Plan, Step
@@ -272,21 +273,6 @@ def _finisher(dtype: Any) -> Callable[[Any], Any]:
     return lambda v: np.asarray(v).astype(dtype, copy=False)
 
 
-#: ops whose outputs are values of their inputs (or of their constant bounds): on float16 values they give
-#: float16 values, so rounding their outputs again would change nothing (it is skipped: it cost time per op)
-VALUE_PRESERVING = frozenset({"relu", "relu6", "clip", "max_pool", "reshape", "transpose", "concat", "split",
-                              "slice_by_index", "slice_by_size", "squeeze", "expand_dims", "identity", "maximum",
-                              "minimum", "gather", "select", "upsample_nearest_neighbor"})
-
-
-def _is_fp16_exact(v: Any) -> bool:
-    v = np.asarray(v)
-    if v.dtype.kind != "f":
-        return True
-    with np.errstate(over="ignore"):
-        return bool(np.array_equal(v.astype(np.float16).astype(v.dtype), v, equal_nan=True))
-
-
 def _const(v: Any) -> Any:
     """A constant as the plan holds it: float16 as float32 values, read-only (ops round their outputs in
     place; a view of a constant is never one of them)."""
@@ -309,6 +295,9 @@ def compile_mil(program: Any, function: str = "main") -> Plan:
     dynamic = set(func.inputs)
     steps: list[Step] = []
     dtypes = dict(func.inputs)  # value name -> dtype (None: not a tensor the program types)
+    uses = Counter(r.name for op in func.ops for v in op.inputs.values() for r in (v if isinstance(v, list) else [v])
+                   if isinstance(r, milproto.Ref)) + Counter(func.outputs)
+    fresh: set[str] = set()  # values in memory of their own (no view of another value)
 
     def resolve(v: Any) -> tuple[bool, Any]:  # (is computed at run time, name or constant value)
         if not isinstance(v, milproto.Ref):
@@ -349,9 +338,14 @@ def compile_mil(program: Any, function: str = "main") -> Plan:
             b = static.get("bias")
             static["prepared"] = Conv2d(_f32(static["weight"]), None if b is None else _f32(b),
                                         int(static.get("groups", 1)))
-        if op.type in VALUE_PRESERVING and _preserves_fp16(refs, static, dtypes):
-            finish = [f if d is not np.float16 else _same for f, (_, d) in zip(finish, op.outputs)]
-        reshape_of = refs["x"] if op.type == "reshape" and isinstance(refs.get("x"), str) else None
+        if op.type in inplace.VALUE_PRESERVING and inplace.preserves_fp16(refs, static, dtypes):
+            finish = [f if d is not np.float16 else inplace.same for f, (_, d) in zip(finish, op.outputs)]
+        x = refs.get("x")
+        if op.type in inplace.IN_PLACE and isinstance(x, str) and x in fresh and uses[x] == 1:
+            fn = inplace.IN_PLACE[op.type]  # its input is a temporary no other op reads: overwritten, not copied
+        if op.type in inplace.FRESH:
+            fresh.update(names)
+        reshape_of = x if op.type == "reshape" and isinstance(x, str) else None
         steps.append(Step(op.type, op.name, _bind(fn, static, refs), names, finish, reshape_of))
         dynamic.update(names)
         dtypes.update(op.outputs)
@@ -359,21 +353,6 @@ def compile_mil(program: Any, function: str = "main") -> Plan:
     out_dtypes = {name: dtype for op in func.ops for name, dtype in op.outputs}
     final = {n: (lambda a: np.asarray(a).astype(np.float16)) for n in func.outputs if out_dtypes.get(n) is np.float16}
     return Plan(consts, steps, inputs, list(func.outputs), final)
-
-
-def _same(v: Any) -> Any:
-    return v
-
-
-def _preserves_fp16(refs: dict[str, Any], static: dict[str, Any], dtypes: dict[str, Any]) -> bool:
-    """Every computed float input is a float16 value and every constant float input is float16-exact."""
-    names = [r for r in refs.values() if isinstance(r, str)] + [x for r in refs.values() if not isinstance(r, str)
-                                                                 for is_ref, x in r if is_ref]
-    if any(np.dtype(dtypes.get(n) or np.float32).kind == "f" and dtypes.get(n) is not np.float16 for n in names):
-        return False
-    consts = [v for v in static.values() if not isinstance(v, (str, list))] + [
-        x for v in static.values() if isinstance(v, list) for x in v]
-    return all(_is_fp16_exact(c) for c in consts)
 
 
 def _input(dtype: Any) -> Callable[[Any], Any]:
