@@ -89,6 +89,9 @@ def write(args: argparse.Namespace, rows: list[dict], load_before: tuple[float, 
 
     doc = {"benchmark": "coreml_executor", "what": "whole `deploy evaluate` processes; ratio = Core ML s / ONNX s "
            "of the same round", "target_ratio_max": 2.0, "images": args.images, "repeats": args.repeats,
+           "threads": args.threads or "runtime defaults (ONNX Runtime: one intra-op thread per core; numpy Core ML "
+                                      "executor: 1 BLAS thread)",
+           "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
            "host": {"machine": platform.machine(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_before": [round(v, 2) for v in load_before],
                     "loadavg_after": [round(v, 2) for v in os.getloadavg()]},
