@@ -57,6 +57,39 @@ def test_resume_after_interruption_matches_uninterrupted(parts, tmp_path):
     assert [h["val_eer"] for h in resumed.history] == [h["val_eer"] for h in full.history]
 
 
+class _InterruptAt(Hooks):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def before_epoch(self, model, epoch):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_costly_checkpoints_are_skipped_and_resume_is_still_exact(parts, tmp_path, monkeypatch):
+    """checkpoint_overhead: a checkpoint costing more than that fraction of the training since the last one is
+    skipped (first and last epochs always write); an interrupted run resumes exactly from the older one."""
+    from toolchain.train import checkpoint as ckpt
+
+    make_model, train_ds, val = parts
+    written: list[int] = []
+    real = ckpt.save_checkpoint
+    monkeypatch.setattr(ckpt, "save_checkpoint", lambda d, t, s: (written.append(s["epoch"]), real(d, t, s))[1])
+    full = fit(make_model(), train_ds, val, TrainConfig(epochs=3, **CFG), tmp_path / "full")
+    assert written == [1, 2, 3]  # a tiny model's checkpoint is cheap next to its epoch: every epoch, as before
+    written.clear()
+    costly = TrainConfig(epochs=3, checkpoint_overhead=1e-9, **CFG)  # any write costs "too much"
+    with pytest.raises(KeyboardInterrupt):
+        fit(make_model(), train_ds, val, costly, tmp_path / "cut", hooks=_InterruptAt(2))
+    assert written == [1]  # epoch 2's was skipped
+    state = json.loads((tmp_path / "cut" / "checkpoint.json").read_text())
+    assert state["epoch"] == 1 and state["best_epoch"] == 1
+    resumed = fit(make_model(), train_ds, val, costly, tmp_path / "cut", resume=True)
+    assert written == [1, 2, 3]  # the resumed run's first epoch (2) and its last (3)
+    assert _same(full.model, resumed.model) and resumed.best_epoch == full.best_epoch
+    assert [h["val_eer"] for h in resumed.history] == [h["val_eer"] for h in full.history]
+
+
 def test_resume_refuses_changed_settings_and_torn_checkpoints(parts, tmp_path):
     make_model, train_ds, _ = parts
     fit(make_model(), train_ds, None, TrainConfig(epochs=1, **CFG), tmp_path)

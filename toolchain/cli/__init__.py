@@ -53,6 +53,10 @@ def main() -> None:
     from toolchain.errors import ToolchainError
 
     from toolchain.cli._common import expand_multi_value
+    from toolchain.cli._waitpolicy import sleep_when_busy
+
+    if "torch" not in sys.modules:  # libgomp reads it once, when torch loads it (_waitpolicy says why)
+        sleep_when_busy()
 
     sys.argv[1:] = expand_multi_value(sys.argv[1:])  # `--bundles runs/*/bundle`: several values after one option
     try:

@@ -11,6 +11,7 @@ detected on resume instead of silently mixing two epochs. Nothing is unpickled.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,9 @@ def save_checkpoint(out_dir: Path, tensors: dict[str, torch.Tensor], state: dict
     out_dir = Path(out_dir)
     blob = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata={"format": CHECKPOINT_FORMAT})
     atomic_write_bytes(out_dir / TENSORS_FILE, blob)
+    # the hash of the bytes just written (what sha256_file would read back), without reading 280 MB again
     atomic_write_json(out_dir / STATE_FILE, {"format": CHECKPOINT_FORMAT, **state,
-                                             "tensors_sha256": sha256_file(out_dir / TENSORS_FILE)})
+                                             "tensors_sha256": hashlib.sha256(blob).hexdigest()})
     return out_dir / STATE_FILE
 
 

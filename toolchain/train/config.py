@@ -44,9 +44,15 @@ class TrainConfig:
     max_bad_fraction: float = MAX_BAD_FRACTION
     grad_clip_norm: float | None = None
     eval_batch_size: int = 64
+    #: An epoch's checkpoint is skipped while writing the last one took more than this fraction of the training
+    #: time since it (the first and last epochs of a run always write one). Why: a ResNet50 checkpoint with its
+    #: AdamW state is ~280 MB serialised, fsynced and hashed (~2 s), as long as an epoch on a small data set, so
+    #: a checkpoint per epoch doubled such runs; where epochs are long (real data sets) every epoch still writes
+    #: one. A resume continues exactly from whichever epoch was written last.
+    checkpoint_overhead: float = 0.1
 
     #: settings that may change between an interrupted run and its --resume
-    RESUMABLE_CHANGES = ("epochs", "device", "num_workers", "eval_batch_size", "amp", "threads")
+    RESUMABLE_CHANGES = ("epochs", "device", "num_workers", "eval_batch_size", "amp", "threads", "checkpoint_overhead")
 
     def __post_init__(self) -> None:
         from toolchain import bounds as B
@@ -68,6 +74,8 @@ class TrainConfig:
 
         HEADS.get(self.head)
         OPTIMIZERS.get(self.optimizer)
+        if not self.checkpoint_overhead > 0:
+            raise ConfigError(f"checkpoint overhead must be a positive fraction, got {self.checkpoint_overhead}")
         if self.threads < 0 or self.num_workers < 0:
             raise ConfigError(f"threads and workers must be 0 or more (got {self.threads}, {self.num_workers})")
         if self.amp not in ("auto", "on", "off"):

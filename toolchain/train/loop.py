@@ -22,9 +22,11 @@ API::
 Each step: ``loss = hooks.ce_weight * CE(head(features), labels; label_smoothing)
 + hooks.extra_loss(model, images, labels, features, logits)``, with the learning rate from
 :func:`lr_at` (linear warm-up, then cosine). Each epoch: validation EER (rank 0, broadcast),
-best-model selection (lowest EER; ties keep the earlier epoch), ``best.safetensors`` when it
-improves, and a checkpoint (``checkpoint.safetensors`` + ``checkpoint.json``). ``resume=True``
-continues from the checkpoint in ``out_dir`` exactly (same RNG state, same data order).
+best-model selection (lowest EER; ties keep the earlier epoch), and a checkpoint
+(``checkpoint.safetensors`` + ``checkpoint.json``, with ``best.safetensors`` when the best changed) after the
+first and last epochs and whenever writing it costs at most ``cfg.checkpoint_overhead`` of the training time
+since the last one (:func:`_checkpoint_due`). ``resume=True`` continues from the checkpoint in ``out_dir``
+exactly (same RNG state, same data order).
 
 Hooks (subclass :class:`Hooks`, override what you need; every method gets the unwrapped
 ``FeatureModel``, never the DDP wrapper):
@@ -192,6 +194,19 @@ def _check_resumable(saved: dict[str, Any], cfg: TrainConfig) -> None:
                               + ". Use the original settings, or start a new run without --resume")
 
 
+def _checkpoint_due(epoch: int, start_epoch: int, cfg: TrainConfig, checkpoint_s: float,
+                    since_checkpoint_s: float) -> bool:
+    """Write a checkpoint after this (0-based) epoch? The first and last epochs of a run always; others once
+    writing the last one took at most ``cfg.checkpoint_overhead`` of the training time since it (config.py says
+    why). A killed run resumes from the last one written, exactly, so a skipped one only costs the epochs since.
+
+    >>> cfg = TrainConfig(epochs=10)
+    >>> [_checkpoint_due(e, 0, cfg, 2.0, s) for e, s in ((0, 3.0), (1, 3.0), (1, 21.0), (9, 3.0))]
+    [True, False, True, True]
+    """
+    return epoch == start_epoch or epoch + 1 == cfg.epochs or checkpoint_s <= cfg.checkpoint_overhead * since_checkpoint_s
+
+
 def fit(model: FeatureModel, train_ds: ImageDataset, val: Protocol | ValSet | None, cfg: TrainConfig,
         out_dir: str | Path, hooks: Hooks | None = None, resume: bool = False,
         progress: ProgressFn | None = None) -> FitResult:
@@ -246,6 +261,8 @@ def _fit(model: FeatureModel, train_ds: ImageDataset, val: Protocol | ValSet | N
 
     start_epoch, history, best_epoch, best_eer = 0, [], 0, None
     best_state: dict[str, torch.Tensor] | None = None
+    best_unsaved = False  # best_state is newer than best.safetensors
+    checkpoint_s, since_checkpoint_s = 0.0, 0.0  # the last checkpoint's write time; training seconds since it
     if resume:
         tensors, state = ckpt.load_checkpoint(out_dir)
         _check_resumable(state["config"], cfg)
@@ -329,11 +346,14 @@ def _fit(model: FeatureModel, train_ds: ImageDataset, val: Protocol | ValSet | N
         history.append(row)
         if eer is not None and (best_eer is None or eer < best_eer):
             best_epoch, best_eer = epoch + 1, eer
-            best_state = _state(model)
-            if dinfo.is_main:
-                atomic_write_bytes(out_dir / BEST_FILE, save(best_state))
+            best_state, best_unsaved = _state(model), True
         hooks.after_epoch(model, epoch, row)
-        if dinfo.is_main:
+        since_checkpoint_s += time.perf_counter() - te
+        if dinfo.is_main and _checkpoint_due(epoch, start_epoch, cfg, checkpoint_s, since_checkpoint_s):
+            tw = time.perf_counter()
+            if best_unsaved and best_state is not None:  # written with the checkpoint that names its epoch
+                atomic_write_bytes(out_dir / BEST_FILE, save(best_state))
+                best_unsaved = False
             tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
             tensors.update({f"extra.{k}": p.detach() for k, p in enumerate(extra)})
             tensors.update({f"hooks.{k}": v for k, v in hooks.state_dict().items()})
@@ -344,6 +364,7 @@ def _fit(model: FeatureModel, train_ds: ImageDataset, val: Protocol | ValSet | N
                                                     "best_epoch": best_epoch, "best_val_eer": best_eer,
                                                     "config": cfg.to_json(), "optimizer": opt_rest,
                                                     "world_size": dinfo.world_size})
+            checkpoint_s, since_checkpoint_s = time.perf_counter() - tw, 0.0
         D.barrier()
 
     if val is None and history:

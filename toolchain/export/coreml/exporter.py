@@ -281,6 +281,9 @@ class CoreMLExporter(ArtifactFormat):
         return f"{self.name} {'NN' if d.coreml_format == 'neuralnetwork' else 'MLProgram'} spec {d.spec_version}"
 
     def convert(self, job: "ExportJob", work: Path, progress: MessageFn) -> Path:
+        from toolchain.export.coreml.ctimport import import_coremltools
+
+        import_coremltools()  # the first import in a process: without the packages it probes and we never use
         c = job.choice
         if c.coreml_format == "neuralnetwork":
             return self._convert_neuralnetwork(job, work, progress)
