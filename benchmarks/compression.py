@@ -131,6 +131,7 @@ def evaluate_rows(rows: list[dict], data: Path, protocol: Path, teacher: Path, w
             continue
         r["eer"] = ev.metrics["eer"]
         r["tar_at_far_1e-3"] = ev.metrics["tar_at_far"].get("1e-3")
+        r["top1"] = (ev.document.get("closed_set") or {}).get("top1")  # with a closed-set.json beside the protocol
 
 
 def export_rows(rows: list[dict], work: Path, p: dict) -> None:
