@@ -125,7 +125,7 @@ def main() -> int:
     from rich.console import Console
 
     torch.set_num_threads(args.threads)
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=160)
     say = console.print
     load_before = load_averages()
     t0 = time.perf_counter()
