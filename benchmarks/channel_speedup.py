@@ -150,8 +150,8 @@ def main() -> int:
            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
            "rows": lines,
            "pruning": {r["name"]: r.get("width") for r in rows},
-           "artifacts": {r["name"]: {f: {k: v for k, v in a.items() if k != "folder"} for f, a in r["artifacts"].items()}
-                         for r in rows},
+           "artifacts": {r["name"]: {f: {k: v for k, v in a.items() if k != "folder"}
+                                     for f, a in r["artifacts"].items()} for r in rows},
            "samples_ns": {timing[f]["runtime"]: timing[f]["samples_ns"] for f in FORMATS}}
     from toolchain.fsutil import atomic_write_text
 

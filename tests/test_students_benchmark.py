@@ -67,6 +67,9 @@ def test_goal_needs_both_runtimes_and_one_eer_point(mods):
     assert v["most_accurate_10x"] == {"name": "fast-bad", "eer_points_worse": 5.0, "speedup_both_runtimes": 14}
     lines.append(_line("winner", 0.058, 11, 10.5))
     assert st.goal(lines, rts)["met"]
+    lines[0]["eer"] = lines[-1]["eer"] = 0.49  # a teacher near chance: "within 1 point" says nothing
+    v = st.goal(lines, rts)
+    assert not v["met"] and not v["accuracy_meaningful"] and v["fastest_within_1pt"]["name"] == "fast-bad"
 
 
 def test_channel_summary_puts_latency_ratio_next_to_flops_ratio(mods):
