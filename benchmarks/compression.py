@@ -45,11 +45,11 @@ FULL = {"subjects": 100, "images": 12, "size": 112, "teacher_epochs": 20, "finet
         "ratios": [2, 4, 8, 16, 32], "batch_size": 32, "latency_iterations": 100, "export_rows": None}
 
 
-def _cfg(epochs: int, batch_size: int, lr: float = 1e-3):
+def _cfg(epochs: int, batch_size: int, lr: float = 1e-3, device: str = "cpu"):
     """AdamW, weight decay 0.05: SGD at lr 0.05 diverged for a from-scratch ResNet50 on small synthetic sets."""
     from toolchain.train.loop import TrainConfig
 
-    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adamw", weight_decay=0.05, device="cpu",
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adamw", weight_decay=0.05, device=device,
                        warmup_epochs=min(1.0, epochs / 3))
 
 
@@ -131,6 +131,7 @@ def evaluate_rows(rows: list[dict], data: Path, protocol: Path, teacher: Path, w
             continue
         r["eer"] = ev.metrics["eer"]
         r["tar_at_far_1e-3"] = ev.metrics["tar_at_far"].get("1e-3")
+        r["top1"] = (ev.document.get("closed_set") or {}).get("top1")  # with a closed-set.json beside the protocol
 
 
 def export_rows(rows: list[dict], work: Path, p: dict) -> None:

@@ -13,7 +13,8 @@ def test_builtin_cards_are_the_documented_ones():
     assert {"resnet50_ocular", "mobilenet_v2", "mobilenet_v3_small", "resnet18", "tiny_ocular"} <= set(builtin_card_names())
 
 
-@pytest.mark.parametrize("card,dim", [("tiny_ocular", 64), ("mobilenet_v3_small", 1024), ("torchvision:shufflenet_v2_x0_5", 1024)])
+@pytest.mark.parametrize("card,dim", [("tiny_ocular", 64), ("mobilenet_v3_small", 1024), ("torchvision:shufflenet_v2_x0_5", 1024),
+                                      ("shufflenet_v2", 1024)])
 def test_init_and_load_round_trip(tmp_path, card, dim):
     path = init_bundle(card, tmp_path / "b", seed=3, input_size=64)
     b = load_bundle(path)
