@@ -7,6 +7,7 @@ phone: ``timing = False``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,18 +47,35 @@ class CoreMLReference(Runtime):
         return Session(path, spec, runner, description, self.block(version, "cpu", None, threads), threads)
 
 
+def default_blas_threads(load_1min: float | None = None, cpus: int | None = None) -> int:
+    """BLAS threads when the caller names none: one per core while the 1-minute load is below the core count,
+    else 1 (the same "busy" rule as ``deploy``'s OpenMP wait policy, toolchain/cli/_waitpolicy.py).
+
+    >>> default_blas_threads(0.4, 2), default_blas_threads(2.0, 2), default_blas_threads(7.0, 16)
+    (2, 1, 16)
+    """
+    cpus = cpus if cpus is not None else (os.cpu_count() or 1)
+    if load_1min is None:
+        try:
+            load_1min = os.getloadavg()[0]
+        except (OSError, AttributeError):  # no load average (Windows): the safe choice under contention
+            return 1
+    return cpus if load_1min < cpus else 1
+
+
 class Session:
     """One opened Core ML artifact, compiled once (on first use); it runs whole batches (see :mod:`.plan`).
 
-    BLAS runs on ``threads`` threads (default 1): a batch's matrix products are large enough for one core, and
-    OpenBLAS's spinning worker threads made them up to 25x slower when other processes share the cores
-    (measured on the project's 2-core machine).
+    BLAS runs on ``threads`` threads (default :func:`default_blas_threads`: every core on an idle machine, one on a
+    busy one). OpenBLAS's spinning worker threads made the products up to 25x slower when other processes share
+    the cores; on the idle 2-core machine one thread left ResNet50 at 224 px 2.2-2.6x slower than ONNX Runtime's
+    two (`benchmarks/results/coreml_executor_idle.json`).
     """
 
     def __init__(self, path: Path, spec: Any, compile_plan: Callable[[], Plan], description: str,
                  block: dict[str, Any], threads: int | None = None) -> None:
         self._path, self._compile = path, compile_plan
-        self._threads = threads or 1
+        self._threads = threads or default_blas_threads()
         self._plan: Plan | None = None
         inp = spec.description.input[0]
         self._input = inp.name
